@@ -1,0 +1,117 @@
+-- Sample data for the demo: three accounts of an LLM application, written by the superuser (who bypasses RLS),
+-- then read back as each user would through PostgREST.
+--   Alice  aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa  a support bot (RAG + tools), runs a prompt experiment
+--   Bob    bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb  a coding assistant
+--   Carol  cccccccc-cccc-4ccc-8ccc-cccccccccccc  an embeddings pipeline
+-- Deterministic: setseed() makes every run print the same numbers.
+select setseed(0.42);
+
+-- Two hand-written traces of Alice's conversation "conv-support-17": a good answer, and one where the order
+-- lookup timed out and the model took 12 s to recover.
+insert into analytics.llm_traces
+    (user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type,
+     status, status_message, start_time, end_time, completion_start_time, provider, model,
+     input_tokens, output_tokens, total_tokens, cache_read_tokens, cost_usd, input, output, metadata, tags)
+values
+    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-001', 'root', null, 'conv-support-17', 'msg-1', 'sess-9',
+     'support-agent', 'invoke_agent', 'ok', null,
+     '2026-11-20 09:00:00.000+00', '2026-11-20 09:00:04.200+00', null, null, null,
+     null, null, null, null, null, '{"question": "Where is my order #8812?"}', '{"answer": "It ships tomorrow."}',
+     '{"app_version": "2.3.1"}', '{prod,support}'),
+    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-001', 'kb', 'root', 'conv-support-17', 'msg-1', 'sess-9',
+     'search-knowledge-base', 'retrieval', 'ok', null,
+     '2026-11-20 09:00:00.050+00', '2026-11-20 09:00:00.350+00', null, null, null,
+     null, null, null, null, null, '{"query": "order shipping status"}', '{"documents": 5}', '{}', '{prod}'),
+    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-001', 'embed', 'kb', 'conv-support-17', 'msg-1', 'sess-9',
+     'embed-query', 'embeddings', 'ok', null,
+     '2026-11-20 09:00:00.060+00', '2026-11-20 09:00:00.140+00', null, 'openai', 'text-embedding-3-small',
+     9, 0, 9, null, 0.00000018, null, null, '{}', '{prod}'),
+    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-001', 'tool', 'root', 'conv-support-17', 'msg-1', 'sess-9',
+     'lookup_order', 'execute_tool', 'ok', null,
+     '2026-11-20 09:00:00.400+00', '2026-11-20 09:00:00.900+00', null, null, null,
+     null, null, null, null, null, '{"order_id": 8812}', '{"status": "packed"}', '{}', '{prod}'),
+    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-001', 'llm', 'root', 'conv-support-17', 'msg-1', 'sess-9',
+     'answer', 'chat', 'ok', null,
+     '2026-11-20 09:00:01.000+00', '2026-11-20 09:00:04.100+00', '2026-11-20 09:00:01.450+00', 'openai', 'gpt-4o',
+     1850, 120, 1970, 1024, 0.005825, '{"messages": 4}', '{"finish_reason": "stop"}', '{}', '{prod}'),
+
+    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-002', 'root', null, 'conv-support-17', 'msg-2', 'sess-9',
+     'support-agent', 'invoke_agent', 'error', 'order service timed out',
+     '2026-11-20 09:01:10.000+00', '2026-11-20 09:01:33.500+00', null, null, null,
+     null, null, null, null, null, '{"question": "Can I change the address?"}', null, '{"app_version": "2.3.1"}', '{prod,support}'),
+    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-002', 'tool', 'root', 'conv-support-17', 'msg-2', 'sess-9',
+     'lookup_order', 'execute_tool', 'error', 'timeout after 10s',
+     '2026-11-20 09:01:10.100+00', '2026-11-20 09:01:20.100+00', null, null, null,
+     null, null, null, null, null, '{"order_id": 8812}', null, '{}', '{prod}'),
+    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-002', 'retry', 'root', 'conv-support-17', 'msg-2', 'sess-9',
+     'lookup_order (retry)', 'execute_tool', 'ok', null,
+     '2026-11-20 09:01:20.200+00', '2026-11-20 09:01:21.100+00', null, null, null,
+     null, null, null, null, null, '{"order_id": 8812}', '{"status": "packed"}', '{}', '{prod}'),
+    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-002', 'llm', 'root', 'conv-support-17', 'msg-2', 'sess-9',
+     'answer', 'chat', 'ok', null,
+     '2026-11-20 09:01:21.300+00', '2026-11-20 09:01:33.400+00', '2026-11-20 09:01:29.800+00', 'openai', 'gpt-4o',
+     2410, 310, 2720, 0, 0.009125, '{"messages": 6}', '{"finish_reason": "stop"}', '{}', '{prod,slow}'),
+    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-002', 'guard', 'llm', 'conv-support-17', 'msg-2', 'sess-9',
+     'pii-filter', 'guardrail', 'ok', null,
+     '2026-11-20 09:01:33.000+00', '2026-11-20 09:01:33.300+00', null, null, null,
+     null, null, null, null, null, null, '{"redacted": 0}', '{}', '{prod}');
+
+-- A week of history for every account: six runs an hour per user (a root span and its model call), so the rollups
+-- and detectors have a series to work on. From 2026-11-18 14:00 to 15:59 Alice's model calls slow down eightfold
+-- and fail far more often: the injected spike.
+insert into analytics.llm_traces
+    (user_id, trace_id, span_id, parent_span_id, conversation_id, name, operation_type, status, start_time, end_time,
+     provider, model, input_tokens, output_tokens, total_tokens, cost_usd, tags)
+with runs as materialized (
+    select u.id as user_id, u.model, h, k,
+           timestamptz '2026-11-13 00:00+00' + make_interval(hours => h, mins => k * 10, secs => floor(random() * 540)::int) as t0,
+           (u.id = 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa' and h between 5 * 24 + 14 and 5 * 24 + 15) as spike,
+           random() as r_latency, random() as r_error, random() as r_in, random() as r_out
+    from (values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa'::uuid, 'gpt-4o'),
+                 ('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'claude-sonnet-4'),
+                 ('cccccccc-cccc-4ccc-8ccc-cccccccccccc', 'gpt-4o-mini')) u(id, model)
+    cross join generate_series(0, 7 * 24 - 1) h
+    cross join generate_series(0, 5) k
+), calls as (
+    select r.*, (0.8 + 0.6 * r_latency) * (case when spike then 8 else 1 end) as seconds,
+           r_error < (case when spike then 0.5 else 0.02 end) as failed,
+           (800 + floor(r_in * 400))::bigint as tin, (100 + floor(r_out * 200))::bigint as tout
+    from runs r
+)
+select c.user_id, 'hist-' || c.h || '-' || c.k, s.span_id, s.parent, 'conv-hist-' || (c.h / 6), s.name, s.op,
+       case when c.failed then 'error' else 'ok' end,
+       c.t0 + make_interval(secs => s.offset_s), c.t0 + make_interval(secs => s.offset_s + c.seconds + s.extra_s),
+       s.provider, s.model, s.tin, s.tout, s.tin + s.tout, (s.tin * 2.5 + s.tout * 10) / 1e6, '{prod}'
+from calls c
+cross join lateral (values
+    ('root', null, 'handle-request', 'invoke_agent', 0.0, 0.05, null, null, null::bigint, null::bigint),
+    ('llm', 'root', 'generate', 'chat', 0.02, 0.0, case when c.model like 'claude%' then 'anthropic' else 'openai' end,
+     c.model, c.tin, c.tout)) s(span_id, parent, name, op, offset_s, extra_s, provider, model, tin, tout);
+
+-- Alice's prompt experiment: does a concise system prompt get more thumbs-up?
+insert into analytics.ab_experiments (id, user_id, key, name, hypothesis, status, seed, hash_version, coverage,
+                                      primary_metric, phase, started_at)
+values ('a0000000-0000-4000-8000-000000000001', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'system-prompt-v2',
+        'Concise system prompt', 'A shorter, more direct system prompt raises the thumbs-up rate',
+        'running', 'system-prompt-v2', 2, 1.0, 'thumbs_up', 0, '2026-11-13 00:00+00');
+insert into analytics.ab_experiment_variants (id, user_id, experiment_id, key, name, position, weight, is_control, payload)
+values ('a0000000-0000-4000-8000-0000000000c0', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'a0000000-0000-4000-8000-000000000001',
+        'control', 'Current prompt', 0, 0.5, true, '{"system_prompt": "You are a helpful, thorough support agent..."}'),
+       ('a0000000-0000-4000-8000-0000000000c1', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'a0000000-0000-4000-8000-000000000001',
+        'concise', 'Concise prompt', 1, 0.5, false, '{"system_prompt": "Answer in two sentences."}');
+-- 2,000 visitors split 50/50; thumbs-up rate 11% on control, 13.5% on the concise prompt
+insert into analytics.ab_experiment_assignments (user_id, experiment_id, variant_id, unit_id, phase, assigned_at)
+select 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'a0000000-0000-4000-8000-000000000001',
+       case when i % 2 = 0 then 'a0000000-0000-4000-8000-0000000000c0'::uuid else 'a0000000-0000-4000-8000-0000000000c1'::uuid end,
+       'visitor-' || i, 0, timestamptz '2026-11-13 00:00+00' + make_interval(mins => i * 5)
+from generate_series(1, 2000) i;
+insert into analytics.ab_experiment_events (user_id, experiment_id, unit_id, metric, value, occurred_at)
+select a.user_id, a.experiment_id, a.unit_id, 'thumbs_up', 1, a.assigned_at + interval '3 minutes'
+from analytics.ab_experiment_assignments a
+where random() < case when a.variant_id = 'a0000000-0000-4000-8000-0000000000c0' then 0.11 else 0.135 end;
+
+-- Carol keeps a cohort of beta testers.
+insert into analytics.user_cohorts (id, user_id, key, name, description)
+values ('c0000000-0000-4000-8000-000000000001', 'cccccccc-cccc-4ccc-8ccc-cccccccccccc', 'beta', 'Beta testers', 'Opted in to early features');
+insert into analytics.user_cohort_members (user_id, cohort_id, member_id)
+select 'cccccccc-cccc-4ccc-8ccc-cccccccccccc', 'c0000000-0000-4000-8000-000000000001', 'visitor-' || i from generate_series(1, 25) i;

@@ -1,0 +1,92 @@
+-- Traces: one row per span of an LLM application (trace -> spans -> child spans).
+--
+-- Ids are chosen by the client (OpenTelemetry hex ids, Langfuse observation ids, uuids...) and are unique per
+-- owner and trace, so one user can neither see nor block another's rows through a constraint error.
+-- A span's parent need not exist yet: children may arrive before their parents.
+--
+-- Token accounting follows the OpenTelemetry GenAI conventions:
+--   input_tokens  includes cache_read_tokens and cache_write_tokens (prompt tokens, cached or not);
+--   output_tokens includes reasoning_tokens;
+--   total_tokens  = input_tokens + output_tokens when the client does not send it.
+
+CREATE TABLE analytics.llm_traces (
+    id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id               uuid NOT NULL DEFAULT analytics.current_user_id(),
+    trace_id              text NOT NULL,
+    span_id               text NOT NULL,
+    parent_span_id        text,
+    conversation_id       text,
+    message_id            text,
+    session_id            text,
+    name                  text NOT NULL,
+    operation_type        text NOT NULL DEFAULT 'unknown',
+    status                text NOT NULL DEFAULT 'unset',
+    status_message        text,
+    level                 text NOT NULL DEFAULT 'default',
+    start_time            timestamptz NOT NULL,
+    end_time              timestamptz,
+    completion_start_time timestamptz,
+    duration_ms           double precision
+                          GENERATED ALWAYS AS ((extract(epoch FROM (end_time - start_time)) * 1000)::double precision) STORED,
+    provider              text,
+    model                 text,
+    input_tokens          bigint,
+    output_tokens         bigint,
+    total_tokens          bigint,
+    cache_read_tokens     bigint,
+    cache_write_tokens    bigint,
+    reasoning_tokens      bigint,
+    cost_usd              double precision,
+    input                 jsonb,
+    output                jsonb,
+    metadata              jsonb NOT NULL DEFAULT '{}'::jsonb,
+    tags                  text[] NOT NULL DEFAULT '{}'::text[],
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    updated_at            timestamptz NOT NULL DEFAULT now(),
+
+    CONSTRAINT llm_traces_span_key UNIQUE (user_id, trace_id, span_id),
+    CONSTRAINT llm_traces_trace_id_check CHECK (length(trace_id) BETWEEN 1 AND 256),
+    CONSTRAINT llm_traces_span_id_check CHECK (length(span_id) BETWEEN 1 AND 256),
+    CONSTRAINT llm_traces_parent_span_id_check CHECK (parent_span_id IS NULL OR length(parent_span_id) BETWEEN 1 AND 256),
+    CONSTRAINT llm_traces_not_own_parent CHECK (parent_span_id IS DISTINCT FROM span_id),
+    CONSTRAINT llm_traces_name_check CHECK (length(name) BETWEEN 1 AND 1000),
+    -- OpenTelemetry GenAI operation names (gen_ai.operation.name) plus the OpenInference span kinds that have no
+    -- GenAI equivalent. Ingest maps aliases (llm, tool, agent, retriever, embedding, reranker) onto these.
+    CONSTRAINT llm_traces_operation_type_check CHECK (operation_type IN (
+        'chat', 'text_completion', 'generate_content', 'embeddings', 'execute_tool', 'create_agent', 'invoke_agent',
+        'retrieval', 'rerank', 'chain', 'guardrail', 'evaluator', 'unknown')),
+    CONSTRAINT llm_traces_status_check CHECK (status IN ('ok', 'error', 'unset')),
+    CONSTRAINT llm_traces_level_check CHECK (level IN ('debug', 'default', 'warning', 'error')),
+    CONSTRAINT llm_traces_end_after_start CHECK (end_time >= start_time),
+    CONSTRAINT llm_traces_first_token_in_span CHECK (
+        completion_start_time >= start_time AND (end_time IS NULL OR completion_start_time <= end_time)),
+    CONSTRAINT llm_traces_tokens_non_negative CHECK (
+        input_tokens >= 0 AND output_tokens >= 0 AND total_tokens >= 0
+        AND cache_read_tokens >= 0 AND cache_write_tokens >= 0 AND reasoning_tokens >= 0),
+    -- In Postgres NaN sorts above every number (NaN >= 0 is true), so "< 'Infinity'" is what rejects NaN and Infinity.
+    CONSTRAINT llm_traces_cost_usd_check CHECK (cost_usd >= 0 AND cost_usd < 'Infinity'::double precision),
+    CONSTRAINT llm_traces_metadata_is_object CHECK (jsonb_typeof(metadata) = 'object'),
+    CONSTRAINT llm_traces_tags_check CHECK (cardinality(tags) <= 64 AND array_position(tags, NULL) IS NULL)
+);
+
+COMMENT ON TABLE analytics.llm_traces IS
+'One row per span of an LLM application trace. Owner-scoped by user_id (row-level security). Write through analytics.record_span / analytics.ingest_spans / analytics.ingest_otlp or plain INSERT.';
+
+-- The unique key (user_id, trace_id, span_id) serves "all spans of a trace"; this one serves tree walks.
+CREATE INDEX llm_traces_user_trace_parent_idx ON analytics.llm_traces (user_id, trace_id, parent_span_id);
+CREATE INDEX llm_traces_user_start_idx ON analytics.llm_traces (user_id, start_time DESC, id DESC);
+CREATE INDEX llm_traces_user_conversation_idx ON analytics.llm_traces (user_id, conversation_id, start_time)
+    WHERE conversation_id IS NOT NULL;
+CREATE INDEX llm_traces_user_session_idx ON analytics.llm_traces (user_id, session_id, start_time)
+    WHERE session_id IS NOT NULL;
+CREATE INDEX llm_traces_user_message_idx ON analytics.llm_traces (user_id, message_id)
+    WHERE message_id IS NOT NULL;
+CREATE INDEX llm_traces_user_model_idx ON analytics.llm_traces (user_id, model, start_time)
+    WHERE model IS NOT NULL;
+CREATE INDEX llm_traces_user_operation_idx ON analytics.llm_traces (user_id, operation_type, start_time);
+CREATE INDEX llm_traces_user_errors_idx ON analytics.llm_traces (user_id, start_time)
+    WHERE status = 'error';
+CREATE INDEX llm_traces_tags_idx ON analytics.llm_traces USING gin (tags);
+
+CREATE TRIGGER llm_traces_touch_updated_at BEFORE UPDATE ON analytics.llm_traces
+    FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();

@@ -1,0 +1,91 @@
+-- Anomaly detections: what the detectors found in a metric series, one row per
+-- (owner, metric, dimension, bucket, method), so re-running detection updates instead of duplicating.
+
+CREATE TABLE analytics.anomaly_detections (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id         uuid NOT NULL DEFAULT analytics.current_user_id(),
+    -- latency_p95, error_rate, cost, tokens, request_count, or a custom metric name
+    metric          text NOT NULL,
+    -- e.g. {"model": "gpt-4o"}; {} for the whole series
+    dimension       jsonb NOT NULL DEFAULT '{}'::jsonb,
+    bucket_start    timestamptz NOT NULL,
+    bucket_width    interval NOT NULL,
+    observed        double precision NOT NULL,
+    expected        double precision,
+    lower_bound     double precision,
+    upper_bound     double precision,
+    score           double precision,
+    severity        text NOT NULL DEFAULT 'warning',
+    method          text NOT NULL,
+    parameters      jsonb NOT NULL DEFAULT '{}'::jsonb,
+    status          text NOT NULL DEFAULT 'open',
+    detected_at     timestamptz NOT NULL DEFAULT now(),
+    acknowledged_at timestamptz,
+    acknowledged_by uuid,
+    resolved_at     timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+
+    CONSTRAINT anomaly_detections_finding_key UNIQUE (user_id, metric, dimension, bucket_start, method),
+    CONSTRAINT anomaly_detections_metric_check CHECK (metric ~ '^[a-z][a-z0-9_.]{0,99}$'),
+    CONSTRAINT anomaly_detections_dimension_is_object CHECK (jsonb_typeof(dimension) = 'object'),
+    CONSTRAINT anomaly_detections_parameters_is_object CHECK (jsonb_typeof(parameters) = 'object'),
+    CONSTRAINT anomaly_detections_bucket_width_positive CHECK (bucket_width > interval '0'),
+    CONSTRAINT anomaly_detections_severity_check CHECK (severity IN ('info', 'warning', 'critical')),
+    CONSTRAINT anomaly_detections_method_check CHECK (method IN ('zscore', 'mad', 'iqr', 'ewma', 'seasonal', 'cusum')),
+    CONSTRAINT anomaly_detections_status_check CHECK (status IN ('open', 'acknowledged', 'resolved')),
+    CONSTRAINT anomaly_detections_observed_finite CHECK (observed > '-Infinity'::double precision AND observed < 'Infinity'::double precision),
+    CONSTRAINT anomaly_detections_bounds_ordered CHECK (lower_bound <= upper_bound),
+    CONSTRAINT anomaly_detections_acknowledged_after_detected CHECK (acknowledged_at >= detected_at),
+    CONSTRAINT anomaly_detections_resolved_after_detected CHECK (resolved_at >= detected_at)
+);
+
+COMMENT ON TABLE analytics.anomaly_detections IS
+'Anomalies found in metric series, one row per (owner, metric, dimension, bucket_start, method); status open -> acknowledged -> resolved.';
+
+CREATE INDEX anomaly_detections_user_open_idx ON analytics.anomaly_detections (user_id, status, detected_at DESC);
+
+CREATE TRIGGER anomaly_detections_touch_updated_at BEFORE UPDATE ON analytics.anomaly_detections
+    FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
+
+-- Cohorts: named sets of end users (units) of an account, for targeting and breakdowns.
+
+CREATE TABLE analytics.user_cohorts (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id     uuid NOT NULL DEFAULT analytics.current_user_id(),
+    key         text NOT NULL,
+    name        text NOT NULL,
+    description text,
+    -- an optional rule that describes membership (evaluated by the cohorts capability)
+    definition  jsonb,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+
+    CONSTRAINT user_cohorts_key_per_owner UNIQUE (user_id, key),
+    CONSTRAINT user_cohorts_id_owner UNIQUE (id, user_id),
+    CONSTRAINT user_cohorts_key_check CHECK (length(key) BETWEEN 1 AND 200),
+    CONSTRAINT user_cohorts_name_check CHECK (length(name) BETWEEN 1 AND 1000),
+    CONSTRAINT user_cohorts_definition_is_object CHECK (jsonb_typeof(definition) = 'object')
+);
+
+COMMENT ON TABLE analytics.user_cohorts IS 'Named sets of end users (units) of an account.';
+
+CREATE TRIGGER user_cohorts_touch_updated_at BEFORE UPDATE ON analytics.user_cohorts
+    FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
+
+CREATE TABLE analytics.user_cohort_members (
+    user_id    uuid NOT NULL DEFAULT analytics.current_user_id(),
+    cohort_id  uuid NOT NULL,
+    member_id  text NOT NULL,
+    properties jsonb NOT NULL DEFAULT '{}'::jsonb,
+    added_at   timestamptz NOT NULL DEFAULT now(),
+
+    CONSTRAINT user_cohort_members_pkey PRIMARY KEY (cohort_id, member_id),
+    CONSTRAINT user_cohort_members_cohort_fk FOREIGN KEY (cohort_id, user_id)
+        REFERENCES analytics.user_cohorts (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
+    CONSTRAINT user_cohort_members_member_id_check CHECK (length(member_id) BETWEEN 1 AND 256),
+    CONSTRAINT user_cohort_members_properties_is_object CHECK (jsonb_typeof(properties) = 'object')
+);
+
+COMMENT ON TABLE analytics.user_cohort_members IS 'Members (unit ids) of a cohort.';
+
+CREATE INDEX user_cohort_members_user_idx ON analytics.user_cohort_members (user_id, member_id);

@@ -1,0 +1,69 @@
+-- Security, applied last to every table and function of the extension (this file is the `finalize` block):
+--
+--  * row level security ENABLEd and FORCEd on every table, with one policy per command, each written as
+--    user_id = (select analytics.current_user_id())   -- an InitPlan: evaluated once per query, not per row
+--  * every table registered with pg_extension_config_dump, so pg_dump keeps its rows
+--  * EXECUTE revoked from PUBLIC on every function; privileges granted to Supabase's API roles
+--    (anon, authenticated, service_role) only where those roles exist, so the same install works on Supabase,
+--    behind plain PostgREST and on a bare Postgres (where a DBA grants to roles of their own, see README).
+--
+-- Done in a loop over the catalog rather than table by table, so a table added later cannot be forgotten; the
+-- regression test tests/pg_regress/sql/security_catalog.sql checks the result for every table.
+
+DO $security$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT c.relname
+        FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'analytics' AND c.relkind = 'r'
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('ALTER TABLE analytics.%I ENABLE ROW LEVEL SECURITY', t.relname);
+        EXECUTE format('ALTER TABLE analytics.%I FORCE ROW LEVEL SECURITY', t.relname);
+        EXECUTE format(
+            'CREATE POLICY %I ON analytics.%I FOR SELECT USING (user_id = (select analytics.current_user_id()))',
+            t.relname || '_select_own', t.relname);
+        EXECUTE format(
+            'CREATE POLICY %I ON analytics.%I FOR INSERT WITH CHECK (user_id = (select analytics.current_user_id()))',
+            t.relname || '_insert_own', t.relname);
+        EXECUTE format(
+            'CREATE POLICY %I ON analytics.%I FOR UPDATE USING (user_id = (select analytics.current_user_id()))'
+            ' WITH CHECK (user_id = (select analytics.current_user_id()))',
+            t.relname || '_update_own', t.relname);
+        EXECUTE format(
+            'CREATE POLICY %I ON analytics.%I FOR DELETE USING (user_id = (select analytics.current_user_id()))',
+            t.relname || '_delete_own', t.relname);
+        PERFORM pg_catalog.pg_extension_config_dump(format('analytics.%I', t.relname)::regclass, '');
+    END LOOP;
+END
+$security$;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA analytics FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA analytics FROM PUBLIC;
+
+DO $grants$
+BEGIN
+    -- anon: the schema and the identity functions only. Anonymous callers own no rows, so they get no table access at
+    -- all (a request fails with 42501 instead of silently returning nothing). Pure functions that are safe for
+    -- anonymous callers are granted to anon by the capability that defines them.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'anon') THEN
+        GRANT USAGE ON SCHEMA analytics TO anon;
+        GRANT EXECUTE ON FUNCTION analytics.current_user_id(), analytics.current_role_claim() TO anon;
+    END IF;
+    -- authenticated: everything, confined to its own rows by the policies above.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
+        GRANT USAGE ON SCHEMA analytics TO authenticated;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA analytics TO authenticated;
+        GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA analytics TO authenticated;
+    END IF;
+    -- service_role: Supabase creates it with BYPASSRLS, for trusted back-ends; it keeps that behaviour here.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
+        GRANT USAGE ON SCHEMA analytics TO service_role;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA analytics TO service_role;
+        GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA analytics TO service_role;
+    END IF;
+END
+$grants$;

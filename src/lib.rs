@@ -1,0 +1,103 @@
+//! analytics_ext: LLM-application analytics inside PostgreSQL.
+//!
+//! Layout (see README "Code layout"): each capability has a folder under `src/` whose plain Rust modules hold the
+//! algorithms with ordinary `#[test]`s, and a thin `sql.rs` that binds them to SQL (`#[pg_extern]`, `#[pg_test]`).
+//! Tables, policies and grants are plain SQL files under `sql/`, included here in a declared order.
+
+use pgrx::prelude::*;
+
+::pgrx::pg_module_magic!(name, version);
+
+pub mod errors;
+
+// ---- DDL, in dependency order -------------------------------------------------------------------------------
+// identity functions first: every table's default and every policy calls analytics.current_user_id()
+extension_sql_file!("../sql/001_identity.sql", name = "identity", bootstrap);
+extension_sql_file!("../sql/010_traces.sql", name = "traces_tables", requires = ["identity"]);
+extension_sql_file!("../sql/020_experiments.sql", name = "experiments_tables", requires = ["identity"]);
+extension_sql_file!("../sql/030_anomalies_cohorts.sql", name = "anomaly_cohort_tables", requires = ["identity"]);
+// last: RLS, policies, pg_dump registration and grants for every table and function defined above
+extension_sql_file!("../sql/900_security.sql", name = "security", finalize);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    const USER_A: &str = "00000000-0000-4000-8000-00000000000a";
+
+    fn uid() -> Option<pgrx::Uuid> {
+        Spi::get_one::<pgrx::Uuid>("select analytics.current_user_id()").expect("spi")
+    }
+
+    #[pg_test]
+    fn current_user_id_is_null_without_claims() {
+        assert_eq!(uid(), None);
+    }
+
+    #[pg_test]
+    fn current_user_id_reads_request_jwt_claims() {
+        Spi::run(&format!(
+            "select set_config('request.jwt.claims', '{{\"sub\":\"{USER_A}\",\"role\":\"authenticated\"}}', true)"
+        ))
+        .unwrap();
+        assert_eq!(uid().map(|u| u.to_string()), Some(USER_A.to_string()));
+        assert_eq!(
+            Spi::get_one::<String>("select analytics.current_role_claim()").unwrap(),
+            Some("authenticated".to_string())
+        );
+    }
+
+    #[pg_test]
+    fn current_user_id_prefers_legacy_claim_sub() {
+        Spi::run(&format!("select set_config('request.jwt.claim.sub', '{USER_A}', true)")).unwrap();
+        Spi::run(
+            "select set_config('request.jwt.claims', '{\"sub\":\"00000000-0000-4000-8000-00000000000b\"}', true)",
+        )
+        .unwrap();
+        assert_eq!(uid().map(|u| u.to_string()), Some(USER_A.to_string()));
+    }
+
+    #[pg_test]
+    fn current_user_id_treats_empty_settings_as_anonymous() {
+        Spi::run("select set_config('request.jwt.claim.sub', '', true)").unwrap();
+        Spi::run("select set_config('request.jwt.claims', '', true)").unwrap();
+        assert_eq!(uid(), None);
+        Spi::run("select set_config('request.jwt.claims', '{\"role\":\"anon\"}', true)").unwrap();
+        assert_eq!(uid(), None);
+    }
+
+    #[pg_test(error = "invalid input syntax for type uuid: \"not-a-uuid\"")]
+    fn current_user_id_rejects_non_uuid_sub() {
+        Spi::run("select set_config('request.jwt.claims', '{\"sub\":\"not-a-uuid\"}', true)").unwrap();
+        uid();
+    }
+
+    #[pg_test(error = "invalid input syntax for type json")]
+    fn current_user_id_rejects_malformed_claims() {
+        Spi::run("select set_config('request.jwt.claims', '{not json', true)").unwrap();
+        uid();
+    }
+
+    #[pg_test]
+    fn every_table_forces_row_level_security() {
+        let unprotected = Spi::get_one::<i64>(
+            "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+             where n.nspname = 'analytics' and c.relkind = 'r'
+               and not (c.relrowsecurity and c.relforcerowsecurity)",
+        )
+        .unwrap();
+        assert_eq!(unprotected, Some(0));
+    }
+}
+
+/// Required by `cargo pgrx test`; it must be visible at the root of the extension crate.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
