@@ -14,6 +14,8 @@ pub enum ErrorKind {
     NullValue,
     /// 22P02 invalid_text_representation: a field cannot be parsed (not a number, not a timestamp...).
     InvalidText,
+    /// 22007 invalid_datetime_format: a timestamp that is not RFC 3339 with an offset.
+    InvalidDatetime,
     /// 54000 program_limit_exceeded: a payload is larger than the documented limit.
     LimitExceeded,
     /// 23514 check_violation: a row would break an integrity rule.
@@ -33,6 +35,7 @@ impl ErrorKind {
             ErrorKind::InvalidParameter => "22023",
             ErrorKind::NullValue => "22004",
             ErrorKind::InvalidText => "22P02",
+            ErrorKind::InvalidDatetime => "22007",
             ErrorKind::LimitExceeded => "54000",
             ErrorKind::CheckViolation => "23514",
             ErrorKind::InsufficientPrivilege => "42501",
@@ -70,6 +73,7 @@ impl AnalyticsError {
             ErrorKind::InvalidParameter => C::ERRCODE_INVALID_PARAMETER_VALUE,
             ErrorKind::NullValue => C::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             ErrorKind::InvalidText => C::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            ErrorKind::InvalidDatetime => C::ERRCODE_INVALID_DATETIME_FORMAT,
             ErrorKind::LimitExceeded => C::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             ErrorKind::CheckViolation => C::ERRCODE_CHECK_VIOLATION,
             ErrorKind::InsufficientPrivilege => C::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -9,11 +9,26 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 pub mod errors;
+pub mod jsonb;
+pub mod traces;
 
 // ---- DDL, in dependency order -------------------------------------------------------------------------------
 // identity functions first: every table's default and every policy calls analytics.current_user_id()
 extension_sql_file!("../sql/001_identity.sql", name = "identity", bootstrap);
 extension_sql_file!("../sql/010_traces.sql", name = "traces_tables", requires = ["identity"]);
+extension_sql_file!(
+    "../sql/011_traces_functions.sql",
+    name = "traces_functions",
+    requires = [
+        "traces_tables",
+        traces::sql::ingest_spans,
+        traces::sql::get_trace_tree,
+        traces::sql::trace_spans,
+        traces::sql::span_subtree,
+        traces::sql::span_ancestors,
+        traces::sql::trace_waterfall
+    ]
+);
 extension_sql_file!("../sql/020_experiments.sql", name = "experiments_tables", requires = ["identity"]);
 extension_sql_file!("../sql/030_anomalies_cohorts.sql", name = "anomaly_cohort_tables", requires = ["identity"]);
 // last: RLS, policies, pg_dump registration and grants for every table and function defined above

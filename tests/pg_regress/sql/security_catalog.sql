@@ -37,14 +37,14 @@ select cmd, count(qual) as with_using, count(with_check) as with_check
 from pg_policies where schemaname = 'analytics' group by 1 order by 1;
 
 -- no function can be executed by PUBLIC; every function is executable by authenticated and service_role
-select p.oid::regprocedure as function,
+select p.proname || '/' || p.pronargs as function,
        has_function_privilege('public', p.oid, 'execute') as public_exec,
        has_function_privilege('anon', p.oid, 'execute') as anon_exec,
        has_function_privilege('authenticated', p.oid, 'execute') as authenticated_exec,
        has_function_privilege('service_role', p.oid, 'execute') as service_role_exec
 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
 where n.nspname = 'analytics'
-order by p.oid::regprocedure::text;
+order by 1;
 
 -- table privileges per API role: anon none, authenticated and service_role full DML (RLS confines authenticated)
 select c.relname,
@@ -55,6 +55,18 @@ select c.relname,
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where n.nspname = 'analytics' and c.relkind = 'r'
 order by 1;
+
+-- how every function is declared (volatility i/s/v, strict, parallel s/r/u, security definer), for review
+select p.proname || '/' || p.pronargs as function, p.provolatile as vol, p.proisstrict as strict, p.proparallel as par,
+       p.prosecdef as definer
+from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+where n.nspname = 'analytics'
+order by 1;
+
+-- every function is documented with COMMENT ON FUNCTION (none may be missing)
+select p.oid::regprocedure as function_without_comment
+from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+where n.nspname = 'analytics' and obj_description(p.oid, 'pg_proc') is null;
 
 -- SECURITY DEFINER functions must pin search_path to '' (none may exist without it)
 select p.oid::regprocedure as definer_without_empty_search_path
