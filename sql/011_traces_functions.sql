@@ -380,6 +380,15 @@ COMMENT ON FUNCTION analytics.trace_waterfall(text, uuid) IS
 $$Waterfall rows in display order: depth, offset_ms from the trace start, duration_ms, self_ms and on_critical_path (the chain of spans that determined when the trace ended).
 Example: select depth, name, offset_ms, duration_ms, on_critical_path from analytics.trace_waterfall('trace-rag-002');$$;
 
+COMMENT ON FUNCTION analytics.trace_waterfall_svg(text, integer, uuid) IS
+$$The trace's waterfall as a self-contained SVG document (text): one bar per span on a shared time axis, indented by depth, coloured by operation type, failed spans red, critical path outlined, tooltip per bar. At most max_spans rows (default 2000).
+Example: \copy (select analytics.trace_waterfall_svg('trace-rag-002')) to 'waterfall.svg'$$;
+
+COMMENT ON FUNCTION analytics.ingest_otlp(jsonb) IS
+$$Stores the spans of an OpenTelemetry OTLP/JSON ExportTraceServiceRequest ({"resourceSpans": [...]}): hex ids, unix-nano times, status codes; gen_ai.* and OpenInference attributes map to columns (model, provider, tokens, conversation id, input/output messages...), everything else goes to metadata.otel.
+Same rules and result as ingest_spans; errors name the span by path, e.g. resourceSpans[0].scopeSpans[0].spans[3].spanId.
+Example: select analytics.ingest_otlp(pg_read_file('export.json')::jsonb);$$;
+
 COMMENT ON FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
 $$Spans matching all given filters, newest first (start_time desc, id desc). Keyset pagination: pass after => '<start_time>,<id>' of the last row; "limit" 1..1000 (default 50); "offset" also works.
 Looks at the caller's rows (or user_id's); without a signed-in caller, at all rows the role may see (service_role).

@@ -26,7 +26,9 @@ extension_sql_file!(
         traces::sql::trace_spans,
         traces::sql::span_subtree,
         traces::sql::span_ancestors,
-        traces::sql::trace_waterfall
+        traces::sql::trace_waterfall,
+        traces::sql::trace_waterfall_svg,
+        traces::sql::ingest_otlp
     ]
 );
 extension_sql_file!("../sql/020_experiments.sql", name = "experiments_tables", requires = ["identity"]);

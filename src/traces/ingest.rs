@@ -488,12 +488,19 @@ pub struct Batch {
 /// `caller` is the calling user's id (`analytics.current_user_id()`): it owns every span that names no user_id.
 pub fn parse_batch(json: &str, caller: Option<&str>) -> Result<Batch, AnalyticsError> {
     let raw = parse_array(json)?;
-    let received = raw.len();
+    build_batch(raw.into_iter().enumerate().map(|(i, r)| (format!("spans[{i}]"), r)), caller)
+}
+
+/// Validates spans (each with the name errors should use for it), fills in the owner and merges duplicates.
+pub fn build_batch(
+    items: impl ExactSizeIterator<Item = (String, RawSpan)>,
+    caller: Option<&str>,
+) -> Result<Batch, AnalyticsError> {
+    let received = items.len();
     let mut spans: Vec<Span> = Vec::with_capacity(received);
     let mut seen: HashMap<(Option<String>, String, String), usize> = HashMap::with_capacity(received);
     let mut merged_duplicates = 0;
-    for (i, r) in raw.into_iter().enumerate() {
-        let at = format!("spans[{i}]");
+    for (at, r) in items {
         let mut span = r.validate(&at)?;
         if span.user_id.is_none() {
             span.user_id = Some(caller.map(str::to_owned).ok_or_else(|| {

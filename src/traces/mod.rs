@@ -7,8 +7,8 @@
 //! - `sql`: the SQL functions binding them (`#[pg_extern]`, `#[pg_test]`)
 
 pub mod ingest;
-
-
+pub mod otlp;
+pub mod svg;
 pub mod tree;
 
 pub mod sql;

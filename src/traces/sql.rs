@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, PgMemoryContexts, Uuid};
 use serde_json::json;
 
-use super::ingest;
+use super::{ingest, otlp, svg};
 use super::tree::{SpanInfo, SpanTree};
 use crate::errors::{AnalyticsError, ErrorKind, OrRaise};
 use crate::jsonb::{JsonbBuilder, JsonbText, RawJsonb};
@@ -125,6 +125,18 @@ pub fn ingest_spans(spans: Option<JsonbText>) -> pgrx::JsonB {
     let text = required(spans, "spans").0;
     let caller = caller_id();
     let batch = ingest::parse_batch(&text, caller.as_deref()).or_raise();
+    store_batch(batch)
+}
+
+/// `analytics.ingest_otlp(payload jsonb) returns jsonb`
+///
+/// Stores the spans of an OpenTelemetry OTLP/JSON `ExportTraceServiceRequest`, mapping `gen_ai.*` (and
+/// OpenInference) attributes to columns and keeping the rest in `metadata.otel`. Same rules and result as
+/// `ingest_spans`.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn ingest_otlp(payload: Option<JsonbText>) -> pgrx::JsonB {
+    let text = required(payload, "payload").0;
+    let batch = otlp::parse_otlp(&text, caller_id().as_deref()).or_raise();
     store_batch(batch)
 }
 
@@ -569,6 +581,47 @@ pub fn trace_waterfall(
     TableIterator::new(out)
 }
 
+/// `analytics.trace_waterfall_svg(trace_id text, max_spans int = 2000, user_id uuid = NULL) returns text`
+///
+/// The waterfall as a self-contained SVG document: one bar per span on a shared time axis, indented by depth,
+/// coloured by operation type, failed spans red, critical path outlined, a tooltip per bar. At most `max_spans`
+/// rows (1..10000); NULL when the trace does not exist or is not the caller's.
+#[pg_extern(stable, parallel_safe)]
+pub fn trace_waterfall_svg(
+    trace_id: Option<&str>,
+    max_spans: default!(i32, 2000),
+    user_id: default!(Option<Uuid>, "NULL"),
+) -> Option<String> {
+    let trace_id = required(trace_id, "trace_id");
+    if !(1..=10_000).contains(&max_spans) {
+        AnalyticsError::invalid(format!("max_spans: must be between 1 and 10000, got {max_spans}")).raise();
+    }
+    let owner = resolve_owner(user_id);
+    with_trace_rows(&owner, trace_id, None, |rows| {
+        if rows.spans.is_empty() {
+            return None;
+        }
+        let tree = SpanTree::build(&rows.spans);
+        let trace_start = tree.roots.iter().map(|&r| tree.rollup[r].start_us).min().unwrap_or(0);
+        let trace_end = tree.roots.iter().map(|&r| tree.rollup[r].end_us).max().unwrap_or(0);
+        let shown = tree.preorder.len().min(max_spans as usize);
+        let bars: Vec<svg::Bar> = tree.preorder[..shown]
+            .iter()
+            .map(|&i| svg::Bar {
+                name: &rows.name[i],
+                depth: tree.depth[i],
+                offset_us: rows.spans[i].start_us - trace_start,
+                duration_us: tree.effective_end_us[i] - rows.spans[i].start_us,
+                status: &rows.status[i],
+                operation_type: &rows.operation_type[i],
+                model: rows.model[i].as_deref(),
+                on_critical_path: tree.on_critical_path[i],
+            })
+            .collect();
+        Some(svg::render(trace_id, &bars, trace_end - trace_start, tree.preorder.len() - shown))
+    })
+}
+
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
@@ -707,6 +760,41 @@ mod tests {
         // the test runs as superuser, which bypasses RLS: the functions still look only at the caller's own rows
         assert_eq!(Spi::get_one::<pgrx::JsonB>("select analytics.get_trace_tree('t1')").unwrap().map(|j| j.0), None);
         assert_eq!(Spi::get_one::<i64>("select count(*) from analytics.trace_spans('t1')").unwrap(), Some(0));
+    }
+
+    #[pg_test]
+    fn waterfall_svg_has_a_bar_per_span() {
+        as_user(A);
+        ingest(RAG);
+        let svg = Spi::get_one::<String>("select analytics.trace_waterfall_svg('t1')").unwrap().unwrap();
+        assert!(svg.starts_with("<?xml"));
+        assert_eq!(svg.matches("<title>").count(), 3);
+        assert_eq!(Spi::get_one::<String>("select analytics.trace_waterfall_svg('nope')").unwrap(), None);
+    }
+
+    #[pg_test]
+    fn otlp_request_is_stored_as_a_tree() {
+        as_user(A);
+        let payload = include_str!("../../tests/fixtures/otlp_agent_run.json");
+        let r = Spi::get_one_with_args::<pgrx::JsonB>("select analytics.ingest_otlp($1::jsonb)", &[payload.into()])
+            .unwrap()
+            .unwrap()
+            .0;
+        assert_eq!((r["inserted"].as_i64(), r["traces"].as_i64()), (Some(3), Some(1)));
+        let t = tree("5b8efff798038103d269b633813fc60c");
+        let root = &t["roots"][0];
+        assert_eq!(root["name"], "invoke_agent support");
+        assert_eq!(root["subtree"]["total_tokens"], 1970);
+        assert_eq!(root["subtree"]["error_count"], 1);
+        let chat = &root["children"][1];
+        assert_eq!((chat["model"].as_str(), chat["provider"].as_str()), (Some("gpt-4o-2024-08-06"), Some("openai")));
+        assert_eq!(chat["metadata"]["otel"]["resource"]["service.name"], "support-bot");
+        // re-sending the same export updates instead of duplicating
+        let r = Spi::get_one_with_args::<pgrx::JsonB>("select analytics.ingest_otlp($1::jsonb)", &[payload.into()])
+            .unwrap()
+            .unwrap()
+            .0;
+        assert_eq!((r["inserted"].as_i64(), r["updated"].as_i64()), (Some(0), Some(3)));
     }
 
     #[pg_test]
