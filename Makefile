@@ -12,3 +12,6 @@ setup:    ## only install the toolchain and Debian packages (idempotent)
 
 install:  ## build and install the extension into the system PostgreSQL 15
 	bash scripts/install_extension.sh
+
+bench:    ## benchmarks (release build): figures with ratios against baselines measured in the same run
+	bash scripts/bench.sh

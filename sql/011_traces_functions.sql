@@ -132,53 +132,6 @@ begin
 end
 $$;
 
--- ---- search_spans ---------------------------------------------------------------------------------------------------
-CREATE FUNCTION analytics.search_spans(
-    trace_id        text             DEFAULT NULL,
-    conversation_id text             DEFAULT NULL,
-    message_id      text             DEFAULT NULL,
-    session_id      text             DEFAULT NULL,
-    operation_type  text             DEFAULT NULL,
-    status          text             DEFAULT NULL,
-    model           text             DEFAULT NULL,
-    from_time       timestamptz      DEFAULT NULL,
-    to_time         timestamptz      DEFAULT NULL,
-    min_duration_ms double precision DEFAULT NULL,
-    tag             text             DEFAULT NULL,
-    after           text             DEFAULT NULL,
-    "limit"         integer          DEFAULT 50,
-    "offset"        integer          DEFAULT 0,
-    user_id         uuid             DEFAULT NULL
-) RETURNS SETOF analytics.llm_traces
-LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
-SET search_path = ''
-AS $$
-declare
-    owner uuid := coalesce(search_spans.user_id, analytics.current_user_id());
-    c record := analytics._parse_cursor(after);
-    q text;
-begin
-    perform analytics._check_page("limit", "offset");
-    if after is not null then
-        begin
-            perform c.at_key::uuid;  -- span cursors end in the span's id
-        exception when others then
-            raise exception 'after: must be "<start_time>,<id>" with the uuid id of the last span, got "%"', after
-                using errcode = '22023';
-        end;
-    end if;
-    q := 'select s.* from analytics.llm_traces s where '
-        || analytics._span_filters(trace_id, conversation_id, message_id, session_id, operation_type, status, model, tag, owner)
-        || case when from_time is not null then ' and s.start_time >= $9' else '' end
-        || case when to_time is not null then ' and s.start_time < $10' else '' end
-        || case when min_duration_ms is not null then ' and s.duration_ms >= $11' else '' end
-        || case when after is not null then ' and (s.start_time, s.id) < ($13, $14::uuid)' else '' end
-        || ' order by s.start_time desc, s.id desc limit $15 offset $16';
-    return query execute q using trace_id, conversation_id, message_id, session_id, operation_type, status, model,
-        tag, from_time, to_time, min_duration_ms, owner, c.at_time, c.at_key, "limit", "offset";
-end
-$$;
-
 -- ---- search_traces --------------------------------------------------------------------------------------------------
 CREATE TYPE analytics.trace_summary AS (
     user_id         uuid,
@@ -351,7 +304,7 @@ COMMENT ON FUNCTION analytics.ingest_spans(jsonb) IS
 $$Stores a batch of spans (JSON array of span objects, at most 100,000) in one all-or-nothing statement.
 Re-sending a span (same owner, trace_id, span_id) updates it: fields sent win, fields left out keep their value, metadata objects are merged.
 Children may arrive before their parents. Errors name the element and field, e.g. 'spans[3].end_time: is before start_time' (22023).
-Returns {"received", "stored", "inserted", "updated", "merged_duplicates", "traces"}.
+Returns {"received", "stored" (rows inserted or updated), "merged_duplicates", "traces"}.
 Example: select analytics.ingest_spans('[{"trace_id":"t1","span_id":"s1","name":"chat","start_time":"2026-11-20T09:00:00Z"}]');$$;
 
 COMMENT ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid) IS

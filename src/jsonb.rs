@@ -80,6 +80,30 @@ impl FromDatum for RawJsonb {
 
 impl_sql_translatable!(RawJsonb, "jsonb");
 
+unsafe impl<'fcx> ArgAbi<'fcx> for RawJsonb {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        unsafe { arg.unbox_arg_using_from_datum().unwrap_or_else(|| panic!("argument {index} must not be null")) }
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        unsafe { arg.unbox_arg_using_from_datum().into() }
+    }
+}
+
+/// A datum of any type, for passing values built with pg_sys (e.g. a jsonb[]) as SPI arguments together with
+/// their type oid (`DatumWithOid::new(RawDatum(d), oid)`).
+pub struct RawDatum(pub pg_sys::Datum);
+
+impl IntoDatum for RawDatum {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(self.0)
+    }
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::ANYOID
+    }
+}
+
 unsafe impl BoxRet for RawJsonb {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> Datum<'fcx> {
         unsafe { fcinfo.return_raw_datum(self.0) }
@@ -88,7 +112,7 @@ unsafe impl BoxRet for RawJsonb {
 
 /// Incremental jsonb construction with `pushJsonbValue`. Keys and strings are copied into palloc'd memory, so the
 /// builder never points at Rust memory; jsonb values spliced in with [`JsonbBuilder::jsonb`] or
-/// [`JsonbBuilder::fields_of`] must stay alive until [`JsonbBuilder::finish`] (rows of an open SPI result do).
+/// [`JsonbBuilder::text`] must stay alive until [`JsonbBuilder::finish`] (rows of an open SPI result do).
 pub struct JsonbBuilder {
     state: *mut pg_sys::JsonbParseState,
     last: *mut pg_sys::JsonbValue,
@@ -122,7 +146,8 @@ impl JsonbBuilder {
     }
 
     pub fn end_object(&mut self) {
-        debug_assert_eq!(self.open.pop(), Some(true));
+        let closed = self.open.pop();
+        debug_assert_eq!(closed, Some(true), "end_object closes an object");
         self.push(Tok::WJB_END_OBJECT, std::ptr::null_mut());
     }
 
@@ -132,7 +157,8 @@ impl JsonbBuilder {
     }
 
     pub fn end_array(&mut self) {
-        debug_assert_eq!(self.open.pop(), Some(false));
+        let closed = self.open.pop();
+        debug_assert_eq!(closed, Some(false), "end_array closes an array");
         self.push(Tok::WJB_END_ARRAY, std::ptr::null_mut());
     }
 
@@ -147,13 +173,30 @@ impl JsonbBuilder {
         v
     }
 
-    pub fn key(&mut self, k: &str) {
-        let mut v = Self::string_value(k);
+    /// An object key. Keys are static strings, referenced in place (Postgres only reads them).
+    pub fn key(&mut self, k: &'static str) {
+        let mut v = pg_sys::JsonbValue { type_: jbvType::jbvString, ..Default::default() };
+        v.val.string.val = k.as_ptr() as *mut std::ffi::c_char;
+        v.val.string.len = k.len() as i32;
         self.push(Tok::WJB_KEY, &mut v);
     }
 
     pub fn string(&mut self, s: &str) {
         self.push_value(Self::string_value(s));
+    }
+
+    /// A text datum as a JSON string, referenced in place (no copy).
+    ///
+    /// # Safety
+    /// `datum` must be a valid text datum that outlives `finish`.
+    pub unsafe fn text(&mut self, datum: pg_sys::Datum) {
+        unsafe {
+            let t = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+            let mut v = pg_sys::JsonbValue { type_: jbvType::jbvString, ..Default::default() };
+            v.val.string.val = pgrx::vardata_any(t) as *mut std::ffi::c_char;
+            v.val.string.len = pgrx::varsize_any_exhdr(t) as i32;
+            self.push_value(v);
+        }
     }
 
     pub fn null(&mut self) {
@@ -182,23 +225,26 @@ impl JsonbBuilder {
         if !f.is_finite() {
             return self.null();
         }
+        if f.fract() == 0.0 && f.abs() < 1e15 {
+            return self.i64(f as i64); // same JSON number, cheaper conversion
+        }
         let n = unsafe { direct_function_call_as_datum(pg_sys::float8_numeric, &[f.into_datum()]) };
         self.numeric(n.expect("float8_numeric returns a numeric"));
     }
 
-    pub fn key_string(&mut self, k: &str, s: &str) {
+    pub fn key_string(&mut self, k: &'static str, s: &str) {
         self.key(k);
         self.string(s);
     }
-    pub fn key_i64(&mut self, k: &str, i: i64) {
+    pub fn key_i64(&mut self, k: &'static str, i: i64) {
         self.key(k);
         self.i64(i);
     }
-    pub fn key_f64(&mut self, k: &str, f: f64) {
+    pub fn key_f64(&mut self, k: &'static str, f: f64) {
         self.key(k);
         self.f64(f);
     }
-    pub fn key_bool(&mut self, k: &str, b: bool) {
+    pub fn key_bool(&mut self, k: &'static str, b: bool) {
         self.key(k);
         self.bool(b);
     }
@@ -217,42 +263,48 @@ impl JsonbBuilder {
         }
     }
 
-    /// Copies the top-level fields of a jsonb object (given as a jsonb Datum) into the object being built,
-    /// leaving out the keys for which `skip` returns true. Nested values are copied in binary form.
-    ///
-    /// # Safety
-    /// `datum` must be a valid jsonb datum holding an object, and outlive `finish`.
-    pub unsafe fn fields_of(&mut self, datum: pg_sys::Datum, skip: impl Fn(&[u8]) -> bool) {
-        debug_assert_eq!(self.open.last(), Some(&true), "fields_of needs an open object");
-        unsafe {
-            let jb = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::Jsonb;
-            let mut it = pg_sys::JsonbIteratorInit(&mut (*jb).root);
-            let mut v = pg_sys::JsonbValue::default();
-            let mut skipping = false;
-            loop {
-                match pg_sys::JsonbIteratorNext(&mut it, &mut v, true) {
-                    Tok::WJB_KEY => {
-                        let key = std::slice::from_raw_parts(v.val.string.val as *const u8, v.val.string.len as usize);
-                        skipping = skip(key);
-                        if !skipping {
-                            self.push(Tok::WJB_KEY, &mut v);
-                        }
-                    }
-                    Tok::WJB_VALUE => {
-                        if !skipping {
-                            self.push(Tok::WJB_VALUE, &mut v);
-                        }
-                    }
-                    Tok::WJB_DONE => break,
-                    _ => {} // the object's own BEGIN/END
-                }
-            }
-        }
-    }
-
     /// The finished value. Every object and array must be closed.
     pub fn finish(self) -> RawJsonb {
         assert!(self.open.is_empty() && !self.last.is_null(), "jsonb builder finished with open containers");
         unsafe { RawJsonb(pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(self.last))) }
+    }
+}
+
+/// Builds a one-dimensional array of a varlena element type (text, jsonb) from the elements' payloads (the bytes
+/// after the 4-byte varlena header), writing each element once, straight into the array's memory. This is what
+/// `construct_md_array` produces, without first making a separate datum per element.
+pub fn varlena_array(elem_type: pg_sys::Oid, items: &[Option<&[u8]>]) -> pg_sys::Datum {
+    const HEADER: usize = std::mem::size_of::<pg_sys::ArrayType>() + 2 * std::mem::size_of::<i32>();
+    let maxalign = |n: usize| (n + 7) & !7;
+    let intalign = |n: usize| (n + 3) & !3;
+    let n = items.len();
+    let has_nulls = items.iter().any(Option::is_none);
+    let overhead = if has_nulls { maxalign(HEADER + n.div_ceil(8)) } else { maxalign(HEADER) };
+    let data_len: usize = items.iter().flatten().map(|b| intalign(4 + b.len())).sum();
+    let total = overhead + data_len;
+    unsafe {
+        let base = pg_sys::palloc0(total) as *mut u8;
+        pgrx::set_varsize_4b(base.cast(), total as i32);
+        let array = base as *mut pg_sys::ArrayType;
+        (*array).ndim = 1;
+        (*array).dataoffset = if has_nulls { overhead as i32 } else { 0 };
+        (*array).elemtype = elem_type;
+        let dims = base.add(std::mem::size_of::<pg_sys::ArrayType>()) as *mut i32;
+        *dims = n as i32; // dimension
+        *dims.add(1) = 1; // lower bound
+        let bitmap = base.add(HEADER);
+        let mut at = overhead;
+        for (i, item) in items.iter().enumerate() {
+            if let Some(bytes) = item {
+                if has_nulls {
+                    *bitmap.add(i / 8) |= 1 << (i % 8);
+                }
+                let elem = base.add(at);
+                pgrx::set_varsize_4b(elem.cast(), (4 + bytes.len()) as i32);
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), elem.add(4), bytes.len());
+                at += intalign(4 + bytes.len());
+            }
+        }
+        pg_sys::Datum::from(base)
     }
 }

@@ -9,7 +9,9 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 pub mod errors;
+pub mod identity;
 pub mod jsonb;
+pub mod textfmt;
 pub mod traces;
 
 // ---- DDL, in dependency order -------------------------------------------------------------------------------
@@ -28,7 +30,8 @@ extension_sql_file!(
         traces::sql::span_ancestors,
         traces::sql::trace_waterfall,
         traces::sql::trace_waterfall_svg,
-        traces::sql::ingest_otlp
+        traces::sql::ingest_otlp,
+        traces::sql::search_spans
     ]
 );
 extension_sql_file!("../sql/020_experiments.sql", name = "experiments_tables", requires = ["identity"]);

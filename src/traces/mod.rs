@@ -7,6 +7,7 @@
 //! - `sql`: the SQL functions binding them (`#[pg_extern]`, `#[pg_test]`)
 
 pub mod ingest;
+pub mod jsonb_spans;
 pub mod otlp;
 pub mod svg;
 pub mod tree;

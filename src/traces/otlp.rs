@@ -28,7 +28,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::ingest::{build_batch, Batch, RawSpan};
+use super::ingest::{build_batch, Batch, Blob, RawSpan};
 use crate::errors::{AnalyticsError, ErrorKind};
 
 const COLUMN_ATTRIBUTES: &[&str] = &[
@@ -192,8 +192,8 @@ fn span_kind(v: Option<&Value>) -> Option<&'static str> {
     }
 }
 
-fn raw(v: Value) -> Option<Box<serde_json::value::RawValue>> {
-    (!v.is_null()).then(|| serde_json::value::to_raw_value(&v).expect("JSON values serialise"))
+fn raw(v: Value) -> Option<Blob> {
+    (!v.is_null()).then(|| Blob::Text(serde_json::value::to_raw_value(&v).expect("JSON values serialise")))
 }
 
 /// Maps one OTLP span (with its resource and scope) to the fields of an ingest span.
@@ -311,6 +311,13 @@ mod tests {
     /// semantic conventions, v1.37 names) and one failed tool call. Shared with the #[pg_test] of ingest_otlp.
     const AGENT_RUN: &str = include_str!("../../tests/fixtures/otlp_agent_run.json");
 
+    fn text(blob: &Option<Blob>) -> Value {
+        match blob {
+            Some(Blob::Text(t)) => serde_json::from_str(t.get()).unwrap(),
+            other => panic!("expected JSON text, got {other:?}"),
+        }
+    }
+
     #[test]
     fn maps_genai_attributes_to_columns() {
         let b = parse_otlp(AGENT_RUN, Some(CALLER)).unwrap();
@@ -331,9 +338,9 @@ mod tests {
         assert_eq!(chat.model.as_deref(), Some("gpt-4o-2024-08-06"));
         assert_eq!((chat.input_tokens, chat.output_tokens, chat.total_tokens, chat.cache_read_tokens), (Some(1850), Some(120), Some(1970), Some(1024)));
         assert_eq!(chat.status, Some("unset"));
-        let input: Value = serde_json::from_str(chat.input.as_ref().unwrap().0.get()).unwrap();
+        let input = text(&chat.input);
         assert_eq!(input[0]["parts"][0]["content"], "Where is my order?");
-        let meta: Value = serde_json::from_str(chat.metadata.as_ref().unwrap().0.get()).unwrap();
+        let meta = text(&chat.metadata);
         assert_eq!(meta["otel"]["span_kind"], "client");
         assert_eq!(meta["otel"]["attributes"]["gen_ai.request.temperature"], 0.2);
         assert_eq!(meta["otel"]["attributes"]["gen_ai.response.finish_reasons"], json!(["stop"]));
@@ -360,7 +367,7 @@ mod tests {
                           {"key":"session.id","value":{"stringValue":"sess-1"}}]}]}]}]}"#;
         let s = &parse_otlp(payload, Some(CALLER)).unwrap().spans[0];
         assert_eq!((s.operation_type, s.model.as_deref(), s.total_tokens), (Some("chat"), Some("gpt-4o-mini"), Some(15)));
-        assert_eq!(s.input.as_ref().unwrap().0.get(), "\"hello\"");
+        assert_eq!(text(&s.input), Value::String("hello".into()));
         assert_eq!(s.session_id.as_deref(), Some("sess-1"));
     }
 

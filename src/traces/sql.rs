@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{ingest, otlp, svg};
 use super::tree::{SpanInfo, SpanTree};
 use crate::errors::{AnalyticsError, ErrorKind, OrRaise};
-use crate::jsonb::{JsonbBuilder, JsonbText, RawJsonb};
+use crate::jsonb::{varlena_array, JsonbBuilder, JsonbText, RawDatum, RawJsonb};
 
 /// Largest `max_depth` of `get_trace_tree` (Postgres limits the nesting depth of a jsonb document).
 pub const MAX_TREE_DEPTH: i32 = 1000;
@@ -41,27 +41,28 @@ pub(crate) fn required<T>(value: Option<T>, name: &str) -> T {
 
 // ---- ingest ---------------------------------------------------------------------------------------------------
 
+/// One row per span from typed arrays (no JSON or timestamp text is parsed), merged into existing rows.
 const UPSERT_SPANS: &str = r#"
-with incoming as (
-    select * from jsonb_to_recordset($1::jsonb) as r(
-        user_id uuid, trace_id text, span_id text, parent_span_id text, conversation_id text, message_id text,
-        session_id text, name text, operation_type text, status text, status_message text, level text,
-        start_time timestamptz, end_time timestamptz, completion_start_time timestamptz, provider text, model text,
-        input_tokens bigint, output_tokens bigint, total_tokens bigint, cache_read_tokens bigint,
-        cache_write_tokens bigint, reasoning_tokens bigint, cost_usd double precision,
-        input jsonb, output jsonb, metadata jsonb, tags text[])
-), stored as (
     insert into analytics.llm_traces as t (
         user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type,
         status, status_message, level, start_time, end_time, completion_start_time, provider, model,
         input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
         cost_usd, input, output, metadata, tags)
-    select user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name,
-           coalesce(operation_type, 'unknown'), coalesce(status, 'unset'), status_message, coalesce(level, 'default'),
-           start_time, end_time, completion_start_time, provider, model,
-           input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
-           cost_usd, input, output, coalesce(metadata, '{}'::jsonb), coalesce(tags, '{}'::text[])
-    from incoming
+    select r.user_id::uuid, r.trace_id, r.span_id, r.parent_span_id, r.conversation_id, r.message_id, r.session_id,
+           r.name, coalesce(r.operation_type, 'unknown'), coalesce(r.status, 'unset'), r.status_message,
+           coalesce(r.level, 'default'), r.start_time, r.end_time, r.completion_start_time, r.provider, r.model,
+           r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens, r.cache_write_tokens,
+           r.reasoning_tokens, r.cost_usd, r.input, r.output, coalesce(r.metadata, '{}'::jsonb),
+           coalesce(r.tags::text[], '{}'::text[])
+    from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[],
+                $15::timestamptz[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[],
+                $21::bigint[], $22::bigint[], $23::bigint[], $24::double precision[], $25::jsonb[], $26::jsonb[],
+                $27::jsonb[], $28::text[])
+         as r(user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name,
+              operation_type, status, status_message, level, start_time, end_time, completion_start_time, provider,
+              model, input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
+              reasoning_tokens, cost_usd, input, output, metadata, tags)
     on conflict (user_id, trace_id, span_id) do update set
         parent_span_id        = coalesce(excluded.parent_span_id, t.parent_span_id),
         conversation_id       = coalesce(excluded.conversation_id, t.conversation_id),
@@ -88,30 +89,94 @@ with incoming as (
         output                = coalesce(excluded.output, t.output),
         metadata              = t.metadata || excluded.metadata,
         tags                  = case when cardinality(excluded.tags) = 0 then t.tags else excluded.tags end
-    returning (xmax = 0) as inserted, trace_id
-)
-select count(*) filter (where inserted), count(*) filter (where not inserted), count(distinct trace_id)
-from stored
 "#;
 
-/// Stores a parsed batch with one INSERT ... ON CONFLICT DO UPDATE; returns the summary jsonb.
+/// A Postgres array literal ('{"a","b\\"c"}') of tags, cast to text[] by the insert.
+fn tags_literal(tags: &[String]) -> String {
+    let quoted: Vec<String> =
+        tags.iter().map(|t| format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+fn pg_timestamp(t: ingest::Timestamp) -> TimestampWithTimeZone {
+    const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+    TimestampWithTimeZone::try_from(t.0 - PG_EPOCH_OFFSET_US).expect("validated timestamps are in range")
+}
+
+/// Stores a parsed batch with one INSERT ... ON CONFLICT DO UPDATE over typed arrays; returns the summary.
+/// Blobs that point into a jsonb argument must still be alive.
 pub(crate) fn store_batch(batch: ingest::Batch) -> pgrx::JsonB {
-    let payload = serde_json::to_string(&batch.spans).expect("validated spans serialise");
-    let (inserted, updated, traces) = if batch.spans.is_empty() {
-        (Some(0), Some(0), Some(0))
-    } else {
-        Spi::connect_mut(|client| {
-            client.update(UPSERT_SPANS, None, &[payload.into()])?.first().get_three::<i64, i64, i64>()
-        })
-        .unwrap_or_else(|e| AnalyticsError::new(ErrorKind::InvalidParameter, format!("spans: {e}")).raise())
-    };
+    let spans = &batch.spans;
+    let traces: std::collections::HashSet<(&str, &str)> =
+        spans.iter().map(|s| (s.user_id.as_deref().unwrap_or_default(), s.trace_id.as_str())).collect();
+    let mut stored = 0u64;
+    if !spans.is_empty() {
+        // text and jsonb columns are written straight into array memory; the insert unnests them
+        let array_arg = |oid: pg_sys::Oid, array_oid: pg_sys::Oid, items: Vec<Option<&[u8]>>| unsafe {
+            pgrx::datum::DatumWithOid::new(RawDatum(varlena_array(oid, &items)), array_oid)
+        };
+        let texts = |f: fn(&ingest::Span) -> Option<&str>| {
+            array_arg(pg_sys::TEXTOID, pg_sys::TEXTARRAYOID, spans.iter().map(|s| f(s).map(str::as_bytes)).collect())
+        };
+        let times = |f: fn(&ingest::Span) -> Option<ingest::Timestamp>| -> Vec<Option<TimestampWithTimeZone>> {
+            spans.iter().map(|s| f(s).map(pg_timestamp)).collect()
+        };
+        let counts = |f: fn(&ingest::Span) -> Option<i64>| -> Vec<Option<i64>> { spans.iter().map(f).collect() };
+        // jsonb blobs: a binary container is copied as is; text (OpenTelemetry) and merged metadata become jsonb first
+        let blob_bytes = |b: &ingest::Blob| -> &[u8] {
+            unsafe {
+                match b {
+                    ingest::Blob::Binary { address, len, .. } => std::slice::from_raw_parts(*address as *const u8, *len),
+                    other => {
+                        let d = super::jsonb_spans::blob_datum(other).cast_mut_ptr::<pg_sys::varlena>();
+                        std::slice::from_raw_parts(pgrx::vardata_any(d) as *const u8, pgrx::varsize_any_exhdr(d))
+                    }
+                }
+            }
+        };
+        let blobs = |f: fn(&ingest::Span) -> Option<&ingest::Blob>| {
+            array_arg(pg_sys::JSONBOID, pg_sys::JSONBARRAYOID, spans.iter().map(|s| f(s).map(blob_bytes)).collect())
+        };
+        let tag_literals: Vec<Option<String>> = spans.iter().map(|s| s.tags.as_deref().map(tags_literal)).collect();
+        let args = [
+            texts(|s| s.user_id.as_deref()),
+            texts(|s| Some(s.trace_id.as_str())),
+            texts(|s| Some(s.span_id.as_str())),
+            texts(|s| s.parent_span_id.as_deref()),
+            texts(|s| s.conversation_id.as_deref()),
+            texts(|s| s.message_id.as_deref()),
+            texts(|s| s.session_id.as_deref()),
+            texts(|s| Some(s.name.as_str())),
+            texts(|s| s.operation_type),
+            texts(|s| s.status),
+            texts(|s| s.status_message.as_deref()),
+            texts(|s| s.level),
+            times(|s| Some(s.start_time)).into(),
+            times(|s| s.end_time).into(),
+            times(|s| s.completion_start_time).into(),
+            texts(|s| s.provider.as_deref()),
+            texts(|s| s.model.as_deref()),
+            counts(|s| s.input_tokens).into(),
+            counts(|s| s.output_tokens).into(),
+            counts(|s| s.total_tokens).into(),
+            counts(|s| s.cache_read_tokens).into(),
+            counts(|s| s.cache_write_tokens).into(),
+            counts(|s| s.reasoning_tokens).into(),
+            spans.iter().map(|s| s.cost_usd).collect::<Vec<Option<f64>>>().into(),
+            blobs(|s| s.input.as_ref()),
+            blobs(|s| s.output.as_ref()),
+            blobs(|s| s.metadata.as_ref()),
+            array_arg(pg_sys::TEXTOID, pg_sys::TEXTARRAYOID, tag_literals.iter().map(|t| t.as_deref().map(str::as_bytes)).collect()),
+        ];
+        // every span is inserted or updated: a violated rule raises an error and the whole batch is rolled back
+        stored = Spi::connect_mut(|client| client.update(UPSERT_SPANS, None, &args).map(|_| unsafe { pg_sys::SPI_processed }))
+            .unwrap_or_else(|e| AnalyticsError::new(ErrorKind::InvalidParameter, format!("spans: {e}")).raise());
+    }
     pgrx::JsonB(json!({
         "received": batch.received,
-        "stored": batch.spans.len(),
-        "inserted": inserted.unwrap_or(0),
-        "updated": updated.unwrap_or(0),
+        "stored": stored,
         "merged_duplicates": batch.merged_duplicates,
-        "traces": traces.unwrap_or(0),
+        "traces": traces.len(),
     }))
 }
 
@@ -119,12 +184,15 @@ pub(crate) fn store_batch(batch: ingest::Batch) -> pgrx::JsonB {
 ///
 /// Stores a batch of spans (a JSON array of span objects, up to 100,000) in one statement: all or nothing.
 /// Re-sending a span (same owner, trace_id, span_id) updates it; children may arrive before their parents.
-/// Returns `{"received", "stored", "inserted", "updated", "merged_duplicates", "traces"}`.
+/// Returns `{"received", "stored", "merged_duplicates", "traces"}` (`stored`: rows inserted or updated). The argument is read
+/// in its binary form (see `jsonb_spans`): no JSON text is produced or parsed.
 #[pg_extern(volatile, parallel_unsafe)]
-pub fn ingest_spans(spans: Option<JsonbText>) -> pgrx::JsonB {
-    let text = required(spans, "spans").0;
+pub fn ingest_spans(spans: Option<RawJsonb>) -> pgrx::JsonB {
+    let datum = required(spans, "spans").into_datum().expect("a jsonb datum");
     let caller = caller_id();
-    let batch = ingest::parse_batch(&text, caller.as_deref()).or_raise();
+    // SAFETY: the argument (and its detoasted copy) lives until this function returns, after the insert
+    let raw = unsafe { super::jsonb_spans::raw_spans(datum) }.or_raise();
+    let batch = ingest::build_batch(raw.into_iter().enumerate().map(|(i, r)| (ingest::SpanAt(i), r)), caller.as_deref()).or_raise();
     store_batch(batch)
 }
 
@@ -151,26 +219,80 @@ struct TraceRows {
     status: Vec<String>,
     model: Vec<Option<String>>,
     duration_ms: Vec<Option<f64>>,
-    /// a jsonb document per span (only when asked for), valid while the SPI connection is open
-    doc: Vec<pg_sys::Datum>,
+    /// values of the document columns, row-major (`doc_width` per span); valid while the SPI connection is open
+    doc: Vec<(pg_sys::Datum, bool)>,
+    doc_width: usize,
 }
 
-const TRACE_COLUMNS: &str = "t.span_id, t.parent_span_id, t.start_time, t.end_time, coalesce(t.total_tokens, 0), \
+/// How a column of a span document is written into jsonb.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Uuid,
+    Timestamp,
+    Int8,
+    Float8,
+    Jsonb,
+    TextArray,
+}
+
+/// The columns of each span in `get_trace_tree`: (key, SQL expression over `t`, kind). `user_id` is left out
+/// (the caller knows it); `input` and `output` follow when asked for.
+const DOC_COLUMNS: &[(&str, &str, Kind)] = &[
+    ("id", "t.id", Kind::Uuid),
+    ("trace_id", "t.trace_id", Kind::Text),
+    ("span_id", "t.span_id", Kind::Text),
+    ("parent_span_id", "t.parent_span_id", Kind::Text),
+    ("conversation_id", "t.conversation_id", Kind::Text),
+    ("message_id", "t.message_id", Kind::Text),
+    ("session_id", "t.session_id", Kind::Text),
+    ("name", "t.name", Kind::Text),
+    ("operation_type", "t.operation_type", Kind::Text),
+    ("status", "t.status", Kind::Text),
+    ("status_message", "t.status_message", Kind::Text),
+    ("level", "t.level", Kind::Text),
+    ("start_time", "t.start_time", Kind::Timestamp),
+    ("end_time", "t.end_time", Kind::Timestamp),
+    ("completion_start_time", "t.completion_start_time", Kind::Timestamp),
+    ("duration_ms", "t.duration_ms", Kind::Float8),
+    ("provider", "t.provider", Kind::Text),
+    ("model", "t.model", Kind::Text),
+    ("input_tokens", "t.input_tokens", Kind::Int8),
+    ("output_tokens", "t.output_tokens", Kind::Int8),
+    ("total_tokens", "t.total_tokens", Kind::Int8),
+    ("cache_read_tokens", "t.cache_read_tokens", Kind::Int8),
+    ("cache_write_tokens", "t.cache_write_tokens", Kind::Int8),
+    ("reasoning_tokens", "t.reasoning_tokens", Kind::Int8),
+    ("cost_usd", "t.cost_usd", Kind::Float8),
+    ("metadata", "t.metadata", Kind::Jsonb),
+    ("tags", "t.tags", Kind::TextArray),
+];
+const IO_COLUMNS: &[(&str, &str, Kind)] = &[("input", "t.input", Kind::Jsonb), ("output", "t.output", Kind::Jsonb)];
+
+/// The columns every reader needs, before the document columns.
+const BASE_COLUMNS: &str = "t.span_id, t.parent_span_id, t.start_time, t.end_time, coalesce(t.total_tokens, 0), \
      coalesce(t.cost_usd, 0), t.status, t.name, t.operation_type, t.model, t.duration_ms";
+const BASE_WIDTH: usize = 11;
+
+/// The text of a text datum (detoasted if needed). Safety: a valid text datum.
+unsafe fn text_of(d: pg_sys::Datum) -> String {
+    unsafe { pgrx::text_to_rust_str_unchecked(pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr())).to_owned() }
+}
 
 /// Loads the spans of `trace_id` owned by `owner` and hands them to `f` while the SPI connection is still open
-/// (so jsonb documents can be spliced in binary form). `doc_sql` is a SQL expression over `t` giving each span's
-/// jsonb document, or None.
-fn with_trace_rows<R>(owner: &str, trace_id: &str, doc_sql: Option<&str>, f: impl FnOnce(TraceRows) -> R) -> R {
-    let doc_col = doc_sql.map(|d| format!(", {d}")).unwrap_or_default();
+/// (so document values can be spliced into jsonb in place). Reads the SPI result directly: one
+/// `heap_deform_tuple` per row, no per-value conversions beyond what the tree needs.
+fn with_trace_rows<R>(owner: &str, trace_id: &str, doc: &[(&str, &str, Kind)], f: impl FnOnce(TraceRows) -> R) -> R {
+    let doc_sql: String = doc.iter().map(|(_, expr, _)| format!(", {expr}")).collect();
     let query = format!(
-        "select {TRACE_COLUMNS}{doc_col} from analytics.llm_traces t where t.user_id = $1::uuid and t.trace_id = $2"
+        "select {BASE_COLUMNS}{doc_sql} from analytics.llm_traces t where t.user_id = $1::uuid and t.trace_id = $2"
     );
     Spi::connect(|client| {
-        let rows = client.select(&query, None, &[owner.into(), trace_id.into()]).unwrap_or_else(|e| {
+        let table = client.select(&query, None, &[owner.into(), trace_id.into()]).unwrap_or_else(|e| {
             AnalyticsError::new(ErrorKind::InvalidParameter, format!("trace_id: {e}")).raise()
         });
-        let n = rows.len();
+        let n = table.len();
+        let width = BASE_WIDTH + doc.len();
         let mut t = TraceRows {
             spans: Vec::with_capacity(n),
             name: Vec::with_capacity(n),
@@ -178,33 +300,41 @@ fn with_trace_rows<R>(owner: &str, trace_id: &str, doc_sql: Option<&str>, f: imp
             status: Vec::with_capacity(n),
             model: Vec::with_capacity(n),
             duration_ms: Vec::with_capacity(n),
-            doc: Vec::with_capacity(if doc_sql.is_some() { n } else { 0 }),
+            doc: Vec::with_capacity(n * doc.len()),
+            doc_width: doc.len(),
         };
-        for row in rows {
-            let get_ts = |i: usize| -> Option<i64> {
-                row.get::<TimestampWithTimeZone>(i).expect("timestamptz column").map(pg_sys::TimestampTz::from)
-            };
-            let status: String = row.get(7).expect("status").unwrap_or_default();
-            t.spans.push(SpanInfo {
-                span_id: row.get(1).expect("span_id").unwrap_or_default(),
-                parent_span_id: row.get(2).expect("parent_span_id"),
-                start_us: get_ts(3).unwrap_or(0),
-                end_us: get_ts(4),
-                total_tokens: row.get(5).expect("tokens").unwrap_or(0),
-                cost_usd: row.get(6).expect("cost").unwrap_or(0.0),
-                is_error: status == "error",
-            });
-            t.status.push(status);
-            t.name.push(row.get(8).expect("name").unwrap_or_default());
-            t.operation_type.push(row.get(9).expect("operation_type").unwrap_or_default());
-            t.model.push(row.get(10).expect("model"));
-            t.duration_ms.push(row.get(11).expect("duration_ms"));
-            if doc_sql.is_some() {
-                let doc = row.get::<RawJsonb>(12).expect("jsonb document").expect("row document is not null");
-                t.doc.push(doc.into_datum().expect("jsonb datum"));
+        let mut values = vec![pg_sys::Datum::from(0usize); width];
+        let mut nulls = vec![false; width];
+        // SAFETY: `table` keeps the SPI result alive; the query's column types are fixed by BASE_COLUMNS and `doc`.
+        unsafe {
+            let tt = pg_sys::SPI_tuptable;
+            let tuples: &[pg_sys::HeapTuple] = if n == 0 { &[] } else { std::slice::from_raw_parts((*tt).vals, n) };
+            for &tuple in tuples {
+                pg_sys::heap_deform_tuple(tuple, (*tt).tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+                let text = |k: usize| (!nulls[k]).then(|| text_of(values[k]));
+                let int = |k: usize| (!nulls[k]).then(|| values[k].value() as i64);
+                let float = |k: usize| (!nulls[k]).then(|| f64::from_bits(values[k].value() as u64));
+                let status = text(6).unwrap_or_default();
+                t.spans.push(SpanInfo {
+                    span_id: text(0).unwrap_or_default(),
+                    parent_span_id: text(1),
+                    start_us: int(2).unwrap_or(0),
+                    end_us: int(3),
+                    total_tokens: int(4).unwrap_or(0),
+                    cost_usd: float(5).unwrap_or(0.0),
+                    is_error: status == "error",
+                });
+                t.status.push(status);
+                t.name.push(text(7).unwrap_or_default());
+                t.operation_type.push(text(8).unwrap_or_default());
+                t.model.push(text(9));
+                t.duration_ms.push(float(10));
+                t.doc.extend((BASE_WIDTH..width).map(|k| (values[k], nulls[k])));
             }
         }
-        f(t)
+        let out = f(t);
+        drop(table);
+        out
     })
 }
 
@@ -238,26 +368,119 @@ pub fn get_trace_tree(
         AnalyticsError::invalid(format!("max_spans: must be between 1 and {MAX_TREE_SPANS}, got {max_spans}")).raise();
     }
     let owner = resolve_owner(user_id);
-    let io_columns = if include_io { ", t.input, t.output" } else { "" };
-    let doc_sql = format!(
-        "(select to_jsonb(r) from (select t.id, t.trace_id, t.span_id, t.parent_span_id, t.conversation_id, \
-         t.message_id, t.session_id, t.name, t.operation_type, t.status, t.status_message, t.level, t.start_time, \
-         t.end_time, t.completion_start_time, t.duration_ms, t.provider, t.model, t.input_tokens, t.output_tokens, \
-         t.total_tokens, t.cache_read_tokens, t.cache_write_tokens, t.reasoning_tokens, t.cost_usd, t.metadata, \
-         t.tags{io_columns}) r)"
-    );
+    let columns: Vec<(&str, &str, Kind)> = DOC_COLUMNS.iter().chain(if include_io { IO_COLUMNS } else { &[] }).copied().collect();
     // the result must outlive the SPI connection: build it in the caller's memory context
     let outer = unsafe { pg_sys::CurrentMemoryContext };
-    with_trace_rows(&owner, trace_id, Some(&doc_sql), |rows| {
+    with_trace_rows(&owner, trace_id, &columns, |rows| {
         if rows.spans.is_empty() {
             return None;
         }
         let tree = SpanTree::build(&rows.spans);
-        Some(unsafe { PgMemoryContexts::For(outer).switch_to(|_| build_tree_jsonb(trace_id, &rows, &tree, max_depth, max_spans)) })
+        Some(unsafe {
+            PgMemoryContexts::For(outer).switch_to(|_| build_tree_jsonb(trace_id, &rows, &columns, &tree, max_depth, max_spans))
+        })
     })
 }
 
-fn build_tree_jsonb(trace_id: &str, rows: &TraceRows, tree: &SpanTree, max_depth: i32, max_spans: i32) -> RawJsonb {
+/// Writes one document column of span `i` (key and value) into the object being built.
+///
+/// # Safety
+/// The datums of `rows.doc` must still be valid (the SPI connection open).
+unsafe fn push_doc_column(b: &mut JsonbBuilder, key: &'static str, kind: Kind, value: (pg_sys::Datum, bool)) {
+    b.key(key);
+    let (d, is_null) = value;
+    if is_null {
+        return b.null();
+    }
+    unsafe {
+        match kind {
+            Kind::Text => b.text(d),
+            Kind::Jsonb => b.jsonb(d),
+            Kind::Int8 => b.i64(d.value() as i64),
+            Kind::Float8 => b.f64(f64::from_bits(d.value() as u64)),
+            Kind::Timestamp => b.string(&ts_text(d.value() as i64)),
+            Kind::TextArray => {
+                let array = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+                let (mut elems, mut elem_nulls, mut count) = (std::ptr::null_mut(), std::ptr::null_mut(), 0);
+                pg_sys::deconstruct_array(array, pg_sys::TEXTOID, -1, false, b'i' as std::ffi::c_char, &mut elems, &mut elem_nulls, &mut count);
+                b.begin_array();
+                for k in 0..count as usize {
+                    if *elem_nulls.add(k) {
+                        b.null();
+                    } else {
+                        b.text(*elems.add(k));
+                    }
+                }
+                b.end_array();
+            }
+            Kind::Uuid => {
+                let bytes = std::slice::from_raw_parts(d.cast_mut_ptr::<u8>() as *const u8, 16);
+                b.string(&crate::textfmt::uuid_text(bytes));
+            }
+        }
+    }
+}
+
+/// A key of a span object in the tree document.
+#[derive(Clone, Copy)]
+enum Field {
+    Doc(usize),
+    Depth,
+    SelfMs,
+    Orphan,
+    Cycle,
+    OnCriticalPath,
+    Subtree,
+    ChildrenTruncated,
+    Children,
+}
+
+/// jsonb's own key order: shorter keys first, then bytewise. Postgres sorts every object's keys into this order
+/// when the object is closed; its sort returns at once on presorted input, so we emit keys already in order.
+fn jsonb_key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+}
+
+/// The keys of a span object in jsonb order, split at "children": the keys before it, and those after it (which are
+/// written when the span's children array has been closed).
+fn span_fields(columns: &[(&'static str, &str, Kind)]) -> (Vec<Field>, Vec<Field>) {
+    let key = |f: &Field| match *f {
+        Field::Doc(c) => columns[c].0,
+        Field::Depth => "depth",
+        Field::SelfMs => "self_ms",
+        Field::Orphan => "orphan",
+        Field::Cycle => "cycle",
+        Field::OnCriticalPath => "on_critical_path",
+        Field::Subtree => "subtree",
+        Field::ChildrenTruncated => "children_truncated",
+        Field::Children => "children",
+    };
+    let mut fields: Vec<Field> = (0..columns.len()).map(Field::Doc).collect();
+    fields.extend([
+        Field::Depth,
+        Field::SelfMs,
+        Field::Orphan,
+        Field::Cycle,
+        Field::OnCriticalPath,
+        Field::Subtree,
+        Field::ChildrenTruncated,
+        Field::Children,
+    ]);
+    fields.sort_by(|a, b| jsonb_key_order(key(a), key(b)));
+    let at = fields.iter().position(|f| matches!(f, Field::Children)).expect("children is a field");
+    let after = fields.split_off(at + 1);
+    fields.pop(); // "children" itself is written by the walk
+    (fields, after)
+}
+
+fn build_tree_jsonb(
+    trace_id: &str,
+    rows: &TraceRows,
+    columns: &[(&'static str, &str, Kind)],
+    tree: &SpanTree,
+    max_depth: i32,
+    max_spans: i32,
+) -> RawJsonb {
     let n = rows.spans.len();
     // keep the shallowest spans first (breadth-first by depth, then pre-order), so what is kept stays connected
     let mut by_level: Vec<usize> = tree.preorder.iter().copied().filter(|&i| tree.depth[i] <= max_depth as usize).collect();
@@ -272,6 +495,43 @@ fn build_tree_jsonb(trace_id: &str, rows: &TraceRows, tree: &SpanTree, max_depth
     let first_start = tree.roots.iter().map(|&r| tree.rollup[r].start_us).min().unwrap_or(0);
     let last_end = tree.roots.iter().map(|&r| tree.rollup[r].end_us).max().unwrap_or(0);
     let sum = |f: &dyn Fn(usize) -> f64| tree.roots.iter().map(|&r| f(r)).sum::<f64>();
+    let (before_children, after_children) = span_fields(columns);
+
+    let push_field = |b: &mut JsonbBuilder, i: usize, field: Field| match field {
+        Field::Doc(c) => {
+            let (key, _, kind) = columns[c];
+            // SAFETY: called inside with_trace_rows, while the row datums are alive
+            unsafe { push_doc_column(b, key, kind, rows.doc[i * rows.doc_width + c]) }
+        }
+        Field::Depth => b.key_i64("depth", tree.depth[i] as i64),
+        Field::SelfMs => b.key_f64("self_ms", ms(tree.self_us[i])),
+        Field::Orphan => b.key_bool("orphan", tree.orphan[i]),
+        Field::Cycle => b.key_bool("cycle", tree.cycle[i]),
+        Field::OnCriticalPath => b.key_bool("on_critical_path", tree.on_critical_path[i]),
+        Field::Subtree => {
+            let r = tree.rollup[i];
+            b.key("subtree");
+            b.begin_object(); // keys in jsonb order
+            b.key_f64("cost_usd", r.cost_usd);
+            b.key_i64("span_count", r.span_count as i64);
+            b.key_f64("duration_ms", ms(r.duration_us()));
+            b.key_i64("error_count", r.error_count as i64);
+            b.key_i64("total_tokens", r.total_tokens);
+            b.end_object();
+        }
+        Field::ChildrenTruncated => {
+            let hidden = tree.children[i].iter().filter(|&&c| !included[c]).count();
+            b.key_i64("children_truncated", hidden as i64);
+        }
+        Field::Children => unreachable!("children are written by the walk"),
+    };
+    let close = |b: &mut JsonbBuilder, i: usize| {
+        b.end_array();
+        for &f in &after_children {
+            push_field(b, i, f);
+        }
+        b.end_object();
+    };
 
     let mut b = JsonbBuilder::new();
     b.begin_object();
@@ -297,34 +557,18 @@ fn build_tree_jsonb(trace_id: &str, rows: &TraceRows, tree: &SpanTree, max_depth
                 break;
             }
             open.pop();
-            b.end_array();
-            b.end_object();
+            close(&mut b, top);
         }
         b.begin_object();
-        unsafe { b.fields_of(rows.doc[i], |_| false) };
-        b.key_i64("depth", tree.depth[i] as i64);
-        b.key_f64("self_ms", ms(tree.self_us[i]));
-        b.key_bool("orphan", tree.orphan[i]);
-        b.key_bool("cycle", tree.cycle[i]);
-        b.key_bool("on_critical_path", tree.on_critical_path[i]);
-        let r = tree.rollup[i];
-        b.key("subtree");
-        b.begin_object();
-        b.key_i64("span_count", r.span_count as i64);
-        b.key_i64("error_count", r.error_count as i64);
-        b.key_i64("total_tokens", r.total_tokens);
-        b.key_f64("cost_usd", r.cost_usd);
-        b.key_f64("duration_ms", ms(r.duration_us()));
-        b.end_object();
-        let hidden = tree.children[i].iter().filter(|&&c| !included[c]).count();
-        b.key_i64("children_truncated", hidden as i64);
+        for &f in &before_children {
+            push_field(&mut b, i, f);
+        }
         b.key("children");
         b.begin_array();
         open.push(i);
     }
-    while open.pop().is_some() {
-        b.end_array();
-        b.end_object();
+    while let Some(top) = open.pop() {
+        close(&mut b, top);
     }
     b.end_array();
     b.end_object();
@@ -334,9 +578,7 @@ fn build_tree_jsonb(trace_id: &str, rows: &TraceRows, tree: &SpanTree, max_depth
 /// RFC 3339 text of a Postgres timestamptz (microseconds since 2000-01-01 UTC).
 fn ts_text(pg_us: i64) -> String {
     const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
-    chrono::DateTime::from_timestamp_micros(pg_us + PG_EPOCH_OFFSET_US)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        .unwrap_or_default()
+    crate::textfmt::rfc3339_micros(pg_us + PG_EPOCH_OFFSET_US)
 }
 
 
@@ -415,7 +657,7 @@ pub fn trace_spans(
 > {
     let trace_id = required(trace_id, "trace_id");
     let owner = resolve_owner(user_id);
-    let out = with_trace_rows(&owner, trace_id, None, |rows| {
+    let out = with_trace_rows(&owner, trace_id, &[], |rows| {
         let tree = SpanTree::build(&rows.spans);
         span_rows(&rows, &tree, &tree.preorder, 0)
     });
@@ -463,7 +705,7 @@ pub fn span_subtree(
     let trace_id = required(trace_id, "trace_id");
     let span_id = required(span_id, "span_id");
     let owner = resolve_owner(user_id);
-    let out = with_trace_rows(&owner, trace_id, None, |rows| {
+    let out = with_trace_rows(&owner, trace_id, &[], |rows| {
         let tree = SpanTree::build(&rows.spans);
         match find_span(&rows, span_id) {
             Some(i) => span_rows(&rows, &tree, &tree.subtree(i), tree.depth[i]),
@@ -500,7 +742,7 @@ pub fn span_ancestors(
     let trace_id = required(trace_id, "trace_id");
     let span_id = required(span_id, "span_id");
     let owner = resolve_owner(user_id);
-    let out = with_trace_rows(&owner, trace_id, None, |rows| {
+    let out = with_trace_rows(&owner, trace_id, &[], |rows| {
         let tree = SpanTree::build(&rows.spans);
         let Some(i) = find_span(&rows, span_id) else { return Vec::new() };
         tree.ancestors(i)
@@ -553,7 +795,7 @@ pub fn trace_waterfall(
 > {
     let trace_id = required(trace_id, "trace_id");
     let owner = resolve_owner(user_id);
-    let out = with_trace_rows(&owner, trace_id, None, |rows| {
+    let out = with_trace_rows(&owner, trace_id, &[], |rows| {
         let tree = SpanTree::build(&rows.spans);
         let trace_start = tree.roots.iter().map(|&r| tree.rollup[r].start_us).min().unwrap_or(0);
         tree.preorder
@@ -597,7 +839,7 @@ pub fn trace_waterfall_svg(
         AnalyticsError::invalid(format!("max_spans: must be between 1 and 10000, got {max_spans}")).raise();
     }
     let owner = resolve_owner(user_id);
-    with_trace_rows(&owner, trace_id, None, |rows| {
+    with_trace_rows(&owner, trace_id, &[], |rows| {
         if rows.spans.is_empty() {
             return None;
         }
@@ -620,6 +862,166 @@ pub fn trace_waterfall_svg(
             .collect();
         Some(svg::render(trace_id, &bars, trace_end - trace_start, tree.preorder.len() - shown))
     })
+}
+
+// ---- search_spans ----------------------------------------------------------------------------------------------
+
+thread_local! {
+    /// Kept plans of search_spans, by query text (one text per combination of filters, page size and offset).
+    static SEARCH_PLANS: std::cell::RefCell<std::collections::HashMap<String, pgrx::spi::OwnedPreparedStatement>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+const MAX_KEPT_SEARCH_PLANS: usize = 256;
+
+/// The WHERE clause of a search and its parameters, built filter by filter.
+#[derive(Default)]
+struct SearchQuery {
+    preds: Vec<String>,
+    args: Vec<pgrx::datum::DatumWithOid<'static>>,
+    types: Vec<pgrx::PgOid>,
+}
+
+impl SearchQuery {
+    /// Adds a predicate whose `?`s stand for the given values, in order.
+    fn param(&mut self, pred: &str, values: Vec<pgrx::datum::DatumWithOid<'static>>) {
+        let base = self.args.len();
+        let mut text = String::new();
+        for (k, piece) in pred.split('?').enumerate() {
+            if k > 0 {
+                text.push_str(&format!("${}", base + k));
+            }
+            text.push_str(piece);
+        }
+        self.preds.push(text);
+        for v in values {
+            self.types.push(pgrx::PgOid::from(v.oid()));
+            self.args.push(v);
+        }
+    }
+}
+
+/// A timestamp given as text, parsed by Postgres (any format timestamptz accepts); None when it does not parse.
+fn pg_timestamptz(text: &str) -> Option<TimestampWithTimeZone> {
+    let c = std::ffi::CString::new(text).ok()?;
+    PgTryBuilder::new(|| unsafe {
+        pgrx::direct_function_call::<TimestampWithTimeZone>(
+            pg_sys::timestamptz_in,
+            &[Some(pg_sys::Datum::from(c.as_ptr())), Some(pg_sys::Datum::from(pg_sys::InvalidOid)), Some(pg_sys::Datum::from(-1i32))],
+        )
+    })
+    .catch_others(|_| None)
+    .execute()
+}
+
+/// `analytics.search_spans(trace_id, conversation_id, message_id, session_id, operation_type, status, model,
+/// from_time, to_time, min_duration_ms, tag, after, "limit" = 50, "offset" = 0, user_id) returns setof llm_traces`
+///
+/// Spans matching every filter given, newest first (start_time desc, id desc), with keyset pagination (`after` =
+/// `'<start_time>,<id>'` of the last row of the previous page) or `"offset"`. Each combination of filters (with its
+/// page size and offset) is planned once per session and the plan kept (SPI_keepplan): under row-level security
+/// planning a query also plans its policies, and on small API queries re-planning was most of what RLS cost.
+/// Postgres re-plans kept plans by itself when the role or the schema changes.
+#[pg_extern(stable, parallel_safe, requires = ["traces_tables"])]
+#[allow(clippy::too_many_arguments)]
+pub fn search_spans(
+    trace_id: default!(Option<&str>, "NULL"),
+    conversation_id: default!(Option<&str>, "NULL"),
+    message_id: default!(Option<&str>, "NULL"),
+    session_id: default!(Option<&str>, "NULL"),
+    operation_type: default!(Option<&str>, "NULL"),
+    status: default!(Option<&str>, "NULL"),
+    model: default!(Option<&str>, "NULL"),
+    from_time: default!(Option<TimestampWithTimeZone>, "NULL"),
+    to_time: default!(Option<TimestampWithTimeZone>, "NULL"),
+    min_duration_ms: default!(Option<f64>, "NULL"),
+    tag: default!(Option<&str>, "NULL"),
+    after: default!(Option<&str>, "NULL"),
+    limit: default!(Option<i32>, 50),
+    offset: default!(Option<i32>, 0),
+    user_id: default!(Option<Uuid>, "NULL"),
+) -> SetOfIterator<'static, pgrx::composite_type!('static, "llm_traces")> {
+    fn invalid<T>(msg: String) -> T {
+        AnalyticsError::invalid(msg).raise()
+    }
+    let show = |v: Option<i32>| v.map_or("NULL".to_string(), |v| v.to_string());
+    let limit = limit.filter(|l| (1..=1000).contains(l)).unwrap_or_else(|| invalid(format!("limit: must be between 1 and 1000, got {}", show(limit))));
+    let offset = offset.filter(|o| *o >= 0).unwrap_or_else(|| invalid(format!("offset: must be 0 or more, got {}", show(offset))));
+    if let Some(op) = operation_type {
+        if !ingest::OPERATION_TYPES.contains(&op) {
+            invalid::<()>(format!("operation_type: unknown value \"{op}\""));
+        }
+    }
+    if let Some(st) = status {
+        if !ingest::STATUSES.contains(&st) {
+            invalid::<()>(format!("status: unknown value \"{st}\"; allowed: ok, error, unset"));
+        }
+    }
+    let cursor = after.map(|a| {
+        let Some((at, id)) = a.split_once(',') else {
+            invalid(format!("after: must be \"<start_time>,<id>\" of the last row of the previous page, got \"{a}\""))
+        };
+        let time = pg_timestamptz(at).unwrap_or_else(|| invalid(format!("after: \"{a}\" does not start with a timestamp")));
+        if !ingest::is_uuid(id.trim()) {
+            invalid::<()>(format!("after: must be \"<start_time>,<id>\" with the uuid id of the last span, got \"{a}\""));
+        }
+        (time, id.trim().to_string())
+    });
+    let owner = user_id.map(|u| u.to_string()).or_else(caller_id);
+
+    // the query: exact predicates for the filters given; the literal 'error' lets it use the partial index
+    let mut q = SearchQuery::default();
+    if let Some(o) = owner {
+        q.param("s.user_id = ?::uuid", vec![o.into()]);
+    }
+    let texts = [("s.trace_id = ?", trace_id), ("s.conversation_id = ?", conversation_id), ("s.message_id = ?", message_id),
+        ("s.session_id = ?", session_id), ("s.operation_type = ?", operation_type), ("s.model = ?", model),
+        ("s.tags @> array[?]", tag)];
+    for (pred, value) in texts {
+        if let Some(v) = value {
+            q.param(pred, vec![v.to_string().into()]);
+        }
+    }
+    match status {
+        Some("error") => q.param("s.status = 'error'", vec![]),
+        Some(st) => q.param("s.status = ?", vec![st.to_string().into()]),
+        None => {}
+    }
+    if let Some(t) = from_time {
+        q.param("s.start_time >= ?", vec![t.into()]);
+    }
+    if let Some(t) = to_time {
+        q.param("s.start_time < ?", vec![t.into()]);
+    }
+    if let Some(d) = min_duration_ms {
+        q.param("s.duration_ms >= ?", vec![d.into()]);
+    }
+    if let Some((time, id)) = cursor {
+        q.param("(s.start_time, s.id) < (?, ?::uuid)", vec![time.into(), id.into()]);
+    }
+    let where_clause = if q.preds.is_empty() { "true".to_string() } else { q.preds.join(" and ") };
+    let query = format!(
+        "select s from analytics.llm_traces s where {where_clause} order by s.start_time desc, s.id desc limit {limit} offset {offset}"
+    );
+    let SearchQuery { args, types, .. } = q;
+
+    let rows = Spi::connect(|client| {
+        SEARCH_PLANS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if !cache.contains_key(&query) {
+                if cache.len() >= MAX_KEPT_SEARCH_PLANS {
+                    cache.clear();
+                }
+                let plan = client.prepare(query.as_str(), &types).unwrap_or_else(|e| invalid(format!("search_spans: {e}")));
+                cache.insert(query.clone(), plan.keep());
+            }
+            let plan = &cache[&query];
+            let table = client.select(plan, None, &args).unwrap_or_else(|e| invalid(format!("search_spans: {e}")));
+            table
+                .map(|row| row.get::<pgrx::composite_type!('static, "llm_traces")>(1).expect("a span row").expect("not null"))
+                .collect::<Vec<_>>()
+        })
+    });
+    SetOfIterator::new(rows)
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -659,7 +1061,7 @@ mod tests {
     fn ingest_then_tree_nests_children_and_rolls_up() {
         as_user(A);
         let r = ingest(RAG);
-        assert_eq!(r["inserted"], 3);
+        assert_eq!(r["stored"], 3);
         assert_eq!(r["traces"], 1);
         let t = tree("t1");
         assert_eq!(t["span_count"], 3);
@@ -683,7 +1085,7 @@ mod tests {
         as_user(A);
         ingest(r#"[{"trace_id":"t2","span_id":"s","name":"call","start_time":"2026-11-20T09:00:00Z","status":"error","metadata":{"a":1}}]"#);
         let r = ingest(r#"[{"trace_id":"t2","span_id":"s","name":"call","start_time":"2026-11-20T09:00:00Z","end_time":"2026-11-20T09:00:02Z","metadata":{"b":2}}]"#);
-        assert_eq!((r["inserted"].as_i64(), r["updated"].as_i64()), (Some(0), Some(1)));
+        assert_eq!(r["stored"].as_i64(), Some(1));
         let (n, dur, status) = Spi::get_three::<i64, f64, String>(
             "select count(*) over (), duration_ms, status from analytics.llm_traces where trace_id = 't2'",
         )
@@ -780,7 +1182,7 @@ mod tests {
             .unwrap()
             .unwrap()
             .0;
-        assert_eq!((r["inserted"].as_i64(), r["traces"].as_i64()), (Some(3), Some(1)));
+        assert_eq!((r["stored"].as_i64(), r["traces"].as_i64()), (Some(3), Some(1)));
         let t = tree("5b8efff798038103d269b633813fc60c");
         let root = &t["roots"][0];
         assert_eq!(root["name"], "invoke_agent support");
@@ -794,7 +1196,9 @@ mod tests {
             .unwrap()
             .unwrap()
             .0;
-        assert_eq!((r["inserted"].as_i64(), r["updated"].as_i64()), (Some(0), Some(3)));
+        assert_eq!(r["stored"].as_i64(), Some(3));
+        let n = Spi::get_one::<i64>("select count(*) from analytics.llm_traces where trace_id = '5b8efff798038103d269b633813fc60c'");
+        assert_eq!(n.unwrap(), Some(3));
     }
 
     #[pg_test]

@@ -23,6 +23,8 @@ for t in $tables; do
     [ "${src%%:*}" -gt 0 ] || { echo "seed left $t empty"; exit 1; }
     [ "$src" = "$dst" ] || { echo "pg_dump lost rows of $t"; exit 1; }
 done
-# the dump itself carries the rows (not only the restore)
-pg_restore -f - --data-only "$CLUSTER_DIR/dump_src.pgdump" | grep -q 'COPY analytics.llm_traces'
+# the dump itself carries the rows (not only the restore); written to a file first: `pg_restore | grep -q` would
+# fail under pipefail whenever grep stops reading early
+pg_restore -f "$CLUSTER_DIR/dump_src.data.sql" --data-only "$CLUSTER_DIR/dump_src.pgdump"
+grep -q 'COPY analytics.llm_traces' "$CLUSTER_DIR/dump_src.data.sql"
 echo "all $(echo "$tables" | wc -w) tables survive pg_dump/pg_restore"

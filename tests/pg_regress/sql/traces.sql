@@ -31,7 +31,8 @@ select analytics.ingest_spans($$[
   {"trace_id":"rag-1","span_id":"root","name":"support-agent","operation_type":"agent","conversation_id":"conv-1",
    "session_id":"sess-1","start_time":"2026-11-20T09:00:00Z","status":"ok","tags":["prod"]}
 ]$$::jsonb);
--- the root's end arrives later: re-sending updates the row (no duplicate), other fields are kept
+-- the root's end arrives later: re-sending updates the row (no duplicate, as the listing below shows), other
+-- fields are kept
 select analytics.ingest_spans('[{"trace_id":"rag-1","span_id":"root","name":"support-agent","start_time":"2026-11-20T09:00:00Z","end_time":"2026-11-20T09:00:04.200Z"}]');
 select span_id, operation_type, status, duration_ms, conversation_id, tags from analytics.llm_traces order by start_time, span_id;
 -- one span with named arguments, as POST /rest/v1/rpc/record_span would send it
@@ -116,7 +117,7 @@ select analytics.get_trace_tree('rag-1') is null as alice_tree_hidden,
 select analytics.get_trace_tree('rag-1', user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa') is null as still_hidden,
        (select count(*) from analytics.search_spans(user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa')) as still_none;
 -- Bob's span with Alice's trace and span ids is Bob's own row; writing as Alice is refused (42501)
-select (analytics.ingest_spans('[{"trace_id":"rag-1","span_id":"root","name":"bob root","start_time":"2026-11-20T10:00:00Z"}]'))->>'inserted' as bob_inserted;
+select (analytics.ingest_spans('[{"trace_id":"rag-1","span_id":"root","name":"bob root","start_time":"2026-11-20T10:00:00Z"}]'))->>'stored' as bob_stored;
 select pg_temp.attempt($$select analytics.ingest_spans('[{"user_id":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","trace_id":"rag-1","span_id":"root","name":"hijack","start_time":"2026-11-20T10:00:00Z"}]')$$) as write_as_alice;
 select t->>'span_count' as bobs_rag_1_spans, t->'roots'->0->>'name' as name from analytics.get_trace_tree('rag-1') t;
 commit;
