@@ -2,57 +2,53 @@
 -- authenticated, with the caller's JWT claims in request.jwt.claims. Row-level security does the rest.
 \pset footer off
 \pset null '·'
+\set alice 'select set_config(''request.jwt.claims'', ''{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}'', true) is null as _'
+\set bob 'select set_config(''request.jwt.claims'', ''{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}'', true) is null as _'
 
 \echo
-\echo '== 1. Alice (JWT sub aaaaaaaa-…) lists her traces of conversation conv-support-17'
-begin;
-set local role authenticated;
-select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) \gset
-select trace_id,
-       min(start_time)::time(0) as started,
-       count(*) as spans,
-       round(extract(epoch from max(end_time) - min(start_time))::numeric, 2) as seconds,
-       sum(total_tokens) as tokens,
-       round(sum(cost_usd)::numeric, 6) as cost_usd,
-       count(*) filter (where status = 'error') as errors
-from analytics.llm_traces
-where conversation_id = 'conv-support-17'
-group by trace_id order by started;
+\echo '== 1. Alice (JWT sub aaaaaaaa-…) lists the traces of her conversation conv-support-17: analytics.search_traces'
+begin; set local role authenticated; :alice \gset
+select trace_id, root_name, span_count, round(duration_ms) as ms, total_tokens as tokens, round(cost_usd::numeric, 6) as cost_usd,
+       error_count as errors, models
+from analytics.search_traces(conversation_id => 'conv-support-17');
 commit;
 
 \echo
-\echo '== 2. Bob (JWT sub bbbbbbbb-…) asks for the same conversation: RLS shows him nothing of Alice'
-begin;
-set local role authenticated;
-select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true) \gset
-select count(*) as spans_bob_sees_of_conv_support_17,
-       (select count(*) from analytics.llm_traces) as spans_bob_sees_in_total
-from analytics.llm_traces where conversation_id = 'conv-support-17';
+\echo '== 2. Bob (JWT sub bbbbbbbb-…) asks for the same conversation and trace: row-level security shows him nothing'
+begin; set local role authenticated; :bob \gset
+select (select count(*) from analytics.search_traces(conversation_id => 'conv-support-17')) as traces_found,
+       analytics.get_trace_tree('trace-rag-002') is null as tree_is_null;
 commit;
 
 \echo
-\echo '== 3. Alice: the failing trace trace-rag-002 as a tree (error and slow span included)'
-begin;
-set local role authenticated;
-select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) \gset
-with recursive tree as (
-    select span_id, 0 as depth, array[start_time] as path from analytics.llm_traces
-    where trace_id = 'trace-rag-002' and parent_span_id is null
-    union all
-    select s.span_id, t.depth + 1, t.path || s.start_time
-    from analytics.llm_traces s join tree t on s.parent_span_id = t.span_id and s.trace_id = 'trace-rag-002'
-)
-select repeat('  ', t.depth) || s.name as span, s.operation_type as type, s.status,
-       round(s.duration_ms::numeric) as ms, s.model, s.status_message
-from tree t join analytics.llm_traces s on s.trace_id = 'trace-rag-002' and s.span_id = t.span_id
-order by t.path;
+\echo '== 3. Alice: the failing trace trace-rag-002, analytics.get_trace_tree (summary) and analytics.trace_waterfall'
+begin; set local role authenticated; :alice \gset
+select t->>'span_count' as spans, t->>'duration_ms' as ms, t->>'total_tokens' as tokens, t->>'cost_usd' as cost_usd,
+       t->>'error_count' as errors, t->'roots'->0->'subtree' as root_rollup
+from analytics.get_trace_tree('trace-rag-002', include_io => false) t;
+select repeat('  ', depth) || name as span, operation_type as type, status, offset_ms, duration_ms, self_ms,
+       case when on_critical_path then '◆' else '' end as critical, model
+from analytics.trace_waterfall('trace-rag-002');
+\pset tuples_only on
+\pset format unaligned
+\o /tmp/analytics_ext_demo_waterfall.svg
+select analytics.trace_waterfall_svg('trace-rag-002');
+\o
+\pset format aligned
+\pset tuples_only off
+\echo '   (its SVG waterfall was written to /tmp/analytics_ext_demo_waterfall.svg)'
 commit;
 
 \echo
-\echo '== 4. Alice: her experiment system-prompt-v2, thumbs-up rate per variant'
-begin;
-set local role authenticated;
-select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) \gset
+\echo '== 4. Bob: his agent run, sent as an OpenTelemetry OTLP/JSON export (analytics.ingest_otlp), as a tree'
+begin; set local role authenticated; :bob \gset
+select repeat('  ', depth) || name as span, operation_type as type, status, model, subtree_tokens as tokens, duration_ms
+from analytics.trace_spans('5b8efff798038103d269b633813fc60c');
+commit;
+
+\echo
+\echo '== 5. Alice: her experiment system-prompt-v2, thumbs-up rate per variant'
+begin; set local role authenticated; :alice \gset
 select v.key as variant, v.is_control, count(distinct a.unit_id) as units,
        count(distinct e.unit_id) as thumbs_up,
        round(count(distinct e.unit_id)::numeric / count(distinct a.unit_id), 4) as rate
@@ -65,14 +61,9 @@ group by v.key, v.is_control, v.position order by v.position;
 commit;
 
 \echo
-\echo '== 5. Alice: hourly p95 latency of her model calls around the injected spike (2026-11-18 14:00)'
-begin;
-set local role authenticated;
-select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) \gset
-select date_trunc('hour', start_time) as hour, count(*) as calls,
-       round(percentile_cont(0.95) within group (order by duration_ms)::numeric) as p95_ms,
-       count(*) filter (where status = 'error') as errors
-from analytics.llm_traces
-where operation_type = 'chat' and start_time >= '2026-11-18 11:00+00' and start_time < '2026-11-18 18:00+00'
-group by 1 order by 1;
+\echo '== 6. Alice: hourly latency and errors of her model calls around the injected spike, analytics.trace_metrics'
+begin; set local role authenticated; :alice \gset
+select bucket_start, dimension->>'model' as model, request_count as calls, round(error_rate::numeric, 2) as error_rate,
+       round(latency_p50_ms) as p50_ms, round(latency_p95_ms) as p95_ms, total_tokens as tokens
+from analytics.trace_metrics('1 hour', '2026-11-18 11:00+00', '2026-11-18 18:00+00', group_by => '{model}', operation_type => 'chat');
 commit;

@@ -6,55 +6,61 @@
 -- Deterministic: setseed() makes every run print the same numbers.
 select setseed(0.42);
 
--- Two hand-written traces of Alice's conversation "conv-support-17": a good answer, and one where the order
--- lookup timed out and the model took 12 s to recover.
-insert into analytics.llm_traces
-    (user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type,
-     status, status_message, start_time, end_time, completion_start_time, provider, model,
-     input_tokens, output_tokens, total_tokens, cache_read_tokens, cost_usd, input, output, metadata, tags)
-values
-    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-001', 'root', null, 'conv-support-17', 'msg-1', 'sess-9',
-     'support-agent', 'invoke_agent', 'ok', null,
-     '2026-11-20 09:00:00.000+00', '2026-11-20 09:00:04.200+00', null, null, null,
-     null, null, null, null, null, '{"question": "Where is my order #8812?"}', '{"answer": "It ships tomorrow."}',
-     '{"app_version": "2.3.1"}', '{prod,support}'),
-    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-001', 'kb', 'root', 'conv-support-17', 'msg-1', 'sess-9',
-     'search-knowledge-base', 'retrieval', 'ok', null,
-     '2026-11-20 09:00:00.050+00', '2026-11-20 09:00:00.350+00', null, null, null,
-     null, null, null, null, null, '{"query": "order shipping status"}', '{"documents": 5}', '{}', '{prod}'),
-    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-001', 'embed', 'kb', 'conv-support-17', 'msg-1', 'sess-9',
-     'embed-query', 'embeddings', 'ok', null,
-     '2026-11-20 09:00:00.060+00', '2026-11-20 09:00:00.140+00', null, 'openai', 'text-embedding-3-small',
-     9, 0, 9, null, 0.00000018, null, null, '{}', '{prod}'),
-    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-001', 'tool', 'root', 'conv-support-17', 'msg-1', 'sess-9',
-     'lookup_order', 'execute_tool', 'ok', null,
-     '2026-11-20 09:00:00.400+00', '2026-11-20 09:00:00.900+00', null, null, null,
-     null, null, null, null, null, '{"order_id": 8812}', '{"status": "packed"}', '{}', '{prod}'),
-    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-001', 'llm', 'root', 'conv-support-17', 'msg-1', 'sess-9',
-     'answer', 'chat', 'ok', null,
-     '2026-11-20 09:00:01.000+00', '2026-11-20 09:00:04.100+00', '2026-11-20 09:00:01.450+00', 'openai', 'gpt-4o',
-     1850, 120, 1970, 1024, 0.005825, '{"messages": 4}', '{"finish_reason": "stop"}', '{}', '{prod}'),
+-- Alice's app sends two traces of conversation "conv-support-17" through the API, as PostgREST would run
+-- POST /rest/v1/rpc/ingest_spans with her JWT: a good answer, and one where the order lookup timed out and the
+-- model took 12 s to recover. Children are sent before their parents; ingest does not care.
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true);
+select analytics.ingest_spans($$[
+  {"trace_id":"trace-rag-001","span_id":"kb","parent_span_id":"root","conversation_id":"conv-support-17","message_id":"msg-1","session_id":"sess-9",
+   "name":"search-knowledge-base","operation_type":"retrieval","status":"ok","tags":["prod"],
+   "start_time":"2026-11-20T09:00:00.050Z","end_time":"2026-11-20T09:00:00.350Z","input":{"query":"order shipping status"},"output":{"documents":5}},
+  {"trace_id":"trace-rag-001","span_id":"embed","parent_span_id":"kb","conversation_id":"conv-support-17","message_id":"msg-1","session_id":"sess-9",
+   "name":"embed-query","operation_type":"embeddings","status":"ok","tags":["prod"],"provider":"openai","model":"text-embedding-3-small",
+   "start_time":"2026-11-20T09:00:00.060Z","end_time":"2026-11-20T09:00:00.140Z","input_tokens":9,"output_tokens":0,"cost_usd":0.00000018},
+  {"trace_id":"trace-rag-001","span_id":"tool","parent_span_id":"root","conversation_id":"conv-support-17","message_id":"msg-1","session_id":"sess-9",
+   "name":"lookup_order","operation_type":"execute_tool","status":"ok","tags":["prod"],
+   "start_time":"2026-11-20T09:00:00.400Z","end_time":"2026-11-20T09:00:00.900Z","input":{"order_id":8812},"output":{"status":"packed"}},
+  {"trace_id":"trace-rag-001","span_id":"llm","parent_span_id":"root","conversation_id":"conv-support-17","message_id":"msg-1","session_id":"sess-9",
+   "name":"answer","operation_type":"chat","status":"ok","tags":["prod"],"provider":"openai","model":"gpt-4o",
+   "start_time":"2026-11-20T09:00:01.000Z","end_time":"2026-11-20T09:00:04.100Z","completion_start_time":"2026-11-20T09:00:01.450Z",
+   "input_tokens":1850,"output_tokens":120,"cache_read_tokens":1024,"cost_usd":0.005825,
+   "input":{"messages":4},"output":{"finish_reason":"stop"}},
+  {"trace_id":"trace-rag-001","span_id":"root","conversation_id":"conv-support-17","message_id":"msg-1","session_id":"sess-9",
+   "name":"support-agent","operation_type":"invoke_agent","status":"ok","tags":["prod","support"],
+   "start_time":"2026-11-20T09:00:00.000Z","end_time":"2026-11-20T09:00:04.200Z","metadata":{"app_version":"2.3.1"},
+   "input":{"question":"Where is my order #8812?"},"output":{"answer":"It ships tomorrow."}},
 
-    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-002', 'root', null, 'conv-support-17', 'msg-2', 'sess-9',
-     'support-agent', 'invoke_agent', 'error', 'order service timed out',
-     '2026-11-20 09:01:10.000+00', '2026-11-20 09:01:33.500+00', null, null, null,
-     null, null, null, null, null, '{"question": "Can I change the address?"}', null, '{"app_version": "2.3.1"}', '{prod,support}'),
-    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-002', 'tool', 'root', 'conv-support-17', 'msg-2', 'sess-9',
-     'lookup_order', 'execute_tool', 'error', 'timeout after 10s',
-     '2026-11-20 09:01:10.100+00', '2026-11-20 09:01:20.100+00', null, null, null,
-     null, null, null, null, null, '{"order_id": 8812}', null, '{}', '{prod}'),
-    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-002', 'retry', 'root', 'conv-support-17', 'msg-2', 'sess-9',
-     'lookup_order (retry)', 'execute_tool', 'ok', null,
-     '2026-11-20 09:01:20.200+00', '2026-11-20 09:01:21.100+00', null, null, null,
-     null, null, null, null, null, '{"order_id": 8812}', '{"status": "packed"}', '{}', '{prod}'),
-    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-002', 'llm', 'root', 'conv-support-17', 'msg-2', 'sess-9',
-     'answer', 'chat', 'ok', null,
-     '2026-11-20 09:01:21.300+00', '2026-11-20 09:01:33.400+00', '2026-11-20 09:01:29.800+00', 'openai', 'gpt-4o',
-     2410, 310, 2720, 0, 0.009125, '{"messages": 6}', '{"finish_reason": "stop"}', '{}', '{prod,slow}'),
-    ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'trace-rag-002', 'guard', 'llm', 'conv-support-17', 'msg-2', 'sess-9',
-     'pii-filter', 'guardrail', 'ok', null,
-     '2026-11-20 09:01:33.000+00', '2026-11-20 09:01:33.300+00', null, null, null,
-     null, null, null, null, null, null, '{"redacted": 0}', '{}', '{prod}');
+  {"trace_id":"trace-rag-002","span_id":"root","conversation_id":"conv-support-17","message_id":"msg-2","session_id":"sess-9",
+   "name":"support-agent","operation_type":"invoke_agent","status":"error","status_message":"order service timed out","tags":["prod","support"],
+   "start_time":"2026-11-20T09:01:10.000Z","end_time":"2026-11-20T09:01:33.500Z","metadata":{"app_version":"2.3.1"},
+   "input":{"question":"Can I change the address?"}},
+  {"trace_id":"trace-rag-002","span_id":"tool","parent_span_id":"root","conversation_id":"conv-support-17","message_id":"msg-2","session_id":"sess-9",
+   "name":"lookup_order","operation_type":"execute_tool","status":"error","status_message":"timeout after 10s","tags":["prod"],
+   "start_time":"2026-11-20T09:01:10.100Z","end_time":"2026-11-20T09:01:20.100Z","input":{"order_id":8812}},
+  {"trace_id":"trace-rag-002","span_id":"retry","parent_span_id":"root","conversation_id":"conv-support-17","message_id":"msg-2","session_id":"sess-9",
+   "name":"lookup_order (retry)","operation_type":"execute_tool","status":"ok","tags":["prod"],
+   "start_time":"2026-11-20T09:01:20.200Z","end_time":"2026-11-20T09:01:21.100Z","input":{"order_id":8812},"output":{"status":"packed"}},
+  {"trace_id":"trace-rag-002","span_id":"llm","parent_span_id":"root","conversation_id":"conv-support-17","message_id":"msg-2","session_id":"sess-9",
+   "name":"answer","operation_type":"chat","status":"ok","tags":["prod","slow"],"provider":"openai","model":"gpt-4o",
+   "start_time":"2026-11-20T09:01:21.300Z","end_time":"2026-11-20T09:01:33.400Z","completion_start_time":"2026-11-20T09:01:29.800Z",
+   "input_tokens":2410,"output_tokens":310,"cache_read_tokens":0,"cost_usd":0.009125,"input":{"messages":6},"output":{"finish_reason":"stop"}}
+]$$::jsonb);
+-- one more span, with named arguments (POST /rest/v1/rpc/record_span)
+select analytics.record_span(trace_id => 'trace-rag-002', span_id => 'guard', parent_span_id => 'llm', name => 'pii-filter',
+    operation_type => 'guardrail', status => 'ok', conversation_id => 'conv-support-17', message_id => 'msg-2',
+    session_id => 'sess-9', start_time => '2026-11-20 09:01:33.000+00', end_time => '2026-11-20 09:01:33.300+00',
+    output => '{"redacted": 0}', tags => '{prod}');
+commit;
+
+-- Bob's agent is instrumented with OpenTelemetry: its exporter's OTLP/JSON request is stored as it is
+-- (POST /rest/v1/rpc/ingest_otlp). The request is tests/fixtures/otlp_agent_run.json, read by the demo script.
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true);
+select analytics.ingest_otlp(:'otlp_request'::jsonb);
+commit;
 
 -- A week of history for every account: six runs an hour per user (a root span and its model call), so the rollups
 -- and detectors have a series to work on. From 2026-11-18 14:00 to 15:59 Alice's model calls slow down eightfold

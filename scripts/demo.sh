@@ -15,8 +15,9 @@ cluster_create_supabase_roles
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c 'create database analytics_demo'
 export PGDATABASE=analytics_demo
 psql -X -q -v ON_ERROR_STOP=1 -c 'create extension analytics_ext' -c '\dx analytics_ext'
-psql -X -q -v ON_ERROR_STOP=1 -f demo/sample_data.sql >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -v otlp_request="$(cat tests/fixtures/otlp_agent_run.json)" -f demo/sample_data.sql >/dev/null
 psql -X -q -v ON_ERROR_STOP=1 -c "select count(*) as spans, count(distinct user_id) as users, count(distinct trace_id) as traces from analytics.llm_traces"
 psql -X -q -v ON_ERROR_STOP=1 -f demo/queries.sql
 echo
+[ -s /tmp/analytics_ext_demo_waterfall.svg ] && echo "[demo] open /tmp/analytics_ext_demo_waterfall.svg in a browser to see the waterfall of trace-rag-002"
 echo "[demo] done; stopping the throwaway cluster"

@@ -30,15 +30,29 @@ unsafe fn scalar(v: &pg_sys::JsonbValue) -> Value {
             jbvType::jbvNull => Value::Null,
             jbvType::jbvBool => Value::Bool(v.val.boolean),
             jbvType::jbvString => Value::String(str_of(v).to_owned()),
-            jbvType::jbvNumeric => {
-                let text = direct_function_call_as_datum(pg_sys::numeric_out, &[Some(pg_sys::Datum::from(v.val.numeric))])
-                    .expect("numeric_out returns text");
-                let s = std::ffi::CStr::from_ptr(text.cast_mut_ptr::<std::ffi::c_char>()).to_string_lossy();
-                s.parse::<Number>().map(Value::Number).unwrap_or_else(|_| Value::String(s.into_owned()))
-            }
+            jbvType::jbvNumeric => numeric(pg_sys::Datum::from(v.val.numeric)),
             jbvType::jbvBinary if container_header(v) & pg_sys::JB_FOBJECT != 0 => Value::Object(Map::new()),
             _ => Value::Array(Vec::new()),
         }
+    }
+}
+
+/// A jsonb number as a serde number. Whole numbers (scale 0, the token counts) are read directly; others through
+/// their text, exactly as written.
+unsafe fn numeric(n: pg_sys::Datum) -> Value {
+    unsafe {
+        let scale = direct_function_call_as_datum(pg_sys::numeric_scale, &[Some(n)]).map(|d| d.value() as i32);
+        if scale == Some(0) {
+            let int = pgrx::PgTryBuilder::new(|| direct_function_call_as_datum(pg_sys::numeric_int8, &[Some(n)]))
+                .catch_others(|_| None) // beyond bigint: fall through to the text, validation reports it
+                .execute();
+            if let Some(i) = int {
+                return Value::from(i.value() as i64);
+            }
+        }
+        let text = direct_function_call_as_datum(pg_sys::numeric_out, &[Some(n)]).expect("numeric_out returns text");
+        let s = std::ffi::CStr::from_ptr(text.cast_mut_ptr::<std::ffi::c_char>()).to_string_lossy();
+        s.parse::<Number>().map(Value::Number).unwrap_or_else(|_| Value::String(s.into_owned()))
     }
 }
 

@@ -41,20 +41,20 @@ pub(crate) fn required<T>(value: Option<T>, name: &str) -> T {
 
 // ---- ingest ---------------------------------------------------------------------------------------------------
 
-/// One row per span from typed arrays (no JSON or timestamp text is parsed), merged into existing rows.
-const UPSERT_SPANS: &str = r#"
+/// One row per span from typed arrays (no JSON or timestamp text is parsed).
+const INSERT_SPANS: &str = r#"
     insert into analytics.llm_traces as t (
         user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type,
         status, status_message, level, start_time, end_time, completion_start_time, provider, model,
         input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
         cost_usd, input, output, metadata, tags)
-    select r.user_id::uuid, r.trace_id, r.span_id, r.parent_span_id, r.conversation_id, r.message_id, r.session_id,
+    select r.user_id, r.trace_id, r.span_id, r.parent_span_id, r.conversation_id, r.message_id, r.session_id,
            r.name, coalesce(r.operation_type, 'unknown'), coalesce(r.status, 'unset'), r.status_message,
            coalesce(r.level, 'default'), r.start_time, r.end_time, r.completion_start_time, r.provider, r.model,
            r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens, r.cache_write_tokens,
            r.reasoning_tokens, r.cost_usd, r.input, r.output, coalesce(r.metadata, '{}'::jsonb),
            coalesce(r.tags::text[], '{}'::text[])
-    from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+    from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                 $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[],
                 $15::timestamptz[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[],
                 $21::bigint[], $22::bigint[], $23::bigint[], $24::double precision[], $25::jsonb[], $26::jsonb[],
@@ -63,6 +63,10 @@ const UPSERT_SPANS: &str = r#"
               operation_type, status, status_message, level, start_time, end_time, completion_start_time, provider,
               model, input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
               reasoning_tokens, cost_usd, input, output, metadata, tags)
+"#;
+
+/// ...merged into existing rows: fields sent win, fields not sent keep their value, metadata objects merge.
+const ON_CONFLICT_MERGE: &str = r#"
     on conflict (user_id, trace_id, span_id) do update set
         parent_span_id        = coalesce(excluded.parent_span_id, t.parent_span_id),
         conversation_id       = coalesce(excluded.conversation_id, t.conversation_id),
@@ -91,11 +95,62 @@ const UPSERT_SPANS: &str = r#"
         tags                  = case when cardinality(excluded.tags) = 0 then t.tags else excluded.tags end
 "#;
 
+/// Does any (owner, trace) of the batch already have spans? If not, no span can conflict (barring a concurrent
+/// insert of the same spans, which the fast path detects) and a plain INSERT does.
+const ANY_TRACE_STORED: &str = r#"
+select exists (select 1 from unnest($1::uuid[], $2::text[]) as k(user_id, trace_id)
+               join analytics.llm_traces s on s.user_id = k.user_id and s.trace_id = k.trace_id)
+"#;
+
+/// Runs a plain INSERT in a subtransaction; None when it hit a unique violation (another session stored one of
+/// the same spans meanwhile), after rolling the subtransaction back. Any other error propagates. This is the
+/// pattern PL/pgSQL uses for its exception blocks.
+fn try_plain_insert(client: &mut pgrx::spi::SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Option<u64> {
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        let restore = move || {
+            pg_sys::MemoryContextSwitchTo(context);
+            pg_sys::CurrentResourceOwner = owner;
+        };
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+            client.update(sql, None, args).unwrap_or_else(|e| AnalyticsError::invalid(format!("spans: {e}")).raise());
+            let stored = pg_sys::SPI_processed;
+            pg_sys::ReleaseCurrentSubTransaction();
+            restore();
+            Some(stored)
+        }))
+        .catch_when(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, move |_| {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            restore();
+            None
+        })
+        .catch_others(move |e| {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            restore();
+            e.rethrow()
+        })
+        .execute()
+    }
+}
+
 /// A Postgres array literal ('{"a","b\\"c"}') of tags, cast to text[] by the insert.
 fn tags_literal(tags: &[String]) -> String {
     let quoted: Vec<String> =
         tags.iter().map(|t| format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""))).collect();
     format!("{{{}}}", quoted.join(","))
+}
+
+/// A uuid from its canonical text (validated by ingest), or None.
+fn uuid_from_text(s: &str) -> Option<Uuid> {
+    let hex: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
+    let mut bytes = [0u8; 16];
+    for (k, pair) in hex.chunks(2).enumerate().take(16) {
+        bytes[k] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    (hex.len() == 32).then(|| Uuid::from_bytes(bytes))
 }
 
 fn pg_timestamp(t: ingest::Timestamp) -> TimestampWithTimeZone {
@@ -112,16 +167,27 @@ pub(crate) fn store_batch(batch: ingest::Batch) -> pgrx::JsonB {
     let mut stored = 0u64;
     if !spans.is_empty() {
         // text and jsonb columns are written straight into array memory; the insert unnests them
+        // A column that is NULL in every span is passed as a NULL array: unnest pads it with NULLs.
         let array_arg = |oid: pg_sys::Oid, array_oid: pg_sys::Oid, items: Vec<Option<&[u8]>>| unsafe {
-            pgrx::datum::DatumWithOid::new(RawDatum(varlena_array(oid, &items)), array_oid)
+            if items.iter().all(Option::is_none) {
+                pgrx::datum::DatumWithOid::null_oid(array_oid)
+            } else {
+                pgrx::datum::DatumWithOid::new(RawDatum(varlena_array(oid, &items)), array_oid)
+            }
         };
+        fn values<'a, T: IntoDatum>(items: Vec<Option<T>>) -> pgrx::datum::DatumWithOid<'a> {
+            if items.iter().all(Option::is_none) {
+                pgrx::datum::DatumWithOid::null::<Vec<Option<T>>>()
+            } else {
+                items.into()
+            }
+        }
         let texts = |f: fn(&ingest::Span) -> Option<&str>| {
             array_arg(pg_sys::TEXTOID, pg_sys::TEXTARRAYOID, spans.iter().map(|s| f(s).map(str::as_bytes)).collect())
         };
-        let times = |f: fn(&ingest::Span) -> Option<ingest::Timestamp>| -> Vec<Option<TimestampWithTimeZone>> {
-            spans.iter().map(|s| f(s).map(pg_timestamp)).collect()
-        };
-        let counts = |f: fn(&ingest::Span) -> Option<i64>| -> Vec<Option<i64>> { spans.iter().map(f).collect() };
+        let times = |f: fn(&ingest::Span) -> Option<ingest::Timestamp>| values(spans.iter().map(|s| f(s).map(pg_timestamp)).collect());
+        let counts = |f: fn(&ingest::Span) -> Option<i64>| values(spans.iter().map(f).collect());
+        let owners: Vec<Option<Uuid>> = spans.iter().map(|s| s.user_id.as_deref().and_then(uuid_from_text)).collect();
         // jsonb blobs: a binary container is copied as is; text (OpenTelemetry) and merged metadata become jsonb first
         let blob_bytes = |b: &ingest::Blob| -> &[u8] {
             unsafe {
@@ -139,7 +205,7 @@ pub(crate) fn store_batch(batch: ingest::Batch) -> pgrx::JsonB {
         };
         let tag_literals: Vec<Option<String>> = spans.iter().map(|s| s.tags.as_deref().map(tags_literal)).collect();
         let args = [
-            texts(|s| s.user_id.as_deref()),
+            owners.into(),
             texts(|s| Some(s.trace_id.as_str())),
             texts(|s| Some(s.span_id.as_str())),
             texts(|s| s.parent_span_id.as_deref()),
@@ -151,26 +217,38 @@ pub(crate) fn store_batch(batch: ingest::Batch) -> pgrx::JsonB {
             texts(|s| s.status),
             texts(|s| s.status_message.as_deref()),
             texts(|s| s.level),
-            times(|s| Some(s.start_time)).into(),
-            times(|s| s.end_time).into(),
-            times(|s| s.completion_start_time).into(),
+            times(|s| Some(s.start_time)),
+            times(|s| s.end_time),
+            times(|s| s.completion_start_time),
             texts(|s| s.provider.as_deref()),
             texts(|s| s.model.as_deref()),
-            counts(|s| s.input_tokens).into(),
-            counts(|s| s.output_tokens).into(),
-            counts(|s| s.total_tokens).into(),
-            counts(|s| s.cache_read_tokens).into(),
-            counts(|s| s.cache_write_tokens).into(),
-            counts(|s| s.reasoning_tokens).into(),
-            spans.iter().map(|s| s.cost_usd).collect::<Vec<Option<f64>>>().into(),
+            counts(|s| s.input_tokens),
+            counts(|s| s.output_tokens),
+            counts(|s| s.total_tokens),
+            counts(|s| s.cache_read_tokens),
+            counts(|s| s.cache_write_tokens),
+            counts(|s| s.reasoning_tokens),
+            values(spans.iter().map(|s| s.cost_usd).collect::<Vec<Option<f64>>>()),
             blobs(|s| s.input.as_ref()),
             blobs(|s| s.output.as_ref()),
             blobs(|s| s.metadata.as_ref()),
             array_arg(pg_sys::TEXTOID, pg_sys::TEXTARRAYOID, tag_literals.iter().map(|t| t.as_deref().map(str::as_bytes)).collect()),
         ];
+        let pair_owners: Vec<Option<Uuid>> = traces.iter().map(|(u, _)| uuid_from_text(u)).collect();
+        let pair_traces: Vec<Option<String>> = traces.iter().map(|(_, t)| Some(t.to_string())).collect();
         // every span is inserted or updated: a violated rule raises an error and the whole batch is rolled back
-        stored = Spi::connect_mut(|client| client.update(UPSERT_SPANS, None, &args).map(|_| unsafe { pg_sys::SPI_processed }))
-            .unwrap_or_else(|e| AnalyticsError::new(ErrorKind::InvalidParameter, format!("spans: {e}")).raise());
+        stored = Spi::connect_mut(|client| {
+            let seen = client.select(ANY_TRACE_STORED, Some(1), &[pair_owners.into(), pair_traces.into()])?.first().get_one::<bool>()?;
+            if seen == Some(false) {
+                // new traces only: a plain INSERT, without ON CONFLICT's per-row speculative insertion
+                if let Some(n) = try_plain_insert(client, INSERT_SPANS, &args) {
+                    return Ok(n);
+                }
+            }
+            let upsert = format!("{INSERT_SPANS}{ON_CONFLICT_MERGE}");
+            client.update(upsert.as_str(), None, &args).map(|_| unsafe { pg_sys::SPI_processed })
+        })
+        .unwrap_or_else(|e: pgrx::spi::Error| AnalyticsError::new(ErrorKind::InvalidParameter, format!("spans: {e}")).raise());
     }
     pgrx::JsonB(json!({
         "received": batch.received,

@@ -50,3 +50,29 @@ echo "spans per user (rows/distinct): $result; expected $expected each"
 torn=$(psql -X -At -d concurrent_ingest -c "select count(*) from analytics.llm_traces where (metadata->>'worker')::int <> input_tokens")
 echo "rows whose columns come from different writers: $torn"
 [ "$torn" = 0 ]
+
+# The race the fast path must survive: session 1 stores new spans and keeps its transaction open; session 2 sends
+# the same spans, sees no stored trace (session 1 has not committed), tries a plain INSERT, waits on the unique
+# index, gets a unique violation when session 1 commits, and must fall back to the merge: both succeed, no
+# duplicate, session 2's later fields win.
+race='[{"trace_id":"race","span_id":"s1","name":"first","start_time":"2026-11-20T09:00:00Z"},
+       {"trace_id":"race","span_id":"s2","name":"first","start_time":"2026-11-20T09:00:00Z"}]'
+psql -X -q -v ON_ERROR_STOP=1 -d concurrent_ingest >/dev/null <<SQL &
+begin;
+select set_config('request.jwt.claims', '{"sub":"$A"}', true);
+select analytics.ingest_spans('$race');
+select pg_sleep(2);
+commit;
+SQL
+first=$!
+sleep 0.7
+psql -X -q -v ON_ERROR_STOP=1 -d concurrent_ingest >/dev/null <<SQL
+begin;
+select set_config('request.jwt.claims', '{"sub":"$A"}', true);
+select analytics.ingest_spans('$(echo "$race" | sed 's/"first"/"second"/g')');
+commit;
+SQL
+wait "$first"
+raced=$(psql -X -At -d concurrent_ingest -c "select count(*) || ' ' || string_agg(distinct name, ',') from analytics.llm_traces where trace_id = 'race'")
+echo "racing sessions stored: $raced (expected: 2 second)"
+[ "$raced" = "2 second" ]

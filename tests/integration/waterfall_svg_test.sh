@@ -7,7 +7,8 @@ out="$CLUSTER_DIR/waterfall"
 mkdir -p "$out"
 
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c 'create database waterfall_svg'
-psql -X -q -v ON_ERROR_STOP=1 -d waterfall_svg -c 'create extension analytics_ext' -f demo/sample_data.sql >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -d waterfall_svg -c 'create extension analytics_ext'
+psql -X -q -v ON_ERROR_STOP=1 -d waterfall_svg -v otlp_request="$(cat tests/fixtures/otlp_agent_run.json)" -f demo/sample_data.sql >/dev/null
 psql -X -At -v ON_ERROR_STOP=1 -d waterfall_svg -c "select analytics.trace_waterfall_svg('trace-rag-002', user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa')" > "$out/w.svg"
 
 python3 - "$out/w.svg" <<'PY'
