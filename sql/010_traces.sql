@@ -87,6 +87,37 @@ CREATE INDEX llm_traces_user_operation_idx ON analytics.llm_traces (user_id, ope
 CREATE INDEX llm_traces_user_errors_idx ON analytics.llm_traces (user_id, start_time)
     WHERE status = 'error';
 CREATE INDEX llm_traces_tags_idx ON analytics.llm_traces USING gin (tags);
+CREATE INDEX llm_traces_user_duration_idx ON analytics.llm_traces (user_id, duration_ms);
 
 CREATE TRIGGER llm_traces_touch_updated_at BEFORE UPDATE ON analytics.llm_traces
     FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
+
+-- Model prices: how ingest computes cost_usd for spans that arrive without one (tokens x price). Owner-scoped like
+-- every table: each account keeps the prices it pays.
+CREATE TABLE analytics.model_prices (
+    id                       uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id                  uuid NOT NULL DEFAULT analytics.current_user_id(),
+    -- an exact model name ('gpt-4o-2024-08-06') or a prefix ending in '*' ('gpt-4o*')
+    model                    text NOT NULL,
+    -- NULL: any provider
+    provider                 text,
+    input_usd_per_mtok       double precision NOT NULL,
+    output_usd_per_mtok      double precision NOT NULL,
+    -- NULL: the input price
+    cache_read_usd_per_mtok  double precision,
+    cache_write_usd_per_mtok double precision,
+    -- the price applies to spans that start at or after this time (the latest applicable one wins)
+    effective_from           timestamptz NOT NULL DEFAULT '-infinity',
+    created_at               timestamptz NOT NULL DEFAULT now(),
+
+    CONSTRAINT model_prices_key UNIQUE NULLS NOT DISTINCT (user_id, model, provider, effective_from),
+    CONSTRAINT model_prices_model_check CHECK (length(model) BETWEEN 1 AND 256 AND model <> '*'),
+    CONSTRAINT model_prices_non_negative CHECK (
+        input_usd_per_mtok >= 0 AND input_usd_per_mtok < 'Infinity'::double precision
+        AND output_usd_per_mtok >= 0 AND output_usd_per_mtok < 'Infinity'::double precision
+        AND cache_read_usd_per_mtok >= 0 AND cache_read_usd_per_mtok < 'Infinity'::double precision
+        AND cache_write_usd_per_mtok >= 0 AND cache_write_usd_per_mtok < 'Infinity'::double precision)
+);
+
+COMMENT ON TABLE analytics.model_prices IS
+'Prices per million tokens by model (exact name or prefix*), optionally per provider, from effective_from on. Ingest uses them to compute cost_usd of spans sent without one.';

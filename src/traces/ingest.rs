@@ -222,7 +222,8 @@ fn err(kind: ErrorKind, field: impl fmt::Display, msg: impl fmt::Display) -> Ana
     AnalyticsError::new(kind, format!("{field}: {msg}"))
 }
 
-fn describe(v: &Value) -> &'static str {
+/// How a JSON value is named in error messages ("a number", "an object", ...).
+pub fn describe(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

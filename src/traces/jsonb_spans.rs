@@ -8,7 +8,7 @@ use pgrx::pg_sys::{self, jbvType, JsonbIteratorToken as Tok};
 use pgrx::fcinfo::direct_function_call_as_datum;
 use serde_json::{Map, Number, Value};
 
-use super::ingest::{Blob, RawSpan, MAX_SPANS_PER_CALL, SPAN_FIELDS};
+use super::ingest::{describe, Blob, RawSpan, MAX_SPANS_PER_CALL, SPAN_FIELDS};
 use crate::errors::{AnalyticsError, ErrorKind};
 
 unsafe fn container_header(v: &pg_sys::JsonbValue) -> u32 {
@@ -88,17 +88,6 @@ unsafe fn blob(v: &pg_sys::JsonbValue) -> Option<Blob> {
             }),
             _ => Some(Blob::Text(serde_json::value::to_raw_value(&scalar(v)).expect("a scalar serialises"))),
         }
-    }
-}
-
-fn describe(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

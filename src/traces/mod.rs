@@ -9,6 +9,7 @@
 pub mod ingest;
 pub mod jsonb_spans;
 pub mod otlp;
+pub mod pricing;
 pub mod svg;
 pub mod tree;
 

@@ -158,9 +158,52 @@ fn pg_timestamp(t: ingest::Timestamp) -> TimestampWithTimeZone {
     TimestampWithTimeZone::try_from(t.0 - PG_EPOCH_OFFSET_US).expect("validated timestamps are in range")
 }
 
+/// The owners' model prices, when some span of the batch lacks a cost but has a model (one small query).
+fn load_prices(spans: &[ingest::Span]) -> Vec<super::pricing::Price> {
+    let owners: std::collections::HashSet<&str> = spans
+        .iter()
+        .filter(|s| s.cost_usd.is_none() && s.model.is_some())
+        .filter_map(|s| s.user_id.as_deref())
+        .collect();
+    if owners.is_empty() {
+        return Vec::new();
+    }
+    let owners: Vec<Option<Uuid>> = owners.into_iter().map(uuid_from_text).collect();
+    const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+    Spi::connect(|client| {
+        let rows = client.select(
+            "select user_id::text, model, provider, input_usd_per_mtok, output_usd_per_mtok, cache_read_usd_per_mtok, \
+                    cache_write_usd_per_mtok, effective_from from analytics.model_prices where user_id = any($1)",
+            None,
+            &[owners.into()],
+        )?;
+        rows.map(|r| {
+            let from: Option<TimestampWithTimeZone> = r.get(8)?;
+            Ok(super::pricing::Price {
+                user_id: r.get(1)?.unwrap_or_default(),
+                model: r.get(2)?.unwrap_or_default(),
+                provider: r.get(3)?,
+                input_usd_per_mtok: r.get(4)?.unwrap_or(0.0),
+                output_usd_per_mtok: r.get(5)?.unwrap_or(0.0),
+                cache_read_usd_per_mtok: r.get(6)?,
+                cache_write_usd_per_mtok: r.get(7)?,
+                effective_from_us: match from {
+                    Some(t) if t.is_infinity() => i64::MAX, // never
+                    Some(t) if t.is_finite() => pg_sys::TimestampTz::from(t) + PG_EPOCH_OFFSET_US,
+                    _ => i64::MIN, // -infinity: always
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| AnalyticsError::invalid(format!("model_prices: {e}")).raise())
+}
+
 /// Stores a parsed batch with one INSERT ... ON CONFLICT DO UPDATE over typed arrays; returns the summary.
 /// Blobs that point into a jsonb argument must still be alive.
-pub(crate) fn store_batch(batch: ingest::Batch) -> pgrx::JsonB {
+pub(crate) fn store_batch(mut batch: ingest::Batch) -> pgrx::JsonB {
+    let prices = load_prices(&batch.spans);
+    super::pricing::fill_costs(&mut batch.spans, &prices);
     let spans = &batch.spans;
     let traces: std::collections::HashSet<(&str, &str)> =
         spans.iter().map(|s| (s.user_id.as_deref().unwrap_or_default(), s.trace_id.as_str())).collect();
@@ -1191,6 +1234,26 @@ mod tests {
         assert_eq!(code, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE);
         assert_eq!(msg, "spans[1].input_tokens: must not be negative, got -5");
         assert_eq!(Spi::get_one::<i64>("select count(*) from analytics.llm_traces where trace_id = 't3'").unwrap(), Some(0));
+    }
+
+    #[pg_test]
+    fn cost_is_computed_from_the_owners_prices_when_not_sent() {
+        as_user(A);
+        Spi::run("insert into analytics.model_prices (model, input_usd_per_mtok, output_usd_per_mtok, cache_read_usd_per_mtok)
+                  values ('gpt-4o*', 2.5, 10.0, 1.25)").unwrap();
+        // another owner's price for the same model must not be used
+        Spi::run("insert into analytics.model_prices (user_id, model, input_usd_per_mtok, output_usd_per_mtok)
+                  values ('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'gpt-4o', 1000, 1000)").unwrap();
+        ingest(r#"[{"trace_id":"cost","span_id":"a","name":"n","start_time":"2026-11-20T09:00:00Z","model":"gpt-4o-2024-08-06",
+                    "input_tokens":1000,"cache_read_tokens":400,"output_tokens":100},
+                   {"trace_id":"cost","span_id":"b","name":"n","start_time":"2026-11-20T09:00:00Z","model":"gpt-4o","input_tokens":10,"cost_usd":0.5},
+                   {"trace_id":"cost","span_id":"c","name":"n","start_time":"2026-11-20T09:00:00Z","model":"llama-3","input_tokens":10}]"#);
+        let costs = Spi::get_one::<String>(
+            "select string_agg(span_id || '=' || coalesce(cost_usd::text, 'null'), ' ' order by span_id) from analytics.llm_traces where trace_id = 'cost'",
+        )
+        .unwrap();
+        // a: (600 * 2.5 + 400 * 1.25 + 100 * 10) / 1e6 = 0.003
+        assert_eq!(costs.as_deref(), Some("a=0.003 b=0.5 c=null"));
     }
 
     #[pg_test]

@@ -28,3 +28,7 @@ values ('a0000000-0000-4000-8000-000000000003', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaa
        ('b0000000-0000-4000-8000-000000000003', 'bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'beta', 'Beta testers', null);
 insert into analytics.user_cohort_members (user_id, cohort_id, member_id)
 select c.user_id, c.id, 'visitor-' || i from analytics.user_cohorts c, generate_series(1, 3) i;
+insert into analytics.model_prices (user_id, model, provider, input_usd_per_mtok, output_usd_per_mtok, cache_read_usd_per_mtok, effective_from)
+values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'gpt-4o*', null, 2.5, 10, 1.25, '-infinity'),
+       ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'gpt-4o-mini', 'openai', 0.15, 0.6, null, '2026-01-01'),
+       ('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'claude*', 'anthropic', 3, 15, 0.3, '-infinity');

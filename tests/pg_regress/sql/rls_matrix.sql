@@ -29,6 +29,8 @@ values ('a0000000-0000-4000-8000-000000000003', :A, 'power-users', 'Power users'
 insert into analytics.user_cohort_members (user_id, cohort_id, member_id)
 values (:A, 'a0000000-0000-4000-8000-000000000003', 'visitor-1'),
        (:B, 'b0000000-0000-4000-8000-000000000003', 'visitor-1');
+insert into analytics.model_prices (user_id, model, input_usd_per_mtok, output_usd_per_mtok)
+values (:A, 'gpt-4o', 2.5, 10), (:B, 'gpt-4o', 2.5, 10);
 
 -- attempt(sql): runs one statement, answers 'ok <rows>' or the SQLSTATE it failed with.
 create function pg_temp.attempt(stmt text, args jsonb default null) returns text
@@ -58,6 +60,7 @@ begin
     for tbl, rename in
         select * from (values
             ('llm_traces', '{"span_id": "copied"}'::jsonb),
+            ('model_prices', '{"model": "copied"}'),
             ('ab_experiments', '{"key": "copied"}'),
             ('ab_experiment_variants', '{"key": "copied", "position": 9, "is_control": false}'),
             ('ab_experiment_assignments', '{"unit_id": "copied"}'),
@@ -136,7 +139,8 @@ union all select 'ab_experiment_assignments', count(*) filter (where user_id = :
 union all select 'ab_experiment_events', count(*) filter (where user_id = :A), count(*) filter (where user_id = :B) from analytics.ab_experiment_events
 union all select 'anomaly_detections', count(*) filter (where user_id = :A), count(*) filter (where user_id = :B) from analytics.anomaly_detections
 union all select 'user_cohorts', count(*) filter (where user_id = :A), count(*) filter (where user_id = :B) from analytics.user_cohorts
-union all select 'user_cohort_members', count(*) filter (where user_id = :A), count(*) filter (where user_id = :B) from analytics.user_cohort_members;
+union all select 'user_cohort_members', count(*) filter (where user_id = :A), count(*) filter (where user_id = :B) from analytics.user_cohort_members
+union all select 'model_prices', count(*) filter (where user_id = :A), count(*) filter (where user_id = :B) from analytics.model_prices;
 
 -- A child row can only hang off a parent of the same owner: A cannot attach a variant to B's experiment even when
 -- it knows B's experiment id, and the error (23503) is the same as for an id that does not exist.
