@@ -15,11 +15,12 @@ unsafe fn container_header(v: &pg_sys::JsonbValue) -> u32 {
     unsafe { (*v.val.binary.data).header }
 }
 
-/// The text of a jsonb string value, in place. Safety: `v` is a jbvString of a live jsonb.
-unsafe fn str_of<'a>(v: &pg_sys::JsonbValue) -> &'a str {
+/// The text of a jsonb string value, in place when it is UTF-8 (always, in a UTF-8 database), else converted
+/// lossily. Safety: `v` is a jbvString of a live jsonb.
+unsafe fn str_of<'a>(v: &pg_sys::JsonbValue) -> std::borrow::Cow<'a, str> {
     unsafe {
         let bytes = std::slice::from_raw_parts(v.val.string.val as *const u8, v.val.string.len as usize);
-        std::str::from_utf8_unchecked(bytes) // jsonb strings are valid in the database encoding (UTF-8)
+        String::from_utf8_lossy(bytes)
     }
 }
 
@@ -29,7 +30,7 @@ unsafe fn scalar(v: &pg_sys::JsonbValue) -> Value {
         match v.type_ {
             jbvType::jbvNull => Value::Null,
             jbvType::jbvBool => Value::Bool(v.val.boolean),
-            jbvType::jbvString => Value::String(str_of(v).to_owned()),
+            jbvType::jbvString => Value::String(str_of(v).into_owned()),
             jbvType::jbvNumeric => numeric(pg_sys::Datum::from(v.val.numeric)),
             jbvType::jbvBinary if container_header(v) & pg_sys::JB_FOBJECT != 0 => Value::Object(Map::new()),
             _ => Value::Array(Vec::new()),
@@ -99,12 +100,12 @@ unsafe fn read_span(v: &pg_sys::JsonbValue, i: usize) -> Result<RawSpan, Analyti
         let mut span = RawSpan::default();
         let mut it = pg_sys::JsonbIteratorInit(v.val.binary.data);
         let mut kv = pg_sys::JsonbValue::default();
-        let mut key: &str = "";
+        let mut key = std::borrow::Cow::Borrowed("");
         loop {
             match pg_sys::JsonbIteratorNext(&mut it, &mut kv, true) {
                 Tok::WJB_KEY => key = str_of(&kv),
                 Tok::WJB_VALUE => {
-                    let slot = match key {
+                    let slot = match key.as_ref() {
                         "input" => {
                             span.input = blob(&kv);
                             continue;

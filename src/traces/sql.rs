@@ -395,9 +395,14 @@ const BASE_COLUMNS: &str = "t.span_id, t.parent_span_id, t.start_time, t.end_tim
      coalesce(t.cost_usd, 0), t.status, t.name, t.operation_type, t.model, t.duration_ms";
 const BASE_WIDTH: usize = 11;
 
-/// The text of a text datum (detoasted if needed). Safety: a valid text datum.
+/// The text of a text datum (detoasted if needed; checked UTF-8, converted lossily otherwise). Safety: a valid
+/// text datum.
 unsafe fn text_of(d: pg_sys::Datum) -> String {
-    unsafe { pgrx::text_to_rust_str_unchecked(pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr())).to_owned() }
+    unsafe {
+        let t = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+        let bytes = std::slice::from_raw_parts(pgrx::vardata_any(t) as *const u8, pgrx::varsize_any_exhdr(t));
+        String::from_utf8_lossy(bytes).into_owned()
+    }
 }
 
 /// Loads the spans of `trace_id` owned by `owner` and hands them to `f` while the SPI connection is still open
