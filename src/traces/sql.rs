@@ -1348,6 +1348,67 @@ mod tests {
     }
 
     #[pg_test]
+    fn record_span_returns_the_stored_row() {
+        as_user(A);
+        let (span, total, owner) = Spi::get_three::<String, i64, String>(
+            "select span_id, total_tokens, user_id::text from analytics.record_span(trace_id => 'r', span_id => 's', name => 'n',
+                start_time => '2026-11-20 09:00+00', input_tokens => 7, output_tokens => 3)",
+        )
+        .unwrap();
+        assert_eq!((span.as_deref(), total, owner.as_deref()), (Some("s"), Some(10), Some(A)));
+    }
+
+    #[pg_test]
+    fn search_spans_filters_and_pages_with_a_cursor() {
+        as_user(A);
+        ingest(RAG);
+        let ids = |q: &str| -> Vec<String> {
+            Spi::connect(|c| c.select(q, None, &[]).unwrap().map(|r| r.get::<String>(1).unwrap().unwrap()).collect())
+        };
+        assert_eq!(ids("select span_id from analytics.search_spans(trace_id => 't1')"), ["llm", "kb", "root"]);
+        assert_eq!(ids("select span_id from analytics.search_spans(status => 'error')"), ["kb"]);
+        assert_eq!(ids("select span_id from analytics.search_spans(model => 'gpt-4o', min_duration_ms => 1000)"), ["llm"]);
+        let cursor = Spi::get_one::<String>(
+            "select to_char(start_time at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || ',' || id
+             from analytics.search_spans(trace_id => 't1', \"limit\" => 1)",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(ids(&format!("select span_id from analytics.search_spans(trace_id => 't1', after => '{cursor}')")), ["kb", "root"]);
+        // the same filters twice use the kept plan; the results do not change
+        assert_eq!(ids("select span_id from analytics.search_spans(status => 'error')"), ["kb"]);
+    }
+
+    #[pg_test(error = "limit: must be between 1 and 1000, got 0")]
+    fn search_spans_rejects_a_bad_limit() {
+        as_user(A);
+        Spi::run("select * from analytics.search_spans(\"limit\" => 0)").unwrap();
+    }
+
+    #[pg_test]
+    fn search_traces_lists_traces_with_rollups() {
+        as_user(A);
+        ingest(RAG);
+        let (trace, spans, errors) = Spi::get_three::<String, i64, i64>(
+            "select trace_id, span_count, error_count from analytics.search_traces(operation_type => 'chat')",
+        )
+        .unwrap();
+        assert_eq!((trace.as_deref(), spans, errors), (Some("t1"), Some(3), Some(1)));
+    }
+
+    #[pg_test]
+    fn trace_metrics_counts_and_exact_percentiles() {
+        as_user(A);
+        ingest(RAG);
+        let (n, p50, errors) = Spi::get_three::<i64, f64, i64>(
+            "select request_count, latency_p50_ms, error_count from analytics.trace_metrics('1 day', '2026-11-20', '2026-11-21')",
+        )
+        .unwrap();
+        // durations 5000, 800, 3000 ms: the exact median is 3000
+        assert_eq!((n, p50, errors), (Some(3), Some(3000.0), Some(1)));
+    }
+
+    #[pg_test]
     fn subtree_ancestors_and_waterfall() {
         as_user(A);
         ingest(RAG);
