@@ -52,6 +52,11 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'anon') THEN
         GRANT USAGE ON SCHEMA analytics TO anon;
         GRANT EXECUTE ON FUNCTION analytics.current_user_id(), analytics.current_role_claim() TO anon;
+        -- pure computations that read no table (an edge function may bucket anonymous visitors)
+        GRANT EXECUTE ON FUNCTION analytics.gb_hash(text, text, integer), analytics.equal_weights(integer),
+            analytics.bucket_ranges(integer, double precision, double precision[]),
+            analytics.choose_variation(double precision, double precision[]),
+            analytics.in_namespace(text, text, double precision, double precision) TO anon;
     END IF;
     -- authenticated: everything, confined to its own rows by the policies above.
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN

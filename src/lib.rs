@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 pub mod errors;
+pub mod experiments;
 pub mod identity;
 pub mod jsonb;
 pub mod textfmt;
@@ -35,6 +36,17 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!("../sql/020_experiments.sql", name = "experiments_tables", requires = ["identity"]);
+extension_sql_file!(
+    "../sql/021_experiments_functions.sql",
+    name = "experiments_functions",
+    requires = [
+        experiments::sql::gb_hash,
+        experiments::sql::equal_weights,
+        experiments::sql::bucket_ranges,
+        experiments::sql::choose_variation,
+        experiments::sql::in_namespace
+    ]
+);
 extension_sql_file!("../sql/030_anomalies_cohorts.sql", name = "anomaly_cohort_tables", requires = ["identity"]);
 // last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/900_security.sql", name = "security", finalize);

@@ -1,0 +1,21 @@
+-- Documentation of the experiment functions written in Rust (src/experiments/sql.rs).
+
+COMMENT ON FUNCTION analytics.gb_hash(text, text, integer) IS
+$$GrowthBook's hash of a unit into [0, 1), bit-for-bit as in every GrowthBook SDK: FNV-1a 32-bit; version 1: fnv32a(value || seed) % 1000 / 1000; version 2: fnv32a(text of fnv32a(seed || value)) % 10000 / 10000; NULL for other versions.
+Hashes UTF-8 bytes (the JavaScript SDK hashes UTF-16 code units; they agree on ASCII).
+Example: select analytics.gb_hash('my-test', 'user-42', 2);$$;
+
+COMMENT ON FUNCTION analytics.equal_weights(integer) IS
+$$n equal weights summing to 1 (GrowthBook's getEqualWeights); empty for n <= 0. Example: select analytics.equal_weights(3);$$;
+
+COMMENT ON FUNCTION analytics.bucket_ranges(integer, double precision, double precision[]) IS
+$$GrowthBook's getBucketRanges: an n x 2 array of [start, end) per variation. Coverage is clamped to [0, 1]; weights missing, of the wrong length, or not summing to 1 within 0.01 become equal weights; lowering coverage never moves a unit to another variation.
+Example: select analytics.bucket_ranges(3, 0.5, '{0.2,0.3,0.5}');$$;
+
+COMMENT ON FUNCTION analytics.choose_variation(double precision, double precision[]) IS
+$$GrowthBook's chooseVariation: the 0-based index of the range with start <= x < end, or -1 (not in the experiment).
+Example: select analytics.choose_variation(analytics.gb_hash('my-test', 'user-42', 2), analytics.bucket_ranges(2));$$;
+
+COMMENT ON FUNCTION analytics.in_namespace(text, text, double precision, double precision) IS
+$$GrowthBook's inNamespace: whether the unit's hash with seed '__' || namespace (version 1) is in [range_start, range_end). Mutually exclusive experiments take disjoint slices of one namespace.
+Example: select analytics.in_namespace('user-42', 'pricing', 0, 0.5);$$;
