@@ -47,8 +47,14 @@ from analytics.trace_spans('5b8efff798038103d269b633813fc60c');
 commit;
 
 \echo
-\echo '== 5. Alice: her experiment system-prompt-v2, thumbs-up rate per variant'
+\echo '== 5. Alice: a new visitor arrives; analytics.assign_variant picks (and stores) the variant, GrowthBook-identical'
 begin; set local role authenticated; :alice \gset
+select unit, a.variant_key, a.payload->>'system_prompt' as system_prompt, a.hash_value, a.stored
+from unnest(array['visitor-9001', 'visitor-9002']) unit, analytics.assign_variant('system-prompt-v2', unit) a;
+\echo '   ...and asking again returns the same stored variant (sticky):'
+select variant_key, stored from analytics.assign_variant('system-prompt-v2', 'visitor-9001');
+\echo '   thumbs-up rate per variant so far:'
+
 select v.key as variant, v.is_control, count(distinct a.unit_id) as units,
        count(distinct e.unit_id) as thumbs_up,
        round(count(distinct e.unit_id)::numeric / count(distinct a.unit_id), 4) as rate

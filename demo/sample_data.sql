@@ -94,27 +94,26 @@ cross join lateral (values
     ('llm', 'root', 'generate', 'chat', 0.02, 0.0, case when c.model like 'claude%' then 'anthropic' else 'openai' end,
      c.model, c.tin, c.tout)) s(span_id, parent, name, op, offset_s, extra_s, provider, model, tin, tout);
 
--- Alice's prompt experiment: does a concise system prompt get more thumbs-up?
-insert into analytics.ab_experiments (id, user_id, key, name, hypothesis, status, seed, hash_version, coverage,
-                                      primary_metric, phase, started_at)
-values ('a0000000-0000-4000-8000-000000000001', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'system-prompt-v2',
-        'Concise system prompt', 'A shorter, more direct system prompt raises the thumbs-up rate',
-        'running', 'system-prompt-v2', 2, 1.0, 'thumbs_up', 0, '2026-11-13 00:00+00');
-insert into analytics.ab_experiment_variants (id, user_id, experiment_id, key, name, position, weight, is_control, payload)
-values ('a0000000-0000-4000-8000-0000000000c0', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'a0000000-0000-4000-8000-000000000001',
-        'control', 'Current prompt', 0, 0.5, true, '{"system_prompt": "You are a helpful, thorough support agent..."}'),
-       ('a0000000-0000-4000-8000-0000000000c1', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'a0000000-0000-4000-8000-000000000001',
-        'concise', 'Concise prompt', 1, 0.5, false, '{"system_prompt": "Answer in two sentences."}');
--- 2,000 visitors split 50/50; thumbs-up rate 11% on control, 13.5% on the concise prompt
-insert into analytics.ab_experiment_assignments (user_id, experiment_id, variant_id, unit_id, phase, assigned_at)
-select 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'a0000000-0000-4000-8000-000000000001',
-       case when i % 2 = 0 then 'a0000000-0000-4000-8000-0000000000c0'::uuid else 'a0000000-0000-4000-8000-0000000000c1'::uuid end,
-       'visitor-' || i, 0, timestamptz '2026-11-13 00:00+00' + make_interval(mins => i * 5)
-from generate_series(1, 2000) i;
+-- Alice's prompt experiment: does a concise system prompt get more thumbs-up? Created, started and assigned through
+-- the API as Alice; 2,000 visitors get their variant from GrowthBook's hashing (sticky, stored).
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true);
+select analytics.create_experiment('system-prompt-v2', 'Concise system prompt',
+    '[{"key":"control","name":"Current prompt","weight":0.5,"payload":{"system_prompt":"You are a helpful, thorough support agent..."}},
+      {"key":"concise","name":"Concise prompt","weight":0.5,"payload":{"system_prompt":"Answer in two sentences."}}]',
+    hypothesis => 'A shorter, more direct system prompt raises the thumbs-up rate', primary_metric => 'thumbs_up');
+select analytics.start_experiment('system-prompt-v2');
+select analytics.assign_variant('system-prompt-v2', 'visitor-' || i) from generate_series(1, 2000) i;
+commit;
+-- outcomes: thumbs-up rate 11% on control, 13.5% on the concise prompt
+-- (one random draw per assignment: in a plain WHERE the planner would evaluate random() once per variant)
 insert into analytics.ab_experiment_events (user_id, experiment_id, unit_id, metric, value, occurred_at)
+with draws as materialized (select a.*, random() as draw from analytics.ab_experiment_assignments a)
 select a.user_id, a.experiment_id, a.unit_id, 'thumbs_up', 1, a.assigned_at + interval '3 minutes'
-from analytics.ab_experiment_assignments a
-where random() < case when a.variant_id = 'a0000000-0000-4000-8000-0000000000c0' then 0.11 else 0.135 end;
+from draws a
+join analytics.ab_experiment_variants v on v.id = a.variant_id
+where a.draw < case when v.key = 'control' then 0.11 else 0.135 end;
 
 -- Carol keeps a cohort of beta testers.
 insert into analytics.user_cohorts (id, user_id, key, name, description)

@@ -47,6 +47,11 @@ extension_sql_file!(
         experiments::sql::in_namespace
     ]
 );
+extension_sql_file!(
+    "../sql/022_experiments_lifecycle.sql",
+    name = "experiments_lifecycle",
+    requires = ["experiments_tables", "experiments_functions"]
+);
 extension_sql_file!("../sql/030_anomalies_cohorts.sql", name = "anomaly_cohort_tables", requires = ["identity"]);
 // last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/900_security.sql", name = "security", finalize);

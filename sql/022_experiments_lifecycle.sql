@@ -1,0 +1,350 @@
+-- Experiment lifecycle and sticky assignment. All SECURITY INVOKER: an experiment belongs to the account that
+-- created it (user_id); row-level security lets only that account (or a service_role back end) manage it and
+-- assign units to it. Call these from your back end or an edge function with the owning account's JWT.
+--
+-- Lifecycle:  draft --start--> running <--pause/start--> paused;  running|paused --complete--> completed;
+--             draft|paused|completed --archive--> archived.   Anything else: 55000 object_not_in_prerequisite_state.
+
+-- The result of assign_variant / peek_variant.
+CREATE TYPE analytics.variant_assignment AS (
+    experiment_key text,
+    in_experiment  boolean,
+    variant_key    text,
+    variation      integer,
+    is_control     boolean,
+    payload        jsonb,
+    hash_value     double precision,
+    phase          integer,
+    assigned_at    timestamptz,
+    stored         boolean
+);
+COMMENT ON TYPE analytics.variant_assignment IS
+'A unit''s variant in an experiment: in_experiment false (and no variant) when the experiment is not running or the unit is outside its coverage or namespace; stored tells whether the assignment is recorded (sticky).';
+
+-- _experiment: the caller's experiment by key, locked when asked; P0002 when it does not exist (or is not theirs).
+CREATE FUNCTION analytics._experiment(experiment_key text, lock boolean DEFAULT false)
+RETURNS analytics.ab_experiments
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments;
+begin
+    if experiment_key is null then
+        raise exception 'experiment_key: is required' using errcode = '22004';
+    end if;
+    if lock then
+        select * into e from analytics.ab_experiments x
+        where x.user_id = analytics.current_user_id() and x.key = experiment_key for update;
+    else
+        select * into e from analytics.ab_experiments x
+        where x.user_id = analytics.current_user_id() and x.key = experiment_key;
+    end if;
+    if not found then
+        raise exception 'experiment "%" not found', experiment_key using errcode = 'P0002';
+    end if;
+    return e;
+end
+$$;
+
+-- _set_variants: validates a variants array and (re)writes the experiment's variants.
+CREATE FUNCTION analytics._set_variants(experiment analytics.ab_experiments, variants jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    n int;
+    total double precision;
+    controls int;
+    v record;
+begin
+    if variants is null or jsonb_typeof(variants) <> 'array' then
+        raise exception 'variants: must be a JSON array of {"key", "weight", "is_control", "name", "payload"} objects'
+            using errcode = '22023';
+    end if;
+    n := jsonb_array_length(variants);
+    if n < 2 then
+        raise exception 'variants: an experiment needs at least two variants, got %', n using errcode = '22023';
+    end if;
+    for v in select e.value, e.ordinality - 1 as i from jsonb_array_elements(variants) with ordinality e loop
+        if jsonb_typeof(v.value) <> 'object' or coalesce(v.value->>'key', '') = '' then
+            raise exception 'variants[%].key: is required', v.i using errcode = '22023';
+        end if;
+        if v.value ? 'weight' and (jsonb_typeof(v.value->'weight') <> 'number'
+                                   or (v.value->>'weight')::double precision < 0
+                                   or (v.value->>'weight')::double precision > 1) then
+            raise exception 'variants[%].weight: must be a number between 0 and 1, got %', v.i, v.value->'weight'
+                using errcode = '22023';
+        end if;
+        if v.value ? 'is_control' and jsonb_typeof(v.value->'is_control') <> 'boolean' then
+            raise exception 'variants[%].is_control: must be true or false', v.i using errcode = '22023';
+        end if;
+    end loop;
+    if (select count(distinct e->>'key') from jsonb_array_elements(variants) e) <> n then
+        raise exception 'variants: keys must be unique' using errcode = '22023';
+    end if;
+    controls := (select count(*) from jsonb_array_elements(variants) e where (e->>'is_control')::boolean);
+    if controls > 1 then
+        raise exception 'variants: exactly one variant can be the control, got %', controls using errcode = '22023';
+    end if;
+    if (select count(*) from jsonb_array_elements(variants) e where e ? 'weight') not in (0, n) then
+        raise exception 'variants: give every variant a weight, or none (equal weights)' using errcode = '22023';
+    end if;
+    total := (select sum((e->>'weight')::double precision) from jsonb_array_elements(variants) e);
+    if total is not null and abs(total - 1) > 1e-9 then
+        raise exception 'variants: weights must sum to 1, got %', total using errcode = '22023';
+    end if;
+
+    delete from analytics.ab_experiment_variants where experiment_id = experiment.id
+        and not exists (select 1 from analytics.ab_experiment_assignments a where a.variant_id = ab_experiment_variants.id);
+    -- variants with assignments are kept (history) and updated in place by key; first moved out of the way of the
+    -- unique positions and the single control
+    update analytics.ab_experiment_variants set position = position + 100000, is_control = false
+    where experiment_id = experiment.id;
+    insert into analytics.ab_experiment_variants as t (user_id, experiment_id, key, name, position, weight, is_control, payload)
+    select experiment.user_id, experiment.id, e.value->>'key', e.value->>'name', (e.ordinality - 1)::int,
+           coalesce((e.value->>'weight')::double precision, 1.0 / n),
+           coalesce((e.value->>'is_control')::boolean, controls = 0 and e.ordinality = 1),
+           e.value->'payload'
+    from jsonb_array_elements(variants) with ordinality e
+    on conflict (experiment_id, key) do update set
+        name = excluded.name, position = excluded.position, weight = excluded.weight,
+        is_control = excluded.is_control, payload = excluded.payload;
+    if (select count(*) from analytics.ab_experiment_variants where experiment_id = experiment.id) <> n then
+        raise exception 'variants: a variant that already has assignments cannot be removed; keep its key (with weight 0)'
+            using errcode = '55000';
+    end if;
+end
+$$;
+
+CREATE FUNCTION analytics.create_experiment(
+    key             text,
+    name            text,
+    variants        jsonb,
+    hypothesis      text             DEFAULT NULL,
+    seed            text             DEFAULT NULL,
+    hash_version    integer          DEFAULT 2,
+    coverage        double precision DEFAULT 1,
+    namespace_name  text             DEFAULT NULL,
+    namespace_start double precision DEFAULT NULL,
+    namespace_end   double precision DEFAULT NULL,
+    primary_metric  text             DEFAULT NULL
+) RETURNS analytics.ab_experiments
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments;
+begin
+    if analytics.current_user_id() is null then
+        raise exception 'no user: call with a JWT whose claims have a sub (request.jwt.claims)' using errcode = '42501';
+    end if;
+    if hash_version not in (1, 2) then
+        raise exception 'hash_version: must be 1 or 2, got %', hash_version using errcode = '22023';
+    end if;
+    if coverage is null or coverage < 0 or coverage > 1 then
+        raise exception 'coverage: must be between 0 and 1, got %', coverage using errcode = '22023';
+    end if;
+    if namespace_name is not null and not (namespace_start >= 0 and namespace_start < namespace_end and namespace_end <= 1) then
+        raise exception 'namespace_start, namespace_end: must satisfy 0 <= start < end <= 1' using errcode = '22023';
+    end if;
+    begin
+        insert into analytics.ab_experiments (key, name, hypothesis, seed, hash_version, coverage, namespace_name,
+                                              namespace_start, namespace_end, primary_metric)
+        values (create_experiment.key, create_experiment.name, hypothesis, seed, hash_version, coverage,
+                namespace_name, namespace_start, namespace_end, primary_metric)
+        returning * into e;
+    exception when unique_violation then
+        raise exception 'experiment "%" already exists', create_experiment.key using errcode = '23505';
+    end;
+    perform analytics._set_variants(e, variants);
+    return e;
+end
+$$;
+
+-- _transition: moves an experiment between states, or explains why it cannot.
+CREATE FUNCTION analytics._transition(experiment_key text, action text, allowed_from text[], target text)
+RETURNS analytics.ab_experiments
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key, true);
+begin
+    if not e.status = any (allowed_from) then
+        raise exception 'experiment "%" is %; % needs it to be %', experiment_key, e.status, action,
+            array_to_string(allowed_from, ' or ') using errcode = '55000';
+    end if;
+    update analytics.ab_experiments x set
+        status = target,
+        started_at = case when target = 'running' then coalesce(x.started_at, now()) else x.started_at end,
+        ended_at = case when target in ('completed') then now() else x.ended_at end
+    where x.id = e.id
+    returning * into e;
+    return e;
+end
+$$;
+
+CREATE FUNCTION analytics.start_experiment(experiment_key text) RETURNS analytics.ab_experiments
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$ select analytics._transition(experiment_key, 'start_experiment', '{draft,paused}', 'running') $$;
+
+CREATE FUNCTION analytics.pause_experiment(experiment_key text) RETURNS analytics.ab_experiments
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$ select analytics._transition(experiment_key, 'pause_experiment', '{running}', 'paused') $$;
+
+CREATE FUNCTION analytics.archive_experiment(experiment_key text) RETURNS analytics.ab_experiments
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$ select analytics._transition(experiment_key, 'archive_experiment', '{draft,paused,completed}', 'archived') $$;
+
+CREATE FUNCTION analytics.complete_experiment(experiment_key text, winner text DEFAULT NULL)
+RETURNS analytics.ab_experiments
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key, true);
+begin
+    if winner is not null and not exists (
+            select 1 from analytics.ab_experiment_variants v where v.experiment_id = e.id and v.key = winner) then
+        raise exception 'winner: "%" is not a variant of experiment "%"', winner, experiment_key using errcode = '22023';
+    end if;
+    e := analytics._transition(experiment_key, 'complete_experiment', '{running,paused}', 'completed');
+    update analytics.ab_experiments x set winner_variant_key = winner where x.id = e.id returning * into e;
+    return e;
+end
+$$;
+
+-- Changing who gets what: allowed in draft; while running or paused only together with a new phase (assignments of
+-- the old phase are kept for analysis, units are assigned afresh); never after completion.
+CREATE FUNCTION analytics.update_experiment_variants(experiment_key text, variants jsonb, new_phase boolean DEFAULT false)
+RETURNS analytics.ab_experiments
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key, true);
+begin
+    if e.status in ('completed', 'archived') then
+        raise exception 'experiment "%" is %; its variants can no longer change', experiment_key, e.status
+            using errcode = '55000';
+    end if;
+    if e.status in ('running', 'paused') and not new_phase then
+        raise exception 'experiment "%" is %: changing its variants or weights would move units already assigned; pass new_phase => true to start a new phase', experiment_key, e.status
+            using errcode = '55000';
+    end if;
+    perform analytics._set_variants(e, variants);
+    if e.status in ('running', 'paused') then
+        update analytics.ab_experiments x set phase = x.phase + 1 where x.id = e.id returning * into e;
+    end if;
+    return e;
+end
+$$;
+
+-- _assignment: the variant of a unit, stored (sticky) or computed with GrowthBook's rules; stores it when asked.
+CREATE FUNCTION analytics._assignment(experiment_key text, unit_id text, store boolean)
+RETURNS analytics.variant_assignment
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    result analytics.variant_assignment;
+    weights double precision[];
+    variant_ids uuid[];
+    h double precision;
+    idx int;
+begin
+    if unit_id is null or unit_id = '' then
+        raise exception 'unit_id: is required' using errcode = '22004';
+    end if;
+    result.experiment_key := e.key;
+    result.phase := e.phase;
+    result.in_experiment := false;
+    result.stored := false;
+    if e.status = 'completed' and e.winner_variant_key is not null then
+        -- the experiment is over: everyone gets the winner
+        select v.key, v.position, v.is_control, v.payload
+          into result.variant_key, result.variation, result.is_control, result.payload
+        from analytics.ab_experiment_variants v where v.experiment_id = e.id and v.key = e.winner_variant_key;
+        return result;
+    end if;
+    if e.status <> 'running' then
+        return result;
+    end if;
+    -- sticky: a unit keeps the variant it got first in this phase, whatever the weights say now
+    select true, v.key, v.position, v.is_control, v.payload, a.hash_value, a.assigned_at, true
+      into result.in_experiment, result.variant_key, result.variation, result.is_control, result.payload,
+           result.hash_value, result.assigned_at, result.stored
+    from analytics.ab_experiment_assignments a
+    join analytics.ab_experiment_variants v on v.id = a.variant_id
+    where a.experiment_id = e.id and a.unit_id = _assignment.unit_id and a.phase = e.phase;
+    if found then
+        return result;
+    end if;
+    result.in_experiment := false;  -- SELECT INTO without a row left these NULL
+    result.stored := false;
+    if e.namespace_name is not null
+       and not analytics.in_namespace(_assignment.unit_id, e.namespace_name, e.namespace_start, e.namespace_end) then
+        return result;
+    end if;
+    select array_agg(v.weight order by v.position), array_agg(v.id order by v.position) into weights, variant_ids
+    from analytics.ab_experiment_variants v where v.experiment_id = e.id;
+    h := analytics.gb_hash(coalesce(nullif(e.seed, ''), e.key), _assignment.unit_id, e.hash_version);
+    idx := analytics.choose_variation(h, analytics.bucket_ranges(cardinality(weights), e.coverage, weights));
+    if idx < 0 then
+        return result;
+    end if;
+    result.hash_value := h;
+    select true, v.key, v.position, v.is_control, v.payload
+      into result.in_experiment, result.variant_key, result.variation, result.is_control, result.payload
+    from analytics.ab_experiment_variants v where v.id = variant_ids[idx + 1];
+    if store then
+        insert into analytics.ab_experiment_assignments (user_id, experiment_id, variant_id, unit_id, phase, hash_value)
+        values (e.user_id, e.id, variant_ids[idx + 1], _assignment.unit_id, e.phase, h)
+        on conflict on constraint ab_experiment_assignments_unit_per_phase do nothing
+        returning assigned_at into result.assigned_at;
+        if not found then
+            -- another session assigned this unit at the same moment: return what it stored
+            return analytics._assignment(experiment_key, _assignment.unit_id, false);
+        end if;
+        result.stored := true;
+    end if;
+    return result;
+end
+$$;
+
+CREATE FUNCTION analytics.assign_variant(experiment_key text, unit_id text) RETURNS analytics.variant_assignment
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$ select analytics._assignment(experiment_key, unit_id, true) $$;
+
+CREATE FUNCTION analytics.peek_variant(experiment_key text, unit_id text) RETURNS analytics.variant_assignment
+LANGUAGE sql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$ select analytics._assignment(experiment_key, unit_id, false) $$;
+
+COMMENT ON FUNCTION analytics.create_experiment(text, text, jsonb, text, text, integer, double precision, text, double precision, double precision, text) IS
+$$Creates a draft experiment owned by the caller with its variants: a JSON array of {"key", "weight", "is_control", "name", "payload"}.
+At least two variants with unique keys; weights all given and summing to 1 (within 1e-9), or all left out (equal weights); at most one flagged control (none flagged: the first is the control).
+Example: select analytics.create_experiment('system-prompt-v2', 'Concise prompt', '[{"key":"control","weight":0.5},{"key":"concise","weight":0.5}]');$$;
+COMMENT ON FUNCTION analytics.start_experiment(text) IS 'Starts (or resumes) an experiment: draft or paused -> running. Example: select analytics.start_experiment(''system-prompt-v2'');';
+COMMENT ON FUNCTION analytics.pause_experiment(text) IS 'Pauses a running experiment (running -> paused): no new assignments, stored ones remain. Example: select analytics.pause_experiment(''system-prompt-v2'');';
+COMMENT ON FUNCTION analytics.complete_experiment(text, text) IS 'Completes an experiment (running or paused -> completed), optionally naming the winning variant. Example: select analytics.complete_experiment(''system-prompt-v2'', winner => ''concise'');';
+COMMENT ON FUNCTION analytics.archive_experiment(text) IS 'Archives an experiment that is not running (draft, paused or completed -> archived). Example: select analytics.archive_experiment(''system-prompt-v2'');';
+COMMENT ON FUNCTION analytics.update_experiment_variants(text, jsonb, boolean) IS
+$$Replaces an experiment's variants/weights. In draft freely; while running or paused only with new_phase => true, which starts a new phase (units are assigned afresh, earlier assignments are kept); never after completion.
+Example: select analytics.update_experiment_variants('system-prompt-v2', '[{"key":"control","weight":0.2},{"key":"concise","weight":0.8}]', new_phase => true);$$;
+COMMENT ON FUNCTION analytics.assign_variant(text, text) IS
+$$The unit's variant in a running experiment, with GrowthBook's rules (bit-identical to the SDKs), stored on first assignment and returned again afterwards (sticky within the phase, even if weights change). Not in the experiment (in_experiment false, nothing stored) when it is not running or the unit is outside its coverage or namespace; once completed with a winner, everyone gets the winner (in_experiment false). Two sessions assigning the same unit at once store one row.
+Example: select variant_key, payload from analytics.assign_variant('system-prompt-v2', 'visitor-42');$$;
+COMMENT ON FUNCTION analytics.peek_variant(text, text) IS
+$$Like assign_variant but stores nothing: the stored assignment if there is one, else the variant the unit would get (stored false).
+Example: select variant_key, stored from analytics.peek_variant('system-prompt-v2', 'visitor-42');$$;
+COMMENT ON FUNCTION analytics._experiment(text, boolean) IS 'Internal: the caller''s experiment by key (P0002 when missing).';
+COMMENT ON FUNCTION analytics._set_variants(analytics.ab_experiments, jsonb) IS 'Internal: validates and writes an experiment''s variants.';
+COMMENT ON FUNCTION analytics._transition(text, text, text[], text) IS 'Internal: lifecycle transition with its checks.';
+COMMENT ON FUNCTION analytics._assignment(text, text, boolean) IS 'Internal: sticky GrowthBook assignment of a unit.';

@@ -1,0 +1,93 @@
+-- Experiment lifecycle and sticky assignment, as PostgREST calls them with the owning account's JWT.
+\pset null '·'
+create function pg_temp.attempt(stmt text) returns text language plpgsql as $$
+begin
+    execute stmt;
+    return 'ok';
+exception when others then
+    return sqlstate || ': ' || sqlerrm;
+end
+$$;
+grant execute on function pg_temp.attempt(text) to authenticated;
+-- start without experiments (earlier tests in this database left some)
+delete from analytics.ab_experiments;
+
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select key, status, phase, hash_version, coverage
+from analytics.create_experiment('checkout-button', 'Green checkout button',
+    '[{"key":"control","name":"Blue","weight":0.5,"payload":{"color":"blue"}},
+      {"key":"green","name":"Green","weight":0.5,"payload":{"color":"green"}}]',
+    hypothesis => 'A green button converts better');
+select key, position, weight, is_control, payload from analytics.ab_experiment_variants order by position;
+
+-- not running yet: nobody is in the experiment
+select in_experiment, variant_key, stored from analytics.assign_variant('checkout-button', 'visitor-1');
+select status, started_at is not null as started from analytics.start_experiment('checkout-button');
+
+-- assignment: GrowthBook's hash of the unit picks the variant; the first assignment is stored
+select unit, a.in_experiment, a.variant_key, a.variation, a.payload, a.hash_value,
+       a.hash_value = analytics.gb_hash('checkout-button', unit, 2) as growthbook_hash, a.stored
+from unnest(array['visitor-1', 'visitor-2', 'visitor-3', 'visitor-4']) unit, analytics.assign_variant('checkout-button', unit) a;
+select count(*) as stored_assignments from analytics.ab_experiment_assignments;
+-- peek does not store
+select variant_key, stored from analytics.peek_variant('checkout-button', 'visitor-99');
+select count(*) as stored_assignments from analytics.ab_experiment_assignments;
+
+-- sticky: weights cannot change under running units without a new phase...
+select pg_temp.attempt($$select analytics.update_experiment_variants('checkout-button', '[{"key":"control","weight":0},{"key":"green","weight":1}]')$$) as change_weights;
+-- ...and a stored unit keeps its variant when the weights change within the phase (here, written directly):
+-- visitor-3 stays on control although all traffic now goes to green; a new visitor gets green
+update analytics.ab_experiment_variants set weight = case when key = 'green' then 1 else 0 end;
+select unit, a.variant_key, a.stored from unnest(array['visitor-3', 'visitor-5']) unit, analytics.assign_variant('checkout-button', unit) a;
+-- a new phase assigns afresh: with all traffic on green, visitor-3 is green in phase 1
+select phase from analytics.update_experiment_variants('checkout-button', '[{"key":"control","weight":0},{"key":"green","weight":1}]', new_phase => true);
+select unit, a.variant_key, a.phase, a.stored from unnest(array['visitor-3']) unit, analytics.assign_variant('checkout-button', unit) a;
+select phase, count(*) as assignments from analytics.ab_experiment_assignments group by phase order by phase;
+
+-- pause: nobody is in; complete with a winner: everybody gets the winner
+select status from analytics.pause_experiment('checkout-button');
+select in_experiment, variant_key from analytics.assign_variant('checkout-button', 'visitor-1');
+select status, winner_variant_key, ended_at is not null as ended from analytics.complete_experiment('checkout-button', winner => 'green');
+select in_experiment, variant_key, payload from analytics.assign_variant('checkout-button', 'visitor-7');
+
+-- illegal transitions and bad input: SQLSTATE and message
+select pg_temp.attempt(stmt) as outcome from (values
+  ($$select analytics.start_experiment('checkout-button')$$),
+  ($$select analytics.pause_experiment('checkout-button')$$),
+  ($$select analytics.update_experiment_variants('checkout-button', '[{"key":"a"},{"key":"b"}]', new_phase => true)$$),
+  ($$select analytics.complete_experiment('checkout-button')$$),
+  ($$select analytics.start_experiment('no-such-experiment')$$),
+  ($$select analytics.assign_variant('checkout-button', '')$$),
+  ($$select analytics.create_experiment('checkout-button', 'again', '[{"key":"a"},{"key":"b"}]')$$),
+  ($$select analytics.create_experiment('x1', 'x', '[{"key":"only"}]')$$),
+  ($$select analytics.create_experiment('x2', 'x', '[{"key":"a","weight":0.5},{"key":"b","weight":0.4}]')$$),
+  ($$select analytics.create_experiment('x3', 'x', '[{"key":"a","weight":-0.5},{"key":"b","weight":1.5}]')$$),
+  ($$select analytics.create_experiment('x4', 'x', '[{"key":"a","is_control":true},{"key":"b","is_control":true}]')$$),
+  ($$select analytics.create_experiment('x5', 'x', '[{"key":"a"},{"key":"a"}]')$$),
+  ($$select analytics.create_experiment('x6', 'x', '[{"key":"a","weight":1},{"key":"b"}]')$$),
+  ($$select analytics.create_experiment('x7', 'x', '[{"key":"a"},{"key":"b"}]', coverage => 1.5)$$),
+  ($$select analytics.create_experiment('x8', 'x', '[{"key":"a"},{"key":"b"}]', hash_version => 3)$$),
+  ($$select analytics.create_experiment('x9', 'x', '{"key":"a"}')$$)
+) v(stmt);
+select status from analytics.archive_experiment('checkout-button');
+-- none flagged: the first variant is the control; no weights: equal weights
+select key, status from analytics.create_experiment('three-way', 'Three prompts', '[{"key":"a"},{"key":"b"},{"key":"c"}]');
+select v.key, v.weight, v.is_control from analytics.ab_experiment_variants v
+join analytics.ab_experiments e on e.id = v.experiment_id
+where e.key = 'three-way'
+order by v.position;
+commit;
+
+-- Bob cannot see, start or assign Alice's experiments: they do not exist for him
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true) is not null as bob;
+select pg_temp.attempt($$select analytics.start_experiment('three-way')$$) as start,
+       pg_temp.attempt($$select analytics.assign_variant('three-way', 'visitor-1')$$) as assign,
+       (select count(*) from analytics.ab_experiments) as experiments_visible,
+       (select count(*) from analytics.ab_experiment_assignments) as assignments_visible;
+-- and his own experiment may use the same key
+select key from analytics.create_experiment('three-way', 'Bob''s test', '[{"key":"a"},{"key":"b"}]');
+commit;
