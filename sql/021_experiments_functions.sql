@@ -19,3 +19,20 @@ Example: select analytics.choose_variation(analytics.gb_hash('my-test', 'user-42
 COMMENT ON FUNCTION analytics.in_namespace(text, text, double precision, double precision) IS
 $$GrowthBook's inNamespace: whether the unit's hash with seed '__' || namespace (version 1) is in [range_start, range_end). Mutually exclusive experiments take disjoint slices of one namespace.
 Example: select analytics.in_namespace('user-42', 'pricing', 0, 0.5);$$;
+
+COMMENT ON FUNCTION analytics.welch_t_test(bigint, double precision, double precision, bigint, double precision, double precision, boolean, double precision) IS
+$$Welch's t-test of the treatment (2) against the control (1) from sizes, means and sample variances: {"effect", "relative", "std_error", "statistic", "df", "p_value", "ci_lower", "ci_upper", "alpha", "significant", "note"}.
+relative => true: the lift mean2/mean1 - 1 with a delta-method standard error (as GrowthBook). Degenerate data gives NULLs or exact answers with a note, never NaN.
+Example: select analytics.welch_t_test(3407, 0.41, 15.21, 3461, 0.70, 38.44, relative => true);$$;
+
+COMMENT ON FUNCTION analytics.two_proportion_z_test(bigint, bigint, bigint, bigint, boolean, double precision) IS
+$$Conversion x2/n2 (treatment) against x1/n1 (control): pooled z-test as statsmodels' proportions_ztest, unpooled interval for the difference, or the relative lift with a delta-method interval. Same result shape as welch_t_test.
+Example: select analytics.two_proportion_z_test(116, 1000, 129, 1000);$$;
+
+COMMENT ON FUNCTION analytics.srm_check(integer[], double precision[]) IS
+$$Sample ratio mismatch: chi-square goodness of fit of observed group sizes to planned weights: {"chi_square", "df", "p_value", "expected", "srm"}; srm is true when p < 0.001.
+Example: select analytics.srm_check('{5300,4700}', '{0.5,0.5}');$$;
+
+COMMENT ON FUNCTION analytics.adjust_p_values(double precision[], text) IS
+$$Multiple-comparison corrections in the input order: 'holm' (Holm-Bonferroni) or 'bh' (Benjamini-Hochberg).
+Example: select analytics.adjust_p_values('{0.01,0.04,0.03,0.005,0.55,0.6}', 'holm');$$;

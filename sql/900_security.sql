@@ -56,7 +56,10 @@ BEGIN
         GRANT EXECUTE ON FUNCTION analytics.gb_hash(text, text, integer), analytics.equal_weights(integer),
             analytics.bucket_ranges(integer, double precision, double precision[]),
             analytics.choose_variation(double precision, double precision[]),
-            analytics.in_namespace(text, text, double precision, double precision) TO anon;
+            analytics.in_namespace(text, text, double precision, double precision),
+            analytics.welch_t_test(bigint, double precision, double precision, bigint, double precision, double precision, boolean, double precision),
+            analytics.two_proportion_z_test(bigint, bigint, bigint, bigint, boolean, double precision),
+            analytics.srm_check(integer[], double precision[]), analytics.adjust_p_values(double precision[], text) TO anon;
     END IF;
     -- authenticated: everything, confined to its own rows by the policies above.
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN

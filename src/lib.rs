@@ -44,7 +44,11 @@ extension_sql_file!(
         experiments::sql::equal_weights,
         experiments::sql::bucket_ranges,
         experiments::sql::choose_variation,
-        experiments::sql::in_namespace
+        experiments::sql::in_namespace,
+        experiments::sql::welch_t_test,
+        experiments::sql::two_proportion_z_test,
+        experiments::sql::srm_check,
+        experiments::sql::adjust_p_values
     ]
 );
 extension_sql_file!(

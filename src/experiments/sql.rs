@@ -6,8 +6,8 @@ use pgrx::datum::Datum;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::growthbook;
-use crate::errors::AnalyticsError;
+use super::{growthbook, stats};
+use crate::errors::{AnalyticsError, OrRaise};
 
 /// Bucket ranges as a two-dimensional `double precision[]` (n rows of [start, end]); n = 0 gives an empty array.
 pub struct Ranges(Vec<(f64, f64)>);
@@ -110,6 +110,85 @@ pub fn in_namespace(unit: &str, namespace: &str, range_start: f64, range_end: f6
     growthbook::in_namespace(unit, namespace, range_start, range_end)
 }
 
+fn json<T: serde::Serialize>(v: &T) -> pgrx::JsonB {
+    pgrx::JsonB(serde_json::to_value(v).expect("results serialise"))
+}
+
+/// `analytics.welch_t_test(n1, mean1, var1, n2, mean2, var2, relative = false, alpha = 0.05) returns jsonb`
+///
+/// Welch's t-test of the treatment (group 2) against the control (group 1) from group sizes, means and sample
+/// variances: effect (difference, or relative lift `mean2/mean1 - 1` with a delta-method error), standard error,
+/// t, Welch-Satterthwaite df, two-sided p-value, confidence interval at 1 - alpha, significance. Degenerate data
+/// (n < 2, zero variance, a control mean of 0 for a lift) gives NULLs or exact answers with a `note`, never NaN.
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn welch_t_test(
+    n1: i64,
+    mean1: f64,
+    var1: f64,
+    n2: i64,
+    mean2: f64,
+    var2: f64,
+    relative: default!(bool, false),
+    alpha: default!(f64, 0.05),
+) -> pgrx::JsonB {
+    json(&stats::welch_t_test(n1 as f64, mean1, var1, n2 as f64, mean2, var2, relative, alpha).or_raise())
+}
+
+/// `analytics.two_proportion_z_test(x1, n1, x2, n2, relative = false, alpha = 0.05) returns jsonb`
+///
+/// Conversion rates `x2/n2` (treatment) against `x1/n1` (control): pooled z-test (as statsmodels'
+/// proportions_ztest), unpooled (Wald) interval for the difference, or the relative lift with a delta-method
+/// interval.
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn two_proportion_z_test(
+    x1: i64,
+    n1: i64,
+    x2: i64,
+    n2: i64,
+    relative: default!(bool, false),
+    alpha: default!(f64, 0.05),
+) -> pgrx::JsonB {
+    json(&stats::two_proportion_z_test(x1 as f64, n1 as f64, x2 as f64, n2 as f64, relative, alpha).or_raise())
+}
+
+/// `analytics.srm_check(observed int[], weights float8[]) returns jsonb`
+///
+/// Sample ratio mismatch: chi-square goodness of fit of the observed group sizes to the planned weights;
+/// `srm` is true when p < 0.001.
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn srm_check(observed: Vec<Option<i32>>, weights: Vec<Option<f64>>) -> pgrx::JsonB {
+    let observed: Vec<f64> = observed
+        .iter()
+        .enumerate()
+        .map(|(i, o)| o.map(f64::from).unwrap_or_else(|| AnalyticsError::invalid(format!("observed[{i}]: must not be NULL")).raise()))
+        .collect();
+    let weights: Vec<f64> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| w.unwrap_or_else(|| AnalyticsError::invalid(format!("weights[{i}]: must not be NULL")).raise()))
+        .collect();
+    json(&stats::srm_check(&observed, &weights).or_raise())
+}
+
+/// `analytics.adjust_p_values(p_values float8[], method text = 'holm') returns float8[]`
+///
+/// Multiple-comparison corrections, in the input order: `'holm'` (Holm-Bonferroni, family-wise error) or `'bh'`
+/// (Benjamini-Hochberg, false discovery rate).
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn adjust_p_values(p_values: Vec<Option<f64>>, method: default!(&str, "'holm'")) -> Vec<f64> {
+    let p: Vec<f64> = p_values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.unwrap_or_else(|| AnalyticsError::invalid(format!("p_values[{i}]: must not be NULL")).raise()))
+        .collect();
+    match method {
+        "holm" => stats::holm(&p),
+        "bh" | "benjamini_hochberg" => stats::benjamini_hochberg(&p),
+        other => Err(AnalyticsError::invalid(format!("method: unknown correction \"{other}\"; allowed: holm, bh"))),
+    }
+    .or_raise()
+}
+
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
@@ -174,6 +253,31 @@ mod tests {
         assert_eq!(Spi::get_one::<f64>("select analytics.gb_hash('a', 'b', 3)").unwrap(), None);
         assert_eq!(Spi::get_one::<i32>("select array_length(analytics.bucket_ranges(3), 2)").unwrap(), Some(2));
         assert_eq!(Spi::get_one::<i32>("select analytics.choose_variation(0.99, analytics.bucket_ranges(2, 0.5))").unwrap(), Some(-1));
+    }
+
+    #[pg_test]
+    fn statistics_functions_in_sql() {
+        // GrowthBook's published case, from sums and sums of squares
+        let r = Spi::get_one::<pgrx::JsonB>(
+            "select analytics.welch_t_test(3407, 1396.87 / 3407, (52377.9767 - 1396.87 ^ 2 / 3407) / 3406,
+                                           3461, 2422.7 / 3461, (134698.29 - 2422.7 ^ 2 / 3461) / 3460, relative => true)",
+        )
+        .unwrap()
+        .unwrap()
+        .0;
+        assert_eq!((r["effect"].as_f64().unwrap() * 1e5).round() / 1e5, 0.70732);
+        assert_eq!((r["p_value"].as_f64().unwrap() * 1e5).round() / 1e5, 0.06191);
+        let z = Spi::get_one::<pgrx::JsonB>("select analytics.two_proportion_z_test(116, 1000, 129, 1000)").unwrap().unwrap().0;
+        assert_eq!(z["significant"], false);
+        let s = Spi::get_one::<pgrx::JsonB>("select analytics.srm_check('{5300,4700}', '{0.5,0.5}')").unwrap().unwrap().0;
+        assert_eq!(s["srm"], true);
+        let holm = Spi::get_one::<Vec<f64>>("select analytics.adjust_p_values('{0.01,0.04,0.03,0.005,0.55,0.6}')").unwrap().unwrap();
+        assert_eq!(holm.iter().map(|x| (x * 1e6).round() / 1e6).collect::<Vec<_>>(), [0.05, 0.12, 0.12, 0.03, 1.0, 1.0]);
+    }
+
+    #[pg_test(error = "method: unknown correction \"bonferroni\"; allowed: holm, bh")]
+    fn unknown_correction_is_rejected() {
+        Spi::run("select analytics.adjust_p_values('{0.1}', 'bonferroni')").unwrap();
     }
 
     #[pg_test(error = "ranges: must be an array of [start, end] pairs without NULLs")]

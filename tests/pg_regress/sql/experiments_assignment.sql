@@ -21,3 +21,20 @@ commit;
 \set VERBOSITY terse
 select analytics.choose_variation(0.5, '{0, 0.5, 1}');
 select analytics.bucket_ranges(20000);
+\set VERBOSITY default
+
+-- Statistics (pure functions too). GrowthBook's published Welch case, from sums and sums of squares:
+select r->>'effect' as lift, r->>'ci_lower' as ci_lower, r->>'ci_upper' as ci_upper, r->>'p_value' as p_value, r->>'significant' as significant
+from analytics.welch_t_test(3407, 1396.87 / 3407, (52377.9767 - 1396.87 ^ 2 / 3407) / 3406,
+                            3461, 2422.7 / 3461, (134698.29 - 2422.7 ^ 2 / 3461) / 3460, relative => true) r;
+select jsonb_pretty(analytics.two_proportion_z_test(116, 1000, 129, 1000));
+select analytics.srm_check('{5060,4940}', '{0.5,0.5}')->>'p_value' as fine, analytics.srm_check('{5300,4700}', '{0.5,0.5}')->'srm' as mismatch;
+select analytics.adjust_p_values('{0.01,0.04,0.03,0.005,0.55,0.6}', 'holm') as holm,
+       analytics.adjust_p_values('{0.898,0.138,0.007,0.964,0.538,0.006,0.138}', 'bh') as bh;
+-- degenerate data: defined answers with a note, never NaN
+select analytics.welch_t_test(1, 5, 0, 10, 6, 1) as too_few, analytics.two_proportion_z_test(0, 100, 0, 100) as no_conversions;
+\set VERBOSITY terse
+select analytics.welch_t_test(10, 1, -1, 10, 1, 1);
+select analytics.two_proportion_z_test(11, 10, 1, 10);
+select analytics.srm_check('{1,2}', '{1}');
+select analytics.adjust_p_values('{0.1,1.5}');
