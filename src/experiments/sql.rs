@@ -110,6 +110,15 @@ pub fn in_namespace(unit: &str, namespace: &str, range_start: f64, range_end: f6
     growthbook::in_namespace(unit, namespace, range_start, range_end)
 }
 
+/// The elements of an array argument, or an error naming the first NULL one (`name[i]: must not be NULL`).
+fn no_nulls<T: Copy>(values: &[Option<T>], name: &str) -> Vec<T> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.unwrap_or_else(|| AnalyticsError::invalid(format!("{name}[{i}]: must not be NULL")).raise()))
+        .collect()
+}
+
 fn json<T: serde::Serialize>(v: &T) -> pgrx::JsonB {
     pgrx::JsonB(serde_json::to_value(v).expect("results serialise"))
 }
@@ -157,17 +166,8 @@ pub fn two_proportion_z_test(
 /// `srm` is true when p < 0.001.
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn srm_check(observed: Vec<Option<i32>>, weights: Vec<Option<f64>>) -> pgrx::JsonB {
-    let observed: Vec<f64> = observed
-        .iter()
-        .enumerate()
-        .map(|(i, o)| o.map(f64::from).unwrap_or_else(|| AnalyticsError::invalid(format!("observed[{i}]: must not be NULL")).raise()))
-        .collect();
-    let weights: Vec<f64> = weights
-        .iter()
-        .enumerate()
-        .map(|(i, w)| w.unwrap_or_else(|| AnalyticsError::invalid(format!("weights[{i}]: must not be NULL")).raise()))
-        .collect();
-    json(&stats::srm_check(&observed, &weights).or_raise())
+    let observed: Vec<f64> = no_nulls(&observed, "observed").into_iter().map(f64::from).collect();
+    json(&stats::srm_check(&observed, &no_nulls(&weights, "weights")).or_raise())
 }
 
 /// `analytics.adjust_p_values(p_values float8[], method text = 'holm') returns float8[]`
@@ -176,11 +176,7 @@ pub fn srm_check(observed: Vec<Option<i32>>, weights: Vec<Option<f64>>) -> pgrx:
 /// (Benjamini-Hochberg, false discovery rate).
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn adjust_p_values(p_values: Vec<Option<f64>>, method: default!(&str, "'holm'")) -> Vec<f64> {
-    let p: Vec<f64> = p_values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| v.unwrap_or_else(|| AnalyticsError::invalid(format!("p_values[{i}]: must not be NULL")).raise()))
-        .collect();
+    let p = no_nulls(&p_values, "p_values");
     match method {
         "holm" => stats::holm(&p),
         "bh" | "benjamini_hochberg" => stats::benjamini_hochberg(&p),

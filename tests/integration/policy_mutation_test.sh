@@ -10,7 +10,7 @@ run_matrix() { # like pg_regress: psql -X -a -q, stdout and stderr together
 }
 
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c 'create database mutation_base'
-psql -X -q -v ON_ERROR_STOP=1 -d mutation_base -c 'create extension analytics_ext'
+psql -X -q -v ON_ERROR_STOP=1 -d mutation_base -c 'create extension analytics_ext' -f tests/pg_regress/sql/setup.sql
 if ! diff -q <(run_matrix mutation_base) "$expected" >/dev/null; then
     echo "the unmutated database does not reproduce $expected"; exit 1
 fi

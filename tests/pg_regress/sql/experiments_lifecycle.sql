@@ -1,14 +1,5 @@
 -- Experiment lifecycle and sticky assignment, as PostgREST calls them with the owning account's JWT.
 \pset null '·'
-create function pg_temp.attempt(stmt text) returns text language plpgsql as $$
-begin
-    execute stmt;
-    return 'ok';
-exception when others then
-    return sqlstate || ': ' || sqlerrm;
-end
-$$;
-grant execute on function pg_temp.attempt(text) to authenticated;
 -- start without experiments (earlier tests in this database left some)
 delete from analytics.ab_experiments;
 
@@ -36,7 +27,7 @@ select variant_key, stored from analytics.peek_variant('checkout-button', 'visit
 select count(*) as stored_assignments from analytics.ab_experiment_assignments;
 
 -- sticky: weights cannot change under running units without a new phase...
-select pg_temp.attempt($$select analytics.update_experiment_variants('checkout-button', '[{"key":"control","weight":0},{"key":"green","weight":1}]')$$) as change_weights;
+select regress.attempt($$select analytics.update_experiment_variants('checkout-button', '[{"key":"control","weight":0},{"key":"green","weight":1}]')$$) as change_weights;
 -- ...and a stored unit keeps its variant when the weights change within the phase (here, written directly):
 -- visitor-3 stays on control although all traffic now goes to green; a new visitor gets green
 update analytics.ab_experiment_variants set weight = case when key = 'green' then 1 else 0 end;
@@ -53,7 +44,7 @@ select status, winner_variant_key, ended_at is not null as ended from analytics.
 select in_experiment, variant_key, payload from analytics.assign_variant('checkout-button', 'visitor-7');
 
 -- illegal transitions and bad input: SQLSTATE and message
-select pg_temp.attempt(stmt) as outcome from (values
+select regress.attempt(stmt) as outcome from (values
   ($$select analytics.start_experiment('checkout-button')$$),
   ($$select analytics.pause_experiment('checkout-button')$$),
   ($$select analytics.update_experiment_variants('checkout-button', '[{"key":"a"},{"key":"b"}]', new_phase => true)$$),
@@ -84,8 +75,8 @@ commit;
 begin;
 set local role authenticated;
 select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true) is not null as bob;
-select pg_temp.attempt($$select analytics.start_experiment('three-way')$$) as start,
-       pg_temp.attempt($$select analytics.assign_variant('three-way', 'visitor-1')$$) as assign,
+select regress.attempt($$select analytics.start_experiment('three-way')$$) as start,
+       regress.attempt($$select analytics.assign_variant('three-way', 'visitor-1')$$) as assign,
        (select count(*) from analytics.ab_experiments) as experiments_visible,
        (select count(*) from analytics.ab_experiment_assignments) as assignments_visible;
 -- and his own experiment may use the same key

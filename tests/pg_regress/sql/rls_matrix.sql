@@ -32,20 +32,6 @@ values (:A, 'a0000000-0000-4000-8000-000000000003', 'visitor-1'),
 insert into analytics.model_prices (user_id, model, input_usd_per_mtok, output_usd_per_mtok)
 values (:A, 'gpt-4o', 2.5, 10), (:B, 'gpt-4o', 2.5, 10);
 
--- attempt(sql): runs one statement, answers 'ok <rows>' or the SQLSTATE it failed with.
-create function pg_temp.attempt(stmt text, args jsonb default null) returns text
-language plpgsql as $$
-declare
-    n bigint;
-begin
-    execute stmt using args;
-    get diagnostics n = row_count;
-    return 'ok ' || n;
-exception when others then
-    return sqlstate;
-end
-$$;
-
 -- matrix(me, other): for every table of the extension, what the current caller can do to its own rows and to
 -- the other user's rows. Inserts copy a row the caller can see, with its client-chosen key changed.
 create function pg_temp.matrix(me uuid, other uuid)
@@ -81,16 +67,16 @@ begin
             sees_own := null; sees_other := null; template := null;
             insert_own := sqlstate;
         end;
-        update_other := pg_temp.attempt(format('update analytics.%I set user_id = user_id where user_id = %L', tbl, other));
-        delete_other := pg_temp.attempt(format('delete from analytics.%I where user_id = %L', tbl, other));
+        update_other := regress.attempt(with_message => false, stmt => format('update analytics.%I set user_id = user_id where user_id = %L', tbl, other));
+        delete_other := regress.attempt(with_message => false, stmt => format('delete from analytics.%I where user_id = %L', tbl, other));
         template := coalesce(template, '{}') || rename || jsonb_build_object('id', gen_random_uuid());
-        insert_own := pg_temp.attempt(
+        insert_own := regress.attempt(with_message => false, stmt =>
             format('insert into analytics.%I (%s) select %s from jsonb_populate_record(null::analytics.%I, $1)', tbl, cols, cols, tbl),
-            template || jsonb_build_object('user_id', me));
-        insert_as_other := pg_temp.attempt(
+            args => template || jsonb_build_object('user_id', me));
+        insert_as_other := regress.attempt(with_message => false, stmt =>
             format('insert into analytics.%I (%s) select %s from jsonb_populate_record(null::analytics.%I, $1)', tbl, cols, cols, tbl),
-            template || jsonb_build_object('user_id', other, 'id', gen_random_uuid()));
-        give_row_to_other := pg_temp.attempt(format('update analytics.%I set user_id = %L where user_id = %L', tbl, other, me));
+            args => template || jsonb_build_object('user_id', other, 'id', gen_random_uuid()));
+        give_row_to_other := regress.attempt(with_message => false, stmt => format('update analytics.%I set user_id = %L where user_id = %L', tbl, other, me));
         return next;
     end loop;
 end
@@ -147,14 +133,14 @@ union all select 'model_prices', count(*) filter (where user_id = :A), count(*) 
 begin;
 set local role authenticated;
 select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as claims_set;
-select pg_temp.attempt($$insert into analytics.ab_experiment_variants (experiment_id, key, position, weight)
+select regress.attempt(with_message => false, stmt => $$insert into analytics.ab_experiment_variants (experiment_id, key, position, weight)
                          values ('b0000000-0000-4000-8000-000000000001', 'sneaky', 5, 0.1)$$) as attach_to_b;
-select pg_temp.attempt($$insert into analytics.ab_experiment_variants (experiment_id, key, position, weight)
+select regress.attempt(with_message => false, stmt => $$insert into analytics.ab_experiment_variants (experiment_id, key, position, weight)
                          values ('c0000000-0000-4000-8000-000000000009', 'sneaky', 5, 0.1)$$) as attach_to_missing;
 -- B's experiment key is free for A too: unique keys are scoped per owner, so nobody can block another's key.
 -- (A renames its own 'prompt-test' away, then takes the key again while B still holds 'prompt-test'.)
 update analytics.ab_experiments set key = 'prompt-test-old';
-select pg_temp.attempt($$insert into analytics.ab_experiments (key, name) values ('prompt-test', 'x')$$) as same_key_as_b;
+select regress.attempt(with_message => false, stmt => $$insert into analytics.ab_experiments (key, name) values ('prompt-test', 'x')$$) as same_key_as_b;
 select key, user_id = analytics.current_user_id() as mine from analytics.ab_experiments order by key;
 rollback;
 
@@ -167,4 +153,4 @@ select (select count(*) from analytics.ab_experiment_variants where user_id = :A
 rollback;
 
 -- ...while deleting a variant that still has assignments is refused (the history would be lost).
-select pg_temp.attempt($$delete from analytics.ab_experiment_variants where id = 'a0000000-0000-4000-8000-000000000002'$$) as delete_assigned_variant;
+select regress.attempt(with_message => false, stmt => $$delete from analytics.ab_experiment_variants where id = 'a0000000-0000-4000-8000-000000000002'$$) as delete_assigned_variant;

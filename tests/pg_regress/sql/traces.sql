@@ -2,16 +2,6 @@
 -- and their JWT claims. Covers every trace function, re-sends, bad input (SQLSTATE + message) and isolation.
 \pset null '·'
 
--- attempt(sql): runs a statement and reports its SQLSTATE and message instead of aborting the transaction
-create function pg_temp.attempt(stmt text) returns text language plpgsql as $$
-begin
-    execute stmt;
-    return 'ok';
-exception when others then
-    return sqlstate || ': ' || sqlerrm;
-end
-$$;
-grant execute on function pg_temp.attempt(text) to authenticated;
 -- start from no spans (earlier tests in this database left some)
 delete from analytics.llm_traces;
 
@@ -70,7 +60,7 @@ commit;
 begin;
 set local role authenticated;
 select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
-select pg_temp.attempt(stmt) as outcome from (values
+select regress.attempt(stmt) as outcome from (values
   ($$select analytics.ingest_spans('[{"span_id":"s","name":"n","start_time":"2026-11-20T09:00:00Z"}]')$$),
   ($$select analytics.ingest_spans('[{"trace_id":"t","span_id":"s","name":"n","start_time":"2026-11-20T09:00:00Z","end_time":"2026-11-20T08:00:00Z"}]')$$),
   ($$select analytics.ingest_spans('[{"trace_id":"t","span_id":"s","name":"n","start_time":"2026-11-20T09:00:00Z","input_tokens":-1}]')$$),
@@ -118,20 +108,20 @@ select analytics.get_trace_tree('rag-1', user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaa
        (select count(*) from analytics.search_spans(user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa')) as still_none;
 -- Bob's span with Alice's trace and span ids is Bob's own row; writing as Alice is refused (42501)
 select (analytics.ingest_spans('[{"trace_id":"rag-1","span_id":"root","name":"bob root","start_time":"2026-11-20T10:00:00Z"}]'))->>'stored' as bob_stored;
-select pg_temp.attempt($$select analytics.ingest_spans('[{"user_id":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","trace_id":"rag-1","span_id":"root","name":"hijack","start_time":"2026-11-20T10:00:00Z"}]')$$) as write_as_alice;
+select regress.attempt($$select analytics.ingest_spans('[{"user_id":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","trace_id":"rag-1","span_id":"root","name":"hijack","start_time":"2026-11-20T10:00:00Z"}]')$$) as write_as_alice;
 select t->>'span_count' as bobs_rag_1_spans, t->'roots'->0->>'name' as name from analytics.get_trace_tree('rag-1') t;
 commit;
 
 -- ---- anonymous callers cannot ingest or read ------------------------------------------------------------------------
 begin;
 set local role anon;
-select pg_temp.attempt($$select analytics.ingest_spans('[]')$$) as anon_ingest,
-       pg_temp.attempt($$select analytics.get_trace_tree('rag-1')$$) as anon_tree;
+select regress.attempt($$select analytics.ingest_spans('[]')$$) as anon_ingest,
+       regress.attempt($$select analytics.get_trace_tree('rag-1')$$) as anon_tree;
 commit;
 begin;
 set local role authenticated;
-select pg_temp.attempt($$select analytics.ingest_spans('[{"trace_id":"t","span_id":"s","name":"n","start_time":"2026-11-20T09:00:00Z"}]')$$) as no_sub_ingest,
-       pg_temp.attempt($$select analytics.get_trace_tree('rag-1')$$) as no_sub_tree;
+select regress.attempt($$select analytics.ingest_spans('[{"trace_id":"t","span_id":"s","name":"n","start_time":"2026-11-20T09:00:00Z"}]')$$) as no_sub_ingest,
+       regress.attempt($$select analytics.get_trace_tree('rag-1')$$) as no_sub_tree;
 commit;
 
 -- Alice's rows are untouched by all of the above
