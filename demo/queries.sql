@@ -53,17 +53,11 @@ select unit, a.variant_key, a.payload->>'system_prompt' as system_prompt, a.hash
 from unnest(array['visitor-9001', 'visitor-9002']) unit, analytics.assign_variant('system-prompt-v2', unit) a;
 \echo '   ...and asking again returns the same stored variant (sticky):'
 select variant_key, stored from analytics.assign_variant('system-prompt-v2', 'visitor-9001');
-\echo '   thumbs-up rate per variant so far:'
-
-select v.key as variant, v.is_control, count(distinct a.unit_id) as units,
-       count(distinct e.unit_id) as thumbs_up,
-       round(count(distinct e.unit_id)::numeric / count(distinct a.unit_id), 4) as rate
-from analytics.ab_experiments x
-join analytics.ab_experiment_variants v on v.experiment_id = x.id
-join analytics.ab_experiment_assignments a on a.variant_id = v.id
-left join analytics.ab_experiment_events e on e.experiment_id = x.id and e.unit_id = a.unit_id and e.metric = 'thumbs_up'
-where x.key = 'system-prompt-v2'
-group by v.key, v.is_control, v.position order by v.position;
+\echo '   ...and the significance result so far, analytics.experiment_results (relative lift, Holm-corrected, SRM check):'
+select variant_key, is_control, units, round(value::numeric, 4) as thumbs_up_rate, round(effect::numeric, 4) as lift,
+       round(ci_lower::numeric, 4) as ci_lower, round(ci_upper::numeric, 4) as ci_upper, round(p_value::numeric, 4) as p_value,
+       significant, round(srm_p_value::numeric, 4) as srm_p_value, srm
+from analytics.experiment_results('system-prompt-v2', 'thumbs_up');
 commit;
 
 \echo

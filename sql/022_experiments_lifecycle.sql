@@ -348,3 +348,147 @@ COMMENT ON FUNCTION analytics._experiment(text, boolean) IS 'Internal: the calle
 COMMENT ON FUNCTION analytics._set_variants(analytics.ab_experiments, jsonb) IS 'Internal: validates and writes an experiment''s variants.';
 COMMENT ON FUNCTION analytics._transition(text, text, text[], text) IS 'Internal: lifecycle transition with its checks.';
 COMMENT ON FUNCTION analytics._assignment(text, text, boolean) IS 'Internal: sticky GrowthBook assignment of a unit.';
+
+-- ---- experiment_results: every variant against the control on one metric of ab_experiment_events ---------------
+CREATE FUNCTION analytics.experiment_results(
+    experiment_key text,
+    metric         text,
+    metric_type    text             DEFAULT 'binomial',
+    relative       boolean          DEFAULT true,
+    alpha          double precision DEFAULT 0.05,
+    correction     text             DEFAULT 'holm',
+    phase          integer          DEFAULT NULL
+) RETURNS TABLE (
+    variant_key      text,
+    is_control       boolean,
+    units            bigint,
+    value            double precision,
+    effect           double precision,
+    ci_lower         double precision,
+    ci_upper         double precision,
+    p_value          double precision,
+    adjusted_p_value double precision,
+    significant      boolean,
+    srm_p_value      double precision,
+    srm              boolean,
+    note             text
+)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    ph int := coalesce(experiment_results.phase, e.phase);
+    groups jsonb;
+    control jsonb;
+    srm_result jsonb;
+    tests jsonb := '{}';
+    adjusted double precision[];
+    keys text[];
+    g jsonb;
+    t jsonb;
+begin
+    if metric is null or metric = '' then
+        raise exception 'metric: is required' using errcode = '22004';
+    end if;
+    if metric_type is null or metric_type not in ('binomial', 'mean') then
+        raise exception 'metric_type: must be binomial (share of units with the event) or mean (event value per unit), got %',
+            coalesce(metric_type, 'NULL') using errcode = '22023';
+    end if;
+    if correction is null or correction not in ('holm', 'bh', 'none') then
+        raise exception 'correction: must be holm, bh or none, got %', coalesce(correction, 'NULL') using errcode = '22023';
+    end if;
+    -- one pass: each assigned unit with the sum and count of its events of this metric after its assignment
+    -- (events tied to this experiment, or to no experiment), then per variant n, conversions, sum, sum of squares
+    select jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                        'n', coalesce(s.n, 0), 'x', coalesce(s.x, 0), 'sum', coalesce(s.total, 0),
+                                        'sum_squares', coalesce(s.total_sq, 0)) order by v.position)
+      into groups
+    from analytics.ab_experiment_variants v
+    left join (
+        select p.variant_id, count(*) as n, count(*) filter (where p.events > 0) as x,
+               sum(p.total) as total, sum(p.total * p.total) as total_sq
+        from (
+            select a.variant_id, a.unit_id, count(ev.id) as events, coalesce(sum(ev.value), 0) as total
+            from analytics.ab_experiment_assignments a
+            left join analytics.ab_experiment_events ev
+                   on ev.user_id = a.user_id and ev.unit_id = a.unit_id and ev.metric = experiment_results.metric
+                  and (ev.experiment_id = a.experiment_id or ev.experiment_id is null)
+                  and ev.occurred_at >= a.assigned_at
+            where a.experiment_id = e.id and a.phase = ph
+            group by a.variant_id, a.unit_id
+        ) p
+        group by p.variant_id
+    ) s on s.variant_id = v.id
+    where v.experiment_id = e.id;
+
+    control := (select x from jsonb_array_elements(groups) x where (x->>'is_control')::boolean);
+    srm_result := analytics.srm_check(
+        (select array_agg((x->>'n')::int) from jsonb_array_elements(groups) x),
+        (select array_agg((x->>'weight')::double precision) from jsonb_array_elements(groups) x));
+
+    for g in select x from jsonb_array_elements(groups) x where not (x->>'is_control')::boolean loop
+        if metric_type = 'binomial' then
+            t := analytics.two_proportion_z_test((control->>'x')::bigint, (control->>'n')::bigint,
+                                                 (g->>'x')::bigint, (g->>'n')::bigint, relative, alpha);
+        else
+            t := analytics.welch_t_test(
+                (control->>'n')::bigint, analytics._mean(control), analytics._variance(control),
+                (g->>'n')::bigint, analytics._mean(g), analytics._variance(g), relative, alpha);
+        end if;
+        tests := tests || jsonb_build_object(g->>'key', t);
+    end loop;
+
+    -- correct the variants' p-values for comparing several variants with one control
+    select array_agg(k order by k), array_agg((tests->k->>'p_value')::double precision order by k)
+      into keys, adjusted
+    from jsonb_object_keys(tests) k where tests->k->>'p_value' is not null;
+    if correction <> 'none' and keys is not null then
+        adjusted := analytics.adjust_p_values(adjusted, correction);
+    end if;
+
+    for g in select x from jsonb_array_elements(groups) x loop
+        t := tests->(g->>'key');
+        variant_key := g->>'key';
+        is_control := (g->>'is_control')::boolean;
+        units := (g->>'n')::bigint;
+        value := case when units = 0 then null
+                      when metric_type = 'binomial' then (g->>'x')::double precision / units
+                      else analytics._mean(g) end;
+        effect := (t->>'effect')::double precision;
+        ci_lower := (t->>'ci_lower')::double precision;
+        ci_upper := (t->>'ci_upper')::double precision;
+        p_value := (t->>'p_value')::double precision;
+        adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, variant_key)] end;
+        significant := coalesce(adjusted_p_value < alpha, false);
+        srm_p_value := (srm_result->>'p_value')::double precision;
+        srm := (srm_result->>'srm')::boolean;
+        note := coalesce(t->>'note', srm_result->>'note');
+        return next;
+    end loop;
+end
+$$;
+
+-- _mean / _variance: of a variant's per-unit values, from its n, sum and sum of squares (sample variance, n - 1)
+CREATE FUNCTION analytics._mean(g jsonb) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$ select case when (g->>'n')::double precision > 0 then (g->>'sum')::double precision / (g->>'n')::double precision else 0 end $$;
+
+CREATE FUNCTION analytics._variance(g jsonb) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    select case when (g->>'n')::double precision > 1
+                then greatest(((g->>'sum_squares')::double precision
+                               - (g->>'sum')::double precision ^ 2 / (g->>'n')::double precision)
+                              / ((g->>'n')::double precision - 1), 0)
+                else 0 end
+$$;
+
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer) IS
+$$Every variant of an experiment against its control on one metric of ab_experiment_events, in one pass over the data: units, value (conversion rate for metric_type 'binomial', mean event value per unit for 'mean' — units without events count 0), effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (holm, bh or none), significance, and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
+Counts events of the unit after its assignment, tied to this experiment or to no experiment. Default phase: the current one.
+Example: select variant_key, units, value, effect, p_value, significant from analytics.experiment_results('system-prompt-v2', 'thumbs_up');$$;
+COMMENT ON FUNCTION analytics._mean(jsonb) IS 'Internal: mean of a variant''s per-unit values.';
+COMMENT ON FUNCTION analytics._variance(jsonb) IS 'Internal: sample variance of a variant''s per-unit values.';

@@ -82,3 +82,58 @@ select regress.attempt($$select analytics.start_experiment('three-way')$$) as st
 -- and his own experiment may use the same key
 select key from analytics.create_experiment('three-way', 'Bob''s test', '[{"key":"a"},{"key":"b"}]');
 commit;
+
+-- ---- results: every variant against the control --------------------------------------------------------------
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select key from analytics.create_experiment('pricing-copy', 'Pricing page copy',
+    '[{"key":"control","weight":0.34},{"key":"short","weight":0.33},{"key":"long","weight":0.33}]');
+select status from analytics.start_experiment('pricing-copy');
+select count(*) as assigned from generate_series(1, 3000) i, analytics.assign_variant('pricing-copy', 'u' || i) a where a.in_experiment;
+-- deterministic outcomes: every 8th unit of control converts, every 6th of "short", every 8th of "long"; revenue
+-- per purchase 10; one event before assignment that must not count
+insert into analytics.ab_experiment_events (experiment_id, unit_id, metric, value, occurred_at)
+select a.experiment_id, a.unit_id, 'purchase', 10, a.assigned_at + interval '1 minute'
+from analytics.ab_experiment_assignments a join analytics.ab_experiment_variants v on v.id = a.variant_id
+join analytics.ab_experiments x on x.id = a.experiment_id and x.key = 'pricing-copy'
+where substr(a.unit_id, 2)::int % (case v.key when 'short' then 6 else 8 end) = 0;
+insert into analytics.ab_experiment_events (experiment_id, unit_id, metric, value, occurred_at)
+select a.experiment_id, a.unit_id, 'purchase', 1000, a.assigned_at - interval '1 day'
+from analytics.ab_experiment_assignments a join analytics.ab_experiments x on x.id = a.experiment_id and x.key = 'pricing-copy'
+where a.unit_id = 'u1';
+select variant_key, is_control, units, round(value::numeric, 4) as rate, round(effect::numeric, 4) as lift,
+       round(p_value::numeric, 4) as p, round(adjusted_p_value::numeric, 4) as holm_p, significant, srm
+from analytics.experiment_results('pricing-copy', 'purchase');
+-- the same numbers as the statistics functions give on the counts
+select r.variant_key, r.p_value = (analytics.two_proportion_z_test(c.x, c.n, t.x, t.n, true)->>'p_value')::float8 as same_p
+from analytics.experiment_results('pricing-copy', 'purchase') r,
+     lateral (select count(*) n, count(*) filter (where substr(a.unit_id, 2)::int % 8 = 0) x
+              from analytics.ab_experiment_assignments a join analytics.ab_experiment_variants v on v.id = a.variant_id
+              where v.key = 'control' and v.experiment_id = (select id from analytics.ab_experiments where key = 'pricing-copy')) c,
+     lateral (select count(*) n, count(*) filter (where substr(a.unit_id, 2)::int % (case r.variant_key when 'short' then 6 else 8 end) = 0) x
+              from analytics.ab_experiment_assignments a join analytics.ab_experiment_variants v on v.id = a.variant_id
+              where v.key = r.variant_key and v.experiment_id = (select id from analytics.ab_experiments where key = 'pricing-copy')) t
+where not r.is_control;
+-- revenue per unit (mean metric), as a difference
+select variant_key, round(value::numeric, 4) as revenue_per_unit, round(effect::numeric, 4) as difference,
+       round(ci_lower::numeric, 4) as ci_lower, round(ci_upper::numeric, 4) as ci_upper, significant
+from analytics.experiment_results('pricing-copy', 'purchase', metric_type => 'mean', relative => false, correction => 'bh');
+-- a broken split shows as a sample ratio mismatch
+delete from analytics.ab_experiment_assignments a using analytics.ab_experiment_variants v, analytics.ab_experiments x
+where v.id = a.variant_id and x.id = a.experiment_id and x.key = 'pricing-copy' and v.key = 'long'
+  and substr(a.unit_id, 2)::int % 3 = 0;
+select variant_key, units, round(srm_p_value::numeric, 6) as srm_p, srm from analytics.experiment_results('pricing-copy', 'purchase');
+select regress.attempt(stmt) as outcome from (values
+  ($$select * from analytics.experiment_results('pricing-copy', 'purchase', metric_type => 'median')$$),
+  ($$select * from analytics.experiment_results('pricing-copy', 'purchase', correction => 'bonferroni')$$),
+  ($$select * from analytics.experiment_results('pricing-copy', null)$$),
+  ($$select * from analytics.experiment_results('nope', 'purchase')$$)
+) v(stmt);
+commit;
+
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true) is not null as bob;
+select regress.attempt($$select * from analytics.experiment_results('pricing-copy', 'purchase')$$) as bob_reads_alices_results;
+commit;
