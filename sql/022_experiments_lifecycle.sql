@@ -254,7 +254,8 @@ declare
     e analytics.ab_experiments := analytics._experiment(experiment_key);
     result analytics.variant_assignment;
     weights double precision[];
-    variant_ids uuid[];
+    variants analytics.ab_experiment_variants[];
+    chosen analytics.ab_experiment_variants;
     h double precision;
     idx int;
 begin
@@ -291,20 +292,24 @@ begin
        and not analytics.in_namespace(_assignment.unit_id, e.namespace_name, e.namespace_start, e.namespace_end) then
         return result;
     end if;
-    select array_agg(v.weight order by v.position), array_agg(v.id order by v.position) into weights, variant_ids
+    -- one read of the variants: their weights pick the bucket, the chosen row is answered and stored
+    select array_agg(v.weight order by v.position), array_agg(v order by v.position) into weights, variants
     from analytics.ab_experiment_variants v where v.experiment_id = e.id;
     h := analytics.gb_hash(coalesce(nullif(e.seed, ''), e.key), _assignment.unit_id, e.hash_version);
     idx := analytics.choose_variation(h, analytics.bucket_ranges(cardinality(weights), e.coverage, weights));
     if idx < 0 then
         return result;
     end if;
+    chosen := variants[idx + 1];
     result.hash_value := h;
-    select true, v.key, v.position, v.is_control, v.payload
-      into result.in_experiment, result.variant_key, result.variation, result.is_control, result.payload
-    from analytics.ab_experiment_variants v where v.id = variant_ids[idx + 1];
+    result.in_experiment := true;
+    result.variant_key := chosen.key;
+    result.variation := chosen.position;
+    result.is_control := chosen.is_control;
+    result.payload := chosen.payload;
     if store then
         insert into analytics.ab_experiment_assignments (user_id, experiment_id, variant_id, unit_id, phase, hash_value)
-        values (e.user_id, e.id, variant_ids[idx + 1], _assignment.unit_id, e.phase, h)
+        values (e.user_id, e.id, chosen.id, _assignment.unit_id, e.phase, h)
         on conflict on constraint ab_experiment_assignments_unit_per_phase do nothing
         returning assigned_at into result.assigned_at;
         if not found then
