@@ -36,3 +36,17 @@ Example: select analytics.srm_check('{5300,4700}', '{0.5,0.5}');$$;
 COMMENT ON FUNCTION analytics.adjust_p_values(double precision[], text) IS
 $$Multiple-comparison corrections in the input order: 'holm' (Holm-Bonferroni) or 'bh' (Benjamini-Hochberg).
 Example: select analytics.adjust_p_values('{0.01,0.04,0.03,0.005,0.55,0.6}', 'holm');$$;
+
+COMMENT ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean) IS
+$$A treatment against its control from the moments of their per-unit values: {"n", "sum", "sum_squares"}, plus "den_sum", "den_sum_squares", "cross_sum" (Σd, Σd², Σyd) for metric_type 'ratio', and "pre_sum", "pre_sum_squares", "pre_cross_sum" (Σx, Σx², Σxy of the pre-assignment value x) for cuped => true.
+Returns the test (two-proportion z for binomial, Welch for mean, Welch on delta-method variances for ratio; relative lift by default) with control_value, treatment_value, chance_to_beat_control and expected_loss (Gaussian posterior, flat prior; better means lower when lower_is_better, e.g. for cost or latency), sequential_p_value and sequential_ci_lower/upper (always-valid: Howard et al.'s normal-mixture confidence sequence, GrowthBook's tuning N* = sequential_tuning), and with CUPED cuped_theta and variance_reduction. This is what experiment_results computes per variant.
+Example: select analytics.compare_groups('{"n":1000,"sum":116,"sum_squares":116}', '{"n":1000,"sum":129,"sum_squares":129}', 'binomial');$$;
+
+COMMENT ON FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer) IS
+$$Units per variant to detect an effect of mde (relative to the baseline by default: 0.05 = +5%; relative => false for an absolute change) with the given power in a two-sided test (normal approximation, both tails, as statsmodels' NormalIndPower). std_dev of the per-unit value is required for metric_type 'mean'. With variants > 2 alpha is split over the comparisons with the control (Bonferroni).
+Returns {"per_variant", "total", "per_variant_exact", "treatment_value", "alpha_per_comparison"}.
+Example: select analytics.sample_size(baseline => 0.10, mde => 0.05);$$;
+
+COMMENT ON FUNCTION analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer) IS
+$$The smallest increase (relative by default) that a test with units_per_variant units in every variant detects with the given power; the inverse of sample_size. Returns {"effect", "treatment_value", "alpha_per_comparison"}.
+Example: select analytics.minimum_detectable_effect(baseline => 0.10, units_per_variant => 20000);$$;

@@ -59,7 +59,12 @@ BEGIN
             analytics.in_namespace(text, text, double precision, double precision),
             analytics.welch_t_test(bigint, double precision, double precision, bigint, double precision, double precision, boolean, double precision),
             analytics.two_proportion_z_test(bigint, bigint, bigint, bigint, boolean, double precision),
-            analytics.srm_check(integer[], double precision[]), analytics.adjust_p_values(double precision[], text) TO anon;
+            analytics.srm_check(integer[], double precision[]), analytics.adjust_p_values(double precision[], text),
+            analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean),
+            analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer),
+            analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer),
+            analytics.detect_anomalies(double precision[], text, jsonb), analytics.anomaly_params(text, jsonb),
+            analytics.detect_series_anomalies(timestamptz[], double precision[], text, jsonb, interval) TO anon;
     END IF;
     -- authenticated: everything, confined to its own rows by the policies above.
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN

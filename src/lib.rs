@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+pub mod anomaly;
 pub mod errors;
 pub mod experiments;
 pub mod identity;
@@ -48,7 +49,10 @@ extension_sql_file!(
         experiments::sql::welch_t_test,
         experiments::sql::two_proportion_z_test,
         experiments::sql::srm_check,
-        experiments::sql::adjust_p_values
+        experiments::sql::adjust_p_values,
+        experiments::sql::compare_groups,
+        experiments::sql::sample_size,
+        experiments::sql::minimum_detectable_effect
     ]
 );
 extension_sql_file!(
@@ -57,6 +61,11 @@ extension_sql_file!(
     requires = ["experiments_tables", "experiments_functions"]
 );
 extension_sql_file!("../sql/030_anomalies_cohorts.sql", name = "anomaly_cohort_tables", requires = ["identity"]);
+extension_sql_file!(
+    "../sql/031_anomaly_functions.sql",
+    name = "anomaly_functions",
+    requires = ["anomaly_cohort_tables", "traces_functions", anomaly::sql::detect_anomalies, anomaly::sql::anomaly_params]
+);
 // last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/900_security.sql", name = "security", finalize);
 

@@ -6,7 +6,7 @@ use pgrx::datum::Datum;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::{growthbook, stats};
+use super::{analysis, growthbook, power, stats};
 use crate::errors::{AnalyticsError, OrRaise};
 
 /// Bucket ranges as a two-dimensional `double precision[]` (n rows of [start, end]); n = 0 gives an empty array.
@@ -183,6 +183,133 @@ pub fn adjust_p_values(p_values: Vec<Option<f64>>, method: default!(&str, "'holm
         other => Err(AnalyticsError::invalid(format!("method: unknown correction \"{other}\"; allowed: holm, bh"))),
     }
     .or_raise()
+}
+
+fn moments(v: serde_json::Value, name: &str) -> analysis::Moments {
+    serde_json::from_value(v).unwrap_or_else(|e| {
+        AnalyticsError::invalid(format!(
+            "{name}: must be an object of numbers n, sum, sum_squares (and den_sum, den_sum_squares, cross_sum for a \
+             ratio; pre_sum, pre_sum_squares, pre_cross_sum for CUPED): {e}"
+        ))
+        .raise()
+    })
+}
+
+/// `analytics.compare_groups(control jsonb, treatment jsonb, metric_type = 'mean', relative = true, alpha = 0.05,
+/// cuped = false, sequential_tuning = 5000, lower_is_better = false) returns jsonb`
+///
+/// A treatment against its control from the moments of their per-unit values (`{"n", "sum", "sum_squares"}`,
+/// plus `den_sum`, `den_sum_squares`, `cross_sum` for a ratio metric and `pre_sum`, `pre_sum_squares`,
+/// `pre_cross_sum` of a pre-assignment covariate for CUPED): the frequentist test (two-proportion z for binomial,
+/// Welch for mean, Welch with delta-method variances for ratio), chance to beat control and expected loss
+/// (Gaussian, flat prior; "better" is lower when `lower_is_better`), the always-valid sequential p-value and confidence sequence, and CUPED's theta and
+/// variance reduction. This is what experiment_results computes for each variant.
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn compare_groups(
+    control: pgrx::JsonB,
+    treatment: pgrx::JsonB,
+    metric_type: default!(&str, "'mean'"),
+    relative: default!(bool, true),
+    alpha: default!(f64, 0.05),
+    cuped: default!(bool, false),
+    sequential_tuning: default!(f64, 5000.0),
+    lower_is_better: default!(bool, false),
+) -> pgrx::JsonB {
+    let options = analysis::CompareOptions {
+        metric_type: analysis::MetricType::parse(metric_type).or_raise(),
+        relative,
+        alpha,
+        cuped,
+        sequential_tuning,
+        lower_is_better,
+    };
+    json(&analysis::compare(&moments(control.0, "control"), &moments(treatment.0, "treatment"), &options).or_raise())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    metric_type: &str,
+    baseline: f64,
+    std_dev: Option<f64>,
+    relative: bool,
+    alpha: f64,
+    power: f64,
+    variants: i32,
+) -> power::Plan {
+    let metric_type = match analysis::MetricType::parse(metric_type).or_raise() {
+        analysis::MetricType::Ratio => {
+            AnalyticsError::invalid("metric_type: must be binomial or mean for planning, got \"ratio\"").raise()
+        }
+        t => t,
+    };
+    if variants < 2 {
+        AnalyticsError::invalid(format!("variants: a test needs at least 2 variants (control included), got {variants}")).raise();
+    }
+    power::Plan { metric_type, baseline, std_dev, relative, alpha, power, variants: variants as u32 }
+}
+
+fn required<T>(v: Option<T>, name: &str) -> T {
+    v.unwrap_or_else(|| AnalyticsError::new(crate::errors::ErrorKind::NullValue, format!("{name}: is required")).raise())
+}
+
+/// `analytics.sample_size(baseline, mde, metric_type = 'binomial', std_dev = NULL, relative = true, alpha = 0.05,
+/// power = 0.8, variants = 2) returns jsonb`
+///
+/// Units per variant needed to detect an effect of `mde` (relative to the baseline by default: 0.05 = +5%) with
+/// the given power in a two-sided test; `std_dev` of the per-unit value is required for mean metrics. With more
+/// than two variants alpha is split over the comparisons with the control (Bonferroni). Returns per_variant
+/// (rounded up), total, per_variant_exact, treatment_value, alpha_per_comparison.
+#[pg_extern(immutable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+pub fn sample_size(
+    baseline: Option<f64>,
+    mde: Option<f64>,
+    metric_type: default!(Option<&str>, "'binomial'"),
+    std_dev: default!(Option<f64>, "NULL"),
+    relative: default!(Option<bool>, true),
+    alpha: default!(Option<f64>, 0.05),
+    power: default!(Option<f64>, 0.8),
+    variants: default!(Option<i32>, 2),
+) -> pgrx::JsonB {
+    let p = plan(
+        required(metric_type, "metric_type"),
+        required(baseline, "baseline"),
+        std_dev,
+        required(relative, "relative"),
+        required(alpha, "alpha"),
+        required(power, "power"),
+        required(variants, "variants"),
+    );
+    json(&power::sample_size(&p, required(mde, "mde")).or_raise())
+}
+
+/// `analytics.minimum_detectable_effect(baseline, units_per_variant, metric_type = 'binomial', std_dev = NULL,
+/// relative = true, alpha = 0.05, power = 0.8, variants = 2) returns jsonb`
+///
+/// The smallest increase (relative by default) a test with `units_per_variant` units in each variant detects
+/// with the given power: effect, treatment_value, alpha_per_comparison.
+#[pg_extern(immutable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+pub fn minimum_detectable_effect(
+    baseline: Option<f64>,
+    units_per_variant: Option<i64>,
+    metric_type: default!(Option<&str>, "'binomial'"),
+    std_dev: default!(Option<f64>, "NULL"),
+    relative: default!(Option<bool>, true),
+    alpha: default!(Option<f64>, 0.05),
+    power: default!(Option<f64>, 0.8),
+    variants: default!(Option<i32>, 2),
+) -> pgrx::JsonB {
+    let p = plan(
+        required(metric_type, "metric_type"),
+        required(baseline, "baseline"),
+        std_dev,
+        required(relative, "relative"),
+        required(alpha, "alpha"),
+        required(power, "power"),
+        required(variants, "variants"),
+    );
+    json(&power::minimum_detectable_effect(&p, required(units_per_variant, "units_per_variant") as f64).or_raise())
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -28,7 +28,7 @@ pub struct TestResult {
 }
 
 impl TestResult {
-    fn empty(relative: bool, alpha: f64, note: &str) -> TestResult {
+    pub(crate) fn empty(relative: bool, alpha: f64, note: &str) -> TestResult {
         TestResult {
             effect: None,
             relative,

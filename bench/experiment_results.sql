@@ -1,0 +1,58 @@
+-- experiment_results at scale: one experiment with 10,000,000 assigned units (two variants) and 10,000,000 events
+-- (a third of the units with three events each), read by its owner as role authenticated with RLS on. Compared with
+-- the hand-written query an analyst would write for the same per-variant sums (join, group by unit, group by
+-- variant) without any statistics, in the same run. Medians of 3 runs. Set :units for a smaller run (psql -v units=…).
+\set ON_ERROR_STOP 1
+\pset footer off
+\if :{?units}
+\else
+\set units 10000000
+\endif
+\i bench/common.sql
+select set_config('request.jwt.claims', '{"sub":"00000000-0000-4000-8000-00000000000a","role":"authenticated"}', false) is not null as owner;
+select key from analytics.create_experiment('bench-checkout', 'Checkout at scale', '[{"key":"control"},{"key":"treatment"}]');
+select status from analytics.start_experiment('bench-checkout');
+\timing on
+-- assignments as assign_variant stores them (its variant by GrowthBook hash; bulk-loaded here for time)
+insert into analytics.ab_experiment_assignments (id, user_id, experiment_id, variant_id, unit_id, phase, hash_value, assigned_at)
+select ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, e.user_id, e.id,
+       case when h < 0.5 then c.id else t.id end, 'unit-' || i, e.phase, h,
+       timestamptz '2026-11-01 00:00+00' + make_interval(secs => i % 86400)
+from analytics.ab_experiments e
+join analytics.ab_experiment_variants c on c.experiment_id = e.id and c.key = 'control'
+join analytics.ab_experiment_variants t on t.experiment_id = e.id and t.key = 'treatment'
+cross join generate_series(1, :units) i
+cross join lateral (select analytics.gb_hash(coalesce(nullif(e.seed, ''), e.key), 'unit-' || i, 2) as h) x
+where e.key = 'bench-checkout';
+insert into analytics.ab_experiment_events (id, user_id, experiment_id, unit_id, metric, value, occurred_at)
+select ('00000000-0000-4000-9000-' || lpad(to_hex(i * 3 + k), 12, '0'))::uuid, e.user_id,
+       case when k = 0 then e.id end, 'unit-' || (i * 3), 'purchase', 5 + (i * 7 + k) % 40,
+       timestamptz '2026-11-01 00:00+00' + make_interval(secs => (i * 3) % 86400 + 60 + k)
+from analytics.ab_experiments e cross join generate_series(1, :units / 3) i cross join generate_series(0, 2) k
+where e.key = 'bench-checkout';
+\timing off
+vacuum analyze analytics.ab_experiment_assignments, analytics.ab_experiment_events;
+select (select count(*) from analytics.ab_experiment_assignments) as assignments,
+       (select count(*) from analytics.ab_experiment_events) as events;
+
+set role authenticated;
+create temp table results as
+select pg_temp.bench($$select * from analytics.experiment_results('bench-checkout', 'purchase')$$, 3) as binomial_ms,
+       pg_temp.bench($$select * from analytics.experiment_results('bench-checkout', 'purchase', metric_type => 'mean')$$, 3) as mean_ms,
+       pg_temp.bench($$select v.key, count(*), count(*) filter (where p.events > 0), sum(p.total), sum(p.total * p.total)
+                       from (select a.variant_id, count(ev.id) as events, coalesce(sum(ev.value), 0) as total
+                             from analytics.ab_experiment_assignments a
+                             left join analytics.ab_experiment_events ev
+                                    on ev.user_id = a.user_id and ev.unit_id = a.unit_id and ev.metric = 'purchase'
+                                   and (ev.experiment_id = a.experiment_id or ev.experiment_id is null)
+                                   and ev.occurred_at >= a.assigned_at
+                             where a.experiment_id = (select id from analytics.ab_experiments where key = 'bench-checkout')
+                             group by a.id, a.variant_id) p
+                       join analytics.ab_experiment_variants v on v.id = p.variant_id
+                       group by v.key$$, 3) as hand_written_ms;
+select round(binomial_ms) as experiment_results_binomial_ms, round(mean_ms) as experiment_results_mean_ms,
+       round(hand_written_ms) as hand_written_sums_ms, round((binomial_ms / hand_written_ms)::numeric, 2) as ratio
+from results;
+select variant_key, units, round(value::numeric, 4) as rate, round(effect::numeric, 4) as lift, round(p_value::numeric, 4) as p,
+       round(chance_to_beat_control::numeric, 3) as chance, srm
+from analytics.experiment_results('bench-checkout', 'purchase');

@@ -1,0 +1,672 @@
+//! Anomaly detectors over a metric series. Plain Rust, no database.
+//!
+//! Every detector is causal: point i is judged only against the points before it (what an alert running every
+//! few minutes sees), so a detector never looks into the future. Missing points (None or NaN: a bucket without
+//! data) are gaps: they get no score and do not enter the history. A point is scored once `min_history` valid
+//! points precede it; before that it is never an anomaly.
+//!
+//! | method     | expected value              | scale                                      | default threshold |
+//! |------------|-----------------------------|--------------------------------------------|-------------------|
+//! | `zscore`   | mean of the trailing window | standard deviation of the window           | 3                 |
+//! | `mad`      | median of the window        | MAD / 0.6745 (Iglewicz–Hoaglin modified z) | 3.5               |
+//! | `iqr`      | median of the window        | Tukey fences Q1 - k·IQR, Q3 + k·IQR        | k = 1.5           |
+//! | `ewma`     | EWMA of the past (λ = 0.3)  | EW standard deviation of the residuals     | 3                 |
+//! | `seasonal` | median of the same phase in past seasons | robust z of residuals (median/MAD) | 3.5          |
+//! | `cusum`    | robust mean of the window   | CUSUM of standardised values, k = 0.5      | h = 8             |
+//!
+//! A constant history has no scale: a point equal to it scores 0, any other point scores ±infinity (certainly
+//! anomalous), never NaN.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::errors::AnalyticsError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    ZScore,
+    Mad,
+    Iqr,
+    Ewma,
+    Seasonal,
+    Cusum,
+}
+
+impl Method {
+    pub const NAMES: &'static str = "zscore, mad, iqr, ewma, seasonal, cusum";
+
+    pub fn parse(s: &str) -> Result<Method, AnalyticsError> {
+        Ok(match s {
+            "zscore" => Method::ZScore,
+            "mad" => Method::Mad,
+            "iqr" => Method::Iqr,
+            "ewma" => Method::Ewma,
+            "seasonal" => Method::Seasonal,
+            "cusum" => Method::Cusum,
+            other => return Err(AnalyticsError::invalid(format!("method: unknown method \"{other}\"; allowed: {}", Method::NAMES))),
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::ZScore => "zscore",
+            Method::Mad => "mad",
+            Method::Iqr => "iqr",
+            Method::Ewma => "ewma",
+            Method::Seasonal => "seasonal",
+            Method::Cusum => "cusum",
+        }
+    }
+}
+
+/// Which deviations count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Both,
+    Up,
+    Down,
+}
+
+/// Detector parameters, all optional in the JSON (`{"window": 48, "threshold": 4}`); unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Params {
+    /// trailing points forming the history (zscore, mad, iqr, cusum's reference; seasonal: past seasons)
+    pub window: usize,
+    /// score beyond which a point is an anomaly (iqr: the fence multiplier k; cusum: the decision interval h)
+    pub threshold: f64,
+    /// valid points needed before the first score
+    pub min_history: usize,
+    /// ewma: smoothing factor λ in (0, 1]
+    pub alpha: f64,
+    /// seasonal: points per season (24 for hourly buckets with a daily cycle, 168 for weekly)
+    pub period: usize,
+    /// cusum: allowance k in standard deviations
+    pub slack: f64,
+    pub direction: Direction,
+}
+
+const KEYS: &str = "window, threshold, min_history, alpha, period, slack, direction";
+
+impl Params {
+    pub fn defaults(method: Method) -> Params {
+        let (window, threshold) = match method {
+            Method::ZScore => (30, 3.0),
+            Method::Mad => (30, 3.5),
+            Method::Iqr => (30, 1.5),
+            Method::Ewma => (30, 3.0),
+            Method::Seasonal => (4, 3.5),
+            Method::Cusum => (30, 8.0),
+        };
+        let period = 24;
+        let min_history = match method {
+            Method::Seasonal => 2 * period,
+            Method::Ewma => 10,
+            _ => window,
+        };
+        Params { window, threshold, min_history, alpha: 0.3, period, slack: 0.5, direction: Direction::Both }
+    }
+
+    /// The defaults of `method` overridden by the JSON object `params`.
+    pub fn from_json(method: Method, params: &Value) -> Result<Params, AnalyticsError> {
+        let mut p = Params::defaults(method);
+        let empty = Map::new();
+        let obj = match params {
+            Value::Object(o) => o,
+            Value::Null => &empty,
+            _ => return Err(AnalyticsError::invalid("params: must be a JSON object, e.g. {\"window\": 48}")),
+        };
+        let mut min_history_given = false;
+        for (k, v) in obj {
+            let num = || v.as_f64().ok_or_else(|| AnalyticsError::invalid(format!("params.{k}: must be a number, got {v}")));
+            let count = |min: f64| -> Result<usize, AnalyticsError> {
+                let x = num()?;
+                if x.fract() != 0.0 || x < min || x > 1e7 {
+                    return Err(AnalyticsError::invalid(format!("params.{k}: must be a whole number from {min} to 10000000, got {v}")));
+                }
+                Ok(x as usize)
+            };
+            match k.as_str() {
+                "window" => p.window = count(2.0)?,
+                "min_history" => {
+                    p.min_history = count(1.0)?;
+                    min_history_given = true;
+                }
+                "period" => p.period = count(2.0)?,
+                "threshold" => {
+                    p.threshold = num()?;
+                    if !(p.threshold > 0.0 && p.threshold.is_finite()) {
+                        return Err(AnalyticsError::invalid(format!("params.threshold: must be a positive number, got {v}")));
+                    }
+                }
+                "alpha" => {
+                    p.alpha = num()?;
+                    if !(p.alpha > 0.0 && p.alpha <= 1.0) {
+                        return Err(AnalyticsError::invalid(format!("params.alpha: must be in (0, 1], got {v}")));
+                    }
+                }
+                "slack" => {
+                    p.slack = num()?;
+                    if !(p.slack >= 0.0 && p.slack.is_finite()) {
+                        return Err(AnalyticsError::invalid(format!("params.slack: must be a non-negative number, got {v}")));
+                    }
+                }
+                "direction" => {
+                    p.direction = match v.as_str() {
+                        Some("both") => Direction::Both,
+                        Some("up") => Direction::Up,
+                        Some("down") => Direction::Down,
+                        _ => return Err(AnalyticsError::invalid(format!("params.direction: must be both, up or down, got {v}"))),
+                    }
+                }
+                other => return Err(AnalyticsError::invalid(format!("params.{other}: unknown parameter; allowed: {KEYS}"))),
+            }
+        }
+        if !min_history_given {
+            p.min_history = match method {
+                Method::Seasonal => 2 * p.period,
+                Method::Ewma => p.min_history,
+                _ => p.window,
+            };
+        }
+        Ok(p)
+    }
+
+    /// The points of history the detector needs before its first score.
+    pub fn history_needed(&self, method: Method) -> usize {
+        match method {
+            Method::Seasonal => self.min_history.max(2 * self.period),
+            Method::Ewma => self.min_history.max(2),
+            _ => self.min_history.max(2),
+        }
+    }
+}
+
+/// The verdict on one point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Point {
+    /// signed: positive above the expected value; None for gaps and points without enough history
+    pub score: Option<f64>,
+    pub is_anomaly: bool,
+    pub expected: Option<f64>,
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
+}
+
+const NONE: Point = Point { score: None, is_anomaly: false, expected: None, lower: None, upper: None };
+
+/// Runs `method` over `values` (None or NaN = gap). Errors name the parameter: a window longer than the series,
+/// for instance, could never score a point.
+pub fn detect(values: &[Option<f64>], method: Method, p: &Params) -> Result<Vec<Point>, AnalyticsError> {
+    let n = values.len();
+    if let Some(i) = values.iter().position(|v| v.is_some_and(f64::is_infinite)) {
+        return Err(AnalyticsError::invalid(format!("values[{}]: must be finite (NULL or NaN marks a gap)", i + 1)));
+    }
+    let horizon = match method {
+        Method::Seasonal => p.window * p.period,
+        Method::Ewma => 0,
+        _ => p.window,
+    };
+    if n > 0 && horizon >= n {
+        return Err(AnalyticsError::invalid(match method {
+            Method::Seasonal => format!(
+                "params.window: {} seasons of {} points need more than the {n} points of the series",
+                p.window, p.period
+            ),
+            _ => format!("params.window: {} is not smaller than the series ({n} points)", p.window),
+        }));
+    }
+    let clean: Vec<Option<f64>> = values.iter().map(|v| v.filter(|x| !x.is_nan())).collect();
+    let mut out = match method {
+        Method::ZScore => zscore(&clean, p),
+        Method::Mad => robust(&clean, p, false),
+        Method::Iqr => robust(&clean, p, true),
+        Method::Ewma => ewma(&clean, p),
+        Method::Seasonal => seasonal(&clean, p),
+        Method::Cusum => cusum(&clean, p),
+    };
+    // the minimum-history rule, counted in valid points
+    let need = p.history_needed(method);
+    let mut seen = 0;
+    for (i, v) in clean.iter().enumerate() {
+        if v.is_none() {
+            out[i] = NONE;
+            continue;
+        }
+        if seen < need {
+            out[i] = NONE;
+        }
+        seen += 1;
+    }
+    Ok(out)
+}
+
+/// The score of `x` against `expected` with `scale`. A scale at the level of rounding error (1e-9 of the values)
+/// is no scale: a history that repeats exactly (a constant, or a cycle in the seasonal detector) makes a value
+/// within rounding of the expected one score 0 and any other value score ±infinity.
+fn standardise(x: f64, expected: f64, scale: f64) -> f64 {
+    standardise_at(x, expected, scale, expected.abs().max(x.abs()))
+}
+
+/// `standardise` with the magnitude of the underlying values given (the seasonal detector scores residuals,
+/// whose own magnitude says nothing about rounding).
+fn standardise_at(x: f64, expected: f64, scale: f64, magnitude: f64) -> f64 {
+    let d = x - expected;
+    let rounding = 1e-9 * magnitude;
+    if scale > rounding {
+        d / scale
+    } else if d.abs() <= rounding {
+        0.0
+    } else {
+        d.signum() * f64::INFINITY
+    }
+}
+
+fn flagged(score: f64, threshold: f64, direction: Direction) -> bool {
+    match direction {
+        Direction::Both => score.abs() > threshold,
+        Direction::Up => score > threshold,
+        Direction::Down => score < -threshold,
+    }
+}
+
+fn scored(x: f64, expected: f64, scale: f64, p: &Params) -> Point {
+    scored_at(x, expected, scale, p, expected.abs().max(x.abs()))
+}
+
+fn scored_at(x: f64, expected: f64, scale: f64, p: &Params, magnitude: f64) -> Point {
+    let score = standardise_at(x, expected, scale, magnitude);
+    Point {
+        score: Some(score),
+        is_anomaly: flagged(score, p.threshold, p.direction),
+        expected: Some(expected),
+        lower: Some(expected - p.threshold * scale),
+        upper: Some(expected + p.threshold * scale),
+    }
+}
+
+/// Trailing windows of the last `window` valid values before each point, in order.
+struct Trailing {
+    buf: std::collections::VecDeque<f64>,
+    cap: usize,
+}
+
+impl Trailing {
+    fn new(cap: usize) -> Trailing {
+        Trailing { buf: std::collections::VecDeque::with_capacity(cap + 1), cap }
+    }
+    /// adds a value; returns the one that fell out
+    fn push(&mut self, x: f64) -> Option<f64> {
+        self.buf.push_back(x);
+        if self.buf.len() > self.cap { self.buf.pop_front() } else { None }
+    }
+}
+
+/// Rolling z-score: running sums around a shift (the first value) keep the variance accurate for large levels.
+fn zscore(v: &[Option<f64>], p: &Params) -> Vec<Point> {
+    let mut out = vec![NONE; v.len()];
+    let mut w = Trailing::new(p.window);
+    let shift = v.iter().flatten().next().copied().unwrap_or(0.0);
+    let (mut s, mut ss) = (0.0f64, 0.0f64);
+    for (i, x) in v.iter().enumerate() {
+        let Some(x) = *x else { continue };
+        let k = w.buf.len() as f64;
+        if k >= 2.0 {
+            let mean = s / k;
+            let var = ((ss - s * s / k) / (k - 1.0)).max(0.0);
+            out[i] = scored(x, mean + shift, var.sqrt(), p);
+        }
+        let y = x - shift;
+        s += y;
+        ss += y * y;
+        if let Some(old) = w.push(y) {
+            s -= old;
+            ss -= old * old;
+        }
+    }
+    out
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    // linear interpolation between order statistics (numpy's default, R type 7)
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Median and MAD-based modified z (mad), or Tukey's fences (iqr), over the trailing window.
+fn robust(v: &[Option<f64>], p: &Params, fences: bool) -> Vec<Point> {
+    let mut out = vec![NONE; v.len()];
+    let mut w = Trailing::new(p.window);
+    let mut sorted: Vec<f64> = Vec::with_capacity(p.window + 1);
+    let mut dev: Vec<f64> = Vec::with_capacity(p.window + 1);
+    for (i, x) in v.iter().enumerate() {
+        let Some(x) = *x else { continue };
+        if sorted.len() >= 2 {
+            let med = quantile(&sorted, 0.5);
+            if fences {
+                let (q1, q3) = (quantile(&sorted, 0.25), quantile(&sorted, 0.75));
+                let iqr = q3 - q1;
+                let (lo, hi) = (q1 - p.threshold * iqr, q3 + p.threshold * iqr);
+                // score: how far beyond the fence, in IQRs (0 inside); infinite past a zero-width fence
+                let score = if x > hi {
+                    standardise(x, hi, iqr)
+                } else if x < lo {
+                    standardise(x, lo, iqr)
+                } else {
+                    0.0
+                };
+                let is_anomaly = score != 0.0 && flagged(score, 0.0, p.direction);
+                out[i] = Point { score: Some(score), is_anomaly, expected: Some(med), lower: Some(lo), upper: Some(hi) };
+            } else {
+                dev.clear();
+                dev.extend(sorted.iter().map(|y| (y - med).abs()));
+                dev.sort_by(f64::total_cmp);
+                let mad = quantile(&dev, 0.5);
+                // MAD = 0 (more than half the window equal): Iglewicz–Hoaglin's mean absolute deviation fallback
+                let scale = if mad > 0.0 {
+                    mad / 0.6745
+                } else {
+                    dev.iter().sum::<f64>() / dev.len() as f64 * 1.253314
+                };
+                out[i] = scored(x, med, scale, p);
+            }
+        }
+        let pos = sorted.partition_point(|y| *y < x);
+        sorted.insert(pos, x);
+        if let Some(old) = w.push(x) {
+            let pos = sorted.partition_point(|y| *y < old);
+            sorted.remove(pos);
+        }
+    }
+    out
+}
+
+/// EWMA control chart: expected = exponentially weighted mean of the past (λ = alpha), scale = exponentially
+/// weighted standard deviation of the past residuals, smoothed three times more slowly (λ/3) so that the scale is
+/// stable enough for a fixed threshold. An anomalous point enters the averages clipped to the band, so one spike
+/// neither drags the mean nor inflates the scale for long.
+fn ewma(v: &[Option<f64>], p: &Params) -> Vec<Point> {
+    let mut out = vec![NONE; v.len()];
+    let a = p.alpha;
+    let (mut mean, mut var, mut k) = (0.0f64, 0.0f64, 0usize);
+    for (i, x) in v.iter().enumerate() {
+        let Some(x) = *x else { continue };
+        if k == 0 {
+            mean = x;
+        } else {
+            let scale = var.sqrt();
+            if k >= 2 {
+                out[i] = scored(x, mean, scale, p);
+            }
+            let band = p.threshold * scale;
+            let xc = if out[i].is_anomaly { x.clamp(mean - band, mean + band) } else { x };
+            let r = xc - mean;
+            let av = a / 3.0;
+            mean += a * r;
+            var = (1.0 - av) * (var + av * r * r);
+        }
+        k += 1;
+    }
+    out
+}
+
+/// Seasonal: the expected value is the median of the same phase in the last `window` seasons; the residuals
+/// (value minus expected) of the trailing `window · period` points give a robust scale (median/MAD), and the
+/// score is the residual's modified z.
+fn seasonal(v: &[Option<f64>], p: &Params) -> Vec<Point> {
+    let mut out = vec![NONE; v.len()];
+    let mut residuals: Vec<Option<f64>> = vec![None; v.len()];
+    let mut phase: Vec<f64> = Vec::with_capacity(p.window);
+    let mut window: Vec<f64> = Vec::new();
+    for i in 0..v.len() {
+        let Some(x) = v[i] else { continue };
+        phase.clear();
+        for s in 1..=p.window {
+            if let Some(j) = i.checked_sub(s * p.period) {
+                if let Some(y) = v[j] {
+                    phase.push(y);
+                }
+            }
+        }
+        if phase.is_empty() {
+            continue;
+        }
+        phase.sort_by(f64::total_cmp);
+        let expected = quantile(&phase, 0.5);
+        let r = x - expected;
+        // robust scale of the residuals in the trailing seasons
+        window.clear();
+        window.extend(residuals[i.saturating_sub(p.window * p.period)..i].iter().flatten());
+        if window.len() >= 2 {
+            window.sort_by(f64::total_cmp);
+            let med = quantile(&window, 0.5);
+            let rounding = 1e-9 * x.abs().max(expected.abs());
+            for y in window.iter_mut() {
+                *y = (*y - med).abs();
+            }
+            window.sort_by(f64::total_cmp);
+            let mad = quantile(&window, 0.5);
+            let scale = if mad > rounding { mad / 0.6745 } else { window.iter().sum::<f64>() / window.len() as f64 * 1.253314 };
+            let point = scored_at(r, med, scale, p, x.abs().max(expected.abs()));
+            out[i] = Point {
+                expected: Some(expected + med),
+                lower: point.lower.map(|l| expected + l),
+                upper: point.upper.map(|u| expected + u),
+                ..point
+            };
+        }
+        residuals[i] = Some(r);
+    }
+    out
+}
+
+/// CUSUM for level shifts: values standardised by the median and MAD of the trailing window, cumulated on each
+/// side with allowance `slack`; a side that passes `threshold` (h) raises an anomaly and restarts. While a sum is
+/// building up, the reference stays the one from before (an in-control estimate), so a shift cannot hide by
+/// becoming its own reference. The score is the larger cumulative sum, signed by its side.
+fn cusum(v: &[Option<f64>], p: &Params) -> Vec<Point> {
+    let robust_points = robust(v, &Params { threshold: 1.0, direction: Direction::Both, ..p.clone() }, false);
+    let mut out = vec![NONE; v.len()];
+    let (mut hi, mut lo) = (0.0f64, 0.0f64);
+    let mut reference: Option<(f64, f64)> = None;
+    let need = p.history_needed(Method::Cusum);
+    let mut seen = 0usize;
+    for (i, x) in v.iter().enumerate() {
+        if x.is_some() {
+            seen += 1;
+        }
+        // the sums start once the reference rests on the full history
+        if seen <= need {
+            continue;
+        }
+        let (Some(x), Some(exp), Some(upper)) = (*x, robust_points[i].expected, robust_points[i].upper) else { continue };
+        if hi == 0.0 && lo == 0.0 || reference.is_none() {
+            reference = Some((exp, upper - exp));
+        }
+        let (exp, scale) = reference.expect("set above");
+        let z = standardise(x, exp, scale).clamp(-1e6, 1e6); // a constant history gives ±inf: one huge step
+        hi = (hi + z - p.slack).max(0.0);
+        lo = (lo - z - p.slack).max(0.0);
+        let score = if hi >= lo { hi } else { -lo };
+        let is_anomaly = match p.direction {
+            Direction::Both => hi > p.threshold || lo > p.threshold,
+            Direction::Up => hi > p.threshold,
+            Direction::Down => lo > p.threshold,
+        };
+        if is_anomaly {
+            hi = 0.0;
+            lo = 0.0;
+        }
+        out[i] = Point {
+            score: Some(score),
+            is_anomaly,
+            expected: Some(exp),
+            lower: Some(exp - (p.threshold + p.slack) * scale),
+            upper: Some(exp + (p.threshold + p.slack) * scale),
+        };
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(xs: &[f64]) -> Vec<Option<f64>> {
+        xs.iter().map(|x| Some(*x)).collect()
+    }
+
+    fn params(method: Method, json: &str) -> Params {
+        Params::from_json(method, &serde_json::from_str(json).unwrap()).unwrap()
+    }
+
+    /// Deterministic noise in [-1, 1] (a linear congruential generator), so tests need no random crate.
+    fn noise(n: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Hand-computed: history [1, 2, 3, 4, 5] has mean 3 and sample sd sqrt(2.5); 10 scores 7 / 1.5811 = 4.427.
+    #[test]
+    fn zscore_by_hand() {
+        let r = detect(&series(&[1.0, 2.0, 3.0, 4.0, 5.0, 10.0]), Method::ZScore, &params(Method::ZScore, r#"{"window":5}"#)).unwrap();
+        let last = r[5];
+        assert!((last.score.unwrap() - 7.0 / 2.5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(last.expected, Some(3.0));
+        assert!(last.is_anomaly);
+        assert!(r[..5].iter().all(|p| p.score.is_none()), "no score before the window is full");
+    }
+
+    /// Hand-computed: window [1, 2, 3, 4, 100]: median 3, deviations [2, 1, 0, 1, 97] -> MAD 1; x = 10 gives
+    /// 0.6745 * 7 / 1 = 4.7215 > 3.5. The outlier 100 in the history barely moves the median.
+    #[test]
+    fn mad_by_hand() {
+        let r = detect(&series(&[1.0, 2.0, 3.0, 4.0, 100.0, 10.0]), Method::Mad, &params(Method::Mad, r#"{"window":5}"#)).unwrap();
+        assert!((r[5].score.unwrap() - 0.6745 * 7.0).abs() < 1e-12);
+        assert!(r[5].is_anomaly);
+    }
+
+    /// Hand-computed: window [1..8]: Q1 = 2.75, Q3 = 6.25, IQR 3.5, upper fence 11.5; 13 is (13 - 11.5)/3.5 beyond.
+    #[test]
+    fn iqr_by_hand() {
+        let xs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 13.0];
+        let r = detect(&series(&xs), Method::Iqr, &params(Method::Iqr, r#"{"window":8}"#)).unwrap();
+        assert_eq!((r[8].lower, r[8].upper), (Some(2.75 - 5.25), Some(11.5)));
+        assert!((r[8].score.unwrap() - 1.5 / 3.5).abs() < 1e-12 && r[8].is_anomaly);
+        let r = detect(&series(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 11.0]), Method::Iqr, &params(Method::Iqr, r#"{"window":8}"#)).unwrap();
+        assert_eq!((r[8].score, r[8].is_anomaly), (Some(0.0), false));
+    }
+
+    /// Hand-computed EWMA (λ = 0.5, variance λ/3 = 1/6): 10 -> mean 10; 12 -> r 2, mean 11,
+    /// var (5/6)(0 + 4/6) = 5/9; 11 scores 0 (r 0, var (5/6)(5/9) = 25/54); 30 scores 19 / sqrt(25/54).
+    #[test]
+    fn ewma_by_hand() {
+        let r = detect(&series(&[10.0, 12.0, 11.0, 30.0]), Method::Ewma, &params(Method::Ewma, r#"{"alpha":0.5,"min_history":2}"#)).unwrap();
+        assert_eq!(r[2].expected, Some(11.0));
+        assert_eq!(r[2].score, Some(0.0));
+        assert!((r[3].score.unwrap() - 19.0 / (25.0f64 / 54.0).sqrt()).abs() < 1e-9 && r[3].is_anomaly);
+    }
+
+    #[test]
+    fn injected_spike_drop_and_level_shift_are_found() {
+        let n = 600;
+        let base: Vec<f64> = noise(n, 7).iter().map(|e| 100.0 + 5.0 * e).collect();
+        let mut spike = base.clone();
+        spike[400] += 60.0;
+        let mut drop = base.clone();
+        drop[450] -= 60.0;
+        for m in [Method::ZScore, Method::Mad, Method::Iqr, Method::Ewma] {
+            let p = Params::defaults(m);
+            assert!(detect(&series(&spike), m, &p).unwrap()[400].is_anomaly, "{m:?} misses the spike");
+            assert!(detect(&series(&drop), m, &p).unwrap()[450].is_anomaly, "{m:?} misses the drop");
+        }
+        // a level shift of about 1.4 standard deviations: CUSUM finds it within a few points
+        let mut shift = base.clone();
+        for x in shift.iter_mut().skip(300) {
+            *x += 4.0;
+        }
+        let r = detect(&series(&shift), Method::Cusum, &Params::defaults(Method::Cusum)).unwrap();
+        let first = r.iter().enumerate().skip(300).find(|(_, p)| p.is_anomaly).map(|(i, _)| i).unwrap();
+        assert!(first < 320, "CUSUM found the shift at {first}");
+        let early: Vec<usize> = (0..300).filter(|&i| r[i].is_anomaly).collect();
+        assert!(early.is_empty(), "CUSUM alarms before the shift at {early:?}");
+    }
+
+    #[test]
+    fn seasonal_finds_an_anomaly_a_flat_detector_misses() {
+        // daily cycle of 24 points with amplitude 50; at 10 days in, a value normal for the day but wrong for the hour
+        let n = 24 * 14;
+        let e = noise(n, 3);
+        let mut xs: Vec<f64> = (0..n).map(|i| 100.0 + 50.0 * (i as f64 * std::f64::consts::TAU / 24.0).sin() + 2.0 * e[i]).collect();
+        let at = 24 * 10 + 6; // the peak hour
+        xs[at] = 100.0; // the daily mean: a 50-point drop for that hour
+        let s = detect(&series(&xs), Method::Seasonal, &Params::defaults(Method::Seasonal)).unwrap();
+        assert!(s[at].is_anomaly, "{:?}", s[at]);
+        let flagged = s.iter().filter(|p| p.is_anomaly).count();
+        assert!(flagged <= 3, "seasonal false alarms: {flagged}");
+        let z = detect(&series(&xs), Method::ZScore, &Params::defaults(Method::ZScore)).unwrap();
+        assert!(!z[at].is_anomaly, "a plain z-score cannot see it");
+    }
+
+    /// Flat noise: the false-positive rate of every detector with its defaults stays under 1% (stated bound).
+    #[test]
+    fn flat_noise_is_not_flagged() {
+        let xs: Vec<f64> = noise(5000, 11).iter().map(|e| 50.0 + e).collect();
+        for m in [Method::ZScore, Method::Mad, Method::Iqr, Method::Ewma, Method::Seasonal, Method::Cusum] {
+            let r = detect(&series(&xs), m, &Params::defaults(m)).unwrap();
+            let rate = r.iter().filter(|p| p.is_anomaly).count() as f64 / xs.len() as f64;
+            assert!(rate < 0.01, "{m:?} flags {:.2}% of flat noise", rate * 100.0);
+        }
+    }
+
+    #[test]
+    fn gaps_constant_series_and_nan_are_defined() {
+        let mut xs = series(&[5.0; 40]);
+        xs[35] = None;
+        xs[36] = Some(f64::NAN);
+        xs[38] = Some(6.0);
+        for m in [Method::ZScore, Method::Mad, Method::Iqr, Method::Ewma, Method::Cusum] {
+            let r = detect(&xs, m, &Params::defaults(m)).unwrap();
+            assert_eq!(r[35].score, None, "{m:?} scores a gap");
+            assert_eq!(r[36].score, None, "{m:?} scores NaN");
+            assert_eq!((r[37].score, r[37].is_anomaly), (Some(0.0), false), "{m:?}: equal to a constant history");
+            assert!(r[38].is_anomaly, "{m:?}: different from a constant history");
+            assert!(r.iter().all(|p| p.score.is_none_or(|s| !s.is_nan())), "{m:?} gives NaN");
+        }
+        // a single point, an empty series
+        assert_eq!(detect(&series(&[1.0]), Method::Ewma, &Params::defaults(Method::Ewma)).unwrap()[0], NONE);
+        assert!(detect(&[], Method::Mad, &Params::defaults(Method::Mad)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_parameters_name_themselves() {
+        let e = |m: Method, json: &str| Params::from_json(m, &serde_json::from_str(json).unwrap()).unwrap_err().message;
+        assert!(e(Method::ZScore, r#"{"window":-3}"#).starts_with("params.window:"));
+        assert!(e(Method::ZScore, r#"{"window":2.5}"#).starts_with("params.window:"));
+        assert!(e(Method::ZScore, r#"{"threshold":0}"#).starts_with("params.threshold:"));
+        assert!(e(Method::Ewma, r#"{"alpha":1.5}"#).starts_with("params.alpha:"));
+        assert!(e(Method::ZScore, r#"{"direction":"sideways"}"#).starts_with("params.direction:"));
+        assert!(e(Method::ZScore, r#"{"windw":5}"#).starts_with("params.windw: unknown parameter"));
+        assert!(e(Method::ZScore, r#"[1]"#).starts_with("params:"));
+        assert!(Method::parse("prophet").unwrap_err().message.starts_with("method: unknown method"));
+        let long = detect(&series(&[1.0; 10]), Method::ZScore, &Params::defaults(Method::ZScore)).unwrap_err().message;
+        assert_eq!(long, "params.window: 30 is not smaller than the series (10 points)");
+        let inf = detect(&[Some(1.0), Some(f64::INFINITY)], Method::Ewma, &Params::defaults(Method::Ewma)).unwrap_err();
+        assert!(inf.message.starts_with("values[2]:"));
+    }
+
+    #[test]
+    fn direction_up_ignores_drops() {
+        let mut xs: Vec<f64> = noise(100, 5).iter().map(|e| 10.0 + e).collect();
+        xs[80] = -50.0;
+        xs[90] = 70.0;
+        let r = detect(&series(&xs), Method::Mad, &params(Method::Mad, r#"{"direction":"up"}"#)).unwrap();
+        assert!(!r[80].is_anomaly && r[90].is_anomaly);
+    }
+}

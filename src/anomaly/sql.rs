@@ -1,0 +1,84 @@
+//! SQL bindings of the anomaly detectors. `detect_anomalies` is pure (IMMUTABLE, PARALLEL SAFE, reads no table);
+//! the series helpers and `run_anomaly_detection` (which reads llm_traces and writes anomaly_detections) are in
+//! sql/031_anomaly_functions.sql.
+
+use pgrx::prelude::*;
+
+use super::detectors::{self, Method, Params};
+use crate::errors::OrRaise;
+
+/// `analytics.detect_anomalies(values float8[], method text = 'mad', params jsonb = '{}')`
+///
+/// Runs a detector over a series (NULL or NaN elements are gaps) and returns one row per element, in order:
+/// its 1-based position, the value, the signed score, whether it is an anomaly, the expected value and the band.
+/// Methods: zscore, mad, iqr, ewma, seasonal, cusum; params: window, threshold, min_history, alpha, period,
+/// slack, direction (see README). Unknown methods or parameters, a window not smaller than the series, and
+/// infinite values are errors (22023) naming the argument.
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn detect_anomalies(
+    values: Vec<Option<f64>>,
+    method: default!(&str, "'mad'"),
+    params: default!(pgrx::JsonB, "'{}'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(idx, i32),
+        name!(value, Option<f64>),
+        name!(score, Option<f64>),
+        name!(is_anomaly, bool),
+        name!(expected, Option<f64>),
+        name!(lower_bound, Option<f64>),
+        name!(upper_bound, Option<f64>),
+    ),
+> {
+    let method = Method::parse(method).or_raise();
+    let p = Params::from_json(method, &params.0).or_raise();
+    let points = detectors::detect(&values, method, &p).or_raise();
+    TableIterator::new(
+        values
+            .into_iter()
+            .zip(points)
+            .enumerate()
+            .map(|(i, (v, pt))| (i as i32 + 1, v, pt.score, pt.is_anomaly, pt.expected, pt.lower, pt.upper))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// `analytics.anomaly_params(method text, params jsonb = '{}') returns jsonb`: the parameters a detector runs
+/// with (its defaults overridden by `params`), validated; recorded with every finding.
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn anomaly_params(method: &str, params: default!(pgrx::JsonB, "'{}'")) -> pgrx::JsonB {
+    let method = Method::parse(method).or_raise();
+    let p = Params::from_json(method, &params.0).or_raise();
+    pgrx::JsonB(serde_json::to_value(&p).expect("params serialise"))
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn detect_anomalies_finds_a_spike_in_sql() {
+        let hit = Spi::get_one::<i32>(
+            "select idx from analytics.detect_anomalies(
+                 array(select 10 + (i % 3) from generate_series(1, 40) i) || array[40::float8, 10, 11],
+                 'mad', '{\"window\": 20}') where is_anomaly",
+        )
+        .unwrap();
+        assert_eq!(hit, Some(41));
+    }
+
+    #[pg_test(error = "params.window: 50 is not smaller than the series (10 points)")]
+    fn window_larger_than_series_is_rejected() {
+        Spi::run("select * from analytics.detect_anomalies(array(select i::float8 from generate_series(1, 10) i), 'zscore', '{\"window\": 50}')").unwrap();
+    }
+
+    #[pg_test]
+    fn params_are_reported_with_defaults() {
+        let p = Spi::get_one::<pgrx::JsonB>("select analytics.anomaly_params('seasonal', '{\"period\": 168}')").unwrap().unwrap().0;
+        assert_eq!(p["period"], 168);
+        assert_eq!(p["min_history"], 336);
+        assert_eq!(p["threshold"], 3.5);
+    }
+}

@@ -1,0 +1,480 @@
+//! Comparing a treatment with its control from sufficient statistics ("moments") of the per-unit values:
+//! binomial, mean and ratio metrics, CUPED variance reduction, the Bayesian view (chance to beat control,
+//! expected loss) and the sequential view (always-valid p-value and confidence sequence). Plain Rust, no database;
+//! checked against scipy in `tests/data/stats/reference.json`.
+//!
+//! The moments of a group are sums over its units, so the database computes them in one aggregate pass:
+//! `n`, `sum` (Σy), `sum_squares` (Σy²); for ratio metrics the per-unit denominator d: `den_sum` (Σd),
+//! `den_sum_squares` (Σd²), `cross_sum` (Σyd); for CUPED the unit's pre-assignment value x of the same metric:
+//! `pre_sum` (Σx), `pre_sum_squares` (Σx²), `pre_cross_sum` (Σxy).
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{Continuous, ContinuousCDF, Normal};
+
+use super::stats::{self, TestResult};
+use crate::errors::AnalyticsError;
+
+/// GrowthBook's default tuning parameter N* of its sequential testing: the total sample size at which the
+/// confidence sequence is tightest.
+pub const DEFAULT_SEQUENTIAL_TUNING: f64 = 5000.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    /// per unit 0 or 1 (converted or not): the share of units converting
+    Binomial,
+    /// per unit any number: the mean per unit
+    Mean,
+    /// per unit a numerator y and a denominator d (e.g. total latency and spans): Σy / Σd, delta method
+    Ratio,
+}
+
+impl MetricType {
+    pub fn parse(s: &str) -> Result<MetricType, AnalyticsError> {
+        match s {
+            "binomial" => Ok(MetricType::Binomial),
+            "mean" => Ok(MetricType::Mean),
+            "ratio" => Ok(MetricType::Ratio),
+            other => Err(AnalyticsError::invalid(format!("metric_type: must be binomial, mean or ratio, got \"{other}\""))),
+        }
+    }
+}
+
+/// Sufficient statistics of one group's per-unit values (see the module documentation).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Moments {
+    pub n: f64,
+    pub sum: f64,
+    pub sum_squares: f64,
+    #[serde(default)]
+    pub den_sum: Option<f64>,
+    #[serde(default)]
+    pub den_sum_squares: Option<f64>,
+    #[serde(default)]
+    pub cross_sum: Option<f64>,
+    #[serde(default)]
+    pub pre_sum: Option<f64>,
+    #[serde(default)]
+    pub pre_sum_squares: Option<f64>,
+    #[serde(default)]
+    pub pre_cross_sum: Option<f64>,
+}
+
+/// Options of a comparison.
+#[derive(Debug, Clone, Copy)]
+pub struct CompareOptions {
+    pub metric_type: MetricType,
+    pub relative: bool,
+    pub alpha: f64,
+    pub cuped: bool,
+    pub sequential_tuning: f64,
+    /// for costs, latencies and error rates: "better" means lower in the Bayesian view
+    pub lower_is_better: bool,
+}
+
+/// A treatment against its control: the frequentist test plus the Bayesian and sequential views of the same
+/// effect and standard error.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// the metric's value in each group (rate, mean or ratio), before any CUPED adjustment
+    pub control_value: Option<f64>,
+    pub treatment_value: Option<f64>,
+    #[serde(flatten)]
+    pub test: TestResult,
+    /// posterior probability that the treatment is better than the control (higher, or lower when
+    /// lower_is_better), flat prior, Gaussian
+    pub chance_to_beat_control: Option<f64>,
+    /// expected loss of shipping the treatment: E[max(0, -effect)] (E[max(0, effect)] when lower is better), in
+    /// the effect's units
+    pub expected_loss: Option<f64>,
+    /// always-valid p-value: may be checked after every new unit without inflating false positives
+    pub sequential_p_value: Option<f64>,
+    pub sequential_ci_lower: Option<f64>,
+    pub sequential_ci_upper: Option<f64>,
+    /// CUPED: the regression coefficient of the metric on its pre-assignment value, and the share of the
+    /// effect's variance it removed
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cuped_theta: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variance_reduction: Option<f64>,
+}
+
+/// n, mean and sample variance (n - 1) of per-unit values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Summary {
+    n: f64,
+    mean: f64,
+    var: f64,
+}
+
+fn sample_cov(n: f64, sum_a: f64, sum_b: f64, sum_ab: f64) -> f64 {
+    if n < 2.0 { 0.0 } else { (sum_ab - sum_a * sum_b / n) / (n - 1.0) }
+}
+
+fn check_moments(m: &Moments, group: &str, o: &CompareOptions) -> Result<(), AnalyticsError> {
+    let field = |f: &str| format!("{group}.{f}");
+    let all = [
+        ("n", Some(m.n)),
+        ("sum", Some(m.sum)),
+        ("sum_squares", Some(m.sum_squares)),
+        ("den_sum", m.den_sum),
+        ("den_sum_squares", m.den_sum_squares),
+        ("cross_sum", m.cross_sum),
+        ("pre_sum", m.pre_sum),
+        ("pre_sum_squares", m.pre_sum_squares),
+        ("pre_cross_sum", m.pre_cross_sum),
+    ];
+    for (name, v) in all {
+        if let Some(v) = v {
+            if !v.is_finite() {
+                return Err(AnalyticsError::invalid(format!("{}: must be a finite number, got {v}", field(name))));
+            }
+        }
+    }
+    if m.n < 0.0 || m.n.fract() != 0.0 {
+        return Err(AnalyticsError::invalid(format!("{}: must be a whole number of units, got {}", field("n"), m.n)));
+    }
+    for (name, v) in [("sum_squares", Some(m.sum_squares)), ("den_sum_squares", m.den_sum_squares), ("pre_sum_squares", m.pre_sum_squares)] {
+        if v.is_some_and(|v| v < 0.0) {
+            return Err(AnalyticsError::invalid(format!("{}: a sum of squares cannot be negative", field(name))));
+        }
+    }
+    if o.metric_type == MetricType::Binomial && !(m.sum >= 0.0 && m.sum <= m.n) {
+        return Err(AnalyticsError::invalid(format!(
+            "{}: conversions must be between 0 and n ({}), got {}",
+            field("sum"),
+            m.n,
+            m.sum
+        )));
+    }
+    if o.metric_type == MetricType::Ratio {
+        for (name, v) in [("den_sum", m.den_sum), ("den_sum_squares", m.den_sum_squares), ("cross_sum", m.cross_sum)] {
+            if v.is_none() {
+                return Err(AnalyticsError::new(crate::errors::ErrorKind::NullValue, format!("{}: is required for a ratio metric", field(name))));
+            }
+        }
+    }
+    if o.cuped {
+        for (name, v) in [("pre_sum", m.pre_sum), ("pre_sum_squares", m.pre_sum_squares), ("pre_cross_sum", m.pre_cross_sum)] {
+            if v.is_none() {
+                return Err(AnalyticsError::new(crate::errors::ErrorKind::NullValue, format!("{}: is required for CUPED", field(name))));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The metric's value per group: rate, mean, or Σy / Σd (None when the group has no units or no denominator).
+fn value(m: &Moments, t: MetricType) -> Option<f64> {
+    match t {
+        MetricType::Ratio => m.den_sum.filter(|&d| d != 0.0).map(|d| m.sum / d),
+        _ => (m.n > 0.0).then(|| m.sum / m.n),
+    }
+}
+
+/// A ratio metric as a per-unit summary: mean Σy/Σd, and the variance whose n-th part is the delta-method
+/// variance of the ratio: (s_y² - 2R s_yd + R² s_d²) / d̄².
+fn ratio_summary(m: &Moments) -> Option<Summary> {
+    let (den, den_sq, cross) = (m.den_sum?, m.den_sum_squares?, m.cross_sum?);
+    if m.n == 0.0 || den == 0.0 {
+        return None;
+    }
+    let r = m.sum / den;
+    let d_mean = den / m.n;
+    let var_y = sample_cov(m.n, m.sum, m.sum, m.sum_squares);
+    let var_d = sample_cov(m.n, den, den, den_sq);
+    let cov = sample_cov(m.n, m.sum, den, cross);
+    let var = ((var_y - 2.0 * r * cov + r * r * var_d) / (d_mean * d_mean)).max(0.0);
+    Some(Summary { n: m.n, mean: r, var })
+}
+
+fn plain_summary(m: &Moments) -> Summary {
+    let mean = if m.n > 0.0 { m.sum / m.n } else { 0.0 };
+    Summary { n: m.n, mean, var: sample_cov(m.n, m.sum, m.sum, m.sum_squares).max(0.0) }
+}
+
+/// CUPED (Deng, Xu, Kohavi, Walker 2013): θ = cov(y, x) / var(x) over both groups pooled; each group's mean
+/// becomes ȳ - θ(x̄ - x̄_pooled) and its variance s_y² + θ²s_x² - 2θ s_xy. Returns the adjusted summaries, θ and
+/// the share of the difference's variance removed.
+fn cuped(c: &Moments, t: &Moments) -> (Summary, Summary, f64, Option<f64>) {
+    let pre = |m: &Moments| (m.pre_sum.unwrap_or(0.0), m.pre_sum_squares.unwrap_or(0.0), m.pre_cross_sum.unwrap_or(0.0));
+    let ((cx, cxx, cxy), (tx, txx, txy)) = (pre(c), pre(t));
+    let n = c.n + t.n;
+    let var_x = sample_cov(n, cx + tx, cx + tx, cxx + txx);
+    let cov_xy = sample_cov(n, cx + tx, c.sum + t.sum, cxy + txy);
+    let theta = if var_x > 0.0 { cov_xy / var_x } else { 0.0 };
+    let x_pooled = if n > 0.0 { (cx + tx) / n } else { 0.0 };
+    let adjust = |m: &Moments, x: f64, xx: f64, xy: f64| {
+        let s = plain_summary(m);
+        let x_mean = if m.n > 0.0 { x / m.n } else { 0.0 };
+        let var = s.var + theta * theta * sample_cov(m.n, x, x, xx) - 2.0 * theta * sample_cov(m.n, x, m.sum, xy);
+        Summary { n: m.n, mean: s.mean - theta * (x_mean - x_pooled), var: var.max(0.0) }
+    };
+    let (ac, at) = (adjust(c, cx, cxx, cxy), adjust(t, tx, txx, txy));
+    let (pc, pt) = (plain_summary(c), plain_summary(t));
+    let before = if pc.n > 0.0 && pt.n > 0.0 { pc.var / pc.n + pt.var / pt.n } else { 0.0 };
+    let after = if ac.n > 0.0 && at.n > 0.0 { ac.var / ac.n + at.var / at.n } else { 0.0 };
+    let reduction = (before > 0.0).then(|| 1.0 - after / before);
+    (ac, at, theta, reduction)
+}
+
+/// Chance to beat control Φ(effect / se) and expected loss E[max(0, -Δ)] = se·φ(z) - effect·Φ(-z) of a Gaussian
+/// posterior N(effect, se²) (flat prior). A zero standard error is a certain effect.
+pub fn bayesian(effect: f64, se: f64) -> (f64, f64) {
+    if se == 0.0 {
+        let chance = if effect > 0.0 { 1.0 } else if effect < 0.0 { 0.0 } else { 0.5 };
+        return (chance, (-effect).max(0.0));
+    }
+    let normal = Normal::new(0.0, 1.0).expect("standard normal");
+    let z = effect / se;
+    (normal.cdf(z), (se * normal.pdf(z) - effect * normal.cdf(-z)).max(0.0))
+}
+
+/// The always-valid (sequential) view of an estimate with standard error `se` from `n_total` units: the
+/// normal-mixture confidence sequence of Howard, Ramdas, McAuliffe and Sekhon (2021), in the form GrowthBook
+/// uses, with ρ² = (-2 ln α + ln(1 - 2 ln α)) / N* for the tuning parameter N*. With v = n·ρ² the half-width is
+/// `se · sqrt(2(v + 1) ln(sqrt(v + 1) / α) / v)`, and the always-valid p-value — the smallest α whose sequence
+/// excludes 0 — is `min(1, sqrt(v + 1) · exp(-z² v / (2(v + 1))))` with z = effect / se.
+/// Returns (p-value, lower, upper).
+pub fn sequential(effect: f64, se: f64, n_total: f64, alpha: f64, tuning: f64) -> Result<(f64, f64, f64), AnalyticsError> {
+    if !(tuning > 0.0 && tuning.is_finite()) {
+        return Err(AnalyticsError::invalid(format!("sequential_tuning: must be a positive number of units, got {tuning}")));
+    }
+    if se == 0.0 {
+        return Ok((if effect == 0.0 { 1.0 } else { 0.0 }, effect, effect));
+    }
+    let la = alpha.ln();
+    let rho2 = (-2.0 * la + (1.0 - 2.0 * la).ln()) / tuning;
+    let v = n_total * rho2;
+    let half = se * (2.0 * (v + 1.0) * (((v + 1.0).sqrt()).ln() - la) / v).sqrt();
+    let z = effect / se;
+    let p = ((v + 1.0).sqrt() * (-z * z * v / (2.0 * (v + 1.0))).exp()).min(1.0);
+    Ok((p, effect - half, effect + half))
+}
+
+/// Compares a treatment with its control.
+pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Result<Comparison, AnalyticsError> {
+    if !(o.alpha > 0.0 && o.alpha < 1.0) {
+        return Err(AnalyticsError::invalid(format!("alpha: must be between 0 and 1, got {}", o.alpha)));
+    }
+    if o.cuped && o.metric_type == MetricType::Ratio {
+        return Err(AnalyticsError::invalid("cuped: is available for binomial and mean metrics, not for ratio metrics"));
+    }
+    if !(o.sequential_tuning > 0.0 && o.sequential_tuning.is_finite()) {
+        return Err(AnalyticsError::invalid(format!("sequential_tuning: must be a positive number of units, got {}", o.sequential_tuning)));
+    }
+    check_moments(control, "control", o)?;
+    check_moments(treatment, "treatment", o)?;
+    let (mut cuped_theta, mut variance_reduction) = (None, None);
+    let test = if o.cuped {
+        let (c, t, theta, reduction) = cuped(control, treatment);
+        cuped_theta = Some(theta);
+        variance_reduction = reduction;
+        stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?
+    } else {
+        match o.metric_type {
+            MetricType::Binomial => {
+                stats::two_proportion_z_test(control.sum, control.n, treatment.sum, treatment.n, o.relative, o.alpha)?
+            }
+            MetricType::Mean => {
+                let (c, t) = (plain_summary(control), plain_summary(treatment));
+                stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?
+            }
+            MetricType::Ratio => match (ratio_summary(control), ratio_summary(treatment)) {
+                (Some(c), Some(t)) => stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?,
+                _ => TestResult::empty(o.relative, o.alpha, "a group has no units or a zero denominator"),
+            },
+        }
+    };
+    let (mut chance, mut loss, mut seq) = (None, None, (None, None, None));
+    if let (Some(effect), Some(se)) = (test.effect, test.std_error) {
+        let (c, l) = bayesian(if o.lower_is_better { -effect } else { effect }, se);
+        (chance, loss) = (Some(c), Some(l));
+        let (p, lo, hi) = sequential(effect, se, control.n + treatment.n, o.alpha, o.sequential_tuning)?;
+        seq = (Some(p), Some(lo), Some(hi));
+    }
+    Ok(Comparison {
+        control_value: value(control, o.metric_type),
+        treatment_value: value(treatment, o.metric_type),
+        test,
+        chance_to_beat_control: chance,
+        expected_loss: loss,
+        sequential_p_value: seq.0,
+        sequential_ci_lower: seq.1,
+        sequential_ci_upper: seq.2,
+        cuped_theta,
+        variance_reduction,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    const REFERENCE: &str = include_str!("../../tests/data/stats/reference.json");
+
+    fn close(got: f64, want: f64, what: &str) {
+        let tol = 1e-9 * want.abs();
+        assert!((got - want).abs() <= tol.max(1e-15), "{what}: got {got}, want {want}");
+    }
+
+    fn moments(values: &[f64]) -> Moments {
+        Moments {
+            n: values.len() as f64,
+            sum: values.iter().sum(),
+            sum_squares: values.iter().map(|v| v * v).sum(),
+            ..Moments::default()
+        }
+    }
+
+    fn opts(metric_type: MetricType, relative: bool) -> CompareOptions {
+        CompareOptions { metric_type, relative, alpha: 0.05, cuped: false, sequential_tuning: DEFAULT_SEQUENTIAL_TUNING, lower_is_better: false }
+    }
+
+    /// Values computed by hand: control [1, 2, 3], treatment [2, 3, 4, 5].
+    #[test]
+    fn mean_metric_by_hand() {
+        let r = compare(&moments(&[1.0, 2.0, 3.0]), &moments(&[2.0, 3.0, 4.0, 5.0]), &opts(MetricType::Mean, false)).unwrap();
+        assert_eq!((r.control_value, r.treatment_value), (Some(2.0), Some(3.5)));
+        // var 1 and 5/3: se = sqrt(1/3 + 5/12) = sqrt(0.75)
+        close(r.test.std_error.unwrap(), 0.75f64.sqrt(), "se");
+        close(r.test.effect.unwrap(), 1.5, "effect");
+    }
+
+    /// A ratio with a constant denominator of 1 per unit is the mean metric.
+    #[test]
+    fn ratio_with_unit_denominators_is_the_mean() {
+        let (c, t) = (moments(&[1.0, 2.0, 3.0, 7.0]), moments(&[2.0, 3.0, 4.0, 5.0, 9.0]));
+        let with_den = |m: &Moments| Moments { den_sum: Some(m.n), den_sum_squares: Some(m.n), cross_sum: Some(m.sum), ..m.clone() };
+        for relative in [false, true] {
+            let mean = compare(&c, &t, &opts(MetricType::Mean, relative)).unwrap();
+            let ratio = compare(&with_den(&c), &with_den(&t), &opts(MetricType::Ratio, relative)).unwrap();
+            for (a, b) in [(mean.test.p_value, ratio.test.p_value), (mean.test.ci_lower, ratio.test.ci_lower)] {
+                close(b.unwrap(), a.unwrap(), "ratio = mean");
+            }
+        }
+    }
+
+    #[test]
+    fn bayesian_and_sequential_by_hand() {
+        // effect 0 => chance 1/2, loss se·φ(0)
+        let (c, l) = bayesian(0.0, 2.0);
+        close(c, 0.5, "chance");
+        close(l, 2.0 / (2.0 * std::f64::consts::PI).sqrt(), "loss");
+        // the always-valid p-value is never below the fixed-horizon one, and its interval is wider
+        for (effect, se, n) in [(0.1f64, 0.05f64, 1000.0), (0.3, 0.1, 200.0), (0.01, 0.002, 1e6), (0.0, 0.1, 50.0)] {
+            let fixed = 2.0 * Normal::new(0.0, 1.0).unwrap().sf((effect / se).abs());
+            let (p, lo, hi) = sequential(effect, se, n, 0.05, DEFAULT_SEQUENTIAL_TUNING).unwrap();
+            assert!(p >= fixed - 1e-15, "{p} < {fixed}");
+            assert!(hi - lo > 2.0 * 1.959963984540054 * se);
+        }
+        assert!(sequential(0.1, 0.1, 10.0, 0.05, 0.0).unwrap_err().message.starts_with("sequential_tuning:"));
+    }
+
+    /// Same ρ at another α: keeps ρ fixed when inverting the p-value (test helper).
+    fn tuning_for(alpha: f64) -> f64 {
+        let la = 0.05f64.ln();
+        let rho2 = (-2.0 * la + (1.0 - 2.0 * la).ln()) / DEFAULT_SEQUENTIAL_TUNING;
+        let lb = alpha.ln();
+        (-2.0 * lb + (1.0 - 2.0 * lb).ln()) / rho2
+    }
+
+    #[test]
+    fn sequential_p_value_is_where_the_sequence_touches_zero() {
+        let (effect, se, n) = (0.12, 0.05, 4000.0);
+        let (p, _, _) = sequential(effect, se, n, 0.05, DEFAULT_SEQUENTIAL_TUNING).unwrap();
+        // at alpha = p (with the same ρ) the lower bound is 0
+        let (_, lo, _) = sequential(effect, se, n, p, tuning_for(p)).unwrap();
+        assert!(lo.abs() < 1e-12, "lower bound at alpha = p: {lo}");
+    }
+
+    #[test]
+    fn cuped_removes_variance_explained_by_the_covariate() {
+        // y = x + small noise: CUPED should remove almost all variance, theta near 1
+        let xs_c = [1.0, 5.0, 3.0, 8.0, 2.0, 9.0, 4.0];
+        let xs_t = [2.0, 7.0, 1.0, 6.0, 9.0, 3.0];
+        let noise = [0.1, -0.2, 0.05, 0.0, 0.15, -0.1, 0.2];
+        let build = |xs: &[f64], lift: f64| {
+            let ys: Vec<f64> = xs.iter().zip(noise).map(|(x, e)| x + e + lift).collect();
+            Moments {
+                pre_sum: Some(xs.iter().sum()),
+                pre_sum_squares: Some(xs.iter().map(|x| x * x).sum()),
+                pre_cross_sum: Some(xs.iter().zip(&ys).map(|(x, y)| x * y).sum()),
+                ..moments(&ys)
+            }
+        };
+        let (c, t) = (build(&xs_c, 0.0), build(&xs_t, 0.5));
+        let o = CompareOptions { cuped: true, ..opts(MetricType::Mean, false) };
+        let r = compare(&c, &t, &o).unwrap();
+        assert!((r.cuped_theta.unwrap() - 1.0).abs() < 0.05, "{:?}", r.cuped_theta);
+        assert!(r.variance_reduction.unwrap() > 0.99);
+        assert!(r.test.p_value.unwrap() < 0.001, "the lift of 0.5 is clear once x is removed: {:?}", r.test.p_value);
+        let plain = compare(&c, &t, &opts(MetricType::Mean, false)).unwrap();
+        assert!(plain.test.p_value.unwrap() > 0.3);
+        // a constant covariate changes nothing
+        let flat = |m: &Moments| Moments { pre_sum: Some(m.n), pre_sum_squares: Some(m.n), pre_cross_sum: Some(m.sum), ..m.clone() };
+        let r = compare(&flat(&c), &flat(&t), &o).unwrap();
+        assert_eq!(r.cuped_theta, Some(0.0));
+        close(r.test.p_value.unwrap(), plain.test.p_value.unwrap(), "constant covariate");
+    }
+
+    /// Every comparison case of the scipy fixture, to 1e-9 relative.
+    #[test]
+    fn agrees_with_scipy() {
+        let reference: Value = serde_json::from_str(REFERENCE).unwrap();
+        let f = |v: &Value| v.as_f64().unwrap();
+        for c in reference["compare"].as_array().unwrap() {
+            let control: Moments = serde_json::from_value(c["control"].clone()).unwrap();
+            let treatment: Moments = serde_json::from_value(c["treatment"].clone()).unwrap();
+            let o = CompareOptions {
+                metric_type: MetricType::parse(c["metric_type"].as_str().unwrap()).unwrap(),
+                relative: c["relative"].as_bool().unwrap(),
+                alpha: f(&c["alpha"]),
+                cuped: c["cuped"].as_bool().unwrap(),
+                sequential_tuning: DEFAULT_SEQUENTIAL_TUNING,
+                lower_is_better: false,
+            };
+            let r = compare(&control, &treatment, &o).unwrap();
+            let got = serde_json::to_value(&r).unwrap();
+            for (k, want) in c["want"].as_object().unwrap() {
+                close(f(&got[k]), f(want), &format!("{} {k}", c["name"]));
+            }
+        }
+    }
+
+    /// Lower is better (costs, latency): the Bayesian view flips, the test does not.
+    #[test]
+    fn lower_is_better_flips_the_bayesian_view() {
+        let (c, t) = (moments(&[5.0, 6.0, 7.0, 6.5]), moments(&[3.0, 4.0, 3.5, 4.2]));
+        let higher = compare(&c, &t, &opts(MetricType::Mean, false)).unwrap();
+        let lower = compare(&c, &t, &CompareOptions { lower_is_better: true, ..opts(MetricType::Mean, false) }).unwrap();
+        close(lower.chance_to_beat_control.unwrap(), 1.0 - higher.chance_to_beat_control.unwrap(), "flipped chance");
+        assert!(lower.chance_to_beat_control.unwrap() > 0.99 && lower.expected_loss.unwrap() < 1e-3);
+        assert_eq!((lower.test.p_value, lower.sequential_p_value), (higher.test.p_value, higher.sequential_p_value));
+    }
+
+    #[test]
+    fn degenerate_and_bad_input() {
+        let o = opts(MetricType::Mean, true);
+        // a variant with no units: no test, no NaN
+        let r = compare(&moments(&[1.0, 2.0]), &moments(&[]), &o).unwrap();
+        assert_eq!((r.test.p_value, r.chance_to_beat_control, r.treatment_value), (None, None, None));
+        // zero variance on both sides: the difference is exact, chance 1
+        let r = compare(&moments(&[1.0, 1.0]), &moments(&[2.0, 2.0]), &opts(MetricType::Mean, false)).unwrap();
+        assert_eq!((r.test.p_value, r.chance_to_beat_control, r.sequential_p_value), (Some(0.0), Some(1.0), Some(0.0)));
+        // a ratio with no denominator
+        let z = Moments { den_sum: Some(0.0), den_sum_squares: Some(0.0), cross_sum: Some(0.0), ..moments(&[0.0, 0.0]) };
+        assert_eq!(compare(&z, &z, &opts(MetricType::Ratio, false)).unwrap().test.p_value, None);
+        // bad input names the field
+        let e = |c: &Moments, t: &Moments, o: &CompareOptions| compare(c, t, o).unwrap_err().message;
+        assert!(e(&moments(&[1.0]), &Moments { n: -1.0, ..Moments::default() }, &o).starts_with("treatment.n:"));
+        assert!(e(&Moments { sum: 5.0, ..moments(&[1.0, 1.0]) }, &moments(&[1.0]), &opts(MetricType::Binomial, false)).starts_with("control.sum:"));
+        assert!(e(&moments(&[1.0]), &moments(&[1.0]), &opts(MetricType::Ratio, false)).starts_with("control.den_sum:"));
+        assert!(e(&moments(&[1.0]), &moments(&[1.0]), &CompareOptions { cuped: true, ..o }).starts_with("control.pre_sum:"));
+        assert!(e(&moments(&[1.0]), &moments(&[1.0]), &CompareOptions { cuped: true, ..opts(MetricType::Ratio, false) }).starts_with("cuped:"));
+        assert!(e(&Moments { sum: f64::INFINITY, ..moments(&[1.0]) }, &moments(&[1.0]), &o).starts_with("control.sum:"));
+        assert!(e(&moments(&[1.0]), &moments(&[1.0]), &CompareOptions { sequential_tuning: -1.0, ..o }).starts_with("sequential_tuning:"));
+        assert!(MetricType::parse("median").unwrap_err().message.starts_with("metric_type:"));
+    }
+}

@@ -1,0 +1,170 @@
+-- Experiments, analysis: metrics from traces, CUPED, the Bayesian and sequential views, planning (sample size, MDE),
+-- the pure comparison function, bad input and RLS. Sessions behave like PostgREST: role authenticated + JWT claims.
+
+-- ---- metrics from traces: compare two models on latency, errors, cost and tokens ----------------------------------
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select key from analytics.create_experiment('model-swap', 'gpt-4o vs mini',
+    '[{"key":"gpt-4o","weight":0.5},{"key":"mini","weight":0.5}]');
+select status from analytics.start_experiment('model-swap');
+select count(*) as assigned from generate_series(1, 400) i, analytics.assign_variant('model-swap', 'visitor-' || i) a where a.in_experiment;
+-- two chat spans per unit after assignment, tied to the unit by metadata.unit_id: gpt-4o slower and dearer, mini
+-- failing more often; one span before assignment (pre-period, counted only by CUPED), and one span of another
+-- experiment that must not count
+select (analytics.ingest_spans(jsonb_agg(jsonb_build_object(
+    'trace_id', 'tr-' || a.unit_id || '-' || k, 'span_id', 's' || k, 'name', 'chat', 'operation_type', 'chat',
+    'model', v.key,
+    'start_time', a.assigned_at + make_interval(mins => k),
+    'end_time', a.assigned_at + make_interval(mins => k)
+                + make_interval(secs => (case v.key when 'gpt-4o' then 1000 + (n % 7) * 10 else 600 + (n % 5) * 10 end) / 1000.0),
+    'status', case when k > 0 and n % (case v.key when 'mini' then 10 else 25 end) = 0 then 'error' else 'ok' end,
+    'total_tokens', case v.key when 'gpt-4o' then 500 + n % 11 else 450 + n % 13 end,
+    'cost_usd', case when k < 0 then 0.004 + (n % 3) * 0.001   -- before assignment: the unit's habit, whatever its variant
+                     when v.key = 'gpt-4o' then 0.01 + (n % 3) * 0.001 else 0.002 + (n % 3) * 0.0002 end,
+    'metadata', case when k = 3 then jsonb_build_object('unit_id', a.unit_id, 'experiment', 'another-test')
+                     else jsonb_build_object('unit_id', a.unit_id, 'experiment', 'model-swap') end))))->>'stored' as stored
+from analytics.ab_experiment_assignments a
+join analytics.ab_experiment_variants v on v.id = a.variant_id
+cross join lateral (select substr(a.unit_id, 9)::int as n) u
+cross join unnest(array[-1440, 1, 2, 3]) k
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'model-swap');
+select variant_key, units, round(value::numeric, 2) as latency_ms, round(effect::numeric, 4) as lift,
+       p_value < 1e-10 as clearly_faster, significant, round(chance_to_beat_control::numeric, 4) as chance_to_beat_control
+from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces');
+-- the values are those of the spans themselves: per-span mean latency, error share, cost and tokens per unit
+with spans as (
+    select v.key, s.duration_ms, s.status, s.cost_usd, s.total_tokens, a.unit_id
+    from analytics.ab_experiment_assignments a
+    join analytics.ab_experiment_variants v on v.id = a.variant_id
+    join analytics.llm_traces s on s.metadata->>'unit_id' = a.unit_id and s.start_time >= a.assigned_at
+                               and s.metadata->>'experiment' = 'model-swap'
+    where a.experiment_id = (select id from analytics.ab_experiments where key = 'model-swap')
+)
+select r.metric, r.variant_key, abs(r.value - d.expected) < 1e-9 * greatest(1, abs(d.expected)) as matches_spans
+from (select 'latency_ms' as metric, * from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces')
+      union all select 'error_rate', * from analytics.experiment_results('model-swap', 'error_rate', metric_source => 'traces')
+      union all select 'cost_usd', * from analytics.experiment_results('model-swap', 'cost_usd', metric_source => 'traces')
+      union all select 'total_tokens', * from analytics.experiment_results('model-swap', 'total_tokens', metric_source => 'traces')
+      union all select 'request_count', * from analytics.experiment_results('model-swap', 'request_count', metric_source => 'traces')) r
+join (select key, 'latency_ms' as metric, avg(duration_ms) as expected from spans group by key
+      union all select key, 'error_rate', avg((status = 'error')::int) from spans group by key
+      union all select key, 'cost_usd', sum(cost_usd) / count(distinct unit_id) from spans group by key
+      union all select key, 'total_tokens', sum(total_tokens)::float8 / count(distinct unit_id) from spans group by key
+      union all select key, 'request_count', count(*)::float8 / count(distinct unit_id) from spans group by key) d
+  on d.key = r.variant_key and d.metric = r.metric
+order by 1, 2;
+select variant_key, round(value::numeric, 4) as error_rate, round(effect::numeric, 4) as lift, significant,
+       round(sequential_p_value::numeric, 4) >= round(p_value::numeric, 4) as sequential_p_not_smaller,
+       sequential_ci_lower <= ci_lower and sequential_ci_upper >= ci_upper as sequence_covers_interval
+from analytics.experiment_results('model-swap', 'error_rate', metric_source => 'traces');
+select variant_key, round(value::numeric, 5) as cost_per_unit, round(effect::numeric, 4) as lift,
+       round(chance_to_beat_control::numeric, 4) as chance_cheaper, round(expected_loss::numeric, 4) as expected_loss
+from analytics.experiment_results('model-swap', 'cost_usd', metric_source => 'traces', operation_type => 'chat');
+-- the same with "higher is better" spelled out: the test is the same, the Bayesian view flips
+select variant_key, round(effect::numeric, 4) as lift, round(chance_to_beat_control::numeric, 4) as chance_dearer,
+       round(expected_loss::numeric, 4) as expected_loss
+from analytics.experiment_results('model-swap', 'cost_usd', metric_source => 'traces', lower_is_better => false);
+-- another operation type has no spans: units are there, the ratio is undefined and says so
+select variant_key, units, value, p_value, note
+from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces', operation_type => 'embeddings');
+-- spans may name their unit by session instead: one span for each of ten units, found by unit_source => 'session_id'
+select (analytics.ingest_spans(jsonb_agg(jsonb_build_object('trace_id', 'by-session-' || i, 'span_id', 's', 'name', 'chat',
+        'session_id', 'visitor-' || i, 'start_time', now() + interval '1 hour'))))->>'stored' as session_spans
+from generate_series(1, 10) i;
+select sum(units) as units, round(sum(value * units)) as spans_found
+from analytics.experiment_results('model-swap', 'request_count', metric_source => 'traces', unit_source => 'session_id');
+-- CUPED on a trace metric: the pre-period spans (one a day before assignment) explain part of the variance
+select variant_key, round(effect::numeric, 4) as lift, variance_reduction > 0 as variance_reduced
+from analytics.experiment_results('model-swap', 'cost_usd', metric_source => 'traces', cuped => true, cuped_lookback => '2 days');
+commit;
+
+-- ---- CUPED on events: a pre-period value that predicts the outcome narrows the interval -------------------------
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select key from analytics.create_experiment('checkout-cta', 'Checkout button', '[{"key":"grey"},{"key":"green"}]');
+select status from analytics.start_experiment('checkout-cta');
+select count(*) as assigned from generate_series(1, 1000) i, analytics.assign_variant('checkout-cta', 'buyer-' || i) a where a.in_experiment;
+-- spend before assignment is habit (i % 17 * 3); after assignment the same habit, noise (i % 5) and +2 for green
+insert into analytics.ab_experiment_events (unit_id, metric, value, occurred_at)
+select a.unit_id, 'spend', h.habit, a.assigned_at - interval '3 days'
+from analytics.ab_experiment_assignments a cross join lateral (select substr(a.unit_id, 7)::int % 17 * 3.0 as habit) h
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'checkout-cta');
+insert into analytics.ab_experiment_events (experiment_id, unit_id, metric, value, occurred_at)
+select a.experiment_id, a.unit_id, 'spend',
+       substr(a.unit_id, 7)::int % 17 * 3.0 + substr(a.unit_id, 7)::int % 5 + case v.key when 'green' then 2 else 0 end,
+       a.assigned_at + interval '1 hour'
+from analytics.ab_experiment_assignments a join analytics.ab_experiment_variants v on v.id = a.variant_id
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'checkout-cta');
+select c.variant_key, round(p.effect::numeric, 3) as plain_difference, round(c.effect::numeric, 3) as cuped_difference,
+       (c.ci_upper - c.ci_lower) < (p.ci_upper - p.ci_lower) / 3 as cuped_interval_3x_narrower,
+       round(c.variance_reduction::numeric, 3) as variance_reduction, p.significant as plain_significant,
+       c.significant as cuped_significant
+from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', relative => false) p
+join analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', relative => false, cuped => true) c
+  using (variant_key)
+where not c.is_control;
+-- without CUPED the pre-period events are not counted at all
+select variant_key, round(value::numeric, 3) as spend_per_unit
+from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean') order by 1;
+commit;
+
+-- ---- pure functions: compare_groups, sample_size, minimum_detectable_effect ---------------------------------------
+select jsonb_pretty(jsonb_build_object(k, round(v::numeric, 6))) as compare_binomial
+from jsonb_each_text(analytics.compare_groups('{"n":1000,"sum":116,"sum_squares":116}', '{"n":1000,"sum":129,"sum_squares":129}',
+                                              'binomial', relative => false)) e(k, v)
+where k in ('effect', 'p_value', 'chance_to_beat_control', 'expected_loss', 'sequential_p_value');
+select (analytics.sample_size(0.10, 0.02, relative => false)->>'per_variant')::int as units_per_variant_textbook,
+       analytics.sample_size(baseline => 0.10, mde => 0.05) - 'per_variant_exact' - 'alpha_per_comparison' - 'treatment_value' as relative_5pct,
+       analytics.sample_size(12.5, 0.03, 'mean', std_dev => 8, variants => 3)->'per_variant' as mean_three_variants,
+       round((analytics.minimum_detectable_effect(0.10, 3841, relative => false)->>'effect')::numeric, 4) as mde_back;
+select regress.attempt(stmt) as outcome from (values
+  ($$select analytics.compare_groups('{"n":10,"sum":11,"sum_squares":11}', '{"n":10,"sum":1,"sum_squares":1}', 'binomial')$$),
+  ($$select analytics.compare_groups('{"n":10,"sum":1,"sum_squares":1,"average":3}', '{"n":10,"sum":1,"sum_squares":1}')$$),
+  ($$select analytics.compare_groups('{"n":10,"sum":1,"sum_squares":1}', '{"n":10,"sum":1,"sum_squares":1}', 'ratio')$$),
+  ($$select analytics.compare_groups('{"n":10,"sum":1,"sum_squares":1}', '{"n":10,"sum":1,"sum_squares":1}', 'median')$$),
+  ($$select analytics.compare_groups('{"n":10,"sum":1,"sum_squares":1}', '{"n":10,"sum":1,"sum_squares":1}', cuped => true)$$),
+  ($$select analytics.compare_groups('{"n":10,"sum":1,"sum_squares":1}', '{"n":10,"sum":1,"sum_squares":1}', sequential_tuning => 0)$$),
+  ($$select analytics.sample_size(12.5, 0.03, 'mean')$$),
+  ($$select analytics.sample_size(0.9, 0.2)$$),
+  ($$select analytics.sample_size(0.1, 0.02, power => 1)$$),
+  ($$select analytics.sample_size(0.1, null)$$),
+  ($$select analytics.sample_size(0.1, 0.02, variants => 1)$$),
+  ($$select analytics.sample_size(0.1, 0.02, 'ratio')$$),
+  ($$select analytics.minimum_detectable_effect(0.1, 1)$$)
+) v(stmt);
+
+-- ---- bad parameters of experiment_results ------------------------------------------------------------------------
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select regress.attempt(stmt) as outcome from (values
+  ($$select * from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'logs')$$),
+  ($$select * from analytics.experiment_results('model-swap', 'latency_p95', metric_source => 'traces')$$),
+  ($$select * from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces', unit_source => 'user')$$),
+  ($$select * from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces', metric_type => 'mean')$$),
+  ($$select * from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces', cuped => true)$$),
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', cuped => true, cuped_lookback => '-1 day')$$),
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'ratio')$$),
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', sequential_tuning => -5)$$)
+) v(stmt);
+commit;
+
+-- ---- RLS: Bob neither reads Alice's results nor moves them with spans of his own ----------------------------------
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true) is not null as bob;
+select regress.attempt($$select * from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces')$$) as bob_reads_alices_results;
+-- Bob's spans name Alice's units and experiment, and are very slow
+select (analytics.ingest_spans(jsonb_agg(jsonb_build_object('trace_id', 'bob-' || i, 'span_id', 's', 'name', 'chat',
+        'start_time', now() + interval '1 hour', 'end_time', now() + interval '2 hours',
+        'metadata', jsonb_build_object('unit_id', 'visitor-' || i, 'experiment', 'model-swap')))))->>'stored' as bob_spans
+from generate_series(1, 400) i;
+commit;
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select variant_key, round(value::numeric, 2) as latency_ms_unchanged
+from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces') order by 1;
+commit;
