@@ -412,13 +412,14 @@ fn ewma(v: &[Option<f64>], p: &Params) -> Vec<Point> {
 }
 
 /// Seasonal: the expected value is the median of the same phase in the last `window` seasons; the residuals
-/// (value minus expected) of the trailing `window · period` points give a robust scale (median/MAD), and the
-/// score is the residual's modified z.
+/// (value minus expected) of the trailing `window · period` points give a robust location and scale
+/// (median/MAD, refreshed once per period), and the score is the residual's modified z.
 fn seasonal(v: &[Option<f64>], p: &Params) -> Vec<Point> {
     let mut out = vec![NONE; v.len()];
     let mut residuals: Vec<Option<f64>> = vec![None; v.len()];
     let mut phase: Vec<f64> = Vec::with_capacity(p.window);
     let mut window: Vec<f64> = Vec::new();
+    let mut cached: Option<(usize, f64, (f64, f64))> = None;
     for i in 0..v.len() {
         let Some(x) = v[i] else { continue };
         phase.clear();
@@ -435,19 +436,28 @@ fn seasonal(v: &[Option<f64>], p: &Params) -> Vec<Point> {
         phase.sort_by(f64::total_cmp);
         let expected = quantile(&phase, 0.5);
         let r = x - expected;
-        // robust scale of the residuals in the trailing seasons
-        window.clear();
-        window.extend(residuals[i.saturating_sub(p.window * p.period)..i].iter().flatten());
-        if window.len() >= 2 {
-            window.sort_by(f64::total_cmp);
-            let med = quantile(&window, 0.5);
+        // robust location and scale of the residuals in the trailing seasons, recomputed once per period (a
+        // sort of window · period residuals at every point would make the detector quadratic in practice)
+        if cached.is_none_or(|(at, _, _)| i >= at + p.period) {
+            window.clear();
+            window.extend(residuals[i.saturating_sub(p.window * p.period)..i].iter().flatten());
+            cached = if window.len() >= 2 {
+                window.sort_by(f64::total_cmp);
+                let med = quantile(&window, 0.5);
+                for y in window.iter_mut() {
+                    *y = (*y - med).abs();
+                }
+                window.sort_by(f64::total_cmp);
+                let mad = quantile(&window, 0.5);
+                let mean_ad = window.iter().sum::<f64>() / window.len() as f64;
+                Some((i, med, (mad, mean_ad)))
+            } else {
+                None
+            };
+        }
+        if let Some((_, med, (mad, mean_ad))) = cached {
             let rounding = 1e-9 * x.abs().max(expected.abs());
-            for y in window.iter_mut() {
-                *y = (*y - med).abs();
-            }
-            window.sort_by(f64::total_cmp);
-            let mad = quantile(&window, 0.5);
-            let scale = if mad > rounding { mad / 0.6745 } else { window.iter().sum::<f64>() / window.len() as f64 * 1.253314 };
+            let scale = if mad > rounding { mad / 0.6745 } else { mean_ad * 1.253314 };
             let point = scored_at(r, med, scale, p, x.abs().max(expected.abs()));
             out[i] = Point {
                 expected: Some(expected + med),
