@@ -99,12 +99,18 @@ impl Params {
             Method::Cusum => (30, 8.0),
         };
         let period = 24;
-        let min_history = match method {
+        let min_history = Params::default_min_history(method, window, period);
+        Params { window, threshold, min_history, alpha: 0.3, period, slack: 0.5, direction: Direction::Both }
+    }
+
+    /// Valid points before the first score unless params say otherwise: the window; 10 for ewma (it has none);
+    /// two seasons for seasonal.
+    fn default_min_history(method: Method, window: usize, period: usize) -> usize {
+        match method {
             Method::Seasonal => 2 * period,
             Method::Ewma => 10,
             _ => window,
-        };
-        Params { window, threshold, min_history, alpha: 0.3, period, slack: 0.5, direction: Direction::Both }
+        }
     }
 
     /// The defaults of `method` overridden by the JSON object `params`.
@@ -163,11 +169,7 @@ impl Params {
             }
         }
         if !min_history_given {
-            p.min_history = match method {
-                Method::Seasonal => 2 * p.period,
-                Method::Ewma => p.min_history,
-                _ => p.window,
-            };
+            p.min_history = Params::default_min_history(method, p.window, p.period);
         }
         Ok(p)
     }
@@ -176,7 +178,6 @@ impl Params {
     pub fn history_needed(&self, method: Method) -> usize {
         match method {
             Method::Seasonal => self.min_history.max(2 * self.period),
-            Method::Ewma => self.min_history.max(2),
             _ => self.min_history.max(2),
         }
     }

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 use super::{analysis, growthbook, power, stats};
 use crate::errors::{AnalyticsError, OrRaise};
+use crate::traces::sql::required;
 
 /// Bucket ranges as a two-dimensional `double precision[]` (n rows of [start, end]); n = 0 gives an empty array.
 pub struct Ranges(Vec<(f64, f64)>);
@@ -226,30 +227,31 @@ pub fn compare_groups(
     json(&analysis::compare(&moments(control.0, "control"), &moments(treatment.0, "treatment"), &options).or_raise())
 }
 
+/// The plan of a test from the arguments sample_size and minimum_detectable_effect share; every one but std_dev
+/// is required.
 #[allow(clippy::too_many_arguments)]
 fn plan(
-    metric_type: &str,
-    baseline: f64,
+    metric_type: Option<&str>,
+    baseline: Option<f64>,
     std_dev: Option<f64>,
-    relative: bool,
-    alpha: f64,
-    power: f64,
-    variants: i32,
+    relative: Option<bool>,
+    alpha: Option<f64>,
+    power: Option<f64>,
+    variants: Option<i32>,
 ) -> power::Plan {
-    let metric_type = match analysis::MetricType::parse(metric_type).or_raise() {
+    let metric_type = match analysis::MetricType::parse(required(metric_type, "metric_type")).or_raise() {
         analysis::MetricType::Ratio => {
             AnalyticsError::invalid("metric_type: must be binomial or mean for planning, got \"ratio\"").raise()
         }
         t => t,
     };
+    let baseline = required(baseline, "baseline");
+    let (relative, alpha, power) = (required(relative, "relative"), required(alpha, "alpha"), required(power, "power"));
+    let variants = required(variants, "variants");
     if variants < 2 {
         AnalyticsError::invalid(format!("variants: a test needs at least 2 variants (control included), got {variants}")).raise();
     }
     power::Plan { metric_type, baseline, std_dev, relative, alpha, power, variants: variants as u32 }
-}
-
-fn required<T>(v: Option<T>, name: &str) -> T {
-    v.unwrap_or_else(|| AnalyticsError::new(crate::errors::ErrorKind::NullValue, format!("{name}: is required")).raise())
 }
 
 /// `analytics.sample_size(baseline, mde, metric_type = 'binomial', std_dev = NULL, relative = true, alpha = 0.05,
@@ -271,15 +273,7 @@ pub fn sample_size(
     power: default!(Option<f64>, 0.8),
     variants: default!(Option<i32>, 2),
 ) -> pgrx::JsonB {
-    let p = plan(
-        required(metric_type, "metric_type"),
-        required(baseline, "baseline"),
-        std_dev,
-        required(relative, "relative"),
-        required(alpha, "alpha"),
-        required(power, "power"),
-        required(variants, "variants"),
-    );
+    let p = plan(metric_type, baseline, std_dev, relative, alpha, power, variants);
     json(&power::sample_size(&p, required(mde, "mde")).or_raise())
 }
 
@@ -300,15 +294,7 @@ pub fn minimum_detectable_effect(
     power: default!(Option<f64>, 0.8),
     variants: default!(Option<i32>, 2),
 ) -> pgrx::JsonB {
-    let p = plan(
-        required(metric_type, "metric_type"),
-        required(baseline, "baseline"),
-        std_dev,
-        required(relative, "relative"),
-        required(alpha, "alpha"),
-        required(power, "power"),
-        required(variants, "variants"),
-    );
+    let p = plan(metric_type, baseline, std_dev, relative, alpha, power, variants);
     json(&power::minimum_detectable_effect(&p, required(units_per_variant, "units_per_variant") as f64).or_raise())
 }
 
