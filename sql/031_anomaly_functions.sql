@@ -15,6 +15,7 @@ CREATE FUNCTION analytics.detect_series_anomalies(
     value       double precision,
     score       double precision,
     is_anomaly  boolean,
+    alert       boolean,
     expected    double precision,
     lower_bound double precision,
     upper_bound double precision
@@ -64,7 +65,7 @@ begin
     ), scored as (
         select d.* from analytics.detect_anomalies(array(select g.v from grid g order by g.k), method, params) d
     )
-    select g.t, g.v, s.score, s.is_anomaly, s.expected, s.lower_bound, s.upper_bound
+    select g.t, g.v, s.score, s.is_anomaly, s.alert, s.expected, s.lower_bound, s.upper_bound
     from grid g join scored s on s.idx = g.k
     join points p on p.t = g.t
     order by g.t;
@@ -142,7 +143,7 @@ begin
             cross join generate_series($2, $3 - $1, $1) g(t)
             left join series s on s.dimension = d.dimension and s.bucket_start = g.t
         ), found as (
-            select d.dimension, g.t, g.v, r.score, r.expected, r.lower_bound, r.upper_bound
+            select d.dimension, g.t, g.v, r.score, r.alert, r.expected, r.lower_bound, r.upper_bound
             from dims d
             cross join lateral analytics.detect_anomalies(
                 array(select g2.v from grid g2 where g2.dimension = d.dimension order by g2.k), $6, $7) r
@@ -168,7 +169,9 @@ begin
                        'score', case when r.score in ('Infinity', '-Infinity') then to_jsonb(r.score::text) else to_jsonb(r.score) end,
                        'severity', r.severity, 'method', r.method)::text)
             from recorded r
-            where r.inserted and r.severity in ('warning', 'critical')
+            -- new findings that start an episode (every anomaly does unless params set a cooldown)
+            join found f on f.dimension = r.dimension and f.t = r.bucket_start
+            where r.inserted and f.alert and r.severity in ('warning', 'critical')
         )
         select r.id, r.user_id, r.metric, r.dimension, r.bucket_start, r.bucket_width, r.observed, r.expected,
                r.lower_bound, r.upper_bound, r.score, r.severity, r.method, r.parameters, r.status, r.detected_at,
@@ -231,8 +234,8 @@ $$;
 
 -- ---- documentation --------------------------------------------------------------------------------------------------
 COMMENT ON FUNCTION analytics.detect_anomalies(double precision[], text, jsonb) IS
-$$Runs an anomaly detector over a series (NULL or NaN elements are gaps): one row per element with idx (1-based), value, signed score, is_anomaly, expected value and lower/upper bound. Causal: each point is judged against the points before it only.
-Methods: zscore (rolling mean/sd, threshold 3), mad (median/MAD modified z, 3.5), iqr (Tukey fences, k 1.5), ewma (EW mean/sd, 3), seasonal (same phase in past seasons + robust residual z, 3.5), cusum (level shifts, h 8). params: window, threshold, min_history, alpha (ewma), period (seasonal), slack (cusum), direction (both, up, down).
+$$Runs an anomaly detector over a series (NULL or NaN elements are gaps): one row per element with idx (1-based), value, signed score, is_anomaly, alert (the anomaly starts an episode: no other anomaly in the cooldown points before it), expected value and lower/upper bound. Causal: each point is judged against the points before it only.
+Methods: zscore (rolling mean/sd, threshold 3), mad (median/MAD modified z, 3.5), iqr (Tukey fences, k 1.5), ewma (EW mean/sd, 3), seasonal (same phase in past seasons + robust residual z, 3.5), cusum (level shifts, h 8), likelihood (Numenta's anomaly likelihood over a base detector's scores, default ewma with alpha 0.1; threshold 4). params: window, threshold, min_history, alpha (ewma), period (seasonal), slack (cusum), direction (both, up, down), base, short, history (likelihood), cooldown (alerts; default 0).
 Example: select idx, value, score from analytics.detect_anomalies('{10,11,10,12,11,10,11,10,50,11}', 'mad', '{"window": 5}') where is_anomaly;$$;
 COMMENT ON FUNCTION analytics.anomaly_params(text, jsonb) IS
 $$The parameters a detector runs with: its defaults overridden by params, validated (unknown keys and bad values raise 22023). Example: select analytics.anomaly_params('seasonal', '{"period": 168}');$$;
@@ -240,7 +243,7 @@ COMMENT ON FUNCTION analytics.detect_series_anomalies(timestamptz[], double prec
 $$detect_anomalies over (ts, value) pairs, returned in time order. With bucket, the points must lie on a grid of that width starting at the first timestamp, and missing buckets are gaps (so seasonal periods stay aligned); without, the points follow each other in time order.
 Example: select ts, value, score from analytics.detect_series_anomalies(array_agg(t order by t), array_agg(v order by t), 'zscore', '{"window": 24}', '1 hour') d where is_anomaly;$$;
 COMMENT ON FUNCTION analytics.run_anomaly_detection(text, interval, interval, text[], text, jsonb, timestamptz, uuid) IS
-$$Builds a metric series from the caller's spans (the definitions of trace_metrics: request_count, error_count, error_rate, latency_p50/p90/p95/p99, ttft_p50/p95 in ms, input_tokens, output_tokens, tokens, cost), one per group_by dimension, over the whole buckets of lookback before end_time; runs the detector; records each anomaly in anomaly_detections (one row per owner, metric, dimension, bucket and method: a re-run updates, never duplicates; status and acknowledgement are kept) and returns the rows recorded. New warning/critical findings are announced with pg_notify('analytics_anomalies', json). Severity: critical at twice the threshold (iqr: beyond the outer fence), else warning.
+$$Builds a metric series from the caller's spans (the definitions of trace_metrics: request_count, error_count, error_rate, latency_p50/p90/p95/p99, ttft_p50/p95 in ms, input_tokens, output_tokens, tokens, cost), one per group_by dimension, over the whole buckets of lookback before end_time; runs the detector; records each anomaly in anomaly_detections (one row per owner, metric, dimension, bucket and method: a re-run updates, never duplicates; status and acknowledgement are kept) and returns the rows recorded. New warning/critical findings that are alerts (with a cooldown in params, only the first anomaly of an episode) are announced with pg_notify('analytics_anomalies', json). Severity: critical at twice the threshold (iqr: beyond the outer fence), else warning.
 Counts, tokens and cost are 0 in buckets without spans; rates and percentiles are gaps there. A scheduled job without a JWT passes user_id.
 Example: select bucket_start, observed, expected, severity from analytics.run_anomaly_detection('latency_p95', '1 hour', '7 days', group_by => '{model}');$$;
 COMMENT ON FUNCTION analytics.acknowledge_anomaly(uuid) IS

@@ -10,9 +10,10 @@ use crate::errors::OrRaise;
 /// `analytics.detect_anomalies(values float8[], method text = 'mad', params jsonb = '{}')`
 ///
 /// Runs a detector over a series (NULL or NaN elements are gaps) and returns one row per element, in order:
-/// its 1-based position, the value, the signed score, whether it is an anomaly, the expected value and the band.
-/// Methods: zscore, mad, iqr, ewma, seasonal, cusum; params: window, threshold, min_history, alpha, period,
-/// slack, direction (see README). Unknown methods or parameters, a window not smaller than the series, and
+/// its 1-based position, the value, the signed score, whether it is an anomaly, whether that anomaly starts an
+/// episode (an alert: no other anomaly in the `cooldown` points before it), the expected value and the band.
+/// Methods: zscore, mad, iqr, ewma, seasonal, cusum, likelihood; params: window, threshold, min_history, alpha,
+/// period, slack, direction, base, short, history, cooldown (see README). Unknown methods or parameters, a window not smaller than the series, and
 /// infinite values are errors (22023) naming the argument.
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn detect_anomalies(
@@ -26,6 +27,7 @@ pub fn detect_anomalies(
         name!(value, Option<f64>),
         name!(score, Option<f64>),
         name!(is_anomaly, bool),
+        name!(alert, bool),
         name!(expected, Option<f64>),
         name!(lower_bound, Option<f64>),
         name!(upper_bound, Option<f64>),
@@ -39,7 +41,7 @@ pub fn detect_anomalies(
             .into_iter()
             .zip(points)
             .enumerate()
-            .map(|(i, (v, pt))| (i as i32 + 1, v, pt.score, pt.is_anomaly, pt.expected, pt.lower, pt.upper))
+            .map(|(i, (v, pt))| (i as i32 + 1, v, pt.score, pt.is_anomaly, pt.alert, pt.expected, pt.lower, pt.upper))
             .collect::<Vec<_>>(),
     )
 }
@@ -50,7 +52,7 @@ pub fn detect_anomalies(
 pub fn anomaly_params(method: &str, params: default!(pgrx::JsonB, "'{}'")) -> pgrx::JsonB {
     let method = Method::parse(method).or_raise();
     let p = Params::from_json(method, &params.0).or_raise();
-    pgrx::JsonB(serde_json::to_value(&p).expect("params serialise"))
+    pgrx::JsonB(p.to_json(method))
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -80,5 +82,8 @@ mod tests {
         assert_eq!(p["period"], 168);
         assert_eq!(p["min_history"], 336);
         assert_eq!(p["threshold"], 3.5);
+        assert!(p.get("base").is_none(), "likelihood keys only for the likelihood");
+        let l = Spi::get_one::<pgrx::JsonB>("select analytics.anomaly_params('likelihood', '{\"base\": \"zscore\"}')").unwrap().unwrap().0;
+        assert_eq!((l["base"].as_str(), l["short"].as_u64(), l["history"].as_u64(), l["min_history"].as_u64()), (Some("zscore"), Some(10), Some(1000), Some(30)));
     }
 }

@@ -32,7 +32,24 @@ from analytics.detect_series_anomalies(
     array(select case when i = 40 then 90 else 20 + i % 4 end::float8 from generate_series(0, 47) i where i <> 30),
     'mad', '{"window": 12}', '1 hour')
 where is_anomaly;
+-- likelihood: a spike every 7th point is this series' normal (the base MAD flags every one of them); 20 points of
+-- constant high level (points 350-369) are a change, and only that is flagged
+with s as (
+    select array(select 100 + (i % 3) + case when i % 7 = 0 or i between 350 and 369 then 15 else 0 end
+                 from generate_series(1, 400) i)::float8[] as v
+)
+select m as method, count(*) filter (where d.is_anomaly and d.idx < 350) as before_change,
+       min(d.idx) filter (where d.is_anomaly and d.idx >= 350) as change_found_at
+from s, unnest(array['mad', 'likelihood']) m,
+     analytics.detect_anomalies(s.v, m, case when m = 'likelihood' then '{"base": "mad"}' else '{}' end::jsonb) d
+group by m order by m;
+-- alerts: spikes at 50, 52, 55 are one episode with a cooldown of 3 points; 60 starts the next
+select array_agg(idx order by idx) filter (where is_anomaly) as anomalies,
+       array_agg(idx order by idx) filter (where alert) as alerts
+from analytics.detect_anomalies(array(select case when i in (50, 52, 55, 60) then 100 else 10 + (i % 2) end
+                                      from generate_series(1, 80) i)::float8[], 'mad', '{"cooldown": 3}');
 select analytics.anomaly_params('ewma') as ewma_defaults;
+select analytics.anomaly_params('likelihood') as likelihood_defaults;
 select regress.attempt(stmt) as outcome from (values
   ($$select * from analytics.detect_anomalies('{1,2,3}', 'prophet')$$),
   ($$select * from analytics.detect_anomalies('{1,2,3}', 'zscore', '{"window": -3}')$$),
@@ -41,6 +58,8 @@ select regress.attempt(stmt) as outcome from (values
   ($$select * from analytics.detect_anomalies('{1,2,3,4,5}', 'ewma', '{"alpha": 2}')$$),
   ($$select * from analytics.detect_anomalies('{1,2,Infinity,4,5}', 'ewma')$$),
   ($$select * from analytics.detect_anomalies('{1,2,3,4,5}', 'zscore', '[3]')$$),
+  ($$select * from analytics.detect_anomalies('{1,2,3,4,5}', 'likelihood', '{"base": "likelihood"}')$$),
+  ($$select * from analytics.detect_anomalies('{1,2,3,4,5}', 'mad', '{"cooldown": 1.5}')$$),
   ($$select * from analytics.detect_series_anomalies('{2026-11-20 00:00+00,2026-11-20 01:00+00}', '{1}')$$),
   ($$select * from analytics.detect_series_anomalies('{2026-11-20 00:00+00,2026-11-20 00:00+00}', '{1,2}')$$),
   ($$select * from analytics.detect_series_anomalies('{2026-11-20 00:00+00,2026-11-20 01:30+00}', '{1,2}', bucket => '1 hour')$$),
