@@ -103,7 +103,10 @@ CREATE TABLE analytics.ab_experiment_assignments (
 COMMENT ON TABLE analytics.ab_experiment_assignments IS
 'Sticky assignments: the first variant a unit got in an experiment phase, stored once (unique per experiment, unit, phase).';
 
-CREATE INDEX ab_experiment_assignments_user_idx ON analytics.ab_experiment_assignments (user_id, experiment_id, variant_id);
+-- also answers experiment_results' count of units per variant with an index-only scan
+CREATE INDEX ab_experiment_assignments_user_idx ON analytics.ab_experiment_assignments (user_id, experiment_id, phase, variant_id);
+-- a unit's assignments in all experiments, for events that apply to every experiment (sql/023_experiment_totals.sql)
+CREATE INDEX ab_experiment_assignments_user_unit_idx ON analytics.ab_experiment_assignments (user_id, unit_id, experiment_id, phase);
 CREATE INDEX ab_experiment_assignments_variant_idx ON analytics.ab_experiment_assignments (variant_id, experiment_id);
 
 CREATE TABLE analytics.ab_experiment_events (

@@ -36,7 +36,10 @@ BEGIN
         EXECUTE format(
             'CREATE POLICY %I ON analytics.%I FOR DELETE USING (user_id = (select analytics.current_user_id()))',
             t.relname || '_delete_own', t.relname);
-        PERFORM pg_catalog.pg_extension_config_dump(format('analytics.%I', t.relname)::regclass, '');
+        -- derived data is not dumped: restoring its sources rebuilds it through their triggers
+        IF t.relname <> 'ab_experiment_unit_totals' THEN
+            PERFORM pg_catalog.pg_extension_config_dump(format('analytics.%I', t.relname)::regclass, '');
+        END IF;
     END LOOP;
 END
 $security$;
@@ -77,6 +80,18 @@ BEGIN
         GRANT USAGE ON SCHEMA analytics TO service_role;
         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA analytics TO service_role;
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA analytics TO service_role;
+    END IF;
+    -- the experiment totals are kept by triggers only (sql/023_experiment_totals.sql): API roles read them, and
+    -- neither the lock of its protocol nor the rebuild (a DBA's tool) is an API function
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
+        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals FROM authenticated;
+        REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals()
+            FROM authenticated;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
+        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals FROM service_role;
+        REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals()
+            FROM service_role;
     END IF;
 END
 $grants$;

@@ -60,6 +60,11 @@ extension_sql_file!(
     name = "experiments_lifecycle",
     requires = ["experiments_tables", "experiments_functions"]
 );
+extension_sql_file!(
+    "../sql/023_experiment_totals.sql",
+    name = "experiment_totals",
+    requires = ["experiments_tables", "experiments_lifecycle"]
+);
 extension_sql_file!("../sql/030_anomalies_cohorts.sql", name = "anomaly_cohort_tables", requires = ["identity"]);
 extension_sql_file!(
     "../sql/031_anomaly_functions.sql",

@@ -289,14 +289,18 @@ pub fn detect(values: &[Option<f64>], method: Method, p: &Params) -> Result<Vec<
     if let Some(i) = values.iter().position(|v| v.is_some_and(f64::is_infinite)) {
         return Err(AnalyticsError::invalid(format!("values[{}]: must be finite (NULL or NaN marks a gap)", i + 1)));
     }
-    let horizon_of = |m: Method| match m {
+    // the likelihood's history is its base detector's
+    let scorer = if method == Method::Likelihood { p.base } else { method };
+    if scorer == Method::Likelihood {
+        return Err(AnalyticsError::invalid("params.base: must name another detector (zscore, mad, iqr, ewma, seasonal, cusum)"));
+    }
+    let horizon = match scorer {
         Method::Seasonal => p.window * p.period,
         Method::Ewma => 0,
         _ => p.window,
     };
-    let horizon = horizon_of(if method == Method::Likelihood { p.base } else { method });
     if n > 0 && horizon >= n {
-        return Err(AnalyticsError::invalid(match method {
+        return Err(AnalyticsError::invalid(match scorer {
             Method::Seasonal => format!(
                 "params.window: {} seasons of {} points need more than the {n} points of the series",
                 p.window, p.period
@@ -332,7 +336,7 @@ fn scores(clean: &[Option<f64>], method: Method, p: &Params) -> Vec<Point> {
         Method::Ewma => ewma(clean, p),
         Method::Seasonal => seasonal(clean, p),
         Method::Cusum => cusum(clean, p),
-        Method::Likelihood => unreachable!("likelihood is not a base detector (Params::from_json)"),
+        Method::Likelihood => unreachable!("detect() rejects a likelihood base"),
     };
     limit_history(clean, &mut out, p.history_needed(method));
     out

@@ -1,7 +1,8 @@
 -- The security rules hold for every table and function of the extension (checked from the catalog, so a table or a
 -- function added later is covered automatically).
 
--- every table: RLS enabled AND forced, registered for pg_dump, an index that leads with user_id
+-- every table: RLS enabled AND forced, registered for pg_dump (except ab_experiment_unit_totals: derived, rebuilt
+-- by its triggers on restore), an index that leads with user_id
 select c.relname,
        c.relrowsecurity as rls,
        c.relforcerowsecurity as forced,
@@ -36,7 +37,8 @@ group by 1;
 select cmd, count(qual) as with_using, count(with_check) as with_check
 from pg_policies where schemaname = 'analytics' group by 1 order by 1;
 
--- no function can be executed by PUBLIC; every function is executable by authenticated and service_role
+-- no function can be executed by PUBLIC; every function is executable by authenticated and service_role, except
+-- the lock of the totals' protocol and the DBA's rebuild_experiment_totals
 select p.proname || '/' || p.pronargs as function,
        has_function_privilege('public', p.oid, 'execute') as public_exec,
        has_function_privilege('anon', p.oid, 'execute') as anon_exec,
@@ -46,7 +48,8 @@ from pg_proc p join pg_namespace n on n.oid = p.pronamespace
 where n.nspname = 'analytics'
 order by 1;
 
--- table privileges per API role: anon none, authenticated and service_role full DML (RLS confines authenticated)
+-- table privileges per API role: anon none, authenticated and service_role full DML (RLS confines authenticated),
+-- except ab_experiment_unit_totals, which only its triggers write
 select c.relname,
        has_table_privilege('anon', c.oid, 'select, insert, update, delete') as anon,
        has_table_privilege('authenticated', c.oid, 'select') and has_table_privilege('authenticated', c.oid, 'insert')

@@ -1,0 +1,216 @@
+-- Per-unit totals of experiment events, maintained as events and assignments are written, so that
+-- experiment_results reads one small row per converting unit instead of joining every assignment with every event.
+--
+-- ab_experiment_unit_totals holds, for each assignment (experiment, unit, phase) and event metric, the number and
+-- the sum of the unit's events that count for that assignment: same owner, same unit, tied to the experiment or
+-- to no experiment, at or after the assignment — exactly the events experiment_results' plain query counts.
+--
+-- Kept by statement-level triggers (one query per statement, whatever its size):
+--   events      INSERT: add; DELETE: subtract; UPDATE: subtract the old rows, add the new; TRUNCATE: empty.
+--   assignments INSERT: add the unit's existing events (events may arrive before their assignment is stored);
+--               UPDATE: recompute the changed assignments; DELETE: the foreign key cascades.
+-- An event and an assignment of the same unit written by two concurrent transactions must not miss each other
+-- (each trigger's query would not see the other's uncommitted row). The triggers therefore take a transaction
+-- advisory lock per (owner, unit) bucket before reading: shared by event writes (they do not conflict with one
+-- another), exclusive by assignment writes. Whichever transaction locks second waits for the first to commit and
+-- then, with a fresh snapshot, sees its rows. 64 buckets keep the number of locks per statement small.
+--
+-- The trigger functions are SECURITY DEFINER (users may read their totals but not write them): they act only on
+-- the rows of the triggering statement, which row level security has already checked, and only combine rows of
+-- the same owner. The table is derived data: it is not dumped by pg_dump; restoring the events and assignments
+-- rebuilds it through the triggers, and analytics.rebuild_experiment_totals() rebuilds it on demand.
+
+CREATE TABLE analytics.ab_experiment_unit_totals (
+    assignment_id uuid NOT NULL REFERENCES analytics.ab_experiment_assignments (id) ON DELETE CASCADE,
+    metric        text NOT NULL,
+    user_id       uuid NOT NULL,
+    experiment_id uuid NOT NULL,
+    phase         integer NOT NULL,
+    variant_id    uuid NOT NULL,
+    events        bigint NOT NULL,
+    total         double precision NOT NULL,
+    PRIMARY KEY (assignment_id, metric),
+    CONSTRAINT ab_experiment_unit_totals_events_positive CHECK (events > 0)
+);
+
+COMMENT ON TABLE analytics.ab_experiment_unit_totals IS
+'Derived, kept by triggers: per assignment and event metric, the count and sum of the unit''s events that count for it (at or after assignment, this experiment or none). Read by experiment_results; rebuild with analytics.rebuild_experiment_totals().';
+
+CREATE INDEX ab_experiment_unit_totals_user_idx
+    ON analytics.ab_experiment_unit_totals (user_id, experiment_id, metric, phase) INCLUDE (variant_id, events, total);
+
+-- ---- the lock protocol ------------------------------------------------------------------------------------------
+-- classid 0x616e7874 ('anxt'), objid = bucket of (owner, unit), taken in bucket order so that writers cannot
+-- deadlock on them. Called with the buckets of the statement's rows (see the triggers).
+CREATE FUNCTION analytics._lock_unit_bucket(bucket integer, exclusive boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = ''
+AS $$
+begin
+    if exclusive then
+        perform pg_catalog.pg_advisory_xact_lock(1634629748, bucket);
+    else
+        perform pg_catalog.pg_advisory_xact_lock_shared(1634629748, bucket);
+    end if;
+end
+$$;
+COMMENT ON FUNCTION analytics._lock_unit_bucket(integer, boolean) IS 'Internal: one advisory lock of the protocol that keeps ab_experiment_unit_totals consistent under concurrent writes.';
+
+-- ---- events -----------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics._event_totals_trigger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    b integer;
+begin
+    if tg_op = 'TRUNCATE' then
+        truncate analytics.ab_experiment_unit_totals;
+        return null;
+    end if;
+    if tg_op in ('DELETE', 'UPDATE') then
+        for b in select distinct pg_catalog.hashtext(o.user_id::text || '/' || o.unit_id) & 63 from old_rows o order by 1 loop
+            perform analytics._lock_unit_bucket(b, false);
+        end loop;
+        with d as (
+            select a.id, o.metric, count(*) as events, sum(o.value) as total
+            from old_rows o
+            join analytics.ab_experiment_assignments a
+              on a.user_id = o.user_id and a.unit_id = o.unit_id
+             and (o.experiment_id is null or a.experiment_id = o.experiment_id) and o.occurred_at >= a.assigned_at
+            group by a.id, o.metric
+        ), changed as (
+            update analytics.ab_experiment_unit_totals t
+               set events = t.events - d.events, total = t.total - d.total
+              from d
+             where t.assignment_id = d.id and t.metric = d.metric and t.events > d.events
+            returning t.assignment_id, t.metric
+        )
+        delete from analytics.ab_experiment_unit_totals t
+        using d
+        where t.assignment_id = d.id and t.metric = d.metric and t.events <= d.events;
+    end if;
+    if tg_op in ('INSERT', 'UPDATE') then
+        for b in select distinct pg_catalog.hashtext(n.user_id::text || '/' || n.unit_id) & 63 from new_rows n order by 1 loop
+            perform analytics._lock_unit_bucket(b, false);
+        end loop;
+        insert into analytics.ab_experiment_unit_totals as t
+            (assignment_id, metric, user_id, experiment_id, phase, variant_id, events, total)
+        select a.id, n.metric, a.user_id, a.experiment_id, a.phase, a.variant_id, count(*), sum(n.value)
+        from new_rows n
+        join analytics.ab_experiment_assignments a
+          on a.user_id = n.user_id and a.unit_id = n.unit_id
+         and (n.experiment_id is null or a.experiment_id = n.experiment_id) and n.occurred_at >= a.assigned_at
+        group by a.id, n.metric
+        on conflict (assignment_id, metric) do update
+           set events = t.events + excluded.events, total = t.total + excluded.total;
+    end if;
+    return null;
+end
+$$;
+COMMENT ON FUNCTION analytics._event_totals_trigger() IS 'Internal: keeps ab_experiment_unit_totals in step with ab_experiment_events.';
+
+CREATE TRIGGER ab_experiment_events_totals_insert AFTER INSERT ON analytics.ab_experiment_events
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._event_totals_trigger();
+CREATE TRIGGER ab_experiment_events_totals_update AFTER UPDATE ON analytics.ab_experiment_events
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._event_totals_trigger();
+CREATE TRIGGER ab_experiment_events_totals_delete AFTER DELETE ON analytics.ab_experiment_events
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._event_totals_trigger();
+CREATE TRIGGER ab_experiment_events_totals_truncate AFTER TRUNCATE ON analytics.ab_experiment_events
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._event_totals_trigger();
+
+-- ---- assignments ------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics._assignment_totals_trigger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    b integer;
+begin
+    if tg_op = 'UPDATE' then
+        for b in select distinct pg_catalog.hashtext(o.user_id::text || '/' || o.unit_id) & 63 from old_rows o order by 1 loop
+            perform analytics._lock_unit_bucket(b, true);
+        end loop;
+        delete from analytics.ab_experiment_unit_totals t using old_rows o where t.assignment_id = o.id;
+    end if;
+    for b in select distinct pg_catalog.hashtext(n.user_id::text || '/' || n.unit_id) & 63 from new_rows n order by 1 loop
+        perform analytics._lock_unit_bucket(b, true);
+    end loop;
+    insert into analytics.ab_experiment_unit_totals as t
+        (assignment_id, metric, user_id, experiment_id, phase, variant_id, events, total)
+    select a.id, ev.metric, a.user_id, a.experiment_id, a.phase, a.variant_id, count(*), sum(ev.value)
+    from new_rows a
+    join analytics.ab_experiment_events ev
+      on ev.user_id = a.user_id and ev.unit_id = a.unit_id
+     and (ev.experiment_id is null or ev.experiment_id = a.experiment_id) and ev.occurred_at >= a.assigned_at
+    group by a.id, a.user_id, a.experiment_id, a.phase, a.variant_id, ev.metric
+    on conflict (assignment_id, metric) do update
+       set events = excluded.events, total = excluded.total;
+    return null;
+end
+$$;
+COMMENT ON FUNCTION analytics._assignment_totals_trigger() IS 'Internal: adds a new assignment''s existing events to ab_experiment_unit_totals.';
+
+CREATE TRIGGER ab_experiment_assignments_totals_insert AFTER INSERT ON analytics.ab_experiment_assignments
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_totals_trigger();
+CREATE TRIGGER ab_experiment_assignments_totals_update AFTER UPDATE ON analytics.ab_experiment_assignments
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_totals_trigger();
+
+-- ---- rebuild ----------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.rebuild_experiment_totals() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    n bigint;
+begin
+    lock table analytics.ab_experiment_assignments, analytics.ab_experiment_events in share mode;
+    truncate analytics.ab_experiment_unit_totals;
+    insert into analytics.ab_experiment_unit_totals (assignment_id, metric, user_id, experiment_id, phase, variant_id, events, total)
+    select a.id, ev.metric, a.user_id, a.experiment_id, a.phase, a.variant_id, count(*), sum(ev.value)
+    from analytics.ab_experiment_assignments a
+    join analytics.ab_experiment_events ev
+      on ev.user_id = a.user_id and ev.unit_id = a.unit_id
+     and (ev.experiment_id is null or ev.experiment_id = a.experiment_id) and ev.occurred_at >= a.assigned_at
+    group by a.id, ev.metric;
+    get diagnostics n = row_count;
+    return n;
+end
+$$;
+COMMENT ON FUNCTION analytics.rebuild_experiment_totals() IS
+$$Rebuilds analytics.ab_experiment_unit_totals from every assignment and event (for a DBA: after restoring with pg_restore --disable-triggers, or to check the triggers). Needs the privileges to lock both tables and truncate the totals (the extension owner or a superuser); returns the number of rows written. Example: select analytics.rebuild_experiment_totals();$$;
+
+-- ---- the per-variant moments experiment_results reads --------------------------------------------------------------
+-- Same shape as _experiment_moments (events, without CUPED): n is every assigned unit (index-only count per
+-- variant), the sums come from the totals (binomial: units with an event; mean: the sum of their values).
+CREATE FUNCTION analytics._experiment_event_moments(experiment_id uuid, phase integer, metric text, kind text)
+RETURNS SETOF jsonb
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+SET search_path = ''
+AS $$
+    with assigned as (
+        select a.variant_id, count(*) as n
+        from analytics.ab_experiment_assignments a
+        where a.experiment_id = _experiment_event_moments.experiment_id and a.phase = _experiment_event_moments.phase
+        group by a.variant_id
+    ), totals as (
+        select t.variant_id, count(*) as converted, sum(t.total) as sy, sum(t.total * t.total) as syy
+        from analytics.ab_experiment_unit_totals t
+        where t.experiment_id = _experiment_event_moments.experiment_id and t.metric = _experiment_event_moments.metric
+          and t.phase = _experiment_event_moments.phase
+        group by t.variant_id
+    )
+    select jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                        'moments', jsonb_build_object(
+                                            'n', coalesce(a.n, 0),
+                                            'sum', coalesce(case when _experiment_event_moments.kind = 'binomial' then t.converted else t.sy end, 0),
+                                            'sum_squares', coalesce(case when _experiment_event_moments.kind = 'binomial' then t.converted else t.syy end, 0),
+                                            'den_sum', 0, 'den_sum_squares', 0, 'cross_sum', 0, 'pre_sum', 0,
+                                            'pre_sum_squares', 0, 'pre_cross_sum', 0))
+                     order by v.position)
+    from analytics.ab_experiment_variants v
+    left join assigned a on a.variant_id = v.id
+    left join totals t on t.variant_id = v.id
+    where v.experiment_id = _experiment_event_moments.experiment_id
+$$;
+COMMENT ON FUNCTION analytics._experiment_event_moments(uuid, integer, text, text) IS 'Internal: per-variant moments of an event metric from ab_experiment_unit_totals.';

@@ -1,0 +1,97 @@
+-- Experiments, per-unit event totals (sql/023_experiment_totals.sql): after every kind of write to events and
+-- assignments, the totals the triggers keep give the same per-variant moments as the plain join of assignments and
+-- events (analytics._experiment_moments), for binomial and mean metrics; users read but cannot write them; another
+-- owner's events never reach them. Sessions behave like PostgREST: role authenticated + JWT claims.
+
+-- the check: moments from the totals equal moments from the plain join (to 1e-9), for both metric types
+create function regress.totals_agree(experiment_key text, metric text) returns boolean
+language sql as $$
+    with m as (
+        select analytics._experiment_event_moments(e.id, e.phase, totals_agree.metric, kind) as from_totals,
+               analytics._experiment_moments(e.id, e.key, e.phase, totals_agree.metric, kind, 'events', 'metadata', null, '0') as from_join
+        from analytics.ab_experiments e cross join unnest(array['binomial', 'mean']) kind
+        where e.key = totals_agree.experiment_key
+    )
+    select bool_and(abs((t.x->'moments'->>k)::float8 - (r.x->'moments'->>k)::float8)
+                    <= 1e-9 * greatest(1, abs((r.x->'moments'->>k)::float8)))
+    from m
+    cross join lateral jsonb_array_elements(m.from_totals) with ordinality t(x, i)
+    join lateral jsonb_array_elements(m.from_join) with ordinality r(x, j) on j = i
+    cross join unnest(array['n', 'sum', 'sum_squares']) k
+$$;
+grant execute on function regress.totals_agree(text, text) to authenticated;
+
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select key from analytics.create_experiment('totals', 'Totals', '[{"key":"control"},{"key":"treatment"}]');
+select key from analytics.create_experiment('other', 'Another experiment', '[{"key":"a"},{"key":"b"}]');
+select status from analytics.start_experiment('totals');
+select status from analytics.start_experiment('other');
+select count(*) as assigned from generate_series(1, 300) i, analytics.assign_variant('totals', 'u' || i) a where a.in_experiment;
+select count(*) as assigned_other from generate_series(1, 100) i, analytics.assign_variant('other', 'u' || i) a where a.in_experiment;
+-- events: tied to this experiment, to none (count for every experiment of the unit), to the other experiment (do
+-- not count here), one before assignment (does not count), and events of units never assigned
+insert into analytics.ab_experiment_events (experiment_id, unit_id, metric, value, occurred_at)
+select case i % 3 when 0 then (select id from analytics.ab_experiments where key = 'totals')
+                  when 1 then null else (select id from analytics.ab_experiments where key = 'other') end,
+       'u' || (i % 400), 'purchase', 5 + i % 17, now() + make_interval(secs => i)
+from generate_series(1, 900) i;
+insert into analytics.ab_experiment_events (experiment_id, unit_id, metric, value, occurred_at)
+values (null, 'u7', 'purchase', 1000, now() - interval '1 day');
+select count(*) as total_rows, sum(events) as counted_events from analytics.ab_experiment_unit_totals
+where experiment_id = (select id from analytics.ab_experiments where key = 'totals');
+select regress.totals_agree('totals', 'purchase') as after_insert, regress.totals_agree('other', 'purchase') as other_after_insert;
+-- the values experiment_results reports come from the totals
+select variant_key, units, round(value::numeric, 4) as purchase_per_unit from analytics.experiment_results('totals', 'purchase', metric_type => 'mean');
+-- updates: a value changes, an event moves before its assignment, an event moves to another unit
+update analytics.ab_experiment_events set value = value * 2 where unit_id in ('u10', 'u11');
+update analytics.ab_experiment_events set occurred_at = now() - interval '2 days' where unit_id = 'u12';
+update analytics.ab_experiment_events set unit_id = 'u13' where unit_id = 'u14';
+select regress.totals_agree('totals', 'purchase') as after_updates;
+-- deletes: some events, then every event of a unit (its totals row goes)
+delete from analytics.ab_experiment_events where unit_id = 'u20' and value > 10;
+delete from analytics.ab_experiment_events where unit_id = 'u21';
+select count(*) as u21_rows from analytics.ab_experiment_unit_totals t
+join analytics.ab_experiment_assignments a on a.id = t.assignment_id where a.unit_id = 'u21';
+select regress.totals_agree('totals', 'purchase') as after_deletes;
+-- an assignment stored after its unit's events (events of u350 exist; it is assigned now, events are later)
+select a.in_experiment from analytics.assign_variant('totals', 'u350') a;
+select t.events > 0 as late_assignment_counted from analytics.ab_experiment_unit_totals t
+join analytics.ab_experiment_assignments a on a.id = t.assignment_id where a.unit_id = 'u350';
+-- an assignment's time changes: its totals are recomputed
+update analytics.ab_experiment_assignments set assigned_at = now() + interval '1 hour' where unit_id = 'u30';
+select regress.totals_agree('totals', 'purchase') as after_assignment_changes;
+-- an assignment deleted: its totals go with it
+delete from analytics.ab_experiment_assignments where unit_id = 'u31' and experiment_id = (select id from analytics.ab_experiments where key = 'totals');
+select regress.totals_agree('totals', 'purchase') as after_assignment_delete;
+commit;
+
+-- ---- Bob: the same unit ids, his own events; he sees none of Alice's totals and cannot write any ----------------
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true) is not null as bob;
+select count(*) as alice_totals_seen_by_bob from analytics.ab_experiment_unit_totals;
+insert into analytics.ab_experiment_events (unit_id, metric, value, occurred_at)
+select 'u' || i, 'purchase', 99, now() + interval '1 minute' from generate_series(1, 300) i;
+select count(*) as bob_totals from analytics.ab_experiment_unit_totals;
+select regress.attempt($$insert into analytics.ab_experiment_unit_totals select * from analytics.ab_experiment_unit_totals$$) as bob_writes_totals;
+select regress.attempt($$select analytics.rebuild_experiment_totals()$$) as bob_rebuilds;
+commit;
+
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select regress.totals_agree('totals', 'purchase') as alice_unchanged_by_bob,
+       (select count(*) from analytics.ab_experiment_unit_totals where total >= 99 and events = 1) as bob_values_in_alice_totals;
+commit;
+
+-- ---- a DBA's rebuild gives the same rows; TRUNCATE empties them --------------------------------------------------
+create temp table kept as select * from analytics.ab_experiment_unit_totals;
+select analytics.rebuild_experiment_totals() = (select count(*) from kept) as rebuilt_same_count;
+select count(*) as rows_differing from (
+    select assignment_id, metric, events, round(total::numeric, 6) from kept
+    except
+    select assignment_id, metric, events, round(total::numeric, 6) from analytics.ab_experiment_unit_totals) d;
+truncate analytics.ab_experiment_events;
+select count(*) as after_truncate from analytics.ab_experiment_unit_totals;
