@@ -42,6 +42,12 @@ CREATE INDEX ab_experiment_unit_totals_user_idx
 -- ---- the lock protocol ------------------------------------------------------------------------------------------
 -- classid 0x616e7874 ('anxt'), objid = bucket of (owner, unit), taken in bucket order so that writers cannot
 -- deadlock on them. Called with the buckets of the statement's rows (see the triggers).
+CREATE FUNCTION analytics._unit_bucket(owner uuid, unit text) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = ''
+AS $$ select pg_catalog.hashtext(_unit_bucket.owner::text || '/' || _unit_bucket.unit) & 63 $$;
+COMMENT ON FUNCTION analytics._unit_bucket(uuid, text) IS 'Internal: the lock bucket (0-63) of a unit of an owner, for ab_experiment_unit_totals'' lock protocol.';
+
 CREATE FUNCTION analytics._lock_unit_bucket(bucket integer, exclusive boolean) RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = ''
@@ -69,7 +75,7 @@ begin
         return null;
     end if;
     if tg_op in ('DELETE', 'UPDATE') then
-        for b in select distinct pg_catalog.hashtext(o.user_id::text || '/' || o.unit_id) & 63 from old_rows o order by 1 loop
+        for b in select distinct analytics._unit_bucket(o.user_id, o.unit_id) from old_rows o order by 1 loop
             perform analytics._lock_unit_bucket(b, false);
         end loop;
         with d as (
@@ -84,14 +90,13 @@ begin
                set events = t.events - d.events, total = t.total - d.total
               from d
              where t.assignment_id = d.id and t.metric = d.metric and t.events > d.events
-            returning t.assignment_id, t.metric
         )
         delete from analytics.ab_experiment_unit_totals t
         using d
         where t.assignment_id = d.id and t.metric = d.metric and t.events <= d.events;
     end if;
     if tg_op in ('INSERT', 'UPDATE') then
-        for b in select distinct pg_catalog.hashtext(n.user_id::text || '/' || n.unit_id) & 63 from new_rows n order by 1 loop
+        for b in select distinct analytics._unit_bucket(n.user_id, n.unit_id) from new_rows n order by 1 loop
             perform analytics._lock_unit_bucket(b, false);
         end loop;
         insert into analytics.ab_experiment_unit_totals as t
@@ -128,12 +133,12 @@ declare
     b integer;
 begin
     if tg_op = 'UPDATE' then
-        for b in select distinct pg_catalog.hashtext(o.user_id::text || '/' || o.unit_id) & 63 from old_rows o order by 1 loop
+        for b in select distinct analytics._unit_bucket(o.user_id, o.unit_id) from old_rows o order by 1 loop
             perform analytics._lock_unit_bucket(b, true);
         end loop;
         delete from analytics.ab_experiment_unit_totals t using old_rows o where t.assignment_id = o.id;
     end if;
-    for b in select distinct pg_catalog.hashtext(n.user_id::text || '/' || n.unit_id) & 63 from new_rows n order by 1 loop
+    for b in select distinct analytics._unit_bucket(n.user_id, n.unit_id) from new_rows n order by 1 loop
         perform analytics._lock_unit_bucket(b, true);
     end loop;
     insert into analytics.ab_experiment_unit_totals as t

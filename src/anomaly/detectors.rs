@@ -364,10 +364,8 @@ fn limit_history(clean: &[Option<f64>], out: &mut [Point], need: usize) {
 /// than usual is no alarm. Expected value: the base's; there is no band on the value itself.
 fn likelihood(base: &[Point], p: &Params) -> Vec<Point> {
     let mut out = vec![NONE; base.len()];
-    let mut recent = Trailing::new(p.short);
-    let mut recent_sum = 0.0f64;
-    let mut past = Trailing::new(p.history);
-    let (mut s, mut ss) = (0.0f64, 0.0f64);
+    let mut recent = Moments::new(p.short);
+    let mut past = Moments::new(p.history);
     let warmup = LIKELIHOOD_WARMUP * p.short;
     for (i, pt) in base.iter().enumerate() {
         let Some(score) = pt.score else { continue };
@@ -377,24 +375,14 @@ fn likelihood(base: &[Point], p: &Params) -> Vec<Point> {
             Direction::Down => (-score).max(0.0),
         }
         .min(1000.0);
-        recent_sum += a;
-        if let Some(old) = recent.push(a) {
-            recent_sum -= old;
-        }
-        let m = recent_sum / recent.buf.len() as f64;
-        let k = past.buf.len() as f64;
-        if past.buf.len() >= warmup.max(2) {
-            let mean = s / k;
-            let sd = ((ss - s * s / k) / (k - 1.0)).max(0.0).sqrt();
+        recent.push(a);
+        let m = recent.mean();
+        if past.len() >= warmup.max(2) {
+            let (mean, sd) = (past.mean(), past.sd());
             let z = standardise_at(m, mean, sd, mean.abs().max(m.abs()).max(1.0));
             out[i] = Point { score: Some(z), is_anomaly: z > p.threshold, alert: false, expected: pt.expected, lower: None, upper: None };
         }
-        s += m;
-        ss += m * m;
-        if let Some(old) = past.push(m) {
-            s -= old;
-            ss -= old * old;
-        }
+        past.push(m);
     }
     out
 }
@@ -461,27 +449,48 @@ impl Trailing {
     }
 }
 
+/// Mean and sample standard deviation of the last `cap` values pushed, from running sums.
+struct Moments {
+    window: Trailing,
+    s: f64,
+    ss: f64,
+}
+
+impl Moments {
+    fn new(cap: usize) -> Moments {
+        Moments { window: Trailing::new(cap), s: 0.0, ss: 0.0 }
+    }
+    fn push(&mut self, x: f64) {
+        self.s += x;
+        self.ss += x * x;
+        if let Some(old) = self.window.push(x) {
+            self.s -= old;
+            self.ss -= old * old;
+        }
+    }
+    fn len(&self) -> usize {
+        self.window.buf.len()
+    }
+    fn mean(&self) -> f64 {
+        self.s / self.len() as f64
+    }
+    fn sd(&self) -> f64 {
+        let k = self.len() as f64;
+        ((self.ss - self.s * self.s / k) / (k - 1.0)).max(0.0).sqrt()
+    }
+}
+
 /// Rolling z-score: running sums around a shift (the first value) keep the variance accurate for large levels.
 fn zscore(v: &[Option<f64>], p: &Params) -> Vec<Point> {
     let mut out = vec![NONE; v.len()];
-    let mut w = Trailing::new(p.window);
+    let mut w = Moments::new(p.window);
     let shift = v.iter().flatten().next().copied().unwrap_or(0.0);
-    let (mut s, mut ss) = (0.0f64, 0.0f64);
     for (i, x) in v.iter().enumerate() {
         let Some(x) = *x else { continue };
-        let k = w.buf.len() as f64;
-        if k >= 2.0 {
-            let mean = s / k;
-            let var = ((ss - s * s / k) / (k - 1.0)).max(0.0);
-            out[i] = scored(x, mean + shift, var.sqrt(), p);
+        if w.len() >= 2 {
+            out[i] = scored(x, w.mean() + shift, w.sd(), p);
         }
-        let y = x - shift;
-        s += y;
-        ss += y * y;
-        if let Some(old) = w.push(y) {
-            s -= old;
-            ss -= old * old;
-        }
+        w.push(x - shift);
     }
     out
 }
