@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: Rust unit tests and #[pg_test]s (cargo pgrx test), then the integration suite
-# (pg_regress SQL tests and tests/integration/*_test.sh) against the installed extension in a throwaway cluster.
+# Runs every test: the core crate's unit tests (no Postgres), the extension's #[pg_test]s (cargo pgrx test), then
+# the integration suite against the installed extension in a throwaway cluster: pg_regress SQL tests,
+# tests/integration/*_test.sh, and the doc-tester (every SQL example of README.md and docs/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,7 +12,10 @@ if [ "$(id -u)" -eq 0 ]; then
     install -d -o postgres -g postgres /tmp/analytics_ext_pgtest
     args+=(--runas postgres --pgdata /tmp/analytics_ext_pgtest/pgdata)
 fi
-echo "== unit tests and #[pg_test]s"
+echo "== core unit tests (crates/analytics-core: no Postgres)"
+cargo test -p analytics-core
+
+echo "== #[pg_test]s of the extension"
 cargo pgrx test "${args[@]}"
 
 echo "== integration tests"

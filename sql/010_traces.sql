@@ -52,6 +52,8 @@ CREATE TABLE analytics.llm_traces (
     CONSTRAINT llm_traces_name_check CHECK (length(name) BETWEEN 1 AND 1000),
     -- OpenTelemetry GenAI operation names (gen_ai.operation.name) plus the OpenInference span kinds that have no
     -- GenAI equivalent. Ingest maps aliases (llm, tool, agent, retriever, embedding, reranker) onto these.
+    -- the enumerations are defined once, in the core crate (analytics_core::traces::ingest::{OPERATION_TYPES,
+    -- STATUSES, LEVELS}); the #[pg_test] check_constraints_list_the_core_enumerations keeps these CHECKs equal to them
     CONSTRAINT llm_traces_operation_type_check CHECK (operation_type IN (
         'chat', 'text_completion', 'generate_content', 'embeddings', 'execute_tool', 'create_agent', 'invoke_agent',
         'retrieval', 'rerank', 'chain', 'guardrail', 'evaluator', 'unknown')),

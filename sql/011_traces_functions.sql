@@ -60,25 +60,12 @@ begin
 end
 $$;
 
--- ---- shared argument checks ---------------------------------------------------------------------------------------
--- _page_bounds: validates limit/offset of the search functions (22023 naming the argument).
-CREATE FUNCTION analytics._check_page(page_limit integer, page_offset integer) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = ''
-AS $$
-begin
-    if page_limit is null or page_limit < 1 or page_limit > 1000 then
-        raise exception 'limit: must be between 1 and 1000, got %', coalesce(page_limit::text, 'NULL')
-            using errcode = '22023';
-    end if;
-    if page_offset is null or page_offset < 0 then
-        raise exception 'offset: must be 0 or more, got %', coalesce(page_offset::text, 'NULL')
-            using errcode = '22023';
-    end if;
-end
-$$;
+-- ---- argument checks --------------------------------------------------------------------------------------------
+-- The page, filter and cursor rules of the search functions have one owner, the core crate
+-- (analytics_core::traces::search); search_spans (Rust) calls it directly and search_traces (below) through the
+-- Rust functions analytics._check_page, analytics._check_span_filters, analytics._cursor_time and _cursor_key.
 
--- _span_filters: the WHERE clause shared by search_spans and search_traces (over alias s), parameters $1..$12.
+-- _span_filters: the WHERE clause of search_traces over its spans (alias s), parameters $1..$12.
 CREATE FUNCTION analytics._span_filters(
     trace_id text, conversation_id text, message_id text, session_id text, operation_type text, status text,
     model text, tag text, owner uuid
@@ -89,14 +76,7 @@ AS $$
 declare
     w text := 'true';
 begin
-    if operation_type is not null and operation_type not in ('chat', 'text_completion', 'generate_content',
-        'embeddings', 'execute_tool', 'create_agent', 'invoke_agent', 'retrieval', 'rerank', 'chain', 'guardrail',
-        'evaluator', 'unknown') then
-        raise exception 'operation_type: unknown value "%"', operation_type using errcode = '22023';
-    end if;
-    if status is not null and status not in ('ok', 'error', 'unset') then
-        raise exception 'status: unknown value "%"; allowed: ok, error, unset', status using errcode = '22023';
-    end if;
+    perform analytics._check_span_filters(operation_type, status);
     if owner is not null then w := w || ' and s.user_id = $12'; end if;
     if trace_id is not null then w := w || ' and s.trace_id = $1'; end if;
     if conversation_id is not null then w := w || ' and s.conversation_id = $2'; end if;
@@ -116,19 +96,8 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = ''
 AS $$
 begin
-    if cursor_text is null then
-        return;
-    end if;
-    if position(',' in cursor_text) = 0 then
-        raise exception 'after: must be "<start_time>,<id>" of the last row of the previous page, got "%"', cursor_text
-            using errcode = '22023';
-    end if;
-    begin
-        at_time := split_part(cursor_text, ',', 1)::timestamptz;
-    exception when others then
-        raise exception 'after: "%" does not start with a timestamp', cursor_text using errcode = '22023';
-    end;
-    at_key := substr(cursor_text, position(',' in cursor_text) + 1);
+    at_time := analytics._cursor_time(cursor_text);
+    at_key := analytics._cursor_key(cursor_text);
 end
 $$;
 
@@ -358,5 +327,8 @@ Percentiles are exact (percentile_cont). Buckets are aligned to from_time. Filte
 Example: select * from analytics.trace_metrics('1 hour', now() - interval '1 day', now(), group_by => '{model}');$$;
 
 COMMENT ON FUNCTION analytics._check_page(integer, integer) IS 'Internal: validates limit/offset of the search functions.';
+COMMENT ON FUNCTION analytics._check_span_filters(text, text) IS 'Internal: validates the operation_type and status filters of the search functions.';
+COMMENT ON FUNCTION analytics._cursor_time(text) IS 'Internal: the time of a keyset cursor ''<start_time>,<id>''.';
+COMMENT ON FUNCTION analytics._cursor_key(text) IS 'Internal: the key of a keyset cursor ''<start_time>,<id>''.';
 COMMENT ON FUNCTION analytics._span_filters(text, text, text, text, text, text, text, text, uuid) IS 'Internal: builds the span filter clause of the search functions.';
 COMMENT ON FUNCTION analytics._parse_cursor(text) IS 'Internal: parses a keyset cursor ''<start_time>,<id>''.';

@@ -288,16 +288,14 @@ begin
     end if;
     result.in_experiment := false;  -- SELECT INTO without a row left these NULL
     result.stored := false;
-    if e.namespace_name is not null
-       and not analytics.in_namespace(_assignment.unit_id, e.namespace_name, e.namespace_start, e.namespace_end) then
-        return result;
-    end if;
-    -- one read of the variants: their weights pick the bucket, the chosen row is answered and stored
+    -- one read of the variants; GrowthBook's decision (namespace, hash, coverage, weights) is made by the one
+    -- implementation of it, analytics._gb_decide (Rust, checked against GrowthBook's cross-SDK cases)
     select array_agg(v.weight order by v.position), array_agg(v order by v.position) into weights, variants
     from analytics.ab_experiment_variants v where v.experiment_id = e.id;
-    h := analytics.gb_hash(coalesce(nullif(e.seed, ''), e.key), _assignment.unit_id, e.hash_version);
-    idx := analytics.choose_variation(h, analytics.bucket_ranges(cardinality(weights), e.coverage, weights));
-    if idx < 0 then
+    select d.variation, d.hash_value into idx, h
+    from analytics._gb_decide(e.key, e.seed, e.hash_version, cardinality(weights), weights, e.coverage, e.namespace_name,
+                              e.namespace_start, e.namespace_end, _assignment.unit_id) d;
+    if not found then
         return result;
     end if;
     chosen := variants[idx + 1];
@@ -353,6 +351,7 @@ COMMENT ON FUNCTION analytics._experiment(text, boolean) IS 'Internal: the calle
 COMMENT ON FUNCTION analytics._set_variants(analytics.ab_experiments, jsonb) IS 'Internal: validates and writes an experiment''s variants.';
 COMMENT ON FUNCTION analytics._transition(text, text, text[], text) IS 'Internal: lifecycle transition with its checks.';
 COMMENT ON FUNCTION analytics._assignment(text, text, boolean) IS 'Internal: sticky GrowthBook assignment of a unit.';
+COMMENT ON FUNCTION analytics._gb_decide(text, text, integer, integer, double precision[], double precision, text, double precision, double precision, text) IS 'Internal: GrowthBook''s assignment decision for one unit: (variation, hash_value), or no row when the unit is not in the experiment.';
 
 
 -- _experiment_moments: the moments of every variant's per-unit values, in one pass over the assignments and the

@@ -1,6 +1,6 @@
 -- Anomaly detection over series and over the trace rollups; findings recorded in analytics.anomaly_detections
 -- (one row per owner, metric, dimension, bucket and method), new warnings and criticals announced with
--- pg_notify('analytics_anomalies', ...). The detectors themselves are Rust (src/anomaly/detectors.rs):
+-- pg_notify('analytics_anomalies', ...). The detectors themselves are Rust (crates/analytics-core/src/anomaly/detectors.rs):
 -- analytics.detect_anomalies(values, method, params).
 
 -- ---- detect_series_anomalies: the detector over (ts, value) pairs ----------------------------------------------------

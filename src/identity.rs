@@ -19,6 +19,8 @@ use pgrx::fcinfo::direct_function_call_as_datum;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::bind::{AnalyticsError, ErrorKind, Raise};
+
 /// A setting's value; None when it is unset or empty (`nullif(current_setting(name, true), '')`).
 fn setting(name: &CStr) -> Option<CString> {
     unsafe {
@@ -69,4 +71,24 @@ pub fn current_user_id() -> Option<pgrx::Uuid> {
 #[pg_extern(stable, parallel_safe, sql = false)]
 pub fn current_role_claim() -> Option<String> {
     claim_text(c"request.jwt.claim.role", "role").map(|c| c.to_string_lossy().into_owned())
+}
+
+/// The caller's id as text (`analytics.current_user_id()`), or None without one. Calls the identity function
+/// directly, not through SPI.
+pub fn caller_id() -> Option<String> {
+    current_user_id().map(|u| u.to_string())
+}
+
+/// The owner whose rows a read function looks at: the `user_id` argument, else the caller; 42501 without either.
+pub fn resolve_owner(user_id: Option<pgrx::Uuid>) -> String {
+    match user_id {
+        Some(u) => u.to_string(),
+        None => caller_id().unwrap_or_else(|| {
+            AnalyticsError::new(
+                ErrorKind::InsufficientPrivilege,
+                "no user: call with a JWT whose claims have a sub (request.jwt.claims), or pass user_id",
+            )
+            .raise()
+        }),
+    }
 }

@@ -1,19 +1,20 @@
-//! analytics_ext: LLM-application analytics inside PostgreSQL.
+//! analytics_ext: LLM-application analytics inside PostgreSQL. This crate is the extension: SQL bindings only.
 //!
-//! Layout (see README "Code layout"): each capability has a folder under `src/` whose plain Rust modules hold the
-//! algorithms with ordinary `#[test]`s, and a thin `sql.rs` that binds them to SQL (`#[pg_extern]`, `#[pg_test]`).
-//! Tables, policies and grants are plain SQL files under `sql/`, included here in a declared order.
+//! Layers (docs/architecture.md): the algorithms live in the pure core crate `crates/analytics-core` (no pgrx,
+//! plain `#[test]`s); each capability folder here (`traces`, `experiments`, `anomaly`) binds them to SQL with
+//! `#[pg_extern]`s and tests them with `#[pg_test]`s; `bind` (errors raised with their SQLSTATE, required
+//! arguments), `identity` (the caller) and `jsonb` (binary jsonb in and out) serve every capability. Tables,
+//! policies and PL/pgSQL are SQL files under `sql/`, included here in a declared order, security last.
 
 use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
 pub mod anomaly;
-pub mod errors;
+pub mod bind;
 pub mod experiments;
 pub mod identity;
 pub mod jsonb;
-pub mod textfmt;
 pub mod traces;
 
 // ---- DDL, in dependency order -------------------------------------------------------------------------------
@@ -25,15 +26,19 @@ extension_sql_file!(
     name = "traces_functions",
     requires = [
         "traces_tables",
-        traces::sql::ingest_spans,
-        traces::sql::get_trace_tree,
-        traces::sql::trace_spans,
-        traces::sql::span_subtree,
-        traces::sql::span_ancestors,
-        traces::sql::trace_waterfall,
-        traces::sql::trace_waterfall_svg,
-        traces::sql::ingest_otlp,
-        traces::sql::search_spans
+        traces::store::ingest_spans,
+        traces::read::get_trace_tree,
+        traces::read::trace_spans,
+        traces::read::span_subtree,
+        traces::read::span_ancestors,
+        traces::read::trace_waterfall,
+        traces::read::trace_waterfall_svg,
+        traces::store::ingest_otlp,
+        traces::search::search_spans,
+        traces::search::check_page,
+        traces::search::check_span_filters,
+        traces::search::cursor_time,
+        traces::search::cursor_key
     ]
 );
 extension_sql_file!("../sql/020_experiments.sql", name = "experiments_tables", requires = ["identity"]);
@@ -46,6 +51,7 @@ extension_sql_file!(
         experiments::sql::bucket_ranges,
         experiments::sql::choose_variation,
         experiments::sql::in_namespace,
+        experiments::sql::gb_decide,
         experiments::sql::welch_t_test,
         experiments::sql::two_proportion_z_test,
         experiments::sql::srm_check,
@@ -132,6 +138,31 @@ mod tests {
     fn current_user_id_rejects_malformed_claims() {
         Spi::run("select set_config('request.jwt.claims', '{not json', true)").unwrap();
         uid();
+    }
+
+    /// The quoted values of a CHECK constraint `col IN ('a', 'b', ...)`, in order.
+    fn check_values(constraint: &str) -> Vec<String> {
+        let def = Spi::get_one_with_args::<String>(
+            "select pg_get_constraintdef(c.oid) from pg_constraint c
+             join pg_namespace n on n.oid = c.connamespace where n.nspname = 'analytics' and c.conname = $1",
+            &[constraint.into()],
+        )
+        .unwrap()
+        .unwrap_or_else(|| panic!("constraint {constraint} not found"));
+        def.split('\'').skip(1).step_by(2).map(str::to_string).collect()
+    }
+
+    /// Each enumeration is defined once, in the core crate; the tables' CHECKs must list exactly its values.
+    #[pg_test]
+    fn check_constraints_list_the_core_enumerations() {
+        use analytics_core::anomaly::detectors::Method;
+        use analytics_core::traces::ingest::{LEVELS, OPERATION_TYPES, STATUSES};
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(check_values("llm_traces_operation_type_check"), strings(&OPERATION_TYPES));
+        assert_eq!(check_values("llm_traces_status_check"), strings(&STATUSES));
+        assert_eq!(check_values("llm_traces_level_check"), strings(&LEVELS));
+        let methods: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(check_values("anomaly_detections_method_check"), strings(&methods));
     }
 
     #[pg_test]

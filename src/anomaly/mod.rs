@@ -1,8 +1,6 @@
-//! Anomaly detection over metric series.
-//!
-//! - `detectors`: rolling z-score, MAD, IQR, EWMA, seasonal and CUSUM detectors (pure)
-//! - `sql`: the SQL functions binding them (`#[pg_extern]`, `#[pg_test]`)
+//! Anomaly detection: the SQL bindings of the core's detectors (`analytics_core::anomaly::detectors`);
+//! recording, deduplication and notification are PL/pgSQL in `sql/031_anomaly_functions.sql`.
 
-pub mod detectors;
+pub use analytics_core::anomaly::detectors;
 
 pub mod sql;

@@ -5,7 +5,7 @@
 use pgrx::prelude::*;
 
 use super::detectors::{self, Method, Params};
-use crate::errors::OrRaise;
+use crate::bind::OrRaise;
 
 /// `analytics.detect_anomalies(values float8[], method text = 'mad', params jsonb = '{}')`
 ///

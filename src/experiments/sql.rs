@@ -7,8 +7,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::{analysis, growthbook, power, stats};
-use crate::errors::{AnalyticsError, OrRaise};
-use crate::traces::sql::required;
+use crate::bind::{required, AnalyticsError, OrRaise, Raise};
 
 /// Bucket ranges as a two-dimensional `double precision[]` (n rows of [start, end]); n = 0 gives an empty array.
 pub struct Ranges(Vec<(f64, f64)>);
@@ -109,6 +108,48 @@ pub fn choose_variation(x: f64, ranges: pgrx::Array<'_, f64>) -> i32 {
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn in_namespace(unit: &str, namespace: &str, range_start: f64, range_end: f64) -> bool {
     growthbook::in_namespace(unit, namespace, range_start, range_end)
+}
+
+/// `analytics._gb_decide(experiment_key, seed, hash_version, variations, weights, coverage, namespace_name,
+/// namespace_start, namespace_end, unit_id) returns table(variation int, hash_value float8)`
+///
+/// GrowthBook's decision for one unit (`analytics_core::experiments::growthbook::Assignment::decide`): one row
+/// with the 0-based variation and the unit's hash, or no row when the unit is not in the experiment (fewer than
+/// two variations, empty unit id, outside the namespace or the coverage, unknown hash version). The one
+/// implementation of assignment: `analytics.assign_variant` / `peek_variant` call it through `_assignment`, and
+/// GrowthBook's cross-SDK `run` cases are checked through it and through `peek_variant` (#[pg_test]s below).
+#[pg_extern(immutable, parallel_safe, name = "_gb_decide")]
+#[allow(clippy::too_many_arguments)]
+pub fn gb_decide(
+    experiment_key: &str,
+    seed: Option<&str>,
+    hash_version: i32,
+    variations: i32,
+    weights: Option<Vec<Option<f64>>>,
+    coverage: f64,
+    namespace_name: Option<&str>,
+    namespace_start: Option<f64>,
+    namespace_end: Option<f64>,
+    unit_id: &str,
+) -> TableIterator<'static, (name!(variation, i32), name!(hash_value, f64))> {
+    check_count(variations);
+    // like bucket_ranges: weights with a NULL are invalid weights, and GrowthBook then uses equal weights
+    let weights: Option<Vec<f64>> = weights.and_then(|w| w.into_iter().collect());
+    let assignment = growthbook::Assignment {
+        key: experiment_key,
+        seed,
+        hash_version,
+        variations: variations.max(0) as usize,
+        weights: weights.as_deref(),
+        coverage,
+        namespace: namespace_name.map(|n| (n, namespace_start.unwrap_or(0.0), namespace_end.unwrap_or(1.0))),
+    };
+    let decision = assignment.decide(unit_id);
+    let row = match (decision.variation, decision.hash) {
+        (Some(v), Some(h)) => Some((v as i32, h)),
+        _ => None,
+    };
+    TableIterator::new(row)
 }
 
 /// The elements of an array argument, or an error naming the first NULL one (`name[i]: must not be NULL`).
@@ -304,7 +345,98 @@ mod tests {
     use pgrx::prelude::*;
     use serde_json::Value;
 
+    use super::growthbook;
+
     const CASES: &str = include_str!("../../tests/data/growthbook/cases.json");
+
+    /// GrowthBook's `run` cases, end to end through SQL: every case through `analytics._gb_decide` (the one
+    /// assignment decision), and every case an experiment can express (two or more variations, a unit id, valid
+    /// weights) through `create_experiment` + `start_experiment` + `peek_variant` + `assign_variant`, each case as
+    /// its own user so experiment keys can repeat.
+    #[pg_test]
+    fn growthbook_run_cases_pass_through_assign_variant() {
+        let cases: Value = serde_json::from_str(CASES).unwrap();
+        let (mut decided, mut through_experiments) = (0, 0);
+        for (i, case) in growthbook::run_cases(&cases).into_iter().enumerate() {
+            let growthbook::RunCase { name, key, seed, hash_version, variations, weights, coverage, namespace: ns, unit, .. } = case.clone();
+            let n = variations.len() as i32;
+            let (key, seed) = (key.as_str(), seed.as_deref());
+            let want_variation = case.expected_variation();
+            let (want_in, want_hash) = (case.in_experiment, case.hash_used);
+
+            let row = Spi::get_two_with_args::<i32, f64>(
+                "select variation, hash_value from analytics._gb_decide($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    key.into(),
+                    seed.into(),
+                    hash_version.into(),
+                    n.into(),
+                    weights.clone().into(),
+                    coverage.into(),
+                    ns.as_ref().map(|n| n.0.clone()).into(),
+                    ns.as_ref().map(|n| n.1).into(),
+                    ns.as_ref().map(|n| n.2).into(),
+                    unit.clone().unwrap_or_default().into(),
+                ],
+            );
+            let (variation, hash) = match row {
+                Ok((v, h)) => (v, h),
+                Err(pgrx::spi::Error::InvalidPosition) => (None, None),
+                Err(e) => panic!("run {name}: {e}"),
+            };
+            assert_eq!(variation.map(|v| v as usize), want_variation, "run {name}: _gb_decide variation");
+            assert_eq!(hash.is_some(), want_hash, "run {name}: _gb_decide hashUsed");
+            decided += 1;
+
+            // the same case as a stored experiment, when an experiment can express it
+            let weights_ok = weights.as_ref().map_or(true, |w| {
+                w.len() == variations.len() && w.iter().all(|x| (0.0..=1.0).contains(x)) && (w.iter().sum::<f64>() - 1.0).abs() <= 1e-9
+            });
+            let Some(unit) = unit.filter(|u| !u.is_empty()) else { continue };
+            if n < 2 || !weights_ok || !(0.0..=1.0).contains(&coverage) {
+                continue;
+            }
+            Spi::run(&format!(
+                "select set_config('request.jwt.claims', '{{\"sub\":\"00000000-0000-4000-8000-{i:012}\",\"role\":\"authenticated\"}}', true)"
+            ))
+            .unwrap();
+            let variants: Vec<Value> = (0..variations.len())
+                .map(|k| match &weights {
+                    Some(w) => serde_json::json!({"key": format!("v{k}"), "weight": w[k]}),
+                    None => serde_json::json!({"key": format!("v{k}")}),
+                })
+                .collect();
+            Spi::run_with_args(
+                "select analytics.create_experiment(key => $1, name => $1, variants => $2, seed => $3, hash_version => $4,
+                        coverage => $5, namespace_name => $6, namespace_start => $7, namespace_end => $8)",
+                &[
+                    key.into(),
+                    pgrx::JsonB(Value::Array(variants)).into(),
+                    seed.into(),
+                    hash_version.into(),
+                    coverage.into(),
+                    ns.as_ref().map(|n| n.0.clone()).into(),
+                    ns.as_ref().map(|n| n.1).into(),
+                    ns.as_ref().map(|n| n.2).into(),
+                ],
+            )
+            .unwrap();
+            Spi::run_with_args("select analytics.start_experiment($1)", &[key.into()]).unwrap();
+            for function in ["peek_variant", "assign_variant"] {
+                let (in_experiment, variation) = Spi::get_two_with_args::<bool, i32>(
+                    &format!("select in_experiment, variation from analytics.{function}($1, $2)"),
+                    &[key.into(), unit.clone().into()],
+                )
+                .unwrap();
+                assert_eq!(in_experiment, Some(want_in), "run {name}: {function} in_experiment");
+                assert_eq!(variation.map(|v| v as usize), want_variation, "run {name}: {function} variation");
+            }
+            through_experiments += 1;
+        }
+        assert_eq!(decided, 49, "run cases through _gb_decide");
+        // the other 5 have one variation, no unit id, or weights/coverage an experiment refuses (tested elsewhere)
+        assert_eq!(through_experiments, 44, "run cases through create_experiment + assign_variant");
+    }
 
     /// The SQL functions agree with the GrowthBook cases too (the pure module is checked case by case in its
     /// unit test; this checks the bindings: argument passing, NULLs, arrays).

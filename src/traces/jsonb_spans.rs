@@ -9,7 +9,7 @@ use pgrx::fcinfo::direct_function_call_as_datum;
 use serde_json::{Map, Number, Value};
 
 use super::ingest::{describe, Blob, RawSpan, MAX_SPANS_PER_CALL, SPAN_FIELDS};
-use crate::errors::{AnalyticsError, ErrorKind};
+use crate::bind::{AnalyticsError, ErrorKind};
 
 unsafe fn container_header(v: &pg_sys::JsonbValue) -> u32 {
     unsafe { (*v.val.binary.data).header }

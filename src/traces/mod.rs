@@ -1,16 +1,24 @@
-//! Traces: hierarchical LLM spans.
+//! Traces: the SQL bindings of hierarchical LLM spans. The algorithms are the core's
+//! (`analytics_core::traces`), re-exported here so the bindings read `super::ingest`, `super::tree`, ...
 //!
-//! - `ingest`: parsing, validation and normalisation of spans (pure)
-//! - `otlp`: OpenTelemetry OTLP/JSON to spans (pure)
-//! - `tree`: the span tree of one trace: orphans, cycles, rollups, self time, critical path (pure)
-//! - `svg`: the waterfall as a self-contained SVG document (pure)
-//! - `sql`: the SQL functions binding them (`#[pg_extern]`, `#[pg_test]`)
+//! - `jsonb_spans`: reads an `ingest_spans` argument in its binary jsonb form
+//! - `store`: `ingest_spans`, `ingest_otlp` (the one INSERT ... ON CONFLICT)
+//! - `rows`: the rows of one trace, read once through SPI (shared by `read` and `tree_jsonb`)
+//! - `read`: the functions that read one trace (`get_trace_tree`, `trace_spans`, `span_subtree`,
+//!   `span_ancestors`, `trace_waterfall`, `trace_waterfall_svg`)
+//! - `tree_jsonb`: the nested jsonb document of `get_trace_tree`
+//! - `search`: `search_spans` and the argument checks `search_traces` (PL/pgSQL) shares with it
+//!
+//! The PL/pgSQL functions (`record_span`, `search_traces`, `trace_metrics`) are in `sql/011_traces_functions.sql`.
 
-pub mod ingest;
+pub use analytics_core::traces::{ingest, otlp, pricing, svg, tree};
+
 pub mod jsonb_spans;
-pub mod otlp;
-pub mod pricing;
-pub mod svg;
-pub mod tree;
+pub mod read;
+pub mod rows;
+pub mod search;
+pub mod store;
+pub mod tree_jsonb;
 
-pub mod sql;
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;

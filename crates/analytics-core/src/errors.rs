@@ -1,7 +1,8 @@
 //! Errors as users see them: a SQLSTATE and a message that names the offending field.
 //!
-//! Pure modules return `Result<T, AnalyticsError>` (no Postgres needed, so they unit-test with plain `#[test]`);
-//! the SQL bindings turn an `Err` into a Postgres ERROR with `AnalyticsError::raise`.
+//! Core functions return `Result<T, AnalyticsError>` (no Postgres needed, so they unit-test with plain `#[test]`);
+//! the extension's bindings turn an `Err` into a Postgres ERROR with the same SQLSTATE (`raise` in the
+//! extension's `src/bind.rs`). `ErrorKind` is the one list of SQLSTATEs analytics_ext raises.
 
 use std::fmt;
 
@@ -65,24 +66,6 @@ impl AnalyticsError {
         self.message = format!("{location}: {}", self.message);
         self
     }
-
-    /// Raise this error as a Postgres ERROR with its SQLSTATE. Never returns.
-    pub fn raise(self) -> ! {
-        use pgrx::pg_sys::errcodes::PgSqlErrorCode as C;
-        let code = match self.kind {
-            ErrorKind::InvalidParameter => C::ERRCODE_INVALID_PARAMETER_VALUE,
-            ErrorKind::NullValue => C::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            ErrorKind::InvalidText => C::ERRCODE_INVALID_TEXT_REPRESENTATION,
-            ErrorKind::InvalidDatetime => C::ERRCODE_INVALID_DATETIME_FORMAT,
-            ErrorKind::LimitExceeded => C::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            ErrorKind::CheckViolation => C::ERRCODE_CHECK_VIOLATION,
-            ErrorKind::InsufficientPrivilege => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            ErrorKind::NoDataFound => C::ERRCODE_NO_DATA_FOUND,
-            ErrorKind::WrongState => C::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        };
-        pgrx::ereport!(pgrx::PgLogLevel::ERROR, code, self.message);
-        unreachable!("ereport(ERROR) does not return")
-    }
 }
 
 impl fmt::Display for AnalyticsError {
@@ -92,17 +75,3 @@ impl fmt::Display for AnalyticsError {
 }
 
 impl std::error::Error for AnalyticsError {}
-
-/// Unwrap a pure-module result inside a SQL binding: `Ok` passes through, `Err` becomes a Postgres ERROR.
-pub trait OrRaise<T> {
-    fn or_raise(self) -> T;
-}
-
-impl<T> OrRaise<T> for Result<T, AnalyticsError> {
-    fn or_raise(self) -> T {
-        match self {
-            Ok(v) => v,
-            Err(e) => e.raise(),
-        }
-    }
-}

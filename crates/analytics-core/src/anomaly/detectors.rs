@@ -49,18 +49,15 @@ impl Serialize for Method {
 }
 
 impl Method {
-    pub const NAMES: &'static str = "zscore, mad, iqr, ewma, seasonal, cusum, likelihood";
+    /// Every method, in the order the docs list them. The CHECK on `analytics.anomaly_detections.method` must list
+    /// the same names (a #[pg_test] compares them).
+    pub const ALL: [Method; 7] =
+        [Method::ZScore, Method::Mad, Method::Iqr, Method::Ewma, Method::Seasonal, Method::Cusum, Method::Likelihood];
 
     pub fn parse(s: &str) -> Result<Method, AnalyticsError> {
-        Ok(match s {
-            "zscore" => Method::ZScore,
-            "mad" => Method::Mad,
-            "iqr" => Method::Iqr,
-            "ewma" => Method::Ewma,
-            "seasonal" => Method::Seasonal,
-            "cusum" => Method::Cusum,
-            "likelihood" => Method::Likelihood,
-            other => return Err(AnalyticsError::invalid(format!("method: unknown method \"{other}\"; allowed: {}", Method::NAMES))),
+        Method::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+            AnalyticsError::invalid(format!("method: unknown method \"{s}\"; allowed: {}", names.join(", ")))
         })
     }
 

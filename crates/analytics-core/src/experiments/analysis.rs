@@ -312,7 +312,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const REFERENCE: &str = include_str!("../../tests/data/stats/reference.json");
+    const REFERENCE: &str = include_str!("../../../../tests/data/stats/reference.json");
 
     fn close(got: f64, want: f64, what: &str) {
         let tol = 1e-9 * want.abs();

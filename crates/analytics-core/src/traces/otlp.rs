@@ -309,7 +309,7 @@ mod tests {
 
     /// A request as an OpenTelemetry OTLP/HTTP JSON exporter sends it for an agent run with one chat call (GenAI
     /// semantic conventions, v1.37 names) and one failed tool call. Shared with the #[pg_test] of ingest_otlp.
-    const AGENT_RUN: &str = include_str!("../../tests/fixtures/otlp_agent_run.json");
+    const AGENT_RUN: &str = include_str!("../../../../tests/fixtures/otlp_agent_run.json");
 
     fn text(blob: &Option<Blob>) -> Value {
         match blob {

@@ -123,12 +123,88 @@ impl Assignment<'_> {
     }
 }
 
+/// One case of the `run` section of GrowthBook's cross-SDK test file (`cases.json`: `[name, context, experiment,
+/// value, inExperiment, hashUsed]`) of the kind analytics_ext implements: an `id` attribute and the experiment
+/// fields key, seed, hashVersion, variations, weights, coverage and namespace. The unit tests here and the
+/// extension's #[pg_test]s read the file through [`run_cases`], so both check the same cases the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunCase {
+    pub name: String,
+    pub key: String,
+    pub seed: Option<String>,
+    pub hash_version: i32,
+    pub variations: Vec<serde_json::Value>,
+    pub weights: Option<Vec<f64>>,
+    pub coverage: f64,
+    pub namespace: Option<(String, f64, f64)>,
+    /// the unit id as GrowthBook reads it (a number becomes its text); None without one
+    pub unit: Option<String>,
+    pub value: serde_json::Value,
+    pub in_experiment: bool,
+    pub hash_used: bool,
+}
+
+impl RunCase {
+    pub fn assignment(&self) -> Assignment<'_> {
+        Assignment {
+            key: &self.key,
+            seed: self.seed.as_deref(),
+            hash_version: self.hash_version,
+            variations: self.variations.len(),
+            weights: self.weights.as_deref(),
+            coverage: self.coverage,
+            namespace: self.namespace.as_ref().map(|(n, a, b)| (n.as_str(), *a, *b)),
+        }
+    }
+
+    /// The variation GrowthBook expects, when the unit is in the experiment.
+    pub fn expected_variation(&self) -> Option<usize> {
+        self.variations.iter().position(|v| v == &self.value).filter(|_| self.in_experiment)
+    }
+}
+
+/// The `run` cases of a parsed `cases.json` that only use what analytics_ext implements (see [`RunCase`]).
+pub fn run_cases(cases: &serde_json::Value) -> Vec<RunCase> {
+    use serde_json::Value;
+    const FIELDS: [&str; 7] = ["key", "seed", "hashVersion", "variations", "weights", "coverage", "namespace"];
+    let numbers = |v: &Value| v.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<f64>>());
+    let mut out = Vec::new();
+    for c in cases["run"].as_array().into_iter().flatten() {
+        let (ctx, exp) = (&c[1], &c[2]);
+        let (Some(ctx_fields), Some(exp_fields)) = (ctx.as_object(), exp.as_object()) else { continue };
+        let attributes_only_id = ctx.get("attributes").map_or(true, |a| a.as_object().is_some_and(|a| a.keys().all(|k| k == "id")));
+        if !(ctx_fields.keys().all(|k| k == "attributes") && attributes_only_id && exp_fields.keys().all(|k| FIELDS.contains(&k.as_str()))) {
+            continue;
+        }
+        out.push(RunCase {
+            name: c[0].as_str().unwrap_or_default().to_string(),
+            key: exp["key"].as_str().unwrap_or_default().to_string(),
+            seed: exp.get("seed").and_then(Value::as_str).map(str::to_string),
+            hash_version: exp.get("hashVersion").and_then(Value::as_i64).unwrap_or(1) as i32,
+            variations: exp["variations"].as_array().cloned().unwrap_or_default(),
+            weights: exp.get("weights").and_then(numbers),
+            coverage: exp.get("coverage").and_then(Value::as_f64).unwrap_or(1.0),
+            namespace: exp.get("namespace").map(|n| (n[0].as_str().unwrap_or_default().to_string(), n[1].as_f64().unwrap_or(0.0), n[2].as_f64().unwrap_or(1.0))),
+            // GrowthBook uses the id as text; a missing or null id is no id
+            unit: ctx.get("attributes").and_then(|a| a.get("id")).and_then(|v| match v {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            }),
+            value: c[3].clone(),
+            in_experiment: c[4].as_bool().unwrap_or(false),
+            hash_used: c[5].as_bool().unwrap_or(false),
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::Value;
 
-    const CASES: &str = include_str!("../../tests/data/growthbook/cases.json");
+    const CASES: &str = include_str!("../../../../tests/data/growthbook/cases.json");
 
     fn floor8(x: f64) -> f64 {
         (x * 1e8).floor() / 1e8
@@ -182,42 +258,16 @@ mod tests {
             assert_eq!(got.iter().map(|&x| floor8(x)).collect::<Vec<_>>(), want.iter().map(|&x| floor8(x)).collect::<Vec<_>>(), "getEqualWeights {c}");
             checked += 1;
         }
-        let mut run_cases = 0;
-        for c in cases["run"].as_array().unwrap() {
-            let (ctx, exp) = (&c[1], &c[2]);
-            let ctx_ok = ctx.as_object().unwrap().keys().all(|k| k == "attributes")
-                && ctx.get("attributes").map_or(true, |a| a.as_object().unwrap().keys().all(|k| k == "id"));
-            let exp_ok = exp.as_object().unwrap().keys().all(|k| {
-                ["key", "seed", "hashVersion", "variations", "weights", "coverage", "namespace"].contains(&k.as_str())
-            });
-            if !(ctx_ok && exp_ok) {
-                continue;
-            }
-            let variations = exp["variations"].as_array().unwrap();
-            let weights: Option<Vec<f64>> = exp.get("weights").map(|w| w.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect());
-            let a = Assignment {
-                key: exp["key"].as_str().unwrap(),
-                seed: exp.get("seed").and_then(Value::as_str),
-                hash_version: exp.get("hashVersion").and_then(Value::as_i64).unwrap_or(1) as i32,
-                variations: variations.len(),
-                weights: weights.as_deref(),
-                coverage: exp.get("coverage").and_then(Value::as_f64).unwrap_or(1.0),
-                namespace: exp.get("namespace").map(|n| (n[0].as_str().unwrap(), n[1].as_f64().unwrap(), n[2].as_f64().unwrap())),
-            };
-            // GrowthBook uses the id as text; a missing or null id is no id
-            let unit = ctx.get("attributes").and_then(|a| a.get("id")).and_then(|v| match v {
-                Value::Null => None,
-                Value::String(s) => Some(s.clone()),
-                other => Some(other.to_string()),
-            });
-            let d = a.decide(unit.as_deref().unwrap_or(""));
-            let value = &variations[d.variation.unwrap_or(0)];
-            assert_eq!(value, &c[3], "run {}: value", c[0]);
-            assert_eq!(d.variation.is_some(), c[4].as_bool().unwrap(), "run {}: inExperiment", c[0]);
-            assert_eq!(d.hash.is_some(), c[5].as_bool().unwrap(), "run {}: hashUsed", c[0]);
-            run_cases += 1;
+        let mut checked_runs = 0;
+        for case in run_cases(&cases) {
+            let d = case.assignment().decide(case.unit.as_deref().unwrap_or(""));
+            let value = &case.variations[d.variation.unwrap_or(0)];
+            assert_eq!(value, &case.value, "run {}: value", case.name);
+            assert_eq!(d.variation.is_some(), case.in_experiment, "run {}: inExperiment", case.name);
+            assert_eq!(d.hash.is_some(), case.hash_used, "run {}: hashUsed", case.name);
+            checked_runs += 1;
         }
-        assert_eq!(run_cases, 49, "the run cases that only use id/key/seed/hashVersion/variations/weights/coverage/namespace");
+        assert_eq!(checked_runs, 49, "the run cases that only use id/key/seed/hashVersion/variations/weights/coverage/namespace");
         assert_eq!(checked, 15 + 13 + 13 + 16 + 6);
     }
 

@@ -183,7 +183,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const REFERENCE: &str = include_str!("../../tests/data/stats/reference.json");
+    const REFERENCE: &str = include_str!("../../../../tests/data/stats/reference.json");
 
     fn plan(metric_type: MetricType, baseline: f64, std_dev: Option<f64>, relative: bool) -> Plan {
         Plan { metric_type, baseline, std_dev, relative, alpha: 0.05, power: 0.8, variants: 2 }

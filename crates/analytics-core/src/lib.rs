@@ -1,0 +1,49 @@
+//! The algorithms of analytics_ext, with no Postgres dependency: everything here is plain Rust that unit-tests
+//! with `cargo test -p analytics-core` in seconds, no database needed. The extension crate (the repository's top
+//! level) binds these functions to SQL and owns everything that touches Postgres (SPI, jsonb, raising errors).
+//!
+//! - `errors`: the error type and the SQLSTATEs analytics_ext raises
+//! - `textfmt`: allocation-light RFC 3339 timestamps
+//! - `traces`: span validation and batches, OTLP mapping, trees, SVG waterfalls, pricing, search arguments
+//! - `experiments`: GrowthBook assignment, statistics, analyses, power
+//! - `anomaly`: the detectors
+
+pub mod errors;
+pub mod textfmt;
+
+pub mod traces {
+    //! Traces: hierarchical LLM spans.
+    //!
+    //! - `ingest`: parsing, validation and normalisation of spans; the enumerations (operation types, statuses,
+    //!   levels) that the table's CHECKs must match
+    //! - `otlp`: OpenTelemetry OTLP/JSON to spans
+    //! - `pricing`: computed cost from per-owner model prices
+    //! - `tree`: the span tree of one trace: orphans, cycles, rollups, self time, critical path
+    //! - `svg`: the waterfall as a self-contained SVG document
+    //! - `search`: the page, filter and cursor rules of the search functions
+    pub mod ingest;
+    pub mod otlp;
+    pub mod pricing;
+    pub mod search;
+    pub mod svg;
+    pub mod tree;
+}
+
+pub mod experiments {
+    //! Experiments: A/B tests with deterministic assignment.
+    //!
+    //! - `growthbook`: GrowthBook's hashing, bucketing and assignment decision, bit-for-bit
+    //! - `stats`: Welch and two-proportion tests, SRM, p-value corrections (statrs distributions)
+    //! - `analysis`: a treatment against its control from per-unit moments: binomial, mean and ratio metrics,
+    //!   CUPED, Bayesian and sequential views
+    //! - `power`: sample size and minimum detectable effect of a planned test
+    pub mod analysis;
+    pub mod growthbook;
+    pub mod power;
+    pub mod stats;
+}
+
+pub mod anomaly {
+    //! Anomaly detection over metric series: rolling z-score, MAD, IQR, EWMA, seasonal, CUSUM and likelihood.
+    pub mod detectors;
+}

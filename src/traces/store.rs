@@ -1,0 +1,305 @@
+//! Writing spans: `analytics.ingest_spans` and `analytics.ingest_otlp` (and, through them, the PL/pgSQL
+//! `analytics.record_span`). Validation and batch building are the core's (`analytics_core::traces::ingest`,
+//! `otlp`, `pricing`); this module reads the argument, loads prices and runs the one INSERT ... ON CONFLICT.
+//!
+//! SECURITY INVOKER: row-level security decides which owners the caller may write for.
+
+use pgrx::prelude::*;
+use pgrx::{pg_sys, Uuid};
+use serde_json::json;
+
+use super::{ingest, otlp};
+use crate::bind::{required, AnalyticsError, ErrorKind, OrRaise, Raise};
+use crate::identity::caller_id;
+use crate::jsonb::{varlena_array, JsonbText, RawDatum, RawJsonb};
+
+// ---- ingest ---------------------------------------------------------------------------------------------------
+
+/// One row per span from typed arrays (no JSON or timestamp text is parsed).
+const INSERT_SPANS: &str = r#"
+    insert into analytics.llm_traces as t (
+        user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type,
+        status, status_message, level, start_time, end_time, completion_start_time, provider, model,
+        input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+        cost_usd, input, output, metadata, tags)
+    select r.user_id, r.trace_id, r.span_id, r.parent_span_id, r.conversation_id, r.message_id, r.session_id,
+           r.name, coalesce(r.operation_type, 'unknown'), coalesce(r.status, 'unset'), r.status_message,
+           coalesce(r.level, 'default'), r.start_time, r.end_time, r.completion_start_time, r.provider, r.model,
+           r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens, r.cache_write_tokens,
+           r.reasoning_tokens, r.cost_usd, r.input, r.output, coalesce(r.metadata, '{}'::jsonb),
+           coalesce(r.tags::text[], '{}'::text[])
+    from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[],
+                $15::timestamptz[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[],
+                $21::bigint[], $22::bigint[], $23::bigint[], $24::double precision[], $25::jsonb[], $26::jsonb[],
+                $27::jsonb[], $28::text[])
+         as r(user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name,
+              operation_type, status, status_message, level, start_time, end_time, completion_start_time, provider,
+              model, input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
+              reasoning_tokens, cost_usd, input, output, metadata, tags)
+"#;
+
+/// ...merged into existing rows: fields sent win, fields not sent keep their value, metadata objects merge.
+const ON_CONFLICT_MERGE: &str = r#"
+    on conflict (user_id, trace_id, span_id) do update set
+        parent_span_id        = coalesce(excluded.parent_span_id, t.parent_span_id),
+        conversation_id       = coalesce(excluded.conversation_id, t.conversation_id),
+        message_id            = coalesce(excluded.message_id, t.message_id),
+        session_id            = coalesce(excluded.session_id, t.session_id),
+        name                  = excluded.name,
+        operation_type        = case when excluded.operation_type = 'unknown' then t.operation_type else excluded.operation_type end,
+        status                = case when excluded.status = 'unset' then t.status else excluded.status end,
+        status_message        = coalesce(excluded.status_message, t.status_message),
+        level                 = case when excluded.level = 'default' then t.level else excluded.level end,
+        start_time            = excluded.start_time,
+        end_time              = coalesce(excluded.end_time, t.end_time),
+        completion_start_time = coalesce(excluded.completion_start_time, t.completion_start_time),
+        provider              = coalesce(excluded.provider, t.provider),
+        model                 = coalesce(excluded.model, t.model),
+        input_tokens          = coalesce(excluded.input_tokens, t.input_tokens),
+        output_tokens         = coalesce(excluded.output_tokens, t.output_tokens),
+        total_tokens          = coalesce(excluded.total_tokens, t.total_tokens),
+        cache_read_tokens     = coalesce(excluded.cache_read_tokens, t.cache_read_tokens),
+        cache_write_tokens    = coalesce(excluded.cache_write_tokens, t.cache_write_tokens),
+        reasoning_tokens      = coalesce(excluded.reasoning_tokens, t.reasoning_tokens),
+        cost_usd              = coalesce(excluded.cost_usd, t.cost_usd),
+        input                 = coalesce(excluded.input, t.input),
+        output                = coalesce(excluded.output, t.output),
+        metadata              = t.metadata || excluded.metadata,
+        tags                  = case when cardinality(excluded.tags) = 0 then t.tags else excluded.tags end
+"#;
+
+/// Does any (owner, trace) of the batch already have spans? If not, no span can conflict (barring a concurrent
+/// insert of the same spans, which the fast path detects) and a plain INSERT does.
+const ANY_TRACE_STORED: &str = r#"
+select exists (select 1 from unnest($1::uuid[], $2::text[]) as k(user_id, trace_id)
+               join analytics.llm_traces s on s.user_id = k.user_id and s.trace_id = k.trace_id)
+"#;
+
+/// Runs a plain INSERT in a subtransaction; None when it hit a unique violation (another session stored one of
+/// the same spans meanwhile), after rolling the subtransaction back. Any other error propagates. This is the
+/// pattern PL/pgSQL uses for its exception blocks.
+fn try_plain_insert(client: &mut pgrx::spi::SpiClient<'_>, sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> Option<u64> {
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        let restore = move || {
+            pg_sys::MemoryContextSwitchTo(context);
+            pg_sys::CurrentResourceOwner = owner;
+        };
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+            client.update(sql, None, args).unwrap_or_else(|e| AnalyticsError::invalid(format!("spans: {e}")).raise());
+            let stored = pg_sys::SPI_processed;
+            pg_sys::ReleaseCurrentSubTransaction();
+            restore();
+            Some(stored)
+        }))
+        .catch_when(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, move |_| {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            restore();
+            None
+        })
+        .catch_others(move |e| {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            restore();
+            e.rethrow()
+        })
+        .execute()
+    }
+}
+
+/// A Postgres array literal ('{"a","b\\"c"}') of tags, cast to text[] by the insert.
+fn tags_literal(tags: &[String]) -> String {
+    let quoted: Vec<String> =
+        tags.iter().map(|t| format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+/// A uuid from its canonical text (validated by ingest), or None.
+fn uuid_from_text(s: &str) -> Option<Uuid> {
+    let hex: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
+    let mut bytes = [0u8; 16];
+    for (k, pair) in hex.chunks(2).enumerate().take(16) {
+        bytes[k] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    (hex.len() == 32).then(|| Uuid::from_bytes(bytes))
+}
+
+fn pg_timestamp(t: ingest::Timestamp) -> TimestampWithTimeZone {
+    const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+    TimestampWithTimeZone::try_from(t.0 - PG_EPOCH_OFFSET_US).expect("validated timestamps are in range")
+}
+
+/// The owners' model prices, when some span of the batch lacks a cost but has a model (one small query).
+fn load_prices(spans: &[ingest::Span]) -> Vec<super::pricing::Price> {
+    let owners: std::collections::HashSet<&str> = spans
+        .iter()
+        .filter(|s| s.cost_usd.is_none() && s.model.is_some())
+        .filter_map(|s| s.user_id.as_deref())
+        .collect();
+    if owners.is_empty() {
+        return Vec::new();
+    }
+    let owners: Vec<Option<Uuid>> = owners.into_iter().map(uuid_from_text).collect();
+    const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+    Spi::connect(|client| {
+        let rows = client.select(
+            "select user_id::text, model, provider, input_usd_per_mtok, output_usd_per_mtok, cache_read_usd_per_mtok, \
+                    cache_write_usd_per_mtok, effective_from from analytics.model_prices where user_id = any($1)",
+            None,
+            &[owners.into()],
+        )?;
+        rows.map(|r| {
+            let from: Option<TimestampWithTimeZone> = r.get(8)?;
+            Ok(super::pricing::Price {
+                user_id: r.get(1)?.unwrap_or_default(),
+                model: r.get(2)?.unwrap_or_default(),
+                provider: r.get(3)?,
+                input_usd_per_mtok: r.get(4)?.unwrap_or(0.0),
+                output_usd_per_mtok: r.get(5)?.unwrap_or(0.0),
+                cache_read_usd_per_mtok: r.get(6)?,
+                cache_write_usd_per_mtok: r.get(7)?,
+                effective_from_us: match from {
+                    Some(t) if t.is_infinity() => i64::MAX, // never
+                    Some(t) if t.is_finite() => pg_sys::TimestampTz::from(t) + PG_EPOCH_OFFSET_US,
+                    _ => i64::MIN, // -infinity: always
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| AnalyticsError::invalid(format!("model_prices: {e}")).raise())
+}
+
+/// Stores a parsed batch with one INSERT ... ON CONFLICT DO UPDATE over typed arrays; returns the summary.
+/// Blobs that point into a jsonb argument must still be alive.
+pub(crate) fn store_batch(mut batch: ingest::Batch) -> pgrx::JsonB {
+    let prices = load_prices(&batch.spans);
+    super::pricing::fill_costs(&mut batch.spans, &prices);
+    let spans = &batch.spans;
+    let traces: std::collections::HashSet<(&str, &str)> =
+        spans.iter().map(|s| (s.user_id.as_deref().unwrap_or_default(), s.trace_id.as_str())).collect();
+    let mut stored = 0u64;
+    if !spans.is_empty() {
+        // text and jsonb columns are written straight into array memory; the insert unnests them
+        // A column that is NULL in every span is passed as a NULL array: unnest pads it with NULLs.
+        let array_arg = |oid: pg_sys::Oid, array_oid: pg_sys::Oid, items: Vec<Option<&[u8]>>| unsafe {
+            if items.iter().all(Option::is_none) {
+                pgrx::datum::DatumWithOid::null_oid(array_oid)
+            } else {
+                pgrx::datum::DatumWithOid::new(RawDatum(varlena_array(oid, &items)), array_oid)
+            }
+        };
+        fn values<'a, T: IntoDatum>(items: Vec<Option<T>>) -> pgrx::datum::DatumWithOid<'a> {
+            if items.iter().all(Option::is_none) {
+                pgrx::datum::DatumWithOid::null::<Vec<Option<T>>>()
+            } else {
+                items.into()
+            }
+        }
+        let texts = |f: fn(&ingest::Span) -> Option<&str>| {
+            array_arg(pg_sys::TEXTOID, pg_sys::TEXTARRAYOID, spans.iter().map(|s| f(s).map(str::as_bytes)).collect())
+        };
+        let times = |f: fn(&ingest::Span) -> Option<ingest::Timestamp>| values(spans.iter().map(|s| f(s).map(pg_timestamp)).collect());
+        let counts = |f: fn(&ingest::Span) -> Option<i64>| values(spans.iter().map(f).collect());
+        let owners: Vec<Option<Uuid>> = spans.iter().map(|s| s.user_id.as_deref().and_then(uuid_from_text)).collect();
+        // jsonb blobs: a binary container is copied as is; text (OpenTelemetry) and merged metadata become jsonb first
+        let blob_bytes = |b: &ingest::Blob| -> &[u8] {
+            unsafe {
+                match b {
+                    ingest::Blob::Binary { address, len, .. } => std::slice::from_raw_parts(*address as *const u8, *len),
+                    other => {
+                        let d = super::jsonb_spans::blob_datum(other).cast_mut_ptr::<pg_sys::varlena>();
+                        std::slice::from_raw_parts(pgrx::vardata_any(d) as *const u8, pgrx::varsize_any_exhdr(d))
+                    }
+                }
+            }
+        };
+        let blobs = |f: fn(&ingest::Span) -> Option<&ingest::Blob>| {
+            array_arg(pg_sys::JSONBOID, pg_sys::JSONBARRAYOID, spans.iter().map(|s| f(s).map(blob_bytes)).collect())
+        };
+        let tag_literals: Vec<Option<String>> = spans.iter().map(|s| s.tags.as_deref().map(tags_literal)).collect();
+        let args = [
+            owners.into(),
+            texts(|s| Some(s.trace_id.as_str())),
+            texts(|s| Some(s.span_id.as_str())),
+            texts(|s| s.parent_span_id.as_deref()),
+            texts(|s| s.conversation_id.as_deref()),
+            texts(|s| s.message_id.as_deref()),
+            texts(|s| s.session_id.as_deref()),
+            texts(|s| Some(s.name.as_str())),
+            texts(|s| s.operation_type),
+            texts(|s| s.status),
+            texts(|s| s.status_message.as_deref()),
+            texts(|s| s.level),
+            times(|s| Some(s.start_time)),
+            times(|s| s.end_time),
+            times(|s| s.completion_start_time),
+            texts(|s| s.provider.as_deref()),
+            texts(|s| s.model.as_deref()),
+            counts(|s| s.input_tokens),
+            counts(|s| s.output_tokens),
+            counts(|s| s.total_tokens),
+            counts(|s| s.cache_read_tokens),
+            counts(|s| s.cache_write_tokens),
+            counts(|s| s.reasoning_tokens),
+            values(spans.iter().map(|s| s.cost_usd).collect::<Vec<Option<f64>>>()),
+            blobs(|s| s.input.as_ref()),
+            blobs(|s| s.output.as_ref()),
+            blobs(|s| s.metadata.as_ref()),
+            array_arg(pg_sys::TEXTOID, pg_sys::TEXTARRAYOID, tag_literals.iter().map(|t| t.as_deref().map(str::as_bytes)).collect()),
+        ];
+        let pair_owners: Vec<Option<Uuid>> = traces.iter().map(|(u, _)| uuid_from_text(u)).collect();
+        let pair_traces: Vec<Option<String>> = traces.iter().map(|(_, t)| Some(t.to_string())).collect();
+        // every span is inserted or updated: a violated rule raises an error and the whole batch is rolled back
+        stored = Spi::connect_mut(|client| {
+            let seen = client.select(ANY_TRACE_STORED, Some(1), &[pair_owners.into(), pair_traces.into()])?.first().get_one::<bool>()?;
+            if seen == Some(false) {
+                // new traces only: a plain INSERT, without ON CONFLICT's per-row speculative insertion
+                if let Some(n) = try_plain_insert(client, INSERT_SPANS, &args) {
+                    return Ok(n);
+                }
+            }
+            let upsert = format!("{INSERT_SPANS}{ON_CONFLICT_MERGE}");
+            client.update(upsert.as_str(), None, &args).map(|_| unsafe { pg_sys::SPI_processed })
+        })
+        .unwrap_or_else(|e: pgrx::spi::Error| AnalyticsError::new(ErrorKind::InvalidParameter, format!("spans: {e}")).raise());
+    }
+    pgrx::JsonB(json!({
+        "received": batch.received,
+        "stored": stored,
+        "merged_duplicates": batch.merged_duplicates,
+        "traces": traces.len(),
+    }))
+}
+
+/// `analytics.ingest_spans(spans jsonb) returns jsonb`
+///
+/// Stores a batch of spans (a JSON array of span objects, up to 100,000) in one statement: all or nothing.
+/// Re-sending a span (same owner, trace_id, span_id) updates it; children may arrive before their parents.
+/// Returns `{"received", "stored", "merged_duplicates", "traces"}` (`stored`: rows inserted or updated). The argument is read
+/// in its binary form (see `jsonb_spans`): no JSON text is produced or parsed.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn ingest_spans(spans: Option<RawJsonb>) -> pgrx::JsonB {
+    let datum = required(spans, "spans").into_datum().expect("a jsonb datum");
+    let caller = caller_id();
+    // SAFETY: the argument (and its detoasted copy) lives until this function returns, after the insert
+    let raw = unsafe { super::jsonb_spans::raw_spans(datum) }.or_raise();
+    let batch = ingest::build_batch(raw.into_iter().enumerate().map(|(i, r)| (ingest::SpanAt(i), r)), caller.as_deref()).or_raise();
+    store_batch(batch)
+}
+
+/// `analytics.ingest_otlp(payload jsonb) returns jsonb`
+///
+/// Stores the spans of an OpenTelemetry OTLP/JSON `ExportTraceServiceRequest`, mapping `gen_ai.*` (and
+/// OpenInference) attributes to columns and keeping the rest in `metadata.otel`. Same rules and result as
+/// `ingest_spans`.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn ingest_otlp(payload: Option<JsonbText>) -> pgrx::JsonB {
+    let text = required(payload, "payload").0;
+    let batch = otlp::parse_otlp(&text, caller_id().as_deref()).or_raise();
+    store_batch(batch)
+}
+
