@@ -556,7 +556,10 @@ fn same_span(a: &Span, b: &Span) -> bool {
     a.user_id == b.user_id && a.trace_id == b.trace_id && a.span_id == b.span_id
 }
 
-/// Validates spans (each with the name errors should use for it), fills in the owner and merges duplicates.
+/// Validates spans (each with the name errors should use for it), fills in the owner, merges duplicates, and
+/// orders the spans by their key (owner, trace_id, span_id). The insert writes rows in this order, so concurrent
+/// batches that share spans take their row locks in one global order and cannot deadlock each other, whatever
+/// order their clients sent the spans in.
 pub fn build_batch<L: fmt::Display>(
     items: impl ExactSizeIterator<Item = (L, RawSpan)>,
     caller: Option<&str>,
@@ -589,6 +592,9 @@ pub fn build_batch<L: fmt::Display>(
             }
         }
     }
+    spans.sort_unstable_by(|a, b| {
+        (a.user_id.as_deref(), a.trace_id.as_str(), a.span_id.as_str()).cmp(&(b.user_id.as_deref(), b.trace_id.as_str(), b.span_id.as_str()))
+    });
     Ok(Batch { spans, received, merged_duplicates })
 }
 
@@ -729,6 +735,23 @@ mod tests {
         assert!(e.message.starts_with("spans[1]: invalid type: integer `42`"), "{}", e.message);
         let e = parse_batch(r#"{"trace_id":"t"}"#, Some(CALLER)).unwrap_err();
         assert!(e.message.starts_with("spans: must be a JSON array"), "{}", e.message);
+    }
+
+    #[test]
+    fn batches_are_ordered_by_owner_trace_and_span_whatever_the_input_order() {
+        let b = parse_batch(
+            r#"[{"trace_id":"t2","span_id":"b","name":"x","start_time":"2026-11-20T09:00:00Z"},
+                {"trace_id":"t1","span_id":"z","name":"x","start_time":"2026-11-20T09:00:00Z","user_id":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"},
+                {"trace_id":"t1","span_id":"b","name":"x","start_time":"2026-11-20T09:00:00Z"},
+                {"trace_id":"t2","span_id":"a","name":"x","start_time":"2026-11-20T09:00:00Z"},
+                {"trace_id":"t1","span_id":"a","name":"x","start_time":"2026-11-20T09:00:00Z"}]"#,
+            Some(CALLER),
+        )
+        .unwrap();
+        let keys: Vec<(String, &str, &str)> =
+            b.spans.iter().map(|s| (s.user_id.clone().unwrap()[..1].to_string(), s.trace_id.as_str(), s.span_id.as_str())).collect();
+        let want = [("a", "t1", "a"), ("a", "t1", "b"), ("a", "t2", "a"), ("a", "t2", "b"), ("b", "t1", "z")];
+        assert_eq!(keys, want.map(|(u, t, s)| (u.to_string(), t, s)));
     }
 
     #[test]

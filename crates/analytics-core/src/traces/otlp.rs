@@ -322,7 +322,9 @@ mod tests {
     fn maps_genai_attributes_to_columns() {
         let b = parse_otlp(AGENT_RUN, Some(CALLER)).unwrap();
         assert_eq!(b.spans.len(), 3);
-        let root = &b.spans[0];
+        // the batch is ordered by span id (see build_batch), not as sent: find each span by its role
+        let find = |op: &str| b.spans.iter().find(|s| s.operation_type == Some(op)).unwrap_or_else(|| panic!("no {op} span"));
+        let root = find("invoke_agent");
         assert_eq!(root.trace_id, "5b8efff798038103d269b633813fc60c");
         assert_eq!(root.span_id, "eee19b7ec3c1b174");
         assert_eq!(root.parent_span_id, None);
@@ -331,7 +333,7 @@ mod tests {
         assert_eq!(root.conversation_id.as_deref(), Some("conv-17"));
         assert_eq!(root.end_time.unwrap().0 - root.start_time.0, 4_200_000);
 
-        let chat = &b.spans[1];
+        let chat = find("chat");
         assert_eq!(chat.parent_span_id.as_deref(), Some("eee19b7ec3c1b174"));
         assert_eq!(chat.operation_type, Some("chat"));
         assert_eq!(chat.provider.as_deref(), Some("openai"));
@@ -349,7 +351,7 @@ mod tests {
         assert_eq!(meta["otel"]["events"][0]["name"], "gen_ai.first_token");
         assert!(meta["otel"]["attributes"].get("gen_ai.usage.input_tokens").is_none(), "mapped attributes are not repeated");
 
-        let tool = &b.spans[2];
+        let tool = find("execute_tool");
         assert_eq!(tool.operation_type, Some("execute_tool"));
         assert_eq!((tool.status, tool.level), (Some("error"), Some("error")));
         assert_eq!(tool.status_message.as_deref(), Some("order service timed out"));

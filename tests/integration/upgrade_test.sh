@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Upgrades and downgrades between every released version (sql/released/analytics_ext--<v>.sql) and the current one
+# (Cargo.toml), with the one shared library that is installed now:
+#   1. the update paths Postgres picks are the direct scripts, both ways (pg_extension_update_paths);
+#   2. every released version can be created with the current library (its C functions bind by symbol name);
+#   3. released -> current gives exactly the schema of a fresh install of current, and current -> released exactly
+#      that of a fresh install of the released version (pg_dump --binary-upgrade --schema-only, OIDs masked);
+#   4. over a database with rows in every table: released -> current -> released -> current, every table's rows
+#      unchanged after each step;
+#   5. the pg_regress suite passes on a database created at the released version and updated to current.
+# Needs the cluster of tests/integration/run.sh (PGHOST, PGPORT, CLUSTER_DIR) with the extension installed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+current=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+released=$(ls sql/released/ | sed -n 's/^analytics_ext--\([^-]*\)\.sql$/\1/p' | sort -V)
+[ -n "$released" ] || { echo "no released install script under sql/released"; exit 1; }
+work="$CLUSTER_DIR/upgrade"
+mkdir -p "$work"
+
+sql() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+fresh_db() { sql -d postgres -c "drop database if exists $1" -c "create database $1"; }
+
+# the schema of the extension's objects, comparable across databases: binary-upgrade dumps list extension members;
+# OIDs, xids and the dump's random restrict key are masked
+schema_of() {
+    pg_dump --binary-upgrade --schema-only -d "$1" \
+        | grep -v -e 'binary_upgrade_set_next' -e '^\\restrict' -e '^\\unrestrict' -e 'relfrozenxid' -e '^-- Dumped' \
+        | sed -E -e "s/'\{[0-9,]+\}'/'{oids}'/" -e "s/WHERE oid = '[0-9]+'/WHERE oid = 'N'/"
+}
+
+# count and checksum of every table's rows, one line per table
+rows_of() {
+    local tables
+    tables=$(sql -d "$1" -c "select string_agg(c.relname, ' ' order by c.relname) from pg_class c
+        join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'analytics' and c.relkind in ('r', 'p')")
+    for t in $tables; do
+        echo "$t $(sql -d "$1" -c "select count(*) || ' ' || coalesce(md5(string_agg(t::text, '|' order by t::text)), '')
+            from analytics.$t t")"
+    done
+}
+
+same() {  # same WHAT FILE_A FILE_B
+    if ! diff -u "$2" "$3" > "$work/diff.txt"; then
+        echo "FAIL: $1"
+        head -60 "$work/diff.txt"
+        exit 1
+    fi
+    echo "ok: $1"
+}
+
+tested=0
+for prev in $released; do
+    [ "$prev" != "$current" ] || continue
+    tested=$((tested + 1))
+    echo "== $prev <-> $current"
+
+    # 1. the update paths
+    up=$(sql -d postgres -c "select path from pg_extension_update_paths('analytics_ext') where source = '$prev' and target = '$current'")
+    down=$(sql -d postgres -c "select path from pg_extension_update_paths('analytics_ext') where source = '$current' and target = '$prev'")
+    [ "$up" = "$prev--$current" ] || { echo "FAIL: update path $prev -> $current is '$up'"; exit 1; }
+    [ "$down" = "$current--$prev" ] || { echo "FAIL: downgrade path $current -> $prev is '$down'"; exit 1; }
+    echo "ok: pg_extension_update_paths picks $up and $down"
+
+    # 2. the current library has every C symbol the released install script binds to (docs/upgrading.md)
+    so="$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/analytics_ext.so"
+    nm -D --defined-only "$so" | awk '{print $NF}' | sort -u > "$work/symbols.txt"
+    sed -n "s/.*AS 'MODULE_PATHNAME', '\([A-Za-z0-9_]*\)'.*/\1/p" "sql/released/analytics_ext--$prev.sql" | sort -u > "$work/needed.txt"
+    [ -s "$work/needed.txt" ] || { echo "FAIL: no C functions found in the $prev install script"; exit 1; }
+    missing=$(comm -23 "$work/needed.txt" "$work/symbols.txt")
+    [ -z "$missing" ] || { echo "FAIL: the current library lacks symbols of $prev: $missing"; exit 1; }
+    echo "ok: the current library exports all $(wc -l < "$work/needed.txt") symbols $prev's SQL binds to"
+
+    # 2 and 3. schemas: fresh installs against updated ones
+    fresh_db up_fresh_cur;  sql -d up_fresh_cur  -c "create extension analytics_ext"
+    fresh_db up_fresh_prev; sql -d up_fresh_prev -c "create extension analytics_ext version '$prev'"
+    echo "ok: version $prev created with the current shared library"
+    fresh_db up_updated;    sql -d up_updated    -c "create extension analytics_ext version '$prev'" \
+                                                 -c "alter extension analytics_ext update to '$current'"
+    fresh_db up_downgraded; sql -d up_downgraded -c "create extension analytics_ext" \
+                                                 -c "alter extension analytics_ext update to '$prev'"
+    schema_of up_fresh_cur  > "$work/fresh_cur.sql"
+    schema_of up_updated    > "$work/updated.sql"
+    schema_of up_fresh_prev > "$work/fresh_prev.sql"
+    schema_of up_downgraded > "$work/downgraded.sql"
+    [ "$(grep -c 'ALTER EXTENSION analytics_ext ADD' "$work/fresh_cur.sql")" -gt 50 ] || { echo "FAIL: the dump lists no extension members"; exit 1; }
+    same "$prev -> $current has the schema of a fresh $current" "$work/fresh_cur.sql" "$work/updated.sql"
+    same "$current -> $prev has the schema of a fresh $prev" "$work/fresh_prev.sql" "$work/downgraded.sql"
+
+    # 4. rows survive every step
+    fresh_db up_data
+    sql -d up_data -c "create extension analytics_ext version '$prev'" -f tests/integration/seed_every_table.sql
+    rows_of up_data > "$work/rows_before.txt"
+    awk '$2 == 0 { print "FAIL: the seed left " $1 " empty"; bad = 1 } END { exit bad }' "$work/rows_before.txt"
+    for step in "$current" "$prev" "$current"; do
+        sql -d up_data -c "alter extension analytics_ext update to '$step'"
+        [ "$(sql -d up_data -c "select extversion from pg_extension where extname = 'analytics_ext'")" = "$step" ]
+        rows_of up_data > "$work/rows_after.txt"
+        same "every row survives the update to $step ($(wc -l < "$work/rows_before.txt") tables)" \
+            "$work/rows_before.txt" "$work/rows_after.txt"
+    done
+
+    # 5. the regression suite on a database that was updated from the released version
+    fresh_db up_regress
+    sql -d up_regress -c "create extension analytics_ext version '$prev'" -c "alter extension analytics_ext update"
+    /usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress --inputdir=tests/pg_regress --outputdir="$work/regress" \
+        --bindir=/usr/lib/postgresql/15/bin --host="$PGHOST" --port="$PGPORT" --user=postgres --use-existing \
+        --dbname=up_regress --schedule=tests/pg_regress/schedule > "$work/regress.txt" 2>&1 \
+        || { cat "$work/regress.txt"; cat "$work/regress/regression.diffs" 2>/dev/null | head -80; exit 1; }
+    grep -q "All [0-9]* tests passed" "$work/regress.txt" || { cat "$work/regress.txt"; exit 1; }
+    echo "ok: the pg_regress suite passes after $prev -> $current: $(grep -o 'All [0-9]* tests passed' "$work/regress.txt")"
+done
+[ "$tested" -gt 0 ] || { echo "FAIL: no released version other than the current $current to test"; exit 1; }
+echo "upgrade: every released version ($(echo $released | tr '\n' ' ')) upgrades to $current and back"
