@@ -30,7 +30,7 @@ $$Conversion x2/n2 (treatment) against x1/n1 (control): pooled z-test as statsmo
 Example: select analytics.two_proportion_z_test(116, 1000, 129, 1000);$$;
 
 COMMENT ON FUNCTION analytics.srm_check(integer[], double precision[]) IS
-$$Sample ratio mismatch: chi-square goodness of fit of observed group sizes to planned weights: {"chi_square", "df", "p_value", "expected", "srm"}; srm is true when p < 0.001.
+$$Sample ratio mismatch: chi-square goodness of fit of observed group sizes to planned weights, as GrowthBook's check_srm (a group with weight 0 is left out of the sum): {"chi_square", "df", "p_value", "expected", "srm"}; srm is true when p < 0.001.
 Example: select analytics.srm_check('{5300,4700}', '{0.5,0.5}');$$;
 
 COMMENT ON FUNCTION analytics.adjust_p_values(double precision[], text) IS
@@ -39,7 +39,7 @@ Example: select analytics.adjust_p_values('{0.01,0.04,0.03,0.005,0.55,0.6}', 'ho
 
 COMMENT ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean) IS
 $$A treatment against its control from the moments of their per-unit values: {"n", "sum", "sum_squares"}, plus "den_sum", "den_sum_squares", "cross_sum" (Σd, Σd², Σyd) for metric_type 'ratio', and "pre_sum", "pre_sum_squares", "pre_cross_sum" (Σx, Σx², Σxy of the pre-assignment value x) for cuped => true.
-Returns the test (two-proportion z for binomial, Welch for mean, Welch on delta-method variances for ratio; relative lift by default) with control_value, treatment_value, chance_to_beat_control and expected_loss (Gaussian posterior, flat prior; better means lower when lower_is_better, e.g. for cost or latency), sequential_p_value and sequential_ci_lower/upper (always-valid: Howard et al.'s normal-mixture confidence sequence, GrowthBook's tuning N* = sequential_tuning), and with CUPED cuped_theta and variance_reduction. This is what experiment_results computes per variant.
+Returns the test (binomial: GrowthBook's t-test of the reported effect with variances p(1 - p) and Welch's df; mean: Welch; ratio: Welch on delta-method variances; relative lift by default) with control_value, treatment_value, chance_to_beat_control and expected_loss (Gaussian posterior, flat prior; better means lower when lower_is_better, e.g. for cost or latency), sequential_p_value and sequential_ci_lower/upper (always-valid: Howard et al.'s normal-mixture confidence sequence, GrowthBook's tuning N* = sequential_tuning), and with CUPED cuped_theta and variance_reduction. This is what experiment_results computes per variant.
 Example: select analytics.compare_groups('{"n":1000,"sum":116,"sum_squares":116}', '{"n":1000,"sum":129,"sum_squares":129}', 'binomial');$$;
 
 COMMENT ON FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer) IS

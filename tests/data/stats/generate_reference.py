@@ -186,10 +186,10 @@ for (size_c, size_t, lift, alpha) in [(400, 420, 0.3, 0.05), (60, 50, 0.0, 0.1),
 for (x1, n1, x2, n2) in [(116, 1000, 129, 1000), (50, 2000, 80, 2000)]:
     yc = np.array([1.0] * x1 + [0.0] * (n1 - x1))
     yt = np.array([1.0] * x2 + [0.0] * (n2 - x2))
-    want = two_proportions(x1, n1, x2, n2, 0.05)
-    del want["statistic"]
+    # experiment_results tests a conversion rate as GrowthBook does: Welch's t-test of the reported effect with
+    # each group's variance p(1 - p) (the pooled z-test stays the primitive two_proportion_z_test, checked above)
     p1, p2 = x1 / n1, x2 / n2
-    want["std_error"] = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    want = welch(n1, p1, p1 * (1 - p1), n2, p2, p2 * (1 - p2), False, 0.05)
     want.update(views(want["effect"], want["std_error"], n1 + n2, 0.05))
     add(f"binomial {x1}/{n1} vs {x2}/{n2}", "binomial", False, 0.05, False, moments(yc), moments(yt), want)
 

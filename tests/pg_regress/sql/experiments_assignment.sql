@@ -29,6 +29,8 @@ from analytics.welch_t_test(3407, 1396.87 / 3407, (52377.9767 - 1396.87 ^ 2 / 34
                             3461, 2422.7 / 3461, (134698.29 - 2422.7 ^ 2 / 3461) / 3460, relative => true) r;
 select jsonb_pretty(analytics.two_proportion_z_test(116, 1000, 129, 1000));
 select analytics.srm_check('{5060,4940}', '{0.5,0.5}')->>'p_value' as fine, analytics.srm_check('{5300,4700}', '{0.5,0.5}')->'srm' as mismatch;
+-- units in a group planned to get none: skipped, as GrowthBook's check_srm does (gbstats 0.8.0: 0.19670560245894)
+select analytics.srm_check('{10,5}', '{1,0}')->>'p_value' as zero_weight_group_skipped;
 select analytics.adjust_p_values('{0.01,0.04,0.03,0.005,0.55,0.6}', 'holm') as holm,
        analytics.adjust_p_values('{0.898,0.138,0.007,0.964,0.538,0.006,0.138}', 'bh') as bh;
 -- degenerate data: defined answers with a note, never NaN

@@ -105,8 +105,10 @@ where a.unit_id = 'u1';
 select variant_key, is_control, units, round(value::numeric, 4) as rate, round(effect::numeric, 4) as lift,
        round(p_value::numeric, 4) as p, round(adjusted_p_value::numeric, 4) as holm_p, significant, srm
 from analytics.experiment_results('pricing-copy', 'purchase');
--- the same numbers as the statistics functions give on the counts
-select r.variant_key, r.p_value = (analytics.two_proportion_z_test(c.x, c.n, t.x, t.n, true)->>'p_value')::float8 as same_p
+-- the same numbers as compare_groups gives on the counts (GrowthBook's binomial t-test)
+select r.variant_key, r.p_value = (analytics.compare_groups(jsonb_build_object('n', c.n, 'sum', c.x, 'sum_squares', c.x),
+                                                             jsonb_build_object('n', t.n, 'sum', t.x, 'sum_squares', t.x),
+                                                             'binomial')->>'p_value')::float8 as same_p
 from analytics.experiment_results('pricing-copy', 'purchase') r,
      lateral (select count(*) n, count(*) filter (where substr(a.unit_id, 2)::int % 8 = 0) x
               from analytics.ab_experiment_assignments a join analytics.ab_experiment_variants v on v.id = a.variant_id

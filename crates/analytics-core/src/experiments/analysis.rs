@@ -188,6 +188,12 @@ fn ratio_summary(m: &Moments) -> Option<Summary> {
     Some(Summary { n: m.n, mean: r, var })
 }
 
+/// A conversion rate as GrowthBook's ProportionStatistic sees it: mean p = x / n and variance p(1 - p).
+fn proportion_summary(m: &Moments) -> Summary {
+    let p = if m.n > 0.0 { m.sum / m.n } else { 0.0 };
+    Summary { n: m.n, mean: p, var: p * (1.0 - p) }
+}
+
 fn plain_summary(m: &Moments) -> Summary {
     let mean = if m.n > 0.0 { m.sum / m.n } else { 0.0 };
     Summary { n: m.n, mean, var: sample_cov(m.n, m.sum, m.sum, m.sum_squares).max(0.0) }
@@ -265,27 +271,40 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
     }
     check_moments(control, "control", o)?;
     check_moments(treatment, "treatment", o)?;
+    // each group as (n, mean, variance) the way GrowthBook's statistics see it
     let (mut cuped_theta, mut variance_reduction) = (None, None);
-    let test = if o.cuped {
+    let summaries = if o.cuped {
         let (c, t, theta, reduction) = cuped(control, treatment);
         cuped_theta = Some(theta);
         variance_reduction = reduction;
-        stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?
+        Some((c, t))
     } else {
         match o.metric_type {
-            MetricType::Binomial => {
-                stats::two_proportion_z_test(control.sum, control.n, treatment.sum, treatment.n, o.relative, o.alpha)?
-            }
-            MetricType::Mean => {
-                let (c, t) = (plain_summary(control), plain_summary(treatment));
-                stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?
-            }
-            MetricType::Ratio => match (ratio_summary(control), ratio_summary(treatment)) {
-                (Some(c), Some(t)) => stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?,
-                _ => TestResult::empty(o.relative, o.alpha, "a group has no units or a zero denominator"),
-            },
+            MetricType::Binomial => Some((proportion_summary(control), proportion_summary(treatment))),
+            MetricType::Mean => Some((plain_summary(control), plain_summary(treatment))),
+            MetricType::Ratio => ratio_summary(control).zip(ratio_summary(treatment)),
         }
     };
+    let Some((c, t)) = summaries else {
+        let test = TestResult::empty(o.relative, o.alpha, "a group has no units or a zero denominator");
+        return Ok(comparison(control, treatment, o, test, (None, None, (None, None, None)), cuped_theta, variance_reduction));
+    };
+    // GrowthBook's rules for "no result" (gbstats' TTest.compute_result): a control mean of 0, or a group without
+    // variance (every unit alike, or fewer than 2 units). GrowthBook then answers p = 1 and chance to win 0.5 with
+    // an error code; the effect and intervals it shows as 0 are left NULL here.
+    let unusable = if c.mean == 0.0 {
+        Some(("ZERO_NEGATIVE_BASELINE_VARIATION", "the control's mean is 0"))
+    } else if c.var <= 0.0 || t.var <= 0.0 || c.n < 2.0 || t.n < 2.0 {
+        Some(("ZERO_NEGATIVE_VARIANCE", "a group has no variance (every unit has the same value, or fewer than 2 units)"))
+    } else {
+        None
+    };
+    if let Some((code, why)) = unusable {
+        let mut test = TestResult::empty(o.relative, o.alpha, &format!("{code}: {why}; no result, as GrowthBook"));
+        test.p_value = Some(1.0);
+        return Ok(comparison(control, treatment, o, test, (Some(0.5), Some(0.0), (Some(1.0), None, None)), cuped_theta, variance_reduction));
+    }
+    let test = stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?;
     let (mut chance, mut loss, mut seq) = (None, None, (None, None, None));
     if let (Some(effect), Some(se)) = (test.effect, test.std_error) {
         let (c, l) = bayesian(if o.lower_is_better { -effect } else { effect }, se);
@@ -293,7 +312,22 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
         let (p, lo, hi) = sequential(effect, se, control.n + treatment.n, o.alpha, o.sequential_tuning)?;
         seq = (Some(p), Some(lo), Some(hi));
     }
-    Ok(Comparison {
+    Ok(comparison(control, treatment, o, test, (chance, loss, seq), cuped_theta, variance_reduction))
+}
+
+/// The views of a comparison: (chance to beat control, expected loss, (sequential p, lower, upper)).
+type Views = (Option<f64>, Option<f64>, (Option<f64>, Option<f64>, Option<f64>));
+
+fn comparison(
+    control: &Moments,
+    treatment: &Moments,
+    o: &CompareOptions,
+    test: TestResult,
+    (chance, loss, seq): Views,
+    cuped_theta: Option<f64>,
+    variance_reduction: Option<f64>,
+) -> Comparison {
+    Comparison {
         control_value: value(control, o.metric_type),
         treatment_value: value(treatment, o.metric_type),
         test,
@@ -304,7 +338,7 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
         sequential_ci_upper: seq.2,
         cuped_theta,
         variance_reduction,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +364,76 @@ mod tests {
 
     fn opts(metric_type: MetricType, relative: bool) -> CompareOptions {
         CompareOptions { metric_type, relative, alpha: 0.05, cuped: false, sequential_tuning: DEFAULT_SEQUENTIAL_TUNING, lower_is_better: false }
+    }
+
+    const GBSTATS: &str = include_str!("../../../../tests/data/stats/gbstats.json");
+
+    /// Equal to 1e-9 relative, or to 1e-12 absolute for values near 0 (p-values far in a tail).
+    fn near(got: Option<f64>, want: f64, what: &str) {
+        let got = got.unwrap_or_else(|| panic!("{what}: got nothing, want {want}"));
+        assert!((got - want).abs() <= (1e-9 * want.abs()).max(1e-12), "{what}: got {got}, want {want}");
+    }
+
+    /// GrowthBook's engine (gbstats, tests/data/stats/generate_gbstats.py): 400 random comparisons of proportion and
+    /// mean metrics, relative and absolute, several alphas and tuning parameters (effect, interval and p-value of
+    /// the frequentist test and of the sequential test), and 16 cases where GrowthBook gives no result.
+    #[test]
+    fn agrees_with_gbstats() {
+        let data: Value = serde_json::from_str(GBSTATS).unwrap();
+        let group = |g: &Value| Moments {
+            n: g["n"].as_f64().unwrap(),
+            sum: g["sum"].as_f64().unwrap(),
+            sum_squares: g["sum_squares"].as_f64().unwrap(),
+            ..Moments::default()
+        };
+        let (mut checked, mut errors) = (0, 0);
+        for (i, c) in data["comparisons"].as_array().unwrap().iter().enumerate() {
+            let metric_type = MetricType::parse(c["metric_type"].as_str().unwrap()).unwrap();
+            let o = CompareOptions {
+                metric_type,
+                relative: c["relative"].as_bool().unwrap(),
+                alpha: c["alpha"].as_f64().unwrap(),
+                cuped: false,
+                sequential_tuning: c["sequential_tuning"].as_f64().unwrap(),
+                lower_is_better: false,
+            };
+            let r = compare(&group(&c["control"]), &group(&c["treatment"]), &o).unwrap();
+            let (f, s) = (&c["frequentist"], &c["sequential"]);
+            let what = |field: &str| format!("case {i} ({} {}): {field}", c["metric_type"], if o.relative { "relative" } else { "absolute" });
+            if let Some(code) = f["error"].as_str() {
+                // GrowthBook's "no result": p = 1 (sequential too), chance 0.5, the same error code
+                assert_eq!(s["error"].as_str(), Some(code));
+                assert_eq!((r.test.p_value, r.sequential_p_value, r.chance_to_beat_control), (Some(1.0), Some(1.0), Some(0.5)), "{}", what("no result"));
+                assert!(r.test.note.as_deref().is_some_and(|n| n.starts_with(&format!("{code}:"))), "{}: {:?}", what("error"), r.test.note);
+                assert_eq!(f["p_value"].as_f64(), Some(1.0));
+                errors += 1;
+                continue;
+            }
+            near(r.test.effect, f["effect"].as_f64().unwrap(), &what("effect"));
+            near(r.test.ci_lower, f["ci"][0].as_f64().unwrap(), &what("ci_lower"));
+            near(r.test.ci_upper, f["ci"][1].as_f64().unwrap(), &what("ci_upper"));
+            near(r.test.p_value, f["p_value"].as_f64().unwrap(), &what("p_value"));
+            near(r.sequential_p_value, s["p_value"].as_f64().unwrap(), &what("sequential_p_value"));
+            near(r.sequential_ci_lower, s["ci"][0].as_f64().unwrap(), &what("sequential_ci_lower"));
+            near(r.sequential_ci_upper, s["ci"][1].as_f64().unwrap(), &what("sequential_ci_upper"));
+            checked += 1;
+        }
+        assert_eq!((checked, errors), (400, 16));
+    }
+
+    /// GrowthBook's published binomial case, and the case where the pooled z-test said "significant" beside an
+    /// interval containing 0 (100/5000 vs 130/5000): the p-value now tests the lift the interval is of.
+    #[test]
+    fn binomial_p_value_agrees_with_its_interval() {
+        let rate = |x: f64, n: f64| Moments { n, sum: x, sum_squares: x, ..Moments::default() };
+        let o = opts(MetricType::Binomial, true);
+        let r = compare(&rate(14.0, 28.0), &rate(16.0, 30.0), &o).unwrap();
+        near(r.test.p_value, 0.8070716832021887, "published case p");
+        near(r.test.ci_lower, -0.4776740282706786, "published case ci_lower");
+        near(r.test.ci_upper, 0.6110073616040119, "published case ci_upper");
+        let r = compare(&rate(100.0, 5000.0), &rate(130.0, 5000.0), &o).unwrap();
+        near(r.test.p_value, 0.07930819430174352, "100/5000 vs 130/5000 p");
+        assert!(!r.test.significant && r.test.ci_lower.unwrap() < 0.0);
     }
 
     /// Values computed by hand: control [1, 2, 3], treatment [2, 3, 4, 5].
@@ -457,12 +561,26 @@ mod tests {
     #[test]
     fn degenerate_and_bad_input() {
         let o = opts(MetricType::Mean, true);
-        // a variant with no units: no test, no NaN
+        // GrowthBook's "no result" (p = 1, chance 0.5, an error code; effect and intervals NULL), never NaN:
+        let no_result = |r: &Comparison, code: &str| {
+            assert_eq!((r.test.p_value, r.chance_to_beat_control, r.sequential_p_value), (Some(1.0), Some(0.5), Some(1.0)));
+            assert_eq!((r.test.effect, r.test.ci_lower, r.test.significant), (None, None, false));
+            assert!(r.test.note.as_deref().is_some_and(|n| n.starts_with(code)), "{:?}", r.test.note);
+        };
+        // a variant with no units
         let r = compare(&moments(&[1.0, 2.0]), &moments(&[]), &o).unwrap();
-        assert_eq!((r.test.p_value, r.chance_to_beat_control, r.treatment_value), (None, None, None));
-        // zero variance on both sides: the difference is exact, chance 1
-        let r = compare(&moments(&[1.0, 1.0]), &moments(&[2.0, 2.0]), &opts(MetricType::Mean, false)).unwrap();
-        assert_eq!((r.test.p_value, r.chance_to_beat_control, r.sequential_p_value), (Some(0.0), Some(1.0), Some(0.0)));
+        assert_eq!(r.treatment_value, None);
+        no_result(&r, "ZERO_NEGATIVE_VARIANCE");
+        // both groups constant, 2 units each: this used to say p = 0 and chance 1
+        no_result(&compare(&moments(&[1.0, 1.0]), &moments(&[2.0, 2.0]), &opts(MetricType::Mean, false)).unwrap(), "ZERO_NEGATIVE_VARIANCE");
+        // one unit in a group
+        no_result(&compare(&moments(&[1.0, 3.0]), &moments(&[2.0]), &o).unwrap(), "ZERO_NEGATIVE_VARIANCE");
+        // a control mean of 0, for a lift and for a difference alike (GrowthBook checks it first)
+        no_result(&compare(&moments(&[-1.0, 1.0]), &moments(&[2.0, 3.0]), &o).unwrap(), "ZERO_NEGATIVE_BASELINE_VARIATION");
+        let rate = |x: f64, n: f64| Moments { n, sum: x, sum_squares: x, ..Moments::default() };
+        no_result(&compare(&rate(0.0, 100.0), &rate(5.0, 100.0), &opts(MetricType::Binomial, false)).unwrap(), "ZERO_NEGATIVE_BASELINE_VARIATION");
+        // every unit of the treatment converted: no variance there
+        no_result(&compare(&rate(50.0, 100.0), &rate(100.0, 100.0), &opts(MetricType::Binomial, true)).unwrap(), "ZERO_NEGATIVE_VARIANCE");
         // a ratio with no denominator
         let z = Moments { den_sum: Some(0.0), den_sum_squares: Some(0.0), cross_sum: Some(0.0), ..moments(&[0.0, 0.0]) };
         assert_eq!(compare(&z, &z, &opts(MetricType::Ratio, false)).unwrap().test.p_value, None);

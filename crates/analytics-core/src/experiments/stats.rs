@@ -208,7 +208,8 @@ pub fn two_proportion_z_test(x1: f64, n1: f64, x2: f64, n2: f64, relative: bool,
     Ok(r)
 }
 
-/// Sample ratio mismatch: Pearson's chi-square goodness of fit of the observed group sizes to the planned weights.
+/// Sample ratio mismatch: Pearson's chi-square goodness of fit of the observed group sizes to the planned weights,
+/// exactly as GrowthBook's `check_srm` (groups with weight 0 are skipped; df = groups - 1).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SrmResult {
     pub chi_square: Option<f64>,
@@ -253,16 +254,13 @@ pub fn srm_check(observed: &[f64], weights: &[f64]) -> Result<SrmResult, Analyti
     if total == 0.0 {
         return Ok(none("no units yet", expected));
     }
+    // as GrowthBook's check_srm: a group planned to get no units (weight 0) is left out of the sum, whatever it got;
+    // its units still count in the total the other groups' expected sizes come from, and in the degrees of freedom
     let mut chi = 0.0;
     for (&o, &e) in observed.iter().zip(&expected) {
-        if e == 0.0 {
-            if o > 0.0 {
-                // units in a group planned to get none: as mismatched as it gets
-                return Ok(SrmResult { chi_square: None, df, p_value: Some(0.0), expected, srm: true, note: Some("units in a group with weight 0".into()) });
-            }
-            continue;
+        if e > 0.0 {
+            chi += (o - e).powi(2) / e;
         }
-        chi += (o - e).powi(2) / e;
     }
     let p = ChiSquared::new(df as f64).expect("df >= 1").sf(chi);
     Ok(SrmResult { chi_square: Some(chi), df, p_value: Some(p), expected, srm: p < SRM_THRESHOLD, note: None })
@@ -415,11 +413,26 @@ mod tests {
         // a single variant: no ratio to check
         assert_eq!(srm_check(&[100.0], &[1.0]).unwrap().p_value, None);
         assert_eq!(srm_check(&[0.0, 0.0], &[0.5, 0.5]).unwrap().p_value, None);
-        assert!(srm_check(&[10.0, 5.0], &[1.0, 0.0]).unwrap().srm);
+        // units in a group with weight 0: GrowthBook skips the group (its check_srm gives 0.1967056024589432 here;
+        // this used to say p = 0, "mismatch")
+        let r = srm_check(&[10.0, 5.0], &[1.0, 0.0]).unwrap();
+        assert!((r.p_value.unwrap() - 0.1967056024589432).abs() < 1e-12 && !r.srm, "{r:?}");
         assert_eq!(holm(&[]).unwrap(), Vec::<f64>::new());
         // nothing ever comes back NaN
         let r = welch_t_test(2.0, 1e308, 1e308, 2.0, -1e308, 1e308, false, 0.05);
         assert!(r.is_err() || r.unwrap().p_value.is_none_or(|p| !p.is_nan()));
+    }
+
+    /// GrowthBook's check_srm on 60 random splits, 35 of them with zero-weight groups (tests/data/stats/gbstats.json).
+    #[test]
+    fn srm_agrees_with_gbstats() {
+        let data: Value = serde_json::from_str(include_str!("../../../../tests/data/stats/gbstats.json")).unwrap();
+        let numbers = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<f64>>();
+        for (i, c) in data["srm"].as_array().unwrap().iter().enumerate() {
+            let r = srm_check(&numbers(&c["users"]), &numbers(&c["weights"])).unwrap();
+            let (got, want) = (r.p_value.unwrap(), c["p_value"].as_f64().unwrap());
+            assert!((got - want).abs() <= (1e-9 * want).max(1e-12), "srm case {i}: got {got}, want {want}");
+        }
     }
 
     #[test]

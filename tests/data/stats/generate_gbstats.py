@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Regenerates tests/data/stats/gbstats.json: what GrowthBook's stats engine (gbstats, pinned below) answers for
+random two-group comparisons, the oracle for analytics_ext's experiment statistics. The Rust unit tests in
+crates/analytics-core/src/experiments/analysis.rs and stats.rs compare every field to 1e-9 relative.
+
+    python3 -m venv /tmp/gb && /tmp/gb/bin/pip install gbstats==0.8.0
+    /tmp/gb/bin/python tests/data/stats/generate_gbstats.py > tests/data/stats/gbstats.json
+
+Covered so far: the frequentist two-sided t-test (gbstats' TwoSidedTTest) and the sequential test
+(SequentialTwoSidedTTest) for proportion and sample-mean metrics, relative and absolute effects, several alphas
+and tuning parameters; and the sample-ratio-mismatch check (check_srm), zero-weight groups included.
+"""
+import importlib.metadata
+import json
+import random
+
+from gbstats.frequentist.tests import (
+    FrequentistConfig,
+    SequentialConfig,
+    SequentialTwoSidedTTest,
+    TwoSidedTTest,
+)
+from gbstats.models.statistics import ProportionStatistic, SampleMeanStatistic
+from gbstats.utils import check_srm
+
+GBSTATS_VERSION = "0.8.0"
+assert importlib.metadata.version("gbstats") == GBSTATS_VERSION, "pip install gbstats==" + GBSTATS_VERSION
+
+rng = random.Random(20261125)
+
+
+def proportion_group(n=None):
+    n = n or rng.choice([rng.randint(2, 60), rng.randint(60, 3000), rng.randint(3000, 200000)])
+    rate = rng.choice([0.01, 0.05, 0.1, 0.3, 0.5, 0.8]) * rng.uniform(0.7, 1.3)
+    x = max(1, min(n - 1, round(n * min(rate, 0.99))))
+    return {"n": n, "sum": x, "sum_squares": x}
+
+
+def mean_group(n=None):
+    n = n or rng.choice([rng.randint(3, 60), rng.randint(60, 5000), rng.randint(5000, 500000)])
+    mean = rng.choice([1.0, 12.5, 250.0, -3.0, 0.2]) * rng.uniform(0.8, 1.2)
+    sd = abs(mean) * rng.uniform(0.1, 3.0) + 0.01
+    s = mean * n
+    ss = sd * sd * (n - 1) + s * s / n
+    return {"n": n, "sum": s, "sum_squares": ss}
+
+
+def stat(kind, g):
+    if kind == "binomial":
+        return ProportionStatistic(n=g["n"], sum=g["sum"])
+    return SampleMeanStatistic(n=g["n"], sum=g["sum"], sum_squares=g["sum_squares"])
+
+
+def result(r):
+    return {"effect": r.expected, "ci": list(r.ci), "p_value": r.p_value, "error": r.error_message}
+
+
+cases = []
+for i in range(400):
+    kind = "binomial" if i % 2 == 0 else "mean"
+    group = proportion_group if kind == "binomial" else mean_group
+    control = group()
+    # half the cases with similar group sizes, as an even split gives
+    treatment = group(max(3, int(control["n"] * rng.uniform(0.9, 1.1))) if rng.random() < 0.5 else None)
+    relative = i % 4 < 2
+    alpha = rng.choice([0.05, 0.05, 0.1, 0.01])
+    tuning = rng.choice([5000.0, 5000.0, 1000.0, 20000.0])
+    difference = "relative" if relative else "absolute"
+    fixed = TwoSidedTTest(stat(kind, control), stat(kind, treatment),
+                          FrequentistConfig(alpha=alpha, difference_type=difference)).compute_result()
+    seq = SequentialTwoSidedTTest(stat(kind, control), stat(kind, treatment),
+                                  SequentialConfig(alpha=alpha, difference_type=difference,
+                                                   sequential_tuning_parameter=tuning)).compute_result()
+    cases.append({"metric_type": kind, "relative": relative, "alpha": alpha, "sequential_tuning": tuning,
+                  "control": control, "treatment": treatment, "frequentist": result(fixed), "sequential": result(seq)})
+
+# GrowthBook's "no result" cases: a control mean of 0, groups without variance, groups of one unit
+degenerate = [
+    ("binomial", {"n": 100, "sum": 0, "sum_squares": 0}, {"n": 100, "sum": 5, "sum_squares": 5}),
+    ("binomial", {"n": 100, "sum": 40, "sum_squares": 40}, {"n": 100, "sum": 100, "sum_squares": 100}),
+    ("binomial", {"n": 100, "sum": 100, "sum_squares": 100}, {"n": 80, "sum": 60, "sum_squares": 60}),
+    ("binomial", {"n": 1, "sum": 1, "sum_squares": 1}, {"n": 50, "sum": 20, "sum_squares": 20}),
+    ("mean", {"n": 2, "sum": 2.0, "sum_squares": 2.0}, {"n": 2, "sum": 4.0, "sum_squares": 8.0}),
+    ("mean", {"n": 10, "sum": 0.0, "sum_squares": 40.0}, {"n": 10, "sum": 5.0, "sum_squares": 30.0}),
+    ("mean", {"n": 1, "sum": 3.0, "sum_squares": 9.0}, {"n": 30, "sum": 60.0, "sum_squares": 200.0}),
+    ("mean", {"n": 30, "sum": 60.0, "sum_squares": 200.0}, {"n": 0, "sum": 0.0, "sum_squares": 0.0}),
+]
+for kind, control, treatment in degenerate:
+    for relative in (True, False):
+        difference = "relative" if relative else "absolute"
+        fixed = TwoSidedTTest(stat(kind, control), stat(kind, treatment),
+                              FrequentistConfig(difference_type=difference)).compute_result()
+        seq = SequentialTwoSidedTTest(stat(kind, control), stat(kind, treatment),
+                                      SequentialConfig(difference_type=difference)).compute_result()
+        assert fixed.error_message, (kind, control, treatment)
+        cases.append({"metric_type": kind, "relative": relative, "alpha": 0.05, "sequential_tuning": 5000.0,
+                      "control": control, "treatment": treatment, "frequentist": result(fixed), "sequential": result(seq)})
+
+srm = []
+for i in range(60):
+    k = rng.randint(2, 5)
+    weights = [rng.choice([0.0, 0.1, 0.25, 0.5, 1.0]) for _ in range(k)]
+    if sum(weights) == 0:
+        weights[0] = 1.0
+    total = rng.randint(20, 20000)
+    # near the planned split (sometimes off by more), and a few stray units in zero-weight groups
+    skew = rng.choice([0.02, 0.05, 0.2])
+    users = [round(total * w / sum(weights) * rng.uniform(1 - skew, 1 + skew)) if w > 0 else rng.choice([0, 0, 3])
+             for w in weights]
+    if sum(users) == 0:
+        users[0] = 10
+    srm.append({"users": users, "weights": weights, "p_value": check_srm(users, weights)})
+
+print(json.dumps({"source": "gbstats " + GBSTATS_VERSION + " (PyPI), generate_gbstats.py",
+                  "comparisons": cases, "srm": srm}, indent=1))
