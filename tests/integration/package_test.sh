@@ -2,12 +2,21 @@
 # The Debian package installs and works: build it (debug profile, to keep the test fast), check its metadata and
 # contents, install it with apt as a DBA would, create the extension from the installed files in a database of the
 # throwaway cluster (current version, and a released version updated to it), remove the package and check its files
-# are gone; then put the development build back (scripts/install_extension.sh) for any later test.
+# are gone; then (on any exit) put the development build back (scripts/install_extension.sh) for the later tests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 released=$(ls sql/released/ | sed -n 's/^analytics_ext--\([^-]*\)\.sql$/\1/p' | sort -V | head -1)
+
+# whatever happens below, the server gets the development build back for the tests that follow
+restore() {
+    if dpkg-query -W -f='${Status}' postgresql-15-analytics-ext 2>/dev/null | grep -q "install ok installed"; then
+        DEBIAN_FRONTEND=noninteractive as_root apt-get remove -y -qq postgresql-15-analytics-ext >/dev/null
+    fi
+    bash scripts/install_extension.sh >/tmp/analytics_ext_install.log 2>&1 || cat /tmp/analytics_ext_install.log
+}
+trap restore EXIT
 
 bash scripts/package.sh --debug
 deb="target/package/postgresql-15-analytics-ext_${version}_$(dpkg --print-architecture).deb"
@@ -43,4 +52,3 @@ echo "ok: apt install ./$(basename "$deb"), then create extension analytics_ext"
 DEBIAN_FRONTEND=noninteractive as_root apt-get remove -y -qq postgresql-15-analytics-ext >/dev/null
 [ ! -e /usr/lib/postgresql/15/lib/analytics_ext.so ] || { echo "FAIL: apt remove left the library"; exit 1; }
 echo "ok: apt remove takes the files away"
-bash scripts/install_extension.sh >/tmp/analytics_ext_install.log 2>&1 || { cat /tmp/analytics_ext_install.log; exit 1; }

@@ -6,14 +6,17 @@ crates/analytics-core/src/experiments/analysis.rs and stats.rs compare every fie
     python3 -m venv /tmp/gb && /tmp/gb/bin/pip install gbstats==0.8.0
     /tmp/gb/bin/python tests/data/stats/generate_gbstats.py > tests/data/stats/gbstats.json
 
-Covered so far: the frequentist two-sided t-test (gbstats' TwoSidedTTest) and the sequential test
-(SequentialTwoSidedTTest) for proportion and sample-mean metrics, relative and absolute effects, several alphas
-and tuning parameters; and the sample-ratio-mismatch check (check_srm), zero-weight groups included.
+Covered so far: the frequentist two-sided t-test (gbstats' TwoSidedTTest), the sequential test
+(SequentialTwoSidedTTest) and the Bayesian effect test with GrowthBook's default flat prior (EffectBayesianABTest:
+chance to win, risk) for proportion and sample-mean metrics, relative and absolute effects, several alphas and
+tuning parameters; GrowthBook's no-result cases; and the sample-ratio-mismatch check (check_srm), zero-weight
+groups included.
 """
 import importlib.metadata
 import json
 import random
 
+from gbstats.bayesian.tests import EffectBayesianABTest, EffectBayesianConfig
 from gbstats.frequentist.tests import (
     FrequentistConfig,
     SequentialConfig,
@@ -71,8 +74,12 @@ for i in range(400):
     seq = SequentialTwoSidedTTest(stat(kind, control), stat(kind, treatment),
                                   SequentialConfig(alpha=alpha, difference_type=difference,
                                                    sequential_tuning_parameter=tuning)).compute_result()
+    bayes = EffectBayesianABTest(stat(kind, control), stat(kind, treatment),
+                                 EffectBayesianConfig(alpha=alpha, difference_type=difference)).compute_result()
     cases.append({"metric_type": kind, "relative": relative, "alpha": alpha, "sequential_tuning": tuning,
-                  "control": control, "treatment": treatment, "frequentist": result(fixed), "sequential": result(seq)})
+                  "control": control, "treatment": treatment, "frequentist": result(fixed), "sequential": result(seq),
+                  "bayesian": {"chance_to_win": bayes.chance_to_win, "risk": list(bayes.risk),
+                               "error": bayes.error_message}})
 
 # GrowthBook's "no result" cases: a control mean of 0, groups without variance, groups of one unit
 degenerate = [

@@ -376,7 +376,8 @@ mod tests {
 
     /// GrowthBook's engine (gbstats, tests/data/stats/generate_gbstats.py): 400 random comparisons of proportion and
     /// mean metrics, relative and absolute, several alphas and tuning parameters (effect, interval and p-value of
-    /// the frequentist test and of the sequential test), and 16 cases where GrowthBook gives no result.
+    /// the frequentist test and of the sequential test; chance to win and risk of the Bayesian test with the default
+    /// flat prior), and 16 cases where GrowthBook gives no result.
     #[test]
     fn agrees_with_gbstats() {
         let data: Value = serde_json::from_str(GBSTATS).unwrap();
@@ -416,6 +417,14 @@ mod tests {
             near(r.sequential_p_value, s["p_value"].as_f64().unwrap(), &what("sequential_p_value"));
             near(r.sequential_ci_lower, s["ci"][0].as_f64().unwrap(), &what("sequential_ci_lower"));
             near(r.sequential_ci_upper, s["ci"][1].as_f64().unwrap(), &what("sequential_ci_upper"));
+            // the Bayesian view with GrowthBook's default flat prior: chance to win, and the risk of the treatment
+            let b = &c["bayesian"];
+            assert!(b["error"].is_null(), "{}", what("bayesian error"));
+            near(r.chance_to_beat_control, b["chance_to_win"].as_f64().unwrap(), &what("chance_to_beat_control"));
+            // gbstats gets the risk from scipy's truncated-normal means, ours is the closed form se·φ(z) - Δ·Φ(-z):
+            // they differ in the tenth digit, so 1e-7 relative here
+            let (got, want) = (r.expected_loss.unwrap(), b["risk"][1].as_f64().unwrap());
+            assert!((got - want).abs() <= (1e-7 * want.abs()).max(1e-12), "{}: got {got}, want {want}", what("expected_loss"));
             checked += 1;
         }
         assert_eq!((checked, errors), (400, 16));
