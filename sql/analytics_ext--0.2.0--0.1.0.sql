@@ -4,6 +4,24 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- Retention policies (undone first: the steps are undone in reverse order). 0.1.0 has no place for them, so a
+-- downgrade with policies in the table refuses, before changing anything.
+DO $refuse$
+DECLARE
+    n bigint := (SELECT count(*) FROM analytics.retention_policies);
+BEGIN
+    IF n > 0 THEN
+        RAISE EXCEPTION 'analytics_ext 0.2.0 -> 0.1.0 would lose % retention polic%: analytics.retention_policies does not exist in 0.1.0',
+            n, CASE WHEN n = 1 THEN 'y' ELSE 'ies' END
+            USING ERRCODE = '55000',
+                  HINT = 'Keep a copy (\copy analytics.retention_policies to ''policies.csv'' csv) and delete the rows, then update again.';
+    END IF;
+END
+$refuse$;
+DROP FUNCTION analytics.apply_retention(integer, timestamptz);
+ALTER EXTENSION analytics_ext DROP TABLE analytics.retention_policies;
+DROP TABLE analytics.retention_policies;
+
 -- Statistics as GrowthBook computes them: back to the 0.1.0 documentation (the library keeps its new behaviour:
 -- there is one library for every version, see docs/upgrading.md).
 COMMENT ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean) IS

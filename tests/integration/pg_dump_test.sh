@@ -6,6 +6,9 @@ cd "$(dirname "$0")/../.."
 
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c 'create database dump_src' -c 'create database dump_dst'
 psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c 'create extension analytics_ext' -f tests/integration/seed_every_table.sql
+# tables that 0.1.0 did not have (the seed also serves upgrade_test at 0.1.0)
+psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.retention_policies (user_id, keep_days)
+    values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 30), ('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 365)"
 
 pg_dump -Fc -d dump_src -f "$CLUSTER_DIR/dump_src.pgdump"
 pg_restore --exit-on-error -d dump_dst "$CLUSTER_DIR/dump_src.pgdump"

@@ -6,7 +6,8 @@
 #   3. released -> current gives exactly the schema of a fresh install of current, and current -> released exactly
 #      that of a fresh install of the released version (pg_dump --binary-upgrade --schema-only, OIDs masked);
 #   4. over a database with rows in every table: released -> current -> released -> current, every table's rows
-#      unchanged after each step;
+#      unchanged after each step (tables the released version lacks start empty); a downgrade that would lose rows
+#      of such a table refuses with 55000 and changes nothing;
 #   5. the pg_regress suite passes on a database created at the released version and updated to current.
 # Needs the cluster of tests/integration/run.sh (PGHOST, PGPORT, CLUSTER_DIR) with the extension installed.
 set -euo pipefail
@@ -95,10 +96,32 @@ for prev in $released; do
     for step in "$current" "$prev" "$current"; do
         sql -d up_data -c "alter extension analytics_ext update to '$step'"
         [ "$(sql -d up_data -c "select extversion from pg_extension where extname = 'analytics_ext'")" = "$step" ]
-        rows_of up_data > "$work/rows_after.txt"
+        rows_of up_data > "$work/rows_all.txt"
+        # the tables of the released version keep their rows; tables it lacks start empty
+        awk 'NR == FNR { old[$1] = 1; next } ($1 in old) { print; next } $2 != 0 { print "FAIL: new table " $1 " has rows" }' \
+            "$work/rows_before.txt" "$work/rows_all.txt" > "$work/rows_after.txt"
         same "every row survives the update to $step ($(wc -l < "$work/rows_before.txt") tables)" \
             "$work/rows_before.txt" "$work/rows_after.txt"
     done
+
+    # a downgrade that would lose data refuses, changes nothing, and goes through once the data is gone
+    # (0.2.0 added analytics.retention_policies, which 0.1.0 has no place for)
+    if [ "$(sql -d up_data -c "select to_regclass('analytics.retention_policies') is not null")" = t ] \
+       && [ "$(sql -d up_data -c "select count(*) from pg_depend d join pg_extension e on e.oid = d.refobjid
+              where e.extname = 'analytics_ext' and d.objid = 'analytics.retention_policies'::regclass")" = 1 ]; then
+        sql -d up_data -c "insert into analytics.retention_policies (user_id, keep_days) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 30)"
+        if out=$(PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d up_data \
+                 -c "alter extension analytics_ext update to '$prev'" 2>&1); then
+            echo "FAIL: the downgrade to $prev went through with a retention policy in the table"; exit 1
+        fi
+        echo "$out" | grep -q "55000" && echo "$out" | grep -q "would lose 1 retention policy" \
+            || { echo "FAIL: the downgrade refused with an unexpected error: $out"; exit 1; }
+        [ "$(sql -d up_data -c "select extversion from pg_extension where extname = 'analytics_ext'")" = "$current" ]
+        [ "$(sql -d up_data -c "select count(*) from analytics.retention_policies")" = 1 ]
+        sql -d up_data -c "delete from analytics.retention_policies" -c "alter extension analytics_ext update to '$prev'" \
+            -c "alter extension analytics_ext update to '$current'"
+        echo "ok: the downgrade to $prev refuses (55000) while a retention policy would be lost, and goes through without"
+    fi
 
     # 5. the regression suite on a database that was updated from the released version
     fresh_db up_regress

@@ -38,7 +38,7 @@ select cmd, count(qual) as with_using, count(with_check) as with_check
 from pg_policies where schemaname = 'analytics' group by 1 order by 1;
 
 -- no function can be executed by PUBLIC; every function is executable by authenticated and service_role, except
--- the lock of the totals' protocol and the DBA's rebuild_experiment_totals
+-- the lock of the totals' protocol and the DBA's rebuild_experiment_totals and apply_retention
 select p.proname || '/' || p.pronargs as function,
        has_function_privilege('public', p.oid, 'execute') as public_exec,
        has_function_privilege('anon', p.oid, 'execute') as anon_exec,
@@ -49,7 +49,7 @@ where n.nspname = 'analytics'
 order by 1;
 
 -- table privileges per API role: anon none, authenticated and service_role full DML (RLS confines authenticated),
--- except ab_experiment_unit_totals, which only its triggers write
+-- except ab_experiment_unit_totals, which only its triggers write, and retention_policies, which owners only read
 select c.relname,
        has_table_privilege('anon', c.oid, 'select, insert, update, delete') as anon,
        has_table_privilege('authenticated', c.oid, 'select') and has_table_privilege('authenticated', c.oid, 'insert')
