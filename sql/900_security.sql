@@ -81,26 +81,20 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA analytics TO service_role;
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA analytics TO service_role;
     END IF;
-    -- retention policies are a plan's limit: owners read theirs, only the DBA or service_role writes them; applying
-    -- them is a DBA's job (pg_cron)
+    -- tables API roles read but do not write, and functions that are not API functions:
+    --  * the experiment totals are kept by triggers only (sql/023_experiment_totals.sql); neither the lock of their
+    --    protocol nor their rebuild (a DBA's tool) is called by API roles
+    --  * retention policies are a plan's limit (sql/012_retention.sql): owners read theirs, only the DBA or
+    --    service_role writes them, and applying them is a DBA's job (pg_cron)
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
-        REVOKE INSERT, UPDATE, DELETE ON analytics.retention_policies FROM authenticated;
-        REVOKE EXECUTE ON FUNCTION analytics.apply_retention(integer, timestamptz) FROM authenticated;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
-        REVOKE EXECUTE ON FUNCTION analytics.apply_retention(integer, timestamptz) FROM service_role;
-    END IF;
-    -- the experiment totals are kept by triggers only (sql/023_experiment_totals.sql): API roles read them, and
-    -- neither the lock of its protocol nor the rebuild (a DBA's tool) is an API function
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
-        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals FROM authenticated;
-        REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals()
-            FROM authenticated;
+        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.retention_policies FROM authenticated;
+        REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals(),
+            analytics.apply_retention(integer, timestamptz) FROM authenticated;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
         REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals FROM service_role;
-        REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals()
-            FROM service_role;
+        REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals(),
+            analytics.apply_retention(integer, timestamptz) FROM service_role;
     END IF;
 END
 $grants$;

@@ -10,18 +10,11 @@ pub trait Raise {
 
 impl Raise for AnalyticsError {
     fn raise(self) -> ! {
-        use pgrx::pg_sys::errcodes::PgSqlErrorCode as C;
-        let code = match self.kind {
-            ErrorKind::InvalidParameter => C::ERRCODE_INVALID_PARAMETER_VALUE,
-            ErrorKind::NullValue => C::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            ErrorKind::InvalidText => C::ERRCODE_INVALID_TEXT_REPRESENTATION,
-            ErrorKind::InvalidDatetime => C::ERRCODE_INVALID_DATETIME_FORMAT,
-            ErrorKind::LimitExceeded => C::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            ErrorKind::CheckViolation => C::ERRCODE_CHECK_VIOLATION,
-            ErrorKind::InsufficientPrivilege => C::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            ErrorKind::NoDataFound => C::ERRCODE_NO_DATA_FOUND,
-            ErrorKind::WrongState => C::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        };
+        // the SQLSTATE is the core's (ErrorKind::sqlstate), packed the way Postgres packs it (MAKE_SQLSTATE); the
+        // #[pg_test] below checks that every kind arrives as its code
+        let packed = self.kind.sqlstate().bytes().enumerate()
+            .fold(0i32, |acc, (i, b)| acc + (((i32::from(b) - i32::from(b'0')) & 0x3F) << (6 * i)));
+        let code = pgrx::pg_sys::errcodes::PgSqlErrorCode::from(packed);
         pgrx::ereport!(pgrx::PgLogLevel::ERROR, code, self.message);
         unreachable!("ereport(ERROR) does not return")
     }

@@ -82,7 +82,7 @@ def admin(db, sql, check=True):
 def psql(db, script):
     r = subprocess.run(
         ["psql", "-X", "-q", "-d", db, "-v", "ON_ERROR_STOP=0"],
-        input=script, capture_output=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        input=script, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     return r.stdout
 
