@@ -269,13 +269,6 @@ end
 $$;
 
 -- ---- documentation ----------------------------------------------------------------------------------------------------
-COMMENT ON FUNCTION analytics.ingest_spans(jsonb) IS
-$$Stores a batch of spans (JSON array of span objects, at most 100,000) in one all-or-nothing statement.
-Re-sending a span (same owner, trace_id, span_id) updates it: fields sent win, fields left out keep their value, metadata objects are merged.
-Children may arrive before their parents. Errors name the element and field, e.g. 'spans[3].end_time: is before start_time' (22023).
-Returns {"received", "stored" (rows inserted or updated), "merged_duplicates", "traces"}.
-Example: select analytics.ingest_spans('[{"trace_id":"t1","span_id":"s1","name":"chat","start_time":"2026-11-20T09:00:00Z"}]');$$;
-
 COMMENT ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid) IS
 $$Stores one span (insert or update), with named arguments, and returns the stored row. Same rules as ingest_spans.
 Example: select analytics.record_span(trace_id => 't1', span_id => 's1', name => 'chat', start_time => now(), model => 'gpt-4o');$$;
@@ -305,11 +298,6 @@ Example: select depth, name, offset_ms, duration_ms, on_critical_path from analy
 COMMENT ON FUNCTION analytics.trace_waterfall_svg(text, integer, uuid) IS
 $$The trace's waterfall as a self-contained SVG document (text): one bar per span on a shared time axis, indented by depth, coloured by operation type, failed spans red, critical path outlined, tooltip per bar. At most max_spans rows (default 2000).
 Example: \copy (select analytics.trace_waterfall_svg('trace-rag-002')) to 'waterfall.svg'$$;
-
-COMMENT ON FUNCTION analytics.ingest_otlp(jsonb) IS
-$$Stores the spans of an OpenTelemetry OTLP/JSON ExportTraceServiceRequest ({"resourceSpans": [...]}): hex ids, unix-nano times, status codes; gen_ai.* and OpenInference attributes map to columns (model, provider, tokens, conversation id, input/output messages...), everything else goes to metadata.otel.
-Same rules and result as ingest_spans; errors name the span by path, e.g. resourceSpans[0].scopeSpans[0].spans[3].spanId.
-Example: select analytics.ingest_otlp(pg_read_file('export.json')::jsonb);$$;
 
 COMMENT ON FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
 $$Spans matching all given filters, newest first (start_time desc, id desc). Keyset pagination: pass after => '<start_time>,<id>' of the last row; "limit" 1..1000 (default 50); "offset" also works.

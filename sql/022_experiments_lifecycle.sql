@@ -139,6 +139,7 @@ begin
     if analytics.current_user_id() is null then
         raise exception 'no user: call with a JWT whose claims have a sub (request.jwt.claims)' using errcode = '42501';
     end if;
+    perform analytics.check_rate_limit('create_experiment');
     if hash_version not in (1, 2) then
         raise exception 'hash_version: must be 1 or 2, got %', hash_version using errcode = '22023';
     end if;
@@ -333,6 +334,7 @@ AS $$ select analytics._assignment(experiment_key, unit_id, false) $$;
 COMMENT ON FUNCTION analytics.create_experiment(text, text, jsonb, text, text, integer, double precision, text, double precision, double precision, text) IS
 $$Creates a draft experiment owned by the caller with its variants: a JSON array of {"key", "weight", "is_control", "name", "payload"}.
 At least two variants with unique keys; weights all given and summing to 1 (within 1e-9), or all left out (equal weights); at most one flagged control (none flagged: the first is the control).
+Rate limited (action 'create_experiment', default 10 per hour per user; see analytics.check_rate_limit).
 Example: select analytics.create_experiment('system-prompt-v2', 'Concise prompt', '[{"key":"control","weight":0.5},{"key":"concise","weight":0.5}]');$$;
 COMMENT ON FUNCTION analytics.start_experiment(text) IS 'Starts (or resumes) an experiment: draft or paused -> running. Example: select analytics.start_experiment(''system-prompt-v2'');';
 COMMENT ON FUNCTION analytics.pause_experiment(text) IS 'Pauses a running experiment (running -> paused): no new assignments, stored ones remain. Example: select analytics.pause_experiment(''system-prompt-v2'');';

@@ -99,6 +99,7 @@ begin
         raise exception 'user_id: no caller identity (request.jwt.claims has no sub); pass user_id => the owner whose traces to check'
             using errcode = '42501';
     end if;
+    perform analytics.check_rate_limit('run_anomaly_detection');
     col := case metric
         when 'request_count' then 'request_count' when 'error_count' then 'error_count' when 'error_rate' then 'error_rate'
         when 'latency_p50' then 'latency_p50_ms' when 'latency_p90' then 'latency_p90_ms'
@@ -244,7 +245,7 @@ $$detect_anomalies over (ts, value) pairs, returned in time order. With bucket, 
 Example: select ts, value, score from analytics.detect_series_anomalies(array_agg(t order by t), array_agg(v order by t), 'zscore', '{"window": 24}', '1 hour') d where is_anomaly;$$;
 COMMENT ON FUNCTION analytics.run_anomaly_detection(text, interval, interval, text[], text, jsonb, timestamptz, uuid) IS
 $$Builds a metric series from the caller's spans (the definitions of trace_metrics: request_count, error_count, error_rate, latency_p50/p90/p95/p99, ttft_p50/p95 in ms, input_tokens, output_tokens, tokens, cost), one per group_by dimension, over the whole buckets of lookback before end_time; runs the detector; records each anomaly in anomaly_detections (one row per owner, metric, dimension, bucket and method: a re-run updates, never duplicates; status and acknowledgement are kept) and returns the rows recorded. New warning/critical findings that are alerts (with a cooldown in params, only the first anomaly of an episode) are announced with pg_notify('analytics_anomalies', json). Severity: critical at twice the threshold (iqr: beyond the outer fence), else warning.
-Counts, tokens and cost are 0 in buckets without spans; rates and percentiles are gaps there. A scheduled job without a JWT passes user_id.
+Counts, tokens and cost are 0 in buckets without spans; rates and percentiles are gaps there. A scheduled job without a JWT passes user_id. Rate limited for API callers (action 'run_anomaly_detection', default 60 per hour per user; see analytics.check_rate_limit).
 Example: select bucket_start, observed, expected, severity from analytics.run_anomaly_detection('latency_p95', '1 hour', '7 days', group_by => '{model}');$$;
 COMMENT ON FUNCTION analytics.acknowledge_anomaly(uuid) IS
 $$Marks an open anomaly acknowledged (by the caller, now); acknowledging again changes nothing; a resolved one raises 55000; one the caller cannot see raises P0002.

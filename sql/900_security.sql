@@ -36,13 +36,17 @@ BEGIN
         EXECUTE format(
             'CREATE POLICY %I ON analytics.%I FOR DELETE USING (user_id = (select analytics.current_user_id()))',
             t.relname || '_delete_own', t.relname);
-        -- derived data is not dumped: restoring its sources rebuilds it through their triggers
-        IF t.relname <> 'ab_experiment_unit_totals' THEN
+        -- derived data is not dumped: restoring its sources rebuilds it through their triggers; nor is the rate
+        -- limiter's state (UNLOGGED, emptied by a crash anyway)
+        IF t.relname NOT IN ('ab_experiment_unit_totals', 'rate_limit_state') THEN
             PERFORM pg_catalog.pg_extension_config_dump(format('analytics.%I', t.relname)::regclass, '');
         END IF;
     END LOOP;
 END
 $security$;
+
+-- The default rate limits (user_id NULL) apply to every owner, who may read them (analytics.rate_limit_status).
+CREATE POLICY rate_limits_select_defaults ON analytics.rate_limits FOR SELECT USING (user_id IS NULL);
 
 REVOKE ALL ON ALL TABLES IN SCHEMA analytics FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA analytics FROM PUBLIC;
@@ -68,6 +72,8 @@ BEGIN
             analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer),
             analytics.detect_anomalies(double precision[], text, jsonb), analytics.anomaly_params(text, jsonb),
             analytics.detect_series_anomalies(timestamptz[], double precision[], text, jsonb, interval) TO anon;
+        -- a project's db_pre_request function runs for anonymous requests too (they are never limited: no sub)
+        GRANT EXECUTE ON FUNCTION analytics.check_rate_limit(text) TO anon;
     END IF;
     -- authenticated: everything, confined to its own rows by the policies above.
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
@@ -84,15 +90,18 @@ BEGIN
     -- tables API roles read but do not write, and functions that are not API functions:
     --  * the experiment totals are kept by triggers only (sql/023_experiment_totals.sql); neither the lock of their
     --    protocol nor their rebuild (a DBA's tool) is called by API roles
-    --  * retention policies are a plan's limit (sql/012_retention.sql): owners read theirs, only the DBA or
-    --    service_role writes them, and applying them is a DBA's job (pg_cron)
+    --  * retention policies and rate limits are a plan's limits (sql/012_retention.sql, sql/040_rate_limits.sql):
+    --    owners read theirs, only the DBA or service_role writes them, and applying retention is a DBA's job (pg_cron)
+    --  * the rate limiter's state is written by analytics.check_rate_limit only (SECURITY DEFINER): an owner who
+    --    could delete their own row would reset their limit
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
-        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.retention_policies FROM authenticated;
+        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.retention_policies,
+            analytics.rate_limits, analytics.rate_limit_state FROM authenticated;
         REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals(),
             analytics.apply_retention(integer, timestamptz) FROM authenticated;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
-        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals FROM service_role;
+        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.rate_limit_state FROM service_role;
         REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals(),
             analytics.apply_retention(integer, timestamptz) FROM service_role;
     END IF;

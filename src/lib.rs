@@ -26,14 +26,14 @@ extension_sql_file!(
     name = "traces_functions",
     requires = [
         "traces_tables",
-        traces::store::ingest_spans,
+        traces::store::ingest_spans_admitted,
         traces::read::get_trace_tree,
         traces::read::trace_spans,
         traces::read::span_subtree,
         traces::read::span_ancestors,
         traces::read::trace_waterfall,
         traces::read::trace_waterfall_svg,
-        traces::store::ingest_otlp,
+        traces::store::ingest_otlp_admitted,
         traces::search::search_spans,
         traces::search::check_page,
         traces::search::check_span_filters,
@@ -77,6 +77,11 @@ extension_sql_file!(
     "../sql/031_anomaly_functions.sql",
     name = "anomaly_functions",
     requires = ["anomaly_cohort_tables", "traces_functions", anomaly::sql::detect_anomalies, anomaly::sql::anomaly_params]
+);
+extension_sql_file!(
+    "../sql/040_rate_limits.sql",
+    name = "rate_limits",
+    requires = ["identity", "traces_functions", "experiments_lifecycle", "anomaly_functions"]
 );
 // last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/900_security.sql", name = "security", finalize);

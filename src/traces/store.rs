@@ -275,13 +275,33 @@ pub(crate) fn store_batch(mut batch: ingest::Batch) -> pgrx::JsonB {
     }))
 }
 
-/// `analytics.ingest_spans(spans jsonb) returns jsonb`
+/// `analytics._ingest_spans(spans jsonb) returns jsonb`, behind the PL/pgSQL `analytics.ingest_spans`
 ///
 /// Stores a batch of spans (a JSON array of span objects, up to 100,000) in one statement: all or nothing.
 /// Re-sending a span (same owner, trace_id, span_id) updates it; children may arrive before their parents.
 /// Returns `{"received", "stored", "merged_duplicates", "traces"}` (`stored`: rows inserted or updated). The argument is read
-/// in its binary form (see `jsonb_spans`): no JSON text is produced or parsed.
-#[pg_extern(volatile, parallel_unsafe)]
+/// in its binary form (see `jsonb_spans`): no JSON text is produced or parsed. Runs only once
+/// `analytics.check_rate_limit('ingest')` has admitted the call (see `take_admission`).
+#[pg_extern(name = "_ingest_spans", volatile, parallel_unsafe)]
+pub fn ingest_spans_admitted(spans: Option<RawJsonb>) -> pgrx::JsonB {
+    take_admission("ingest", "analytics._ingest_spans", "analytics.ingest_spans");
+    ingest_spans(spans)
+}
+
+/// `analytics._ingest_otlp(payload jsonb) returns jsonb`, behind the PL/pgSQL `analytics.ingest_otlp`
+///
+/// Stores the spans of an OpenTelemetry OTLP/JSON `ExportTraceServiceRequest`, mapping `gen_ai.*` (and
+/// OpenInference) attributes to columns and keeping the rest in `metadata.otel`. Same rules and result as
+/// `ingest_spans`.
+#[pg_extern(name = "_ingest_otlp", volatile, parallel_unsafe)]
+pub fn ingest_otlp_admitted(payload: Option<JsonbText>) -> pgrx::JsonB {
+    take_admission("ingest", "analytics._ingest_otlp", "analytics.ingest_otlp");
+    ingest_otlp(payload)
+}
+
+/// The 0.1.0 SQL's `analytics.ingest_spans` (symbol `ingest_spans_wrapper`): kept, without SQL of its own, so that a
+/// database still at 0.1.0 works with this library (docs/upgrading.md). 0.1.0 has no rate limits.
+#[pg_extern(sql = false, volatile, parallel_unsafe)]
 pub fn ingest_spans(spans: Option<RawJsonb>) -> pgrx::JsonB {
     let datum = required(spans, "spans").into_datum().expect("a jsonb datum");
     let caller = caller_id();
@@ -291,15 +311,45 @@ pub fn ingest_spans(spans: Option<RawJsonb>) -> pgrx::JsonB {
     store_batch(batch)
 }
 
-/// `analytics.ingest_otlp(payload jsonb) returns jsonb`
-///
-/// Stores the spans of an OpenTelemetry OTLP/JSON `ExportTraceServiceRequest`, mapping `gen_ai.*` (and
-/// OpenInference) attributes to columns and keeping the rest in `metadata.otel`. Same rules and result as
-/// `ingest_spans`.
-#[pg_extern(volatile, parallel_unsafe)]
+/// The 0.1.0 SQL's `analytics.ingest_otlp` (symbol `ingest_otlp_wrapper`), kept like `ingest_spans`.
+#[pg_extern(sql = false, volatile, parallel_unsafe)]
 pub fn ingest_otlp(payload: Option<JsonbText>) -> pgrx::JsonB {
     let text = required(payload, "payload").0;
     let batch = otlp::parse_otlp(&text, caller_id().as_deref()).or_raise();
     store_batch(batch)
 }
 
+/// The setting through which `analytics.check_rate_limit(action)` (PL/pgSQL, sql/040_rate_limits.sql) tells the
+/// writing function it guards that the call was admitted, for this transaction. PostgREST gives its callers no way
+/// to set it, so calling `analytics._ingest_spans` directly through the API cannot skip the limit.
+const ADMITTED: &std::ffi::CStr = c"analytics.rate_limit_admitted";
+
+/// Consumes the admission of `action` (one admission lets one call through); 42501 naming the public function
+/// when there is none.
+fn take_admission(action: &str, internal: &str, public: &str) {
+    // SAFETY: GetConfigOption returns NULL or a string owned by the GUC machinery, read before any other GUC call;
+    // set_config_option copies its arguments
+    let admitted = unsafe {
+        let value = pg_sys::GetConfigOption(ADMITTED.as_ptr(), true, false);
+        !value.is_null() && std::ffi::CStr::from_ptr(value).to_bytes() == action.as_bytes()
+    };
+    if !admitted {
+        AnalyticsError::new(
+            ErrorKind::InsufficientPrivilege,
+            format!("{internal} is internal: call {public}, which applies the caller's rate limit first"),
+        )
+        .raise();
+    }
+    unsafe {
+        pg_sys::set_config_option(
+            ADMITTED.as_ptr(),
+            c"".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
+        );
+    }
+}

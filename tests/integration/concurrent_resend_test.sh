@@ -21,6 +21,10 @@ select t, s, jsonb_build_object(
     'start_time', '2026-11-20T09:00:00Z', 'end_time', '2026-11-20T09:00:01Z', 'input_tokens', s) as span
 from generate_series(0, 19) t, generate_series(0, 99) s;
 grant select on resend_pool to authenticated;
+-- this test is about locks, not rate limits: the owner's plan is unlimited (tests/integration/rate_limit_race_test.sh
+-- races the limiter)
+insert into analytics.rate_limits (user_id, action, max_calls, per)
+values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ingest', null, '1 minute');
 SQL
 
 # each call: 100 spans of 5 random traces (20 from each), in random order

@@ -9,6 +9,10 @@ psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c 'create extension analytics_ext' -f
 # tables that 0.1.0 did not have (the seed also serves upgrade_test at 0.1.0)
 psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.retention_policies (user_id, keep_days)
     values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 30), ('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 365)"
+psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.rate_limits (user_id, action, max_calls, per)
+    values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ingest', 1000, '1 minute'), (null, 'export_csv', 5, '1 hour')" \
+    -c "select set_config('request.jwt.claims', '{\"sub\":\"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\"}', false)" \
+    -c "set role authenticated" -c "select analytics.check_rate_limit('export_csv')"
 
 pg_dump -Fc -d dump_src -f "$CLUSTER_DIR/dump_src.pgdump"
 pg_restore --exit-on-error -d dump_dst "$CLUSTER_DIR/dump_src.pgdump"
@@ -20,6 +24,12 @@ checksum() {
         from analytics.$2 t"
 }
 for t in $tables; do
+    if [ "$t" = rate_limit_state ]; then
+        # the limiter's window is not dumped (UNLOGGED, like a cache): a restored database starts with empty windows
+        echo "$t: source $(checksum dump_src "$t"), restored $(checksum dump_dst "$t") (not dumped)"
+        [ "$(checksum dump_dst "$t")" = "0:" ] || { echo "$t was restored"; exit 1; }
+        continue
+    fi
     src=$(checksum dump_src "$t")
     dst=$(checksum dump_dst "$t")
     echo "$t: source $src, restored $dst"

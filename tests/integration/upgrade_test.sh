@@ -105,23 +105,33 @@ for prev in $released; do
     done
 
     # a downgrade that would lose data refuses, changes nothing, and goes through once the data is gone
-    # (0.2.0 added analytics.retention_policies, which 0.1.0 has no place for)
-    if [ "$(sql -d up_data -c "select to_regclass('analytics.retention_policies') is not null")" = t ] \
-       && [ "$(sql -d up_data -c "select count(*) from pg_depend d join pg_extension e on e.oid = d.refobjid
-              where e.extname = 'analytics_ext' and d.objid = 'analytics.retention_policies'::regclass")" = 1 ]; then
-        sql -d up_data -c "insert into analytics.retention_policies (user_id, keep_days) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 30)"
+    # (0.2.0 added analytics.retention_policies and analytics.rate_limits, which 0.1.0 has no place for)
+    refuses_to_lose() {  # TABLE INSERT_SQL MESSAGE
+        local table=$1 insert=$2 message=$3 out
+        if [ "$(sql -d up_data -c "select to_regclass('analytics.$table') is not null")" != t ] \
+           || [ "$(sql -d up_data -c "select count(*) from pg_depend d join pg_extension e on e.oid = d.refobjid
+                  where e.extname = 'analytics_ext' and d.objid = 'analytics.$table'::regclass")" != 1 ]; then
+            return 0
+        fi
+        sql -d up_data -c "$insert"
         if out=$(PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d up_data \
                  -c "alter extension analytics_ext update to '$prev'" 2>&1); then
-            echo "FAIL: the downgrade to $prev went through with a retention policy in the table"; exit 1
+            echo "FAIL: the downgrade to $prev went through with rows in $table"; exit 1
         fi
-        echo "$out" | grep -q "55000" && echo "$out" | grep -q "would lose 1 retention policy" \
+        echo "$out" | grep -q "55000" && echo "$out" | grep -q "$message" \
             || { echo "FAIL: the downgrade refused with an unexpected error: $out"; exit 1; }
         [ "$(sql -d up_data -c "select extversion from pg_extension where extname = 'analytics_ext'")" = "$current" ]
-        [ "$(sql -d up_data -c "select count(*) from analytics.retention_policies")" = 1 ]
-        sql -d up_data -c "delete from analytics.retention_policies" -c "alter extension analytics_ext update to '$prev'" \
+        [ "$(sql -d up_data -c "select count(*) from analytics.$table")" = 1 ]
+        sql -d up_data -c "delete from analytics.$table" -c "alter extension analytics_ext update to '$prev'" \
             -c "alter extension analytics_ext update to '$current'"
-        echo "ok: the downgrade to $prev refuses (55000) while a retention policy would be lost, and goes through without"
-    fi
+        echo "ok: the downgrade to $prev refuses (55000) while rows of $table would be lost, and goes through without"
+    }
+    refuses_to_lose retention_policies \
+        "insert into analytics.retention_policies (user_id, keep_days) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 30)" \
+        "would lose 1 retention policy"
+    refuses_to_lose rate_limits \
+        "insert into analytics.rate_limits (user_id, action, max_calls, per) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ingest', 1000, '1 minute')" \
+        "would lose 1 rate limit"
 
     # 5. the regression suite on a database that was updated from the released version
     fresh_db up_regress

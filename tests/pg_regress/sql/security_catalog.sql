@@ -2,7 +2,7 @@
 -- function added later is covered automatically).
 
 -- every table: RLS enabled AND forced, registered for pg_dump (except ab_experiment_unit_totals: derived, rebuilt
--- by its triggers on restore), an index that leads with user_id
+-- by its triggers on restore; and rate_limit_state: the limiter's UNLOGGED window), an index that leads with user_id
 select c.relname,
        c.relrowsecurity as rls,
        c.relforcerowsecurity as forced,
@@ -29,6 +29,7 @@ order by 1;
 
 -- ...and every policy expression (USING and WITH CHECK) is the same one: the owner is the caller, evaluated once
 -- per query as an InitPlan ("SELECT" around the call). UPDATE has both, INSERT only WITH CHECK, the others USING.
+-- One addition: rate_limits_select_defaults lets every owner read the default rate limits (user_id IS NULL).
 select expr, count(*) as uses
 from (select qual as expr from pg_policies where schemaname = 'analytics' and qual is not null
       union all
@@ -49,7 +50,8 @@ where n.nspname = 'analytics'
 order by 1;
 
 -- table privileges per API role: anon none, authenticated and service_role full DML (RLS confines authenticated),
--- except ab_experiment_unit_totals, which only its triggers write, and retention_policies, which owners only read
+-- except ab_experiment_unit_totals, which only its triggers write, retention_policies and rate_limits, which
+-- owners only read, and rate_limit_state, which only analytics.check_rate_limit writes
 select c.relname,
        has_table_privilege('anon', c.oid, 'select, insert, update, delete') as anon,
        has_table_privilege('authenticated', c.oid, 'select') and has_table_privilege('authenticated', c.oid, 'insert')

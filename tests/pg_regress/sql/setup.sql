@@ -16,3 +16,8 @@ exception when others then
 end
 $$;
 grant execute on function regress.attempt(text, jsonb, boolean) to public;
+
+-- The other tests are about what they test, not about rate limits, and run on a real clock: the built-in actions get
+-- unlimited defaults here (rate_limits.sql removes them and tests the limits with a test clock).
+insert into analytics.rate_limits (action, max_calls, per)
+values ('ingest', null, '1 minute'), ('create_experiment', null, '1 hour'), ('run_anomaly_detection', null, '1 hour');

@@ -1,0 +1,300 @@
+-- Rate limits: how many calls of an action each owner (the JWT's sub) may make in any rolling window, enforced
+-- inside our writing functions before they write, and answered through PostgREST as HTTP 429 with Retry-After
+-- (docs/guardrails.md).
+--
+--  * analytics.rate_limits: the limits as data. A row with user_id NULL overrides the built-in default of an action
+--    for every owner; a row with a user_id is that owner's plan. Written by the DBA or service_role; owners read
+--    theirs and the defaults (one extra SELECT policy, below).
+--  * analytics.rate_limit_state: per owner and action, the times of the calls admitted within the window, oldest
+--    first (an exact sliding window: at most max_calls in ANY window of length per, never about twice as many as a
+--    fixed window or a token bucket admits across a boundary). UNLOGGED: a crash empties it, which resets the
+--    limits and loses no data.
+--  * analytics.check_rate_limit(action): admits a call (records it) or raises SQLSTATE 'PGRST' with status 429 and
+--    Retry-After / RateLimit-* headers. Raising rolls back the caller's whole transaction, so a rejected call writes
+--    nothing and consumes no quota. Our writing functions call it first; a project may call it from its own
+--    db_pre_request function for actions of its own.
+--
+-- Written in PL/pgSQL on purpose: a PGRST error must be raised by SQL, a raise from inside the Rust library would
+-- reach PostgREST as XX000 (pgrx re-raises errors it catches with the codes it knows).
+
+CREATE TABLE analytics.rate_limits (
+    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id           uuid,
+    action            text NOT NULL,
+    max_calls         integer,
+    per               interval NOT NULL,
+    exempt_privileged boolean NOT NULL DEFAULT true,
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT rate_limits_owner_action_key UNIQUE NULLS NOT DISTINCT (user_id, action),
+    CONSTRAINT rate_limits_action_check CHECK (action ~ '^[a-z][a-z0-9_]{0,62}$'),
+    CONSTRAINT rate_limits_max_calls_check CHECK (max_calls BETWEEN 1 AND 100000),
+    CONSTRAINT rate_limits_per_check CHECK (per >= interval '1 second' AND per <= interval '1 day')
+);
+COMMENT ON TABLE analytics.rate_limits IS
+$$Rate limits per action: max_calls (NULL: unlimited) in any rolling window of length per. user_id NULL: the default for every owner (overrides the built-in default of ingest, create_experiment, run_anomaly_detection); user_id set: that owner's plan. exempt_privileged: superusers and service_role (roles with BYPASSRLS) are not limited. Written by the DBA or service_role; owners read their own rows and the defaults.$$;
+
+CREATE TRIGGER rate_limits_touch_updated_at BEFORE UPDATE ON analytics.rate_limits
+FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
+
+CREATE UNLOGGED TABLE analytics.rate_limit_state (
+    user_id  uuid NOT NULL,
+    action   text NOT NULL,
+    admitted timestamptz[] NOT NULL,
+    PRIMARY KEY (user_id, action)
+);
+COMMENT ON TABLE analytics.rate_limit_state IS
+'Per owner and action, the times of the calls admitted within the current window, oldest first; kept by analytics.check_rate_limit(). UNLOGGED: emptied by a crash, which resets the limits and loses no data. Owners read their own; nobody but the limiter writes it.';
+
+-- The built-in defaults, used for an action without a row in analytics.rate_limits.
+-- (No SET clause: it is inlined into the queries of the limiter, whose search_path is ''; its body is constants.)
+CREATE FUNCTION analytics._builtin_rate_limits(OUT action text, OUT max_calls integer, OUT per interval)
+RETURNS SETOF record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    values ('ingest', 100, interval '1 minute'),
+           ('create_experiment', 10, interval '1 hour'),
+           ('run_anomaly_detection', 60, interval '1 hour')
+$$;
+COMMENT ON FUNCTION analytics._builtin_rate_limits() IS
+'The built-in rate limits: ingest 100 per minute (ingest_spans, ingest_otlp, record_span), create_experiment 10 per hour, run_anomaly_detection 60 per hour. A row in analytics.rate_limits overrides them. Internal.';
+
+-- The limiter's clock: clock_timestamp(), or the test clock analytics.rate_limit_clock, which only a session
+-- whose login role is a superuser may use (tests move time without sleeping; an API caller cannot move it).
+CREATE FUNCTION analytics._rate_limit_now() RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE PARALLEL SAFE
+SET search_path = ''
+AS $$
+declare
+    clock text := current_setting('analytics.rate_limit_clock', true);
+begin
+    if clock is null or clock = '' then
+        return pg_catalog.clock_timestamp();
+    end if;
+    if not coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.rolname = session_user), false) then
+        raise exception 'analytics.rate_limit_clock: the test clock may only be set in a superuser''s session'
+            using errcode = '42501';
+    end if;
+    return clock::timestamptz;
+end
+$$;
+COMMENT ON FUNCTION analytics._rate_limit_now() IS
+'The rate limiter''s clock: clock_timestamp(), or the setting analytics.rate_limit_clock in a superuser''s session (tests). Internal.';
+
+-- A window as people write it ('1 minute', '10 seconds', '1 hour'), whatever the session's IntervalStyle.
+CREATE FUNCTION analytics._window_text(per interval) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = ''
+AS $$
+    select case when s % 86400 = 0 then (s / 86400) || ' day' when s % 3600 = 0 then (s / 3600) || ' hour'
+                when s % 60 = 0 then (s / 60) || ' minute' else s || ' second' end
+           || case when s in (1, 60, 3600, 86400) then '' else 's' end
+    from (select ceil(extract(epoch from per))::bigint as s) w
+$$;
+COMMENT ON FUNCTION analytics._window_text(interval) IS
+'A rate-limit window as text (''1 minute'', ''10 seconds''), independent of IntervalStyle. Internal.';
+
+-- The limit that applies to the caller for an action, and whether the caller is exempt from it. PL/pgSQL so that
+-- its plans are cached (a SQL function with a SET clause is planned again on every call: 200 us).
+CREATE FUNCTION analytics._rate_limit_for(action text, owner uuid,
+    OUT max_calls integer, OUT per interval, OUT exempt boolean, OUT defined boolean)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+begin
+    -- the owner's row, else the default row (user_id NULL sorts last), else the built-in default
+    select l.max_calls, l.per, l.exempt_privileged into max_calls, per, exempt
+    from analytics.rate_limits l
+    where l.action = _rate_limit_for.action and (l.user_id = _rate_limit_for.owner or l.user_id is null)
+    order by l.user_id nulls last
+    limit 1;
+    defined := found;
+    if not defined then
+        select b.max_calls, b.per, true into max_calls, per, exempt
+        from analytics._builtin_rate_limits() b where b.action = _rate_limit_for.action;
+        defined := found;
+    end if;
+    if exempt then
+        -- the role the call runs as: inside a SECURITY DEFINER function current_user is its owner, while the setting
+        -- role is what PostgREST's SET LOCAL ROLE (or a psql SET ROLE) chose
+        exempt := coalesce((select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r
+                            where r.rolname = coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user)),
+                           false);
+    end if;
+end
+$$;
+COMMENT ON FUNCTION analytics._rate_limit_for(text, uuid) IS
+'The rate limit of an action for an owner (their row, else the default row, else the built-in default; defined = false when none) and whether the calling role is exempt from it. Internal.';
+
+CREATE FUNCTION analytics.check_rate_limit(action text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := analytics.current_user_id();
+    rule record;
+    read_only boolean := pg_catalog.current_setting('transaction_read_only')::boolean;
+    adm timestamptz[];
+    n integer;
+    i integer := 1;
+    used integer;
+    t timestamptz;
+    retry integer;
+    window_s double precision;
+    info text;
+begin
+    if check_rate_limit.action is null then
+        raise exception 'action: is required' using errcode = '22004';
+    end if;
+    select * into rule from analytics._rate_limit_for(check_rate_limit.action, owner);
+    if not rule.defined then
+        raise exception 'action: no rate limit is defined for "%"; insert one into analytics.rate_limits (built-in: ingest, create_experiment, run_anomaly_detection)',
+            check_rate_limit.action using errcode = 'P0002';
+    end if;
+    -- the writing function that called us may now proceed (see analytics._ingest_spans)
+    perform pg_catalog.set_config('analytics.rate_limit_admitted', check_rate_limit.action, true);
+    -- not limited: no owner to count against (a DBA's session, a back end without a user), an exempt role, no limit
+    if owner is null or rule.exempt or rule.max_calls is null then
+        return jsonb_build_object('action', check_rate_limit.action, 'limited', false);
+    end if;
+
+    if read_only then
+        -- a READ ONLY transaction (PostgREST GET, a read replica) can check but not record: nothing is consumed
+        select s.admitted into adm from analytics.rate_limit_state s
+        where s.user_id = owner and s.action = check_rate_limit.action;
+    else
+        -- one admission at a time per owner and action: the row lock is held until the caller's transaction ends,
+        -- so a concurrent call counts this one once it commits (or not at all if it rolls back)
+        select s.admitted into adm from analytics.rate_limit_state s
+        where s.user_id = owner and s.action = check_rate_limit.action for update;
+        if not found then
+            insert into analytics.rate_limit_state (user_id, action, admitted)
+            values (owner, check_rate_limit.action, '{}') on conflict do nothing;
+            select s.admitted into adm from analytics.rate_limit_state s
+            where s.user_id = owner and s.action = check_rate_limit.action for update;
+        end if;
+    end if;
+    adm := coalesce(adm, '{}');
+    n := coalesce(array_length(adm, 1), 0);
+    -- now, after the lock, never before the last admission: the times stay in order
+    t := greatest(analytics._rate_limit_now(), adm[n]);
+    while i <= n and adm[i] <= t - rule.per loop
+        i := i + 1;
+    end loop;
+    used := n - i + 1;
+    window_s := extract(epoch from rule.per);
+
+    if used >= rule.max_calls then
+        -- a slot frees when the admission at position used - max_calls + 1 of the window leaves it
+        retry := greatest(1, ceil(extract(epoch from adm[i + used - rule.max_calls] + rule.per - t))::integer);
+        info := jsonb_build_object('action', check_rate_limit.action, 'limit', rule.max_calls,
+            'window', analytics._window_text(rule.per), 'window_seconds', window_s, 'remaining', 0,
+            'retry_after_seconds', retry)::text;
+        if pg_catalog.current_setting('analytics.rate_limit_sqlstate', true) = 'PT429' then
+            -- PostgREST < 12: the status without headers
+            raise sqlstate 'PT429' using
+                message = format('rate limit exceeded: %s allows %s calls per %s; retry after %s s',
+                                 check_rate_limit.action, rule.max_calls, analytics._window_text(rule.per), retry),
+                detail = info, hint = format('Retry after %s seconds.', retry);
+        end if;
+        raise sqlstate 'PGRST' using
+            message = jsonb_build_object('code', 'rate_limited',
+                'message', format('rate limit exceeded: %s allows %s calls per %s; retry after %s s',
+                                  check_rate_limit.action, rule.max_calls, analytics._window_text(rule.per), retry),
+                'details', info, 'hint', format('Retry after %s seconds.', retry))::text,
+            detail = jsonb_build_object('status', 429, 'headers', jsonb_build_object(
+                'Retry-After', retry::text, 'RateLimit-Limit', rule.max_calls::text, 'RateLimit-Remaining', '0',
+                'RateLimit-Reset', retry::text,
+                'RateLimit-Policy', format('%s;w=%s', rule.max_calls, ceil(window_s)::bigint)))::text;
+    end if;
+
+    if not read_only then
+        update analytics.rate_limit_state s set admitted = adm[i:n] || t
+        where s.user_id = owner and s.action = check_rate_limit.action;
+        used := used + 1;
+    end if;
+    return jsonb_build_object('action', check_rate_limit.action, 'limited', true, 'limit', rule.max_calls,
+        'window_seconds', window_s, 'remaining', rule.max_calls - used,
+        'reset_seconds', ceil(extract(epoch from coalesce(adm[i], t) + rule.per - t))::integer);
+end
+$$;
+COMMENT ON FUNCTION analytics.check_rate_limit(text) IS
+$$Admits one call of an action for the caller (the JWT's sub) under its rate limit (analytics.rate_limits, else the built-in default), or rejects it: RAISE SQLSTATE 'PGRST' that PostgREST (>= 12) answers with HTTP 429 and the headers Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy; the body's details (JSON text) has action, limit, window, window_seconds, remaining and retry_after_seconds. With the setting analytics.rate_limit_sqlstate = 'PT429' it raises SQLSTATE PT429 (PostgREST < 12: status 429, no headers). Exact sliding window: never more than max_calls admitted in any window of length per. A rejection rolls back the transaction, so it consumes nothing. Not limited: callers without a sub, superusers and service_role (unless the limit says exempt_privileged = false). In a READ ONLY transaction it only checks. An action without any limit raises P0002.
+Returns {"action", "limited", "limit", "window_seconds", "remaining", "reset_seconds"}. ingest_spans, ingest_otlp, record_span, create_experiment and run_anomaly_detection call it; a Supabase project may call it from its own db_pre_request function for actions of its own.
+Example: select analytics.check_rate_limit('ingest');$$;
+
+CREATE FUNCTION analytics.rate_limit_status()
+RETURNS TABLE (action text, max_calls integer, per interval, used integer, remaining integer, reset_at timestamptz,
+               exempt boolean)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := analytics.current_user_id();
+    t timestamptz := analytics._rate_limit_now();
+begin
+    if owner is null then
+        raise exception 'no user: call with a JWT whose claims have a sub (request.jwt.claims)' using errcode = '42501';
+    end if;
+    return query
+    with actions as (
+        select b.action from analytics._builtin_rate_limits() b
+        union
+        select l.action from analytics.rate_limits l where l.user_id = owner or l.user_id is null
+    )
+    select a.action, r.max_calls, r.per,
+           w.used, case when r.max_calls is not null then greatest(r.max_calls - w.used, 0) end,
+           w.oldest + r.per, r.exempt
+    from actions a
+    cross join lateral analytics._rate_limit_for(a.action, owner) r
+    left join analytics.rate_limit_state s on s.user_id = owner and s.action = a.action
+    cross join lateral (
+        select count(x)::integer as used, min(x) as oldest
+        from unnest(coalesce(s.admitted, '{}')) x where x > t - r.per
+    ) w
+    order by a.action;
+end
+$$;
+COMMENT ON FUNCTION analytics.rate_limit_status() IS
+$$The caller's rate limits, one row per action: max_calls (NULL: unlimited) per window, calls used in the current window, remaining, reset_at (when the oldest counted call leaves the window; NULL when none is counted) and exempt (the calling role is not limited).
+Example: select * from analytics.rate_limit_status();$$;
+
+-- The ingest functions: the limiter first, then the Rust implementation (analytics._ingest_spans/_ingest_otlp,
+-- which refuse to run unless check_rate_limit admitted the call in this transaction: calling them directly through
+-- PostgREST cannot skip the limit).
+CREATE FUNCTION analytics.ingest_spans(spans jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+begin
+    perform analytics.check_rate_limit('ingest');
+    return analytics._ingest_spans(spans);
+end
+$$;
+
+CREATE FUNCTION analytics.ingest_otlp(payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+begin
+    perform analytics.check_rate_limit('ingest');
+    return analytics._ingest_otlp(payload);
+end
+$$;
+
+COMMENT ON FUNCTION analytics.ingest_spans(jsonb) IS
+$$Stores a batch of spans (JSON array of span objects, at most 100,000) in one all-or-nothing statement.
+Re-sending a span (same owner, trace_id, span_id) updates it: fields sent win, fields left out keep their value, metadata objects are merged.
+Children may arrive before their parents. Errors name the element and field, e.g. 'spans[3].end_time: is before start_time' (22023).
+Returns {"received", "stored" (rows inserted or updated), "merged_duplicates", "traces"}.
+Rate limited (action 'ingest', default 100 calls per minute per user): over the limit it raises HTTP 429 through PostgREST, see analytics.check_rate_limit.
+Example: select analytics.ingest_spans('[{"trace_id":"t1","span_id":"s1","name":"chat","start_time":"2026-11-20T09:00:00Z"}]');$$;
+
+COMMENT ON FUNCTION analytics.ingest_otlp(jsonb) IS
+$$Stores the spans of an OpenTelemetry OTLP/JSON ExportTraceServiceRequest ({"resourceSpans": [...]}): hex ids, unix-nano times, status codes; gen_ai.* and OpenInference attributes map to columns (model, provider, tokens, conversation id, input/output messages...), everything else goes to metadata.otel.
+Same rules and result as ingest_spans; errors name the span by path, e.g. resourceSpans[0].scopeSpans[0].spans[3].spanId.
+Example: select analytics.ingest_otlp(pg_read_file('export.json')::jsonb);$$;
+
+COMMENT ON FUNCTION analytics._ingest_spans(jsonb) IS
+'The implementation of analytics.ingest_spans (Rust). Runs only after analytics.check_rate_limit(''ingest'') admitted the call in this transaction, else 42501: call analytics.ingest_spans. Internal.';
+COMMENT ON FUNCTION analytics._ingest_otlp(jsonb) IS
+'The implementation of analytics.ingest_otlp (Rust). Runs only after analytics.check_rate_limit(''ingest'') admitted the call in this transaction, else 42501: call analytics.ingest_otlp. Internal.';
