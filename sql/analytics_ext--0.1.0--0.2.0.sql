@@ -213,6 +213,9 @@ declare
     retry integer;
     window_s double precision;
     info text;
+    win text;
+    msg text;
+    hnt text;
 begin
     if check_rate_limit.action is null then
         raise exception 'action: is required' using errcode = '22004';
@@ -257,22 +260,20 @@ begin
 
     if used >= rule.max_calls then
         -- a slot frees when the admission at position used - max_calls + 1 of the window leaves it
+        win := analytics._window_text(rule.per);
         retry := greatest(1, ceil(extract(epoch from adm[i + used - rule.max_calls] + rule.per - t))::integer);
         info := jsonb_build_object('action', check_rate_limit.action, 'limit', rule.max_calls,
-            'window', analytics._window_text(rule.per), 'window_seconds', window_s, 'remaining', 0,
+            'window', win, 'window_seconds', window_s, 'remaining', 0,
             'retry_after_seconds', retry)::text;
+        msg := format('rate limit exceeded: %s allows %s calls per %s; retry after %s s',
+                      check_rate_limit.action, rule.max_calls, win, retry);
+        hnt := format('Retry after %s seconds.', retry);
         if pg_catalog.current_setting('analytics.rate_limit_sqlstate', true) = 'PT429' then
             -- PostgREST < 12: the status without headers
-            raise sqlstate 'PT429' using
-                message = format('rate limit exceeded: %s allows %s calls per %s; retry after %s s',
-                                 check_rate_limit.action, rule.max_calls, analytics._window_text(rule.per), retry),
-                detail = info, hint = format('Retry after %s seconds.', retry);
+            raise sqlstate 'PT429' using message = msg, detail = info, hint = hnt;
         end if;
         raise sqlstate 'PGRST' using
-            message = jsonb_build_object('code', 'rate_limited',
-                'message', format('rate limit exceeded: %s allows %s calls per %s; retry after %s s',
-                                  check_rate_limit.action, rule.max_calls, analytics._window_text(rule.per), retry),
-                'details', info, 'hint', format('Retry after %s seconds.', retry))::text,
+            message = jsonb_build_object('code', 'rate_limited', 'message', msg, 'details', info, 'hint', hnt)::text,
             detail = jsonb_build_object('status', 429, 'headers', jsonb_build_object(
                 'Retry-After', retry::text, 'RateLimit-Limit', rule.max_calls::text, 'RateLimit-Remaining', '0',
                 'RateLimit-Reset', retry::text,
