@@ -15,6 +15,24 @@ begin
 end
 $$;
 
+-- bench_requests(sql, runs): the same, each run in a transaction of its own (as PostgREST runs a request); CALL it
+-- outside a transaction block.
+create procedure pg_temp.bench_requests(q text, runs int, inout median_ms double precision default null)
+language plpgsql as $$
+declare
+    t0 timestamptz;
+    times double precision[] := '{}';
+begin
+    for i in 1..runs loop
+        t0 := clock_timestamp();
+        execute q;
+        commit;
+        times := times || extract(epoch from clock_timestamp() - t0)::double precision * 1000;
+    end loop;
+    median_ms := (select percentile_cont(0.5) within group (order by x) from unnest(times) x);
+end
+$$;
+
 -- A trace of n spans shaped like an agent run: a complete 10-ary tree (root, 10 steps, 100 sub-steps, ...),
 -- each span with about 500 bytes of input and output, owned by user u.
 create function pg_temp.make_trace(u uuid, trace text, n int) returns void

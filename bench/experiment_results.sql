@@ -40,8 +40,8 @@ select (select count(*) from analytics.ab_experiment_assignments) as assignments
 
 set role authenticated;
 create temp table results as
-select pg_temp.bench($$select * from analytics.experiment_results('bench-checkout', 'purchase')$$, 3) as binomial_ms,
-       pg_temp.bench($$select * from analytics.experiment_results('bench-checkout', 'purchase', metric_type => 'mean')$$, 3) as mean_ms,
+select pg_temp.bench($$select * from analytics.experiment_results('bench-checkout', 'purchase', cache => false)$$, 3) as binomial_ms,
+       pg_temp.bench($$select * from analytics.experiment_results('bench-checkout', 'purchase', metric_type => 'mean', cache => false)$$, 3) as mean_ms,
        pg_temp.bench($$select v.key, count(*), count(*) filter (where p.events > 0), sum(p.total), sum(p.total * p.total)
                        from (select a.variant_id, count(ev.id) as events, coalesce(sum(ev.value), 0) as total
                              from analytics.ab_experiment_assignments a
@@ -58,7 +58,19 @@ select round(binomial_ms) as experiment_results_binomial_ms, round(mean_ms) as e
 from results;
 select variant_key, units, round(value::numeric, 4) as rate, round(effect::numeric, 4) as lift, round(p_value::numeric, 4) as p,
        round(chance_to_beat_control::numeric, 3) as chance, srm
-from analytics.experiment_results('bench-checkout', 'purchase');
+from analytics.experiment_results('bench-checkout', 'purchase', cache => false);
+
+-- The result cache (sql/041_cache.sql): each call in a transaction of its own, as PostgREST runs a request. The first
+-- call computes and stores the result (a miss); the next ones read it (hits, median of 200); against the
+-- computation alone (cache => false, median of 3), in the same run.
+call pg_temp.bench_requests($$select * from analytics.experiment_results('bench-checkout', 'purchase', cache => false)$$, 3) \gset uncached_
+call pg_temp.bench_requests($$select * from analytics.experiment_results('bench-checkout', 'purchase')$$, 1) \gset miss_
+call pg_temp.bench_requests($$select * from analytics.experiment_results('bench-checkout', 'purchase')$$, 200) \gset hit_
+select round(:uncached_median_ms::numeric, 1) as computed_ms, round(:miss_median_ms::numeric, 1) as miss_and_store_ms,
+       round(:hit_median_ms::numeric, 3) as cache_hit_ms,
+       round((:uncached_median_ms / :hit_median_ms)::numeric) as hit_is_times_faster,
+       :hit_median_ms <= 5 as hit_within_5_ms;
+select function_name, entries, bytes, hits, misses from analytics.cache_stats();
 reset role;
 
 -- what the per-unit totals cost at write time: batches of 10,000 events of assigned units (a third tied to the

@@ -121,7 +121,7 @@ CREATE TYPE analytics.trace_summary AS (
 );
 COMMENT ON TYPE analytics.trace_summary IS 'One trace as listed by analytics.search_traces; cursor is the value to pass as after => for the next page.';
 
-CREATE FUNCTION analytics.search_traces(
+CREATE FUNCTION analytics._search_traces(
     trace_id        text             DEFAULT NULL,
     conversation_id text             DEFAULT NULL,
     message_id      text             DEFAULT NULL,
@@ -142,15 +142,15 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
 SET search_path = ''
 AS $$
 declare
-    owner uuid := coalesce(search_traces.user_id, analytics.current_user_id());
+    owner uuid := coalesce(_search_traces.user_id, analytics.current_user_id());
     c record := analytics._parse_cursor(after);
     q text;
 begin
     perform analytics._check_page("limit", "offset");
     -- a trace matches when one of its spans matches the span filters; times and duration are the trace's
     q := 'with matching as (select distinct s.user_id, s.trace_id from analytics.llm_traces s where '
-        || analytics._span_filters(search_traces.trace_id, search_traces.conversation_id, message_id,
-                                   search_traces.session_id, operation_type, status, model, tag, owner)
+        || analytics._span_filters(_search_traces.trace_id, _search_traces.conversation_id, message_id,
+                                   _search_traces.session_id, operation_type, status, model, tag, owner)
         || case when from_time is not null then ' and s.start_time >= $9' else '' end
         || '), traces as (
             select t.user_id, t.trace_id,
@@ -179,22 +179,15 @@ begin
                 then ' and extract(epoch from end_time - start_time) * 1000 >= $11' else '' end
         || case when after is not null then ' and (start_time, trace_id) < ($13, $14)' else '' end
         || ' order by start_time desc, trace_id desc limit $15 offset $16';
-    return query execute q using search_traces.trace_id, search_traces.conversation_id, message_id,
-        search_traces.session_id, operation_type, status, model, tag, from_time, to_time, min_duration_ms, owner,
+    return query execute q using _search_traces.trace_id, _search_traces.conversation_id, message_id,
+        _search_traces.session_id, operation_type, status, model, tag, from_time, to_time, min_duration_ms, owner,
         c.at_time, c.at_key, "limit", "offset";
 end
 $$;
 
 -- ---- trace_metrics ---------------------------------------------------------------------------------------------------
-CREATE FUNCTION analytics.trace_metrics(
-    bucket         interval,
-    from_time      timestamptz,
-    to_time        timestamptz,
-    group_by       text[]  DEFAULT '{}',
-    operation_type text    DEFAULT NULL,
-    root_only      boolean DEFAULT false,
-    user_id        uuid    DEFAULT NULL
-) RETURNS TABLE (
+-- One row of analytics.trace_metrics (sql/041_cache.sql caches it).
+CREATE TYPE analytics.trace_metrics_row AS (
     bucket_start   timestamptz,
     dimension      jsonb,
     request_count  bigint,
@@ -210,12 +203,23 @@ CREATE FUNCTION analytics.trace_metrics(
     output_tokens  bigint,
     total_tokens   bigint,
     cost_usd       double precision
-)
+);
+COMMENT ON TYPE analytics.trace_metrics_row IS 'One time bucket and group of analytics.trace_metrics.';
+
+CREATE FUNCTION analytics._trace_metrics(
+    bucket         interval,
+    from_time      timestamptz,
+    to_time        timestamptz,
+    group_by       text[]  DEFAULT '{}',
+    operation_type text    DEFAULT NULL,
+    root_only      boolean DEFAULT false,
+    user_id        uuid    DEFAULT NULL
+) RETURNS SETOF analytics.trace_metrics_row
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
 SET search_path = ''
 AS $$
 declare
-    owner uuid := coalesce(trace_metrics.user_id, analytics.current_user_id());
+    owner uuid := coalesce(_trace_metrics.user_id, analytics.current_user_id());
     g text;
     dims text := '';
     q text;
@@ -273,11 +277,8 @@ COMMENT ON FUNCTION analytics.record_span(text, text, text, timestamptz, timesta
 $$Stores one span (insert or update), with named arguments, and returns the stored row. Same rules as ingest_spans.
 Example: select analytics.record_span(trace_id => 't1', span_id => 's1', name => 'chat', start_time => now(), model => 'gpt-4o');$$;
 
-COMMENT ON FUNCTION analytics.get_trace_tree(text, integer, integer, boolean, uuid) IS
-$$The trace as one nested jsonb document: {"trace_id", "span_count", "returned_spans", "truncated", "orphan_count", "cycle_count", "duration_ms", "total_tokens", "cost_usd", "error_count", "roots": [...]}.
-Each span carries its columns, depth, self_ms, on_critical_path, orphan, cycle, a subtree rollup (span_count, error_count, total_tokens, cost_usd, duration_ms), children_truncated, and its children sorted by start time.
-max_depth (0..1000, default 100) and max_spans (default 10000) cap the document, keeping the shallowest spans; include_io => false leaves out input/output.
-NULL when the trace does not exist or is not the caller's. Example: select analytics.get_trace_tree('trace-rag-002', include_io => false);$$;
+COMMENT ON FUNCTION analytics._get_trace_tree(text, integer, integer, boolean, uuid) IS
+'Internal: the computation behind analytics.get_trace_tree, uncached (sql/041_cache.sql).';
 
 COMMENT ON FUNCTION analytics.trace_spans(text, uuid) IS
 $$The trace as flat rows in depth-first order: ordinal, depth, path (span ids from the root), parent, offset_ms from the trace start, duration_ms, self_ms, orphan/cycle flags and subtree rollups.
@@ -299,20 +300,12 @@ COMMENT ON FUNCTION analytics.trace_waterfall_svg(text, integer, uuid) IS
 $$The trace's waterfall as a self-contained SVG document (text): one bar per span on a shared time axis, indented by depth, coloured by operation type, failed spans red, critical path outlined, tooltip per bar. At most max_spans rows (default 2000).
 Example: \copy (select analytics.trace_waterfall_svg('trace-rag-002')) to 'waterfall.svg'$$;
 
-COMMENT ON FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
-$$Spans matching all given filters, newest first (start_time desc, id desc). Keyset pagination: pass after => '<start_time>,<id>' of the last row; "limit" 1..1000 (default 50); "offset" also works.
-Looks at the caller's rows (or user_id's); without a signed-in caller, at all rows the role may see (service_role).
-Example: select name, status, duration_ms from analytics.search_spans(status => 'error', "limit" => 10);$$;
-
-COMMENT ON FUNCTION analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
-$$Traces with at least one span matching the span filters (trace_id, conversation_id, message_id, session_id, operation_type, status, model, tag), trace start within [from_time, to_time) and duration >= min_duration_ms, newest first.
-Each row: root span, start/end, duration_ms, span_count, error_count, total_tokens, cost_usd, models, and the cursor to pass as after => for the next page.
-Example: select trace_id, root_name, span_count, error_count from analytics.search_traces(status => 'error');$$;
-
-COMMENT ON FUNCTION analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid) IS
-$$Rollups per time bucket and group (group_by: model, operation_type, provider, status, name, user): request_count, error_count, error_rate, latency p50/p90/p95/p99 and time-to-first-token p50/p95 in ms, tokens and cost.
-Percentiles are exact (percentile_cont). Buckets are aligned to from_time. Filters: operation_type, root_only (traces rather than spans).
-Example: select * from analytics.trace_metrics('1 hour', now() - interval '1 day', now(), group_by => '{model}');$$;
+COMMENT ON FUNCTION analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
+'Internal: the computation behind analytics.search_spans, uncached (sql/041_cache.sql).';
+COMMENT ON FUNCTION analytics._search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
+'Internal: the computation behind analytics.search_traces, uncached (sql/041_cache.sql).';
+COMMENT ON FUNCTION analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid) IS
+'Internal: the computation behind analytics.trace_metrics, uncached (sql/041_cache.sql).';
 
 COMMENT ON FUNCTION analytics._check_page(integer, integer) IS 'Internal: validates limit/offset of the search functions.';
 COMMENT ON FUNCTION analytics._check_span_filters(text, text) IS 'Internal: validates the operation_type and status filters of the search functions.';

@@ -432,22 +432,8 @@ $$;
 COMMENT ON FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval) IS 'Internal: per-variant moments of an experiment metric, in one pass.';
 
 -- ---- experiment_results: every variant against the control on one metric, from events or from traces ----------
-CREATE FUNCTION analytics.experiment_results(
-    experiment_key    text,
-    metric            text,
-    metric_type       text             DEFAULT NULL,
-    relative          boolean          DEFAULT true,
-    alpha             double precision DEFAULT 0.05,
-    correction        text             DEFAULT 'holm',
-    phase             integer          DEFAULT NULL,
-    metric_source     text             DEFAULT 'events',
-    unit_source       text             DEFAULT 'metadata',
-    operation_type    text             DEFAULT NULL,
-    cuped             boolean          DEFAULT false,
-    cuped_lookback    interval         DEFAULT '14 days',
-    sequential_tuning double precision DEFAULT 5000,
-    lower_is_better   boolean          DEFAULT NULL
-) RETURNS TABLE (
+-- One row of analytics.experiment_results (sql/041_cache.sql caches it).
+CREATE TYPE analytics.experiment_result_row AS (
     variant_key            text,
     is_control             boolean,
     units                  bigint,
@@ -467,13 +453,31 @@ CREATE FUNCTION analytics.experiment_results(
     srm_p_value            double precision,
     srm                    boolean,
     note                   text
-)
+);
+COMMENT ON TYPE analytics.experiment_result_row IS 'One variant of analytics.experiment_results.';
+
+CREATE FUNCTION analytics._experiment_results(
+    experiment_key    text,
+    metric            text,
+    metric_type       text             DEFAULT NULL,
+    relative          boolean          DEFAULT true,
+    alpha             double precision DEFAULT 0.05,
+    correction        text             DEFAULT 'holm',
+    phase             integer          DEFAULT NULL,
+    metric_source     text             DEFAULT 'events',
+    unit_source       text             DEFAULT 'metadata',
+    operation_type    text             DEFAULT NULL,
+    cuped             boolean          DEFAULT false,
+    cuped_lookback    interval         DEFAULT '14 days',
+    sequential_tuning double precision DEFAULT 5000,
+    lower_is_better   boolean          DEFAULT NULL
+) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = ''
 AS $$
 declare
     e analytics.ab_experiments := analytics._experiment(experiment_key);
-    ph int := coalesce(experiment_results.phase, e.phase);
+    ph int := coalesce(_experiment_results.phase, e.phase);
     kind text := metric_type;
     trace_kind text;
     pre interval := case when cuped then cuped_lookback else interval '0' end;
@@ -487,6 +491,7 @@ declare
     keys text[];
     g jsonb;
     t jsonb;
+    r analytics.experiment_result_row;
 begin
     if metric is null or metric = '' then
         raise exception 'metric: is required' using errcode = '22004';
@@ -557,40 +562,36 @@ begin
 
     for g in select x from jsonb_array_elements(groups) x loop
         t := tests->(g->>'key');
-        variant_key := g->>'key';
-        is_control := (g->>'is_control')::boolean;
-        units := (g->'moments'->>'n')::bigint;
-        value := (t->>'treatment_value')::double precision;
-        srm_p_value := (srm_result->>'p_value')::double precision;
-        srm := (srm_result->>'srm')::boolean;
-        if is_control then
-            effect := null; ci_lower := null; ci_upper := null; p_value := null; adjusted_p_value := null;
-            significant := false; chance_to_beat_control := null; expected_loss := null; sequential_p_value := null;
-            sequential_ci_lower := null; sequential_ci_upper := null; variance_reduction := null;
-            note := srm_result->>'note';
+        r.variant_key := g->>'key';
+        r.is_control := (g->>'is_control')::boolean;
+        r.units := (g->'moments'->>'n')::bigint;
+        r.value := (t->>'treatment_value')::double precision;
+        r.srm_p_value := (srm_result->>'p_value')::double precision;
+        r.srm := (srm_result->>'srm')::boolean;
+        if r.is_control then
+            r.effect := null; r.ci_lower := null; r.ci_upper := null; r.p_value := null; r.adjusted_p_value := null;
+            r.significant := false; r.chance_to_beat_control := null; r.expected_loss := null; r.sequential_p_value := null;
+            r.sequential_ci_lower := null; r.sequential_ci_upper := null; r.variance_reduction := null;
+            r.note := srm_result->>'note';
         else
-            effect := (t->>'effect')::double precision;
-            ci_lower := (t->>'ci_lower')::double precision;
-            ci_upper := (t->>'ci_upper')::double precision;
-            p_value := (t->>'p_value')::double precision;
-            adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, variant_key)] end;
-            significant := coalesce(adjusted_p_value < alpha, false);
-            chance_to_beat_control := (t->>'chance_to_beat_control')::double precision;
-            expected_loss := (t->>'expected_loss')::double precision;
-            sequential_p_value := (t->>'sequential_p_value')::double precision;
-            sequential_ci_lower := (t->>'sequential_ci_lower')::double precision;
-            sequential_ci_upper := (t->>'sequential_ci_upper')::double precision;
-            variance_reduction := (t->>'variance_reduction')::double precision;
-            note := coalesce(t->>'note', srm_result->>'note');
+            r.effect := (t->>'effect')::double precision;
+            r.ci_lower := (t->>'ci_lower')::double precision;
+            r.ci_upper := (t->>'ci_upper')::double precision;
+            r.p_value := (t->>'p_value')::double precision;
+            r.adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, r.variant_key)] end;
+            r.significant := coalesce(r.adjusted_p_value < alpha, false);
+            r.chance_to_beat_control := (t->>'chance_to_beat_control')::double precision;
+            r.expected_loss := (t->>'expected_loss')::double precision;
+            r.sequential_p_value := (t->>'sequential_p_value')::double precision;
+            r.sequential_ci_lower := (t->>'sequential_ci_lower')::double precision;
+            r.sequential_ci_upper := (t->>'sequential_ci_upper')::double precision;
+            r.variance_reduction := (t->>'variance_reduction')::double precision;
+            r.note := coalesce(t->>'note', srm_result->>'note');
         end if;
-        return next;
+        return next r;
     end loop;
 end
 $$;
 
-COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean) IS
-$$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (holm, bh or none), significance, chance to beat control and expected loss (Bayesian, Gaussian; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
-metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
-metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
-cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). Default phase: the current one.
-Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
+COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean) IS
+'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';

@@ -134,7 +134,7 @@ begin
     return query execute format($q$
         with series as (
             select m.dimension, m.bucket_start, m.%1$I::double precision as v
-            from analytics.trace_metrics($1, $2, $3, $4, user_id => $5) m
+            from analytics._trace_metrics($1, $2, $3, $4, user_id => $5) m
         ), dims as (
             select distinct s.dimension from series s
         ), grid as (
@@ -234,6 +234,65 @@ end
 $$;
 
 -- ---- documentation --------------------------------------------------------------------------------------------------
+-- ---- anomaly_summary: what was found, per metric and dimension (cached: sql/041_cache.sql) --------------------
+CREATE TYPE analytics.anomaly_summary_row AS (
+    metric           text,
+    dimension        jsonb,
+    anomalies        bigint,
+    open             bigint,
+    acknowledged     bigint,
+    resolved         bigint,
+    critical         bigint,
+    warning          bigint,
+    info             bigint,
+    first_bucket     timestamptz,
+    last_bucket      timestamptz,
+    last_detected_at timestamptz,
+    max_abs_score    double precision,
+    methods          text[]
+);
+COMMENT ON TYPE analytics.anomaly_summary_row IS 'One metric and dimension of analytics.anomaly_summary.';
+
+CREATE FUNCTION analytics._anomaly_summary(
+    from_time timestamptz,
+    to_time   timestamptz DEFAULT NULL,
+    status    text        DEFAULT NULL,
+    user_id   uuid        DEFAULT NULL
+) RETURNS SETOF analytics.anomaly_summary_row
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(_anomaly_summary.user_id, analytics.current_user_id());
+begin
+    if from_time is null then
+        raise exception 'from_time: is required' using errcode = '22004';
+    end if;
+    if to_time is not null and to_time <= from_time then
+        raise exception 'to_time: must be after from_time (%), got %', from_time, to_time using errcode = '22023';
+    end if;
+    if _anomaly_summary.status is not null and _anomaly_summary.status not in ('open', 'acknowledged', 'resolved') then
+        raise exception 'status: must be open, acknowledged or resolved, got %', _anomaly_summary.status
+            using errcode = '22023';
+    end if;
+    return query
+    select a.metric, a.dimension, count(*),
+           count(*) filter (where a.status = 'open'), count(*) filter (where a.status = 'acknowledged'),
+           count(*) filter (where a.status = 'resolved'),
+           count(*) filter (where a.severity = 'critical'), count(*) filter (where a.severity = 'warning'),
+           count(*) filter (where a.severity = 'info'),
+           min(a.bucket_start), max(a.bucket_start), max(a.detected_at), max(abs(a.score)),
+           array_agg(distinct a.method order by a.method)
+    from analytics.anomaly_detections a
+    where a.bucket_start >= from_time
+      and (to_time is null or a.bucket_start < to_time)
+      and (owner is null or a.user_id = owner)
+      and (_anomaly_summary.status is null or a.status = _anomaly_summary.status)
+    group by a.metric, a.dimension
+    order by count(*) filter (where a.status = 'open') desc, max(a.bucket_start) desc, a.metric, a.dimension::text;
+end
+$$;
+
 COMMENT ON FUNCTION analytics.detect_anomalies(double precision[], text, jsonb) IS
 $$Runs an anomaly detector over a series (NULL or NaN elements are gaps): one row per element with idx (1-based), value, signed score, is_anomaly, alert (the anomaly starts an episode: no other anomaly in the cooldown points before it), expected value and lower/upper bound. Causal: each point is judged against the points before it only.
 Methods: zscore (rolling mean/sd, threshold 3), mad (median/MAD modified z, 3.5), iqr (Tukey fences, k 1.5), ewma (EW mean/sd, 3), seasonal (same phase in past seasons + robust residual z, 3.5), cusum (level shifts, h 8), likelihood (Numenta's anomaly likelihood over a base detector's scores, default ewma with alpha 0.1; threshold 4). params: window, threshold, min_history, alpha (ewma), period (seasonal), slack (cusum), direction (both, up, down), base, short, history (likelihood), cooldown (alerts; default 0).
@@ -253,3 +312,5 @@ Example: select status from analytics.acknowledge_anomaly('00000000-0000-0000-00
 COMMENT ON FUNCTION analytics.resolve_anomaly(uuid) IS
 $$Marks an anomaly resolved (now); resolving again changes nothing; one the caller cannot see raises P0002.
 Example: select status from analytics.resolve_anomaly('00000000-0000-0000-0000-000000000000');$$;
+COMMENT ON FUNCTION analytics._anomaly_summary(timestamptz, timestamptz, text, uuid) IS
+'Internal: the computation behind analytics.anomaly_summary, uncached (sql/041_cache.sql).';

@@ -58,27 +58,38 @@ $$;
 COMMENT ON FUNCTION analytics._builtin_rate_limits() IS
 'The built-in rate limits: ingest 100 per minute (ingest_spans, ingest_otlp, record_span), create_experiment 10 per hour, run_anomaly_detection 60 per hour. A row in analytics.rate_limits overrides them. Internal.';
 
--- The limiter's clock: clock_timestamp(), or the test clock analytics.rate_limit_clock, which only a session
--- whose login role is a superuser may use (tests move time without sleeping; an API caller cannot move it).
-CREATE FUNCTION analytics._rate_limit_now() RETURNS timestamptz
+-- The clock of the limiter and the cache: clock_timestamp(), or a test clock (a setting), which only a session whose
+-- login role is a superuser may set (tests move time without sleeping; an API caller cannot move it).
+CREATE FUNCTION analytics._clock(setting text) RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE PARALLEL SAFE
 SET search_path = ''
 AS $$
 declare
-    clock text := current_setting('analytics.rate_limit_clock', true);
+    clock text := pg_catalog.current_setting(setting, true);
 begin
     if clock is null or clock = '' then
         return pg_catalog.clock_timestamp();
     end if;
     if not coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.rolname = session_user), false) then
-        raise exception 'analytics.rate_limit_clock: the test clock may only be set in a superuser''s session'
-            using errcode = '42501';
+        raise exception '%: the test clock may only be set in a superuser''s session', setting using errcode = '42501';
     end if;
     return clock::timestamptz;
 end
 $$;
-COMMENT ON FUNCTION analytics._rate_limit_now() IS
-'The rate limiter''s clock: clock_timestamp(), or the setting analytics.rate_limit_clock in a superuser''s session (tests). Internal.';
+COMMENT ON FUNCTION analytics._clock(text) IS
+'clock_timestamp(), or the time in the given setting (analytics.rate_limit_clock, analytics.cache_clock) when the session''s login role is a superuser (tests). Internal.';
+
+-- Whether the role a call runs as sees every owner's rows (superuser, BYPASSRLS: service_role, a DBA's job): exempt
+-- from rate limits, not cached, sees every owner's cache statistics. Inside a SECURITY DEFINER function current_user
+-- is its owner, while the setting role is what PostgREST's SET LOCAL ROLE (or a psql SET ROLE) chose.
+CREATE FUNCTION analytics._caller_is_privileged() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select coalesce((select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r
+                     where r.rolname = coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user)), false)
+$$;
+COMMENT ON FUNCTION analytics._caller_is_privileged() IS
+'Whether the role the call runs as (the setting role, else the session user) is a superuser or has BYPASSRLS. Internal.';
 
 -- A window as people write it ('1 minute', '10 seconds', '1 hour'), whatever the session's IntervalStyle.
 CREATE FUNCTION analytics._window_text(per interval) RETURNS text
@@ -114,11 +125,7 @@ begin
         defined := found;
     end if;
     if exempt then
-        -- the role the call runs as: inside a SECURITY DEFINER function current_user is its owner, while the setting
-        -- role is what PostgREST's SET LOCAL ROLE (or a psql SET ROLE) chose
-        exempt := coalesce((select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r
-                            where r.rolname = coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user)),
-                           false);
+        exempt := analytics._caller_is_privileged();
     end if;
 end
 $$;
@@ -179,7 +186,7 @@ begin
     adm := coalesce(adm, '{}');
     n := coalesce(array_length(adm, 1), 0);
     -- now, after the lock, never before the last admission: the times stay in order
-    t := greatest(analytics._rate_limit_now(), adm[n]);
+    t := greatest(analytics._clock('analytics.rate_limit_clock'), adm[n]);
     while i <= n and adm[i] <= t - rule.per loop
         i := i + 1;
     end loop;
@@ -231,7 +238,7 @@ SET search_path = ''
 AS $$
 declare
     owner uuid := analytics.current_user_id();
-    t timestamptz := analytics._rate_limit_now();
+    t timestamptz := analytics._clock('analytics.rate_limit_clock');
 begin
     if owner is null then
         raise exception 'no user: call with a JWT whose claims have a sub (request.jwt.claims)' using errcode = '42501';

@@ -36,9 +36,10 @@ BEGIN
         EXECUTE format(
             'CREATE POLICY %I ON analytics.%I FOR DELETE USING (user_id = (select analytics.current_user_id()))',
             t.relname || '_delete_own', t.relname);
-        -- derived data is not dumped: restoring its sources rebuilds it through their triggers; nor is the rate
-        -- limiter's state (UNLOGGED, emptied by a crash anyway)
-        IF t.relname NOT IN ('ab_experiment_unit_totals', 'rate_limit_state') THEN
+        -- derived data is not dumped: restoring its sources rebuilds it through their triggers; nor are the rate
+        -- limiter's state and the result cache (UNLOGGED, emptied by a crash anyway)
+        IF t.relname NOT IN ('ab_experiment_unit_totals', 'rate_limit_state', 'cache_entries', 'cache_writes',
+                             'cache_events', 'cache_counters') THEN
             PERFORM pg_catalog.pg_extension_config_dump(format('analytics.%I', t.relname)::regclass, '');
         END IF;
     END LOOP;
@@ -47,6 +48,15 @@ $security$;
 
 -- The default rate limits (user_id NULL) apply to every owner, who may read them (analytics.rate_limit_status).
 CREATE POLICY rate_limits_select_defaults ON analytics.rate_limits FOR SELECT USING (user_id IS NULL);
+
+-- The result cache is reached only through SECURITY DEFINER functions (sql/041_cache.sql), which take the owner from
+-- the JWT and filter by it themselves; API roles have no privilege on its tables. Its tables are not FORCEd, so that
+-- those functions (run as the table owner) may record a write to any owner's data (a service_role back end writing a
+-- user's rows, a TRUNCATE) even where the extension owner is not a superuser (Supabase's postgres role).
+ALTER TABLE analytics.cache_entries NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE analytics.cache_writes NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE analytics.cache_events NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE analytics.cache_counters NO FORCE ROW LEVEL SECURITY;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA analytics FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA analytics FROM PUBLIC;
@@ -97,13 +107,21 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
         REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.retention_policies,
             analytics.rate_limits, analytics.rate_limit_state FROM authenticated;
+        REVOKE ALL ON analytics.cache_entries, analytics.cache_writes, analytics.cache_events, analytics.cache_counters
+            FROM authenticated;
         REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals(),
-            analytics.apply_retention(integer, timestamptz) FROM authenticated;
+            analytics.apply_retention(integer, timestamptz), analytics._cache_note_writes(),
+            analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_count(text, boolean),
+            analytics._cache_drain(), analytics._cache_pending() FROM authenticated;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
         REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.rate_limit_state FROM service_role;
+        REVOKE ALL ON analytics.cache_entries, analytics.cache_writes, analytics.cache_events, analytics.cache_counters
+            FROM service_role;
         REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals(),
-            analytics.apply_retention(integer, timestamptz) FROM service_role;
+            analytics.apply_retention(integer, timestamptz), analytics._cache_note_writes(),
+            analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_count(text, boolean),
+            analytics._cache_drain(), analytics._cache_pending() FROM service_role;
     END IF;
 END
 $grants$;

@@ -130,27 +130,38 @@ $$;
 COMMENT ON FUNCTION analytics._builtin_rate_limits() IS
 'The built-in rate limits: ingest 100 per minute (ingest_spans, ingest_otlp, record_span), create_experiment 10 per hour, run_anomaly_detection 60 per hour. A row in analytics.rate_limits overrides them. Internal.';
 
--- The limiter's clock: clock_timestamp(), or the test clock analytics.rate_limit_clock, which only a session
--- whose login role is a superuser may use (tests move time without sleeping; an API caller cannot move it).
-CREATE FUNCTION analytics._rate_limit_now() RETURNS timestamptz
+-- The clock of the limiter and the cache: clock_timestamp(), or a test clock (a setting), which only a session whose
+-- login role is a superuser may set (tests move time without sleeping; an API caller cannot move it).
+CREATE FUNCTION analytics._clock(setting text) RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE PARALLEL SAFE
 SET search_path = ''
 AS $$
 declare
-    clock text := current_setting('analytics.rate_limit_clock', true);
+    clock text := pg_catalog.current_setting(setting, true);
 begin
     if clock is null or clock = '' then
         return pg_catalog.clock_timestamp();
     end if;
     if not coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.rolname = session_user), false) then
-        raise exception 'analytics.rate_limit_clock: the test clock may only be set in a superuser''s session'
-            using errcode = '42501';
+        raise exception '%: the test clock may only be set in a superuser''s session', setting using errcode = '42501';
     end if;
     return clock::timestamptz;
 end
 $$;
-COMMENT ON FUNCTION analytics._rate_limit_now() IS
-'The rate limiter''s clock: clock_timestamp(), or the setting analytics.rate_limit_clock in a superuser''s session (tests). Internal.';
+COMMENT ON FUNCTION analytics._clock(text) IS
+'clock_timestamp(), or the time in the given setting (analytics.rate_limit_clock, analytics.cache_clock) when the session''s login role is a superuser (tests). Internal.';
+
+-- Whether the role a call runs as sees every owner's rows (superuser, BYPASSRLS: service_role, a DBA's job): exempt
+-- from rate limits, not cached, sees every owner's cache statistics. Inside a SECURITY DEFINER function current_user
+-- is its owner, while the setting role is what PostgREST's SET LOCAL ROLE (or a psql SET ROLE) chose.
+CREATE FUNCTION analytics._caller_is_privileged() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select coalesce((select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r
+                     where r.rolname = coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user)), false)
+$$;
+COMMENT ON FUNCTION analytics._caller_is_privileged() IS
+'Whether the role the call runs as (the setting role, else the session user) is a superuser or has BYPASSRLS. Internal.';
 
 -- A window as people write it ('1 minute', '10 seconds', '1 hour'), whatever the session's IntervalStyle.
 CREATE FUNCTION analytics._window_text(per interval) RETURNS text
@@ -186,11 +197,7 @@ begin
         defined := found;
     end if;
     if exempt then
-        -- the role the call runs as: inside a SECURITY DEFINER function current_user is its owner, while the setting
-        -- role is what PostgREST's SET LOCAL ROLE (or a psql SET ROLE) chose
-        exempt := coalesce((select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r
-                            where r.rolname = coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user)),
-                           false);
+        exempt := analytics._caller_is_privileged();
     end if;
 end
 $$;
@@ -251,7 +258,7 @@ begin
     adm := coalesce(adm, '{}');
     n := coalesce(array_length(adm, 1), 0);
     -- now, after the lock, never before the last admission: the times stay in order
-    t := greatest(analytics._rate_limit_now(), adm[n]);
+    t := greatest(analytics._clock('analytics.rate_limit_clock'), adm[n]);
     while i <= n and adm[i] <= t - rule.per loop
         i := i + 1;
     end loop;
@@ -303,7 +310,7 @@ SET search_path = ''
 AS $$
 declare
     owner uuid := analytics.current_user_id();
-    t timestamptz := analytics._rate_limit_now();
+    t timestamptz := analytics._clock('analytics.rate_limit_clock');
 begin
     if owner is null then
         raise exception 'no user: call with a JWT whose claims have a sub (request.jwt.claims)' using errcode = '42501';
@@ -580,7 +587,7 @@ CREATE POLICY rate_limit_state_delete_own ON analytics.rate_limit_state FOR DELE
     USING (user_id = (select analytics.current_user_id()));
 SELECT pg_catalog.pg_extension_config_dump('analytics.rate_limits'::regclass, '');
 REVOKE ALL ON analytics.rate_limits, analytics.rate_limit_state FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._rate_limit_now(), analytics._window_text(interval),
+REVOKE EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._clock(text), analytics._caller_is_privileged(), analytics._window_text(interval),
     analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text), analytics.rate_limit_status(),
     analytics._ingest_spans(jsonb), analytics._ingest_otlp(jsonb), analytics.ingest_spans(jsonb),
     analytics.ingest_otlp(jsonb) FROM PUBLIC;
@@ -591,7 +598,7 @@ BEGIN
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
         GRANT SELECT ON analytics.rate_limits, analytics.rate_limit_state TO authenticated;
-        GRANT EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._rate_limit_now(), analytics._window_text(interval),
+        GRANT EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._clock(text), analytics._caller_is_privileged(), analytics._window_text(interval),
             analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text), analytics.rate_limit_status(),
             analytics._ingest_spans(jsonb), analytics._ingest_otlp(jsonb), analytics.ingest_spans(jsonb),
             analytics.ingest_otlp(jsonb) TO authenticated;
@@ -599,10 +606,1325 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
         GRANT SELECT, INSERT, UPDATE, DELETE ON analytics.rate_limits TO service_role;
         GRANT SELECT ON analytics.rate_limit_state TO service_role;
-        GRANT EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._rate_limit_now(), analytics._window_text(interval),
+        GRANT EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._clock(text), analytics._caller_is_privileged(), analytics._window_text(interval),
             analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text), analytics.rate_limit_status(),
             analytics._ingest_spans(jsonb), analytics._ingest_otlp(jsonb), analytics.ingest_spans(jsonb),
             analytics.ingest_otlp(jsonb) TO service_role;
     END IF;
+END
+$grants$;
+
+-- Result caches (sql/041_cache.sql): get_trace_tree, search_spans, search_traces, trace_metrics and
+-- experiment_results become cached PL/pgSQL (a new last argument, cache) around their computations, which keep the
+-- old bodies under internal names (_get_trace_tree, ...; the Rust ones with their 0.1.0 symbols); anomaly_summary is
+-- new; the cache's tables, functions and write triggers as a fresh install has them.
+DROP FUNCTION analytics.get_trace_tree(text, integer, integer, boolean, uuid);
+DROP FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid);
+DROP FUNCTION analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid);
+DROP FUNCTION analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid);
+DROP FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean);
+CREATE FUNCTION analytics."_get_trace_tree"(
+	"trace_id" TEXT, /* Option < & str > */
+	"max_depth" INT DEFAULT 100, /* i32 */
+	"max_spans" INT DEFAULT 10000, /* i32 */
+	"include_io" bool DEFAULT true, /* bool */
+	"user_id" uuid DEFAULT NULL /* Option < Uuid > */
+) RETURNS jsonb /* Option < RawJsonb > */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'get_trace_tree_wrapper';
+CREATE FUNCTION analytics."_search_spans"(
+	"trace_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"conversation_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"message_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"session_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"operation_type" TEXT DEFAULT NULL, /* Option < & str > */
+	"status" TEXT DEFAULT NULL, /* Option < & str > */
+	"model" TEXT DEFAULT NULL, /* Option < & str > */
+	"from_time" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_time" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"min_duration_ms" double precision DEFAULT NULL, /* Option < f64 > */
+	"tag" TEXT DEFAULT NULL, /* Option < & str > */
+	"after" TEXT DEFAULT NULL, /* Option < & str > */
+	"limit" INT DEFAULT 50, /* Option < i32 > */
+	"offset" INT DEFAULT 0, /* Option < i32 > */
+	"user_id" uuid DEFAULT NULL /* Option < Uuid > */
+) RETURNS SETOF analytics.llm_traces /* :: pgrx :: heap_tuple :: PgHeapTuple < '_, :: pgrx :: pgbox :: AllocatedByRust
+> */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'search_spans_wrapper';
+CREATE FUNCTION analytics."_cache_count"(
+	"function" TEXT, /* & str */
+	"hit" bool /* bool */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_count_wrapper';
+CREATE FUNCTION analytics."_cache_drain"() RETURNS TABLE (
+	"user_id" TEXT,  /* String */
+	"function_name" TEXT,  /* String */
+	"hits" bigint,  /* i64 */
+	"misses" bigint  /* i64 */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_drain_wrapper';
+CREATE FUNCTION analytics."_cache_pending"() RETURNS TABLE (
+	"user_id" TEXT,  /* String */
+	"function_name" TEXT,  /* String */
+	"hits" bigint,  /* i64 */
+	"misses" bigint  /* i64 */
+)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cache_pending_wrapper';
+CREATE FUNCTION analytics._search_traces(
+    trace_id        text             DEFAULT NULL,
+    conversation_id text             DEFAULT NULL,
+    message_id      text             DEFAULT NULL,
+    session_id      text             DEFAULT NULL,
+    operation_type  text             DEFAULT NULL,
+    status          text             DEFAULT NULL,
+    model           text             DEFAULT NULL,
+    from_time       timestamptz      DEFAULT NULL,
+    to_time         timestamptz      DEFAULT NULL,
+    min_duration_ms double precision DEFAULT NULL,
+    tag             text             DEFAULT NULL,
+    after           text             DEFAULT NULL,
+    "limit"         integer          DEFAULT 50,
+    "offset"        integer          DEFAULT 0,
+    user_id         uuid             DEFAULT NULL
+) RETURNS SETOF analytics.trace_summary
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(_search_traces.user_id, analytics.current_user_id());
+    c record := analytics._parse_cursor(after);
+    q text;
+begin
+    perform analytics._check_page("limit", "offset");
+    -- a trace matches when one of its spans matches the span filters; times and duration are the trace's
+    q := 'with matching as (select distinct s.user_id, s.trace_id from analytics.llm_traces s where '
+        || analytics._span_filters(_search_traces.trace_id, _search_traces.conversation_id, message_id,
+                                   _search_traces.session_id, operation_type, status, model, tag, owner)
+        || case when from_time is not null then ' and s.start_time >= $9' else '' end
+        || '), traces as (
+            select t.user_id, t.trace_id,
+                   (array_agg(t.span_id order by (t.parent_span_id is not null), t.start_time, t.span_id))[1] as root_span_id,
+                   (array_agg(t.name order by (t.parent_span_id is not null), t.start_time, t.span_id))[1] as root_name,
+                   min(t.start_time) as start_time,
+                   max(coalesce(t.end_time, t.start_time)) as end_time,
+                   count(*) as span_count,
+                   count(*) filter (where t.status = ''error'') as error_count,
+                   sum(t.total_tokens)::bigint as total_tokens,
+                   sum(t.cost_usd) as cost_usd,
+                   min(t.conversation_id) as conversation_id,
+                   min(t.session_id) as session_id,
+                   array_agg(distinct t.model) filter (where t.model is not null) as models
+            from analytics.llm_traces t
+            join matching m on m.user_id = t.user_id and m.trace_id = t.trace_id
+            group by t.user_id, t.trace_id)
+        select user_id, trace_id, root_span_id, root_name, start_time, end_time,
+               extract(epoch from end_time - start_time)::double precision * 1000, span_count, error_count,
+               total_tokens, cost_usd, conversation_id, session_id, coalesce(models, ''{}''),
+               to_char(start_time at time zone ''UTC'', ''YYYY-MM-DD"T"HH24:MI:SS.US"Z"'') || '','' || trace_id
+        from traces where true'
+        || case when from_time is not null then ' and start_time >= $9' else '' end
+        || case when to_time is not null then ' and start_time < $10' else '' end
+        || case when min_duration_ms is not null
+                then ' and extract(epoch from end_time - start_time) * 1000 >= $11' else '' end
+        || case when after is not null then ' and (start_time, trace_id) < ($13, $14)' else '' end
+        || ' order by start_time desc, trace_id desc limit $15 offset $16';
+    return query execute q using _search_traces.trace_id, _search_traces.conversation_id, message_id,
+        _search_traces.session_id, operation_type, status, model, tag, from_time, to_time, min_duration_ms, owner,
+        c.at_time, c.at_key, "limit", "offset";
+end
+$$;
+
+
+-- One row of analytics.trace_metrics (sql/041_cache.sql caches it).
+CREATE TYPE analytics.trace_metrics_row AS (
+    bucket_start   timestamptz,
+    dimension      jsonb,
+    request_count  bigint,
+    error_count    bigint,
+    error_rate     double precision,
+    latency_p50_ms double precision,
+    latency_p90_ms double precision,
+    latency_p95_ms double precision,
+    latency_p99_ms double precision,
+    ttft_p50_ms    double precision,
+    ttft_p95_ms    double precision,
+    input_tokens   bigint,
+    output_tokens  bigint,
+    total_tokens   bigint,
+    cost_usd       double precision
+);
+COMMENT ON TYPE analytics.trace_metrics_row IS 'One time bucket and group of analytics.trace_metrics.';
+
+CREATE FUNCTION analytics._trace_metrics(
+    bucket         interval,
+    from_time      timestamptz,
+    to_time        timestamptz,
+    group_by       text[]  DEFAULT '{}',
+    operation_type text    DEFAULT NULL,
+    root_only      boolean DEFAULT false,
+    user_id        uuid    DEFAULT NULL
+) RETURNS SETOF analytics.trace_metrics_row
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(_trace_metrics.user_id, analytics.current_user_id());
+    g text;
+    dims text := '';
+    q text;
+begin
+    if bucket is null or bucket <= interval '0' then
+        raise exception 'bucket: must be a positive interval, got %', coalesce(bucket::text, 'NULL') using errcode = '22023';
+    end if;
+    if extract(month from bucket) <> 0 or extract(year from bucket) <> 0 then
+        raise exception 'bucket: months and years are not fixed lengths; use days (e.g. ''30 days''), got %', bucket
+            using errcode = '22023';
+    end if;
+    if from_time is null or to_time is null or to_time <= from_time then
+        raise exception 'to_time: must be after from_time' using errcode = '22023';
+    end if;
+    if extract(epoch from to_time - from_time) / extract(epoch from bucket) > 100000 then
+        raise exception 'bucket: % buckets between from_time and to_time; the limit is 100000',
+            floor(extract(epoch from to_time - from_time) / extract(epoch from bucket)) using errcode = '22023';
+    end if;
+    foreach g in array coalesce(group_by, '{}') loop
+        dims := dims || case g
+            when 'model' then ', ''model'', s.model'
+            when 'operation_type' then ', ''operation_type'', s.operation_type'
+            when 'provider' then ', ''provider'', s.provider'
+            when 'status' then ', ''status'', s.status'
+            when 'name' then ', ''name'', s.name'
+            when 'user' then ', ''user_id'', s.user_id'
+            else null end;
+        if dims is null then
+            raise exception 'group_by: unknown dimension "%"; allowed: model, operation_type, provider, status, name, user', g
+                using errcode = '22023';
+        end if;
+    end loop;
+    q := 'select date_bin($1, s.start_time, $2) as b, jsonb_build_object(' || coalesce(nullif(substr(dims, 3), ''), '') || ') as d,
+                 count(*), count(*) filter (where s.status = ''error''),
+                 (count(*) filter (where s.status = ''error''))::double precision / count(*),
+                 percentile_cont(0.50) within group (order by s.duration_ms),
+                 percentile_cont(0.90) within group (order by s.duration_ms),
+                 percentile_cont(0.95) within group (order by s.duration_ms),
+                 percentile_cont(0.99) within group (order by s.duration_ms),
+                 percentile_cont(0.50) within group (order by extract(epoch from s.completion_start_time - s.start_time)::double precision * 1000),
+                 percentile_cont(0.95) within group (order by extract(epoch from s.completion_start_time - s.start_time)::double precision * 1000),
+                 sum(s.input_tokens)::bigint, sum(s.output_tokens)::bigint, sum(s.total_tokens)::bigint, sum(s.cost_usd)
+          from analytics.llm_traces s
+          where s.start_time >= $2 and s.start_time < $3'
+        || case when owner is not null then ' and s.user_id = $4' else '' end
+        || case when operation_type is not null then ' and s.operation_type = $5' else '' end
+        || case when root_only then ' and s.parent_span_id is null' else '' end
+        || ' group by 1, 2 order by 1, 2';
+    return query execute q using bucket, from_time, to_time, owner, operation_type;
+end
+$$;
+
+
+-- One row of analytics.experiment_results (sql/041_cache.sql caches it).
+CREATE TYPE analytics.experiment_result_row AS (
+    variant_key            text,
+    is_control             boolean,
+    units                  bigint,
+    value                  double precision,
+    effect                 double precision,
+    ci_lower               double precision,
+    ci_upper               double precision,
+    p_value                double precision,
+    adjusted_p_value       double precision,
+    significant            boolean,
+    chance_to_beat_control double precision,
+    expected_loss          double precision,
+    sequential_p_value     double precision,
+    sequential_ci_lower    double precision,
+    sequential_ci_upper    double precision,
+    variance_reduction     double precision,
+    srm_p_value            double precision,
+    srm                    boolean,
+    note                   text
+);
+COMMENT ON TYPE analytics.experiment_result_row IS 'One variant of analytics.experiment_results.';
+
+CREATE FUNCTION analytics._experiment_results(
+    experiment_key    text,
+    metric            text,
+    metric_type       text             DEFAULT NULL,
+    relative          boolean          DEFAULT true,
+    alpha             double precision DEFAULT 0.05,
+    correction        text             DEFAULT 'holm',
+    phase             integer          DEFAULT NULL,
+    metric_source     text             DEFAULT 'events',
+    unit_source       text             DEFAULT 'metadata',
+    operation_type    text             DEFAULT NULL,
+    cuped             boolean          DEFAULT false,
+    cuped_lookback    interval         DEFAULT '14 days',
+    sequential_tuning double precision DEFAULT 5000,
+    lower_is_better   boolean          DEFAULT NULL
+) RETURNS SETOF analytics.experiment_result_row
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    ph int := coalesce(_experiment_results.phase, e.phase);
+    kind text := metric_type;
+    trace_kind text;
+    pre interval := case when cuped then cuped_lookback else interval '0' end;
+    -- trace metrics other than request_count are costs: lower is better
+    lower boolean := coalesce(lower_is_better, metric_source = 'traces' and metric <> 'request_count');
+    groups jsonb;
+    control jsonb;
+    srm_result jsonb;
+    tests jsonb := '{}';
+    adjusted double precision[];
+    keys text[];
+    g jsonb;
+    t jsonb;
+    r analytics.experiment_result_row;
+begin
+    if metric is null or metric = '' then
+        raise exception 'metric: is required' using errcode = '22004';
+    end if;
+    if correction is null or correction not in ('holm', 'bh', 'none') then
+        raise exception 'correction: must be holm, bh or none, got %', coalesce(correction, 'NULL') using errcode = '22023';
+    end if;
+    if cuped is null or (cuped and (cuped_lookback is null or cuped_lookback <= interval '0')) then
+        raise exception 'cuped_lookback: must be a positive interval, got %', coalesce(cuped_lookback::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if metric_source = 'events' then
+        kind := coalesce(kind, 'binomial');
+        if kind not in ('binomial', 'mean') then
+            raise exception 'metric_type: must be binomial (share of units with the event) or mean (event value per unit), got %',
+                kind using errcode = '22023';
+        end if;
+    elsif metric_source = 'traces' then
+        if metric not in ('latency_ms', 'error_rate', 'cost_usd', 'total_tokens', 'input_tokens', 'output_tokens', 'request_count') then
+            raise exception 'metric: unknown trace metric "%"; allowed: latency_ms, error_rate, cost_usd, total_tokens, input_tokens, output_tokens, request_count',
+                metric using errcode = '22023';
+        end if;
+        if unit_source is null or unit_source not in ('metadata', 'session_id', 'conversation_id') then
+            raise exception 'unit_source: must be metadata (the span''s metadata.unit_id), session_id or conversation_id, got %',
+                coalesce(unit_source, 'NULL') using errcode = '22023';
+        end if;
+        trace_kind := case when metric in ('latency_ms', 'error_rate') then 'ratio' else 'mean' end;
+        if kind is not null and kind <> trace_kind then
+            raise exception 'metric_type: the trace metric % is a % metric, got %', metric, trace_kind, kind
+                using errcode = '22023';
+        end if;
+        kind := trace_kind;
+    else
+        raise exception 'metric_source: must be events (ab_experiment_events) or traces (llm_traces), got %',
+            coalesce(metric_source, 'NULL') using errcode = '22023';
+    end if;
+    if cuped and kind = 'ratio' then
+        raise exception 'cuped: is available for binomial and mean metrics, not for the ratio metric %', metric using errcode = '22023';
+    end if;
+
+    if metric_source = 'events' and not cuped then
+        -- the per-unit totals kept by triggers (sql/023_experiment_totals.sql): no join of assignments and events
+        select m into groups from analytics._experiment_event_moments(e.id, ph, metric, kind) m;
+    else
+        select m into groups
+        from analytics._experiment_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type, pre) m;
+    end if;
+
+    control := (select x from jsonb_array_elements(groups) x where (x->>'is_control')::boolean);
+    srm_result := analytics.srm_check(
+        (select array_agg((x->'moments'->>'n')::int) from jsonb_array_elements(groups) x),
+        (select array_agg((x->>'weight')::double precision) from jsonb_array_elements(groups) x));
+
+    for g in select x from jsonb_array_elements(groups) x loop
+        t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning, lower);
+        tests := tests || jsonb_build_object(g->>'key', t);
+    end loop;
+
+    -- correct the variants' p-values for comparing several variants with one control
+    select array_agg(k order by k), array_agg((tests->k->>'p_value')::double precision order by k)
+      into keys, adjusted
+    from jsonb_object_keys(tests) k
+    where tests->k->>'p_value' is not null
+      and not exists (select 1 from jsonb_array_elements(groups) x where x->>'key' = k and (x->>'is_control')::boolean);
+    if correction <> 'none' and keys is not null then
+        adjusted := analytics.adjust_p_values(adjusted, correction);
+    end if;
+
+    for g in select x from jsonb_array_elements(groups) x loop
+        t := tests->(g->>'key');
+        r.variant_key := g->>'key';
+        r.is_control := (g->>'is_control')::boolean;
+        r.units := (g->'moments'->>'n')::bigint;
+        r.value := (t->>'treatment_value')::double precision;
+        r.srm_p_value := (srm_result->>'p_value')::double precision;
+        r.srm := (srm_result->>'srm')::boolean;
+        if r.is_control then
+            r.effect := null; r.ci_lower := null; r.ci_upper := null; r.p_value := null; r.adjusted_p_value := null;
+            r.significant := false; r.chance_to_beat_control := null; r.expected_loss := null; r.sequential_p_value := null;
+            r.sequential_ci_lower := null; r.sequential_ci_upper := null; r.variance_reduction := null;
+            r.note := srm_result->>'note';
+        else
+            r.effect := (t->>'effect')::double precision;
+            r.ci_lower := (t->>'ci_lower')::double precision;
+            r.ci_upper := (t->>'ci_upper')::double precision;
+            r.p_value := (t->>'p_value')::double precision;
+            r.adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, r.variant_key)] end;
+            r.significant := coalesce(r.adjusted_p_value < alpha, false);
+            r.chance_to_beat_control := (t->>'chance_to_beat_control')::double precision;
+            r.expected_loss := (t->>'expected_loss')::double precision;
+            r.sequential_p_value := (t->>'sequential_p_value')::double precision;
+            r.sequential_ci_lower := (t->>'sequential_ci_lower')::double precision;
+            r.sequential_ci_upper := (t->>'sequential_ci_upper')::double precision;
+            r.variance_reduction := (t->>'variance_reduction')::double precision;
+            r.note := coalesce(t->>'note', srm_result->>'note');
+        end if;
+        return next r;
+    end loop;
+end
+$$;
+
+
+-- run_anomaly_detection reads the uncached computation
+CREATE OR REPLACE FUNCTION analytics.run_anomaly_detection(
+    metric   text,
+    bucket   interval    DEFAULT '1 hour',
+    lookback interval    DEFAULT '7 days',
+    group_by text[]      DEFAULT '{}',
+    method   text        DEFAULT 'mad',
+    params   jsonb       DEFAULT '{}',
+    end_time timestamptz DEFAULT now(),
+    user_id  uuid        DEFAULT NULL
+) RETURNS SETOF analytics.anomaly_detections
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(run_anomaly_detection.user_id, analytics.current_user_id());
+    settings jsonb;
+    threshold double precision;
+    to_time timestamptz;
+    from_time timestamptz;
+    col text;
+    zero_fill boolean;
+begin
+    if owner is null then
+        raise exception 'user_id: no caller identity (request.jwt.claims has no sub); pass user_id => the owner whose traces to check'
+            using errcode = '42501';
+    end if;
+    perform analytics.check_rate_limit('run_anomaly_detection');
+    col := case metric
+        when 'request_count' then 'request_count' when 'error_count' then 'error_count' when 'error_rate' then 'error_rate'
+        when 'latency_p50' then 'latency_p50_ms' when 'latency_p90' then 'latency_p90_ms'
+        when 'latency_p95' then 'latency_p95_ms' when 'latency_p99' then 'latency_p99_ms'
+        when 'ttft_p50' then 'ttft_p50_ms' when 'ttft_p95' then 'ttft_p95_ms'
+        when 'input_tokens' then 'input_tokens' when 'output_tokens' then 'output_tokens'
+        when 'tokens' then 'total_tokens' when 'cost' then 'cost_usd' end;
+    if col is null then
+        raise exception 'metric: unknown trace metric "%"; allowed: request_count, error_count, error_rate, latency_p50, latency_p90, latency_p95, latency_p99, ttft_p50, ttft_p95, input_tokens, output_tokens, tokens, cost',
+            coalesce(metric, 'NULL') using errcode = '22023';
+    end if;
+    -- counts and sums are 0 in a bucket without spans; rates and percentiles have no value there (a gap)
+    zero_fill := metric in ('request_count', 'error_count', 'input_tokens', 'output_tokens', 'tokens', 'cost');
+    if bucket is null or bucket <= interval '0' or extract(month from bucket) <> 0 or extract(year from bucket) <> 0 then
+        raise exception 'bucket: must be a positive interval of days, hours, minutes or seconds, got %', coalesce(bucket::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if lookback is null or lookback <= bucket then
+        raise exception 'lookback: must be longer than one bucket (%), got %', bucket, coalesce(lookback::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if end_time is null then
+        raise exception 'end_time: is required' using errcode = '22004';
+    end if;
+    settings := analytics.anomaly_params(method, coalesce(params, '{}'));
+    threshold := (settings->>'threshold')::double precision;
+    -- whole buckets only: the bucket in progress at end_time is left for the next run
+    to_time := date_bin(bucket, end_time, timestamptz '2000-01-01 00:00+00');
+    from_time := to_time - lookback;
+    from_time := date_bin(bucket, from_time, timestamptz '2000-01-01 00:00+00');
+
+    return query execute format($q$
+        with series as (
+            select m.dimension, m.bucket_start, m.%1$I::double precision as v
+            from analytics._trace_metrics($1, $2, $3, $4, user_id => $5) m
+        ), dims as (
+            select distinct s.dimension from series s
+        ), grid as (
+            select d.dimension, g.t, case when $9 then coalesce(s.v, 0) else s.v end as v,
+                   row_number() over (partition by d.dimension order by g.t) as k
+            from dims d
+            cross join generate_series($2, $3 - $1, $1) g(t)
+            left join series s on s.dimension = d.dimension and s.bucket_start = g.t
+        ), found as (
+            select d.dimension, g.t, g.v, r.score, r.alert, r.expected, r.lower_bound, r.upper_bound
+            from dims d
+            cross join lateral analytics.detect_anomalies(
+                array(select g2.v from grid g2 where g2.dimension = d.dimension order by g2.k), $6, $7) r
+            join grid g on g.dimension = d.dimension and g.k = r.idx
+            where r.is_anomaly
+        ), recorded as (
+            insert into analytics.anomaly_detections as a
+                (user_id, metric, dimension, bucket_start, bucket_width, observed, expected, lower_bound, upper_bound,
+                 score, severity, method, parameters)
+            select $5, $8, f.dimension, f.t, $1, f.v, f.expected, f.lower_bound, f.upper_bound, f.score,
+                   case when abs(f.score) >= case when $6 = 'iqr' then $10 else 2 * $10 end then 'critical' else 'warning' end,
+                   $6, $11
+            from found f
+            on conflict on constraint anomaly_detections_finding_key do update
+               set observed = excluded.observed, expected = excluded.expected, lower_bound = excluded.lower_bound,
+                   upper_bound = excluded.upper_bound, score = excluded.score, severity = excluded.severity,
+                   bucket_width = excluded.bucket_width, parameters = excluded.parameters, updated_at = now()
+            returning a.*, (a.xmax = 0) as inserted
+        ), announced as materialized (
+            select pg_notify('analytics_anomalies', jsonb_build_object(
+                       'id', r.id, 'user_id', r.user_id, 'metric', r.metric, 'dimension', r.dimension,
+                       'bucket_start', r.bucket_start, 'observed', r.observed, 'expected', r.expected,
+                       'score', case when r.score in ('Infinity', '-Infinity') then to_jsonb(r.score::text) else to_jsonb(r.score) end,
+                       'severity', r.severity, 'method', r.method)::text)
+            from recorded r
+            -- new findings that start an episode (every anomaly does unless params set a cooldown)
+            join found f on f.dimension = r.dimension and f.t = r.bucket_start
+            where r.inserted and f.alert and r.severity in ('warning', 'critical')
+        )
+        select r.id, r.user_id, r.metric, r.dimension, r.bucket_start, r.bucket_width, r.observed, r.expected,
+               r.lower_bound, r.upper_bound, r.score, r.severity, r.method, r.parameters, r.status, r.detected_at,
+               r.acknowledged_at, r.acknowledged_by, r.resolved_at, r.updated_at
+        from recorded r
+        -- an inner join, so the planner cannot drop the notifications as it would an unused left join
+        cross join (select count(*) from announced) n
+        order by r.bucket_start, r.dimension::text
+    $q$, col)
+    using bucket, from_time, to_time, group_by, owner, method, params, metric, zero_fill, threshold, settings;
+end
+$$;
+
+
+-- ---- anomaly_summary: what was found, per metric and dimension (cached: sql/041_cache.sql) --------------------
+CREATE TYPE analytics.anomaly_summary_row AS (
+    metric           text,
+    dimension        jsonb,
+    anomalies        bigint,
+    open             bigint,
+    acknowledged     bigint,
+    resolved         bigint,
+    critical         bigint,
+    warning          bigint,
+    info             bigint,
+    first_bucket     timestamptz,
+    last_bucket      timestamptz,
+    last_detected_at timestamptz,
+    max_abs_score    double precision,
+    methods          text[]
+);
+COMMENT ON TYPE analytics.anomaly_summary_row IS 'One metric and dimension of analytics.anomaly_summary.';
+
+CREATE FUNCTION analytics._anomaly_summary(
+    from_time timestamptz,
+    to_time   timestamptz DEFAULT NULL,
+    status    text        DEFAULT NULL,
+    user_id   uuid        DEFAULT NULL
+) RETURNS SETOF analytics.anomaly_summary_row
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(_anomaly_summary.user_id, analytics.current_user_id());
+begin
+    if from_time is null then
+        raise exception 'from_time: is required' using errcode = '22004';
+    end if;
+    if to_time is not null and to_time <= from_time then
+        raise exception 'to_time: must be after from_time (%), got %', from_time, to_time using errcode = '22023';
+    end if;
+    if _anomaly_summary.status is not null and _anomaly_summary.status not in ('open', 'acknowledged', 'resolved') then
+        raise exception 'status: must be open, acknowledged or resolved, got %', _anomaly_summary.status
+            using errcode = '22023';
+    end if;
+    return query
+    select a.metric, a.dimension, count(*),
+           count(*) filter (where a.status = 'open'), count(*) filter (where a.status = 'acknowledged'),
+           count(*) filter (where a.status = 'resolved'),
+           count(*) filter (where a.severity = 'critical'), count(*) filter (where a.severity = 'warning'),
+           count(*) filter (where a.severity = 'info'),
+           min(a.bucket_start), max(a.bucket_start), max(a.detected_at), max(abs(a.score)),
+           array_agg(distinct a.method order by a.method)
+    from analytics.anomaly_detections a
+    where a.bucket_start >= from_time
+      and (to_time is null or a.bucket_start < to_time)
+      and (owner is null or a.user_id = owner)
+      and (_anomaly_summary.status is null or a.status = _anomaly_summary.status)
+    group by a.metric, a.dimension
+    order by count(*) filter (where a.status = 'open') desc, max(a.bucket_start) desc, a.metric, a.dimension::text;
+end
+$$;
+
+COMMENT ON FUNCTION analytics._get_trace_tree(text, integer, integer, boolean, uuid) IS
+'Internal: the computation behind analytics.get_trace_tree, uncached (sql/041_cache.sql).';
+COMMENT ON FUNCTION analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
+'Internal: the computation behind analytics.search_spans, uncached (sql/041_cache.sql).';
+COMMENT ON FUNCTION analytics._search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
+'Internal: the computation behind analytics.search_traces, uncached (sql/041_cache.sql).';
+COMMENT ON FUNCTION analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid) IS
+'Internal: the computation behind analytics.trace_metrics, uncached (sql/041_cache.sql).';
+COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean) IS
+'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';
+COMMENT ON FUNCTION analytics._anomaly_summary(timestamptz, timestamptz, text, uuid) IS
+'Internal: the computation behind analytics.anomaly_summary, uncached (sql/041_cache.sql).';
+
+-- sql/041_cache.sql
+CREATE UNLOGGED TABLE analytics.cache_entries (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id     uuid NOT NULL,
+    role        name NOT NULL,
+    fn          text NOT NULL,
+    key_hash    bytea NOT NULL,
+    args        jsonb NOT NULL,
+    result      jsonb,
+    snap        pg_snapshot NOT NULL,
+    filler_xid  xid8 NOT NULL,
+    computed_at timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    bytes       integer NOT NULL
+);
+CREATE INDEX cache_entries_lookup_idx ON analytics.cache_entries (user_id, fn, key_hash, computed_at DESC);
+CREATE INDEX cache_entries_owner_idx ON analytics.cache_entries (user_id, computed_at DESC);
+CREATE INDEX cache_entries_expires_idx ON analytics.cache_entries (expires_at);
+COMMENT ON TABLE analytics.cache_entries IS
+'Cached results of the read functions, per owner, role, function and arguments, with the snapshot each was computed under (a write by the owner committed after it makes the entry stale). UNLOGGED. Written and read only by analytics._cache_get / _cache_put; see analytics.cache_stats() and purge_cache().';
+
+CREATE UNLOGGED TABLE analytics.cache_writes (
+    user_id      uuid NOT NULL,
+    xid          xid8 NOT NULL,
+    committed_by timestamptz,
+    PRIMARY KEY (user_id, xid)
+);
+COMMENT ON TABLE analytics.cache_writes IS
+'Which transaction wrote which owner''s data (user_id 00000000-0000-0000-0000-000000000000: every owner, after a TRUNCATE), recorded by statement triggers on the data tables; committed_by: a time by which purge_cache saw it committed. UNLOGGED.';
+
+CREATE UNLOGGED TABLE analytics.cache_events (
+    user_id uuid NOT NULL,
+    fn      text NOT NULL,
+    hits    bigint NOT NULL,
+    misses  bigint NOT NULL
+);
+CREATE INDEX cache_events_owner_idx ON analytics.cache_events (user_id, fn);
+COMMENT ON TABLE analytics.cache_events IS
+'Hits and misses as connections write their tallies (one row per owner and function per write); analytics.purge_cache() folds them into analytics.cache_counters. UNLOGGED.';
+
+CREATE UNLOGGED TABLE analytics.cache_counters (
+    user_id uuid NOT NULL,
+    fn      text NOT NULL,
+    hits    bigint NOT NULL DEFAULT 0,
+    misses  bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, fn)
+);
+COMMENT ON TABLE analytics.cache_counters IS
+'Hits and misses per owner and function folded in by analytics.purge_cache(). UNLOGGED.';
+
+CREATE TYPE analytics.cache_lookup AS (
+    fn          text,
+    args        jsonb,
+    hit         boolean,
+    fill        boolean,
+    result      jsonb,
+    snap        pg_snapshot,
+    computed_at timestamptz
+);
+COMMENT ON TYPE analytics.cache_lookup IS
+'What analytics._cache_get found: hit and result, or fill = true with the snapshot and time to store a result under (analytics._cache_put). Internal.';
+
+-- ---- settings --------------------------------------------------------------------------------------------------------
+-- The cached functions and how long their results live. (No SET clause: inlined into the callers.)
+CREATE FUNCTION analytics._cache_ttl(fn text) RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    select case fn
+        when 'get_trace_tree' then interval '1 minute'
+        when 'search_traces' then interval '1 minute'
+        when 'search_spans' then interval '1 minute'
+        when 'trace_metrics' then interval '5 minutes'
+        when 'experiment_results' then interval '5 minutes'
+        when 'anomaly_summary' then interval '5 minutes'
+    end
+$$;
+COMMENT ON FUNCTION analytics._cache_ttl(text) IS
+'How long a cached result of each function lives: get_trace_tree, search_traces, search_spans 1 minute; trace_metrics, experiment_results, anomaly_summary 5 minutes (the longest; purge_cache relies on it). NULL: not a cached function. Internal.';
+
+-- Limits per entry and per owner: a result larger than 1 MB (as stored, compressed) is not kept; beyond 1,000
+-- entries or 32 MB per owner the oldest go first.
+CREATE FUNCTION analytics._cache_limits(OUT max_entry_bytes integer, OUT max_owner_bytes bigint, OUT max_owner_entries integer)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    select 1048576, 33554432::bigint, 1000
+$$;
+COMMENT ON FUNCTION analytics._cache_limits() IS
+'Cache limits: at most 1 MB per entry (compressed size), 32 MB and 1,000 entries per owner (the oldest are evicted first). Internal.';
+
+-- ---- who is cached ---------------------------------------------------------------------------------------------------
+-- The owner whose cache this call uses, or NULL when it is not cached: analytics.cache = off, a hot standby, no JWT
+-- sub, or a role that sees more than one owner's rows (superuser, BYPASSRLS). The role is the one the call runs as
+-- (see analytics._caller_is_privileged).
+CREATE FUNCTION analytics._cache_owner(OUT owner uuid, OUT role name)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+begin
+    if coalesce(pg_catalog.current_setting('analytics.cache', true), '') in ('off', 'false', '0') or pg_catalog.pg_is_in_recovery() then
+        return;
+    end if;
+    if analytics._caller_is_privileged() then
+        return;
+    end if;
+    role := coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user);
+    owner := analytics.current_user_id();
+end
+$$;
+COMMENT ON FUNCTION analytics._cache_owner() IS
+'The owner (JWT sub) and role whose cache a call uses; owner NULL when the call is not cached (analytics.cache = off, hot standby, no sub, superuser or BYPASSRLS role). Internal.';
+
+-- The entry key: role, TimeZone (timestamps are rendered in it), IntervalStyle (interval arguments are), function
+-- and arguments.
+CREATE FUNCTION analytics._cache_key(role name, fn text, args jsonb) RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select pg_catalog.sha256(pg_catalog.convert_to(
+        pg_catalog.concat_ws(E'\x1f', role, pg_catalog.current_setting('TimeZone'),
+                             pg_catalog.current_setting('IntervalStyle'), fn, args::text), 'UTF8'))
+$$;
+COMMENT ON FUNCTION analytics._cache_key(name, text, jsonb) IS
+'SHA-256 of role, TimeZone, IntervalStyle, function name and arguments: the key of a cache entry within its owner. Internal.';
+
+-- Whether a result computed under snap (by transaction filler) is still current for owner: no write to the owner's
+-- data (or a TRUNCATE) committed that the snapshot does not see, and no write by the filling transaction itself
+-- (a transaction's own xid is never in its own snapshot's in-progress list). Writes older than the snapshot's xmin are
+-- visible to it: the index range starts there, so a check reads only the writes made since the entry.
+CREATE FUNCTION analytics._cache_current(owner uuid, snap pg_snapshot, filler xid8) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select not exists (
+        select 1 from analytics.cache_writes w
+        where w.user_id in (owner, '00000000-0000-0000-0000-000000000000'::uuid)
+          and w.xid >= pg_catalog.pg_snapshot_xmin(snap)
+          and (w.xid = filler or not pg_catalog.pg_visible_in_snapshot(w.xid, snap)))
+$$;
+COMMENT ON FUNCTION analytics._cache_current(uuid, pg_snapshot, xid8) IS
+'True when no write to the owner''s data committed after the snapshot (nor by the transaction filler): the entry computed under it is current. Internal.';
+
+-- ---- lookup and store ------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics._cache_get(fn text, args jsonb, enabled boolean DEFAULT true) RETURNS analytics.cache_lookup
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    r analytics.cache_lookup;
+    who record;
+    k bytea;
+    t timestamptz;
+    e record;
+    ro boolean;
+    due boolean;
+begin
+    r.fn := fn;
+    r.args := args;
+    r.hit := false;
+    r.fill := false;
+    if analytics._cache_ttl(fn) is null then
+        raise exception 'fn: "%" is not a cached function', fn using errcode = '22023';
+    end if;
+    if not coalesce(enabled, true) then
+        return r;
+    end if;
+    who := analytics._cache_owner();
+    if who.owner is null then
+        return r;
+    end if;
+    k := analytics._cache_key(who.role, fn, args);
+    -- the time first, then the snapshot (below): an entry never outlives its TTL counted from before its snapshot
+    t := analytics._clock('analytics.cache_clock');
+    select c.result, c.snap, c.filler_xid into e
+    from analytics.cache_entries c
+    where c.user_id = who.owner and c.fn = _cache_get.fn and c.key_hash = k and c.expires_at > t
+    order by c.computed_at desc
+    limit 1;
+    if found and analytics._cache_current(who.owner, e.snap, e.filler_xid) then
+        r.hit := true;
+        r.result := e.result;
+    end if;
+    -- counted in this connection's tally, written with a miss's result or every 10 s (never in a READ ONLY transaction)
+    -- (a statement of its own: in "count(...) and not ro" the planner would drop the call when ro is true)
+    ro := pg_catalog.current_setting('transaction_read_only')::boolean;
+    due := analytics._cache_count(fn, r.hit);
+    if due and not ro then
+        insert into analytics.cache_events (user_id, fn, hits, misses)
+        select d.user_id::uuid, d.function_name, d.hits, d.misses from analytics._cache_drain() d;
+    end if;
+    if not ro then
+        if not r.hit then
+            r.fill := true;
+            r.computed_at := t;
+            r.snap := pg_catalog.pg_current_snapshot();
+            -- the ticket analytics._cache_put accepts, for this transaction only: an API caller cannot forge one
+            -- (PostgREST gives them no way to set it, and each request is its own transaction)
+            perform pg_catalog.set_config('analytics.cache_ticket',
+                encode(pg_catalog.sha256(pg_catalog.convert_to(
+                    concat_ws(E'\x1f', encode(k, 'hex'), r.snap::text, r.computed_at::text), 'UTF8')), 'hex'), true);
+        end if;
+    end if;
+    return r;
+end
+$$;
+COMMENT ON FUNCTION analytics._cache_get(text, jsonb, boolean) IS
+'Looks up the caller''s cached result of fn(args): hit and result, or (in a read-write transaction) fill = true with the snapshot and time to store the result under. Counts the hit or miss (this connection''s tally, written when due). Internal: called by the cached functions.';
+
+CREATE FUNCTION analytics._cache_put(lookup analytics.cache_lookup) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    who record;
+    lim record;
+    k bytea;
+    sz integer;
+    new_id bigint;
+    victims bigint[];
+begin
+    if lookup is null or not coalesce(lookup.fill, false) or lookup.snap is null or lookup.computed_at is null
+       or pg_catalog.current_setting('transaction_read_only')::boolean then
+        return false;
+    end if;
+    who := analytics._cache_owner();
+    if who.owner is null then
+        return false;
+    end if;
+    k := analytics._cache_key(who.role, lookup.fn, lookup.args);
+    if pg_catalog.current_setting('analytics.cache_ticket', true) is distinct from
+       encode(pg_catalog.sha256(pg_catalog.convert_to(
+           concat_ws(E'\x1f', encode(k, 'hex'), lookup.snap::text, lookup.computed_at::text), 'UTF8')), 'hex') then
+        raise exception 'lookup: not the lookup analytics._cache_get returned in this transaction'
+            using errcode = '42501';
+    end if;
+    perform pg_catalog.set_config('analytics.cache_ticket', '', true);
+    lim := analytics._cache_limits();
+    sz := coalesce(pg_catalog.pg_column_size(lookup.result), 0);
+    -- too large to keep; or stale already (this transaction wrote the owner's data, or a write committed meanwhile)
+    if sz > lim.max_entry_bytes
+       or not analytics._cache_current(who.owner, lookup.snap, pg_catalog.pg_current_xact_id()) then
+        return false;
+    end if;
+    insert into analytics.cache_entries (user_id, role, fn, key_hash, args, result, snap, filler_xid, computed_at,
+                                         expires_at, bytes)
+    values (who.owner, who.role, lookup.fn, k, lookup.args, lookup.result, lookup.snap, pg_catalog.pg_current_xact_id(),
+            lookup.computed_at, lookup.computed_at + analytics._cache_ttl(lookup.fn), sz)
+    returning id into new_id;
+    -- the entries this one replaces, and the owner's oldest beyond the limits; rows another transaction is deleting
+    -- are skipped, never waited for
+    select array_agg(v.id) into victims
+    from (select c.id,
+                 sum(c.bytes) over w as running_bytes,
+                 row_number() over w as n,
+                 c.fn = lookup.fn and c.key_hash = k as same_key
+          from analytics.cache_entries c
+          where c.user_id = who.owner
+          window w as (order by c.computed_at desc, c.id desc)) v
+    where v.id <> new_id and (v.same_key or v.running_bytes > lim.max_owner_bytes or v.n > lim.max_owner_entries);
+    if victims is not null then
+        delete from analytics.cache_entries d
+        where d.id in (select c.id from analytics.cache_entries c where c.id = any(victims) for update skip locked);
+    end if;
+    return true;
+end
+$$;
+COMMENT ON FUNCTION analytics._cache_put(analytics.cache_lookup) IS
+'Stores the result of a miss that analytics._cache_get returned in this transaction (only that lookup: 42501 otherwise), unless it is larger than 1 MB or already stale; evicts the entry it replaces and the owner''s oldest beyond 1,000 entries or 32 MB. Internal: called by the cached functions.';
+
+-- ---- invalidation: every write to an owner's data ---------------------------------------------------------------------
+CREATE FUNCTION analytics._cache_note_writes() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+begin
+    if tg_op = 'TRUNCATE' then
+        insert into analytics.cache_writes (user_id, xid)
+        values ('00000000-0000-0000-0000-000000000000', pg_catalog.pg_current_xact_id()) on conflict do nothing;
+    elsif tg_op = 'INSERT' then
+        insert into analytics.cache_writes (user_id, xid)
+        select distinct n.user_id, pg_catalog.pg_current_xact_id() from new_rows n on conflict do nothing;
+    elsif tg_op = 'DELETE' then
+        insert into analytics.cache_writes (user_id, xid)
+        select distinct o.user_id, pg_catalog.pg_current_xact_id() from old_rows o on conflict do nothing;
+    else
+        insert into analytics.cache_writes (user_id, xid)
+        select u.user_id, pg_catalog.pg_current_xact_id()
+        from (select n.user_id from new_rows n union select o.user_id from old_rows o) u
+        on conflict do nothing;
+    end if;
+    return null;
+end
+$$;
+COMMENT ON FUNCTION analytics._cache_note_writes() IS
+'Statement trigger of every data table: records that this transaction wrote the data of the owners of the rows it changed (TRUNCATE: of every owner), which makes their cached results stale once it commits. Internal.';
+
+-- Every table that holds an owner's data, now and later (tests/pg_regress/sql/cache.sql checks the list). Not: the
+-- cache itself, the rate limiter, plans (retention policies, rate limits) and the experiment totals (derived from
+-- events and assignments by their triggers, in the same statements).
+DO $triggers$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT c.relname
+        FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'analytics' AND c.relkind IN ('r', 'p')
+          AND c.relname NOT IN ('cache_entries', 'cache_writes', 'cache_events', 'cache_counters', 'rate_limit_state',
+                                'rate_limits', 'retention_policies', 'ab_experiment_unit_totals')
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON analytics.%I REFERENCING NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes()', t.relname || '_cache_insert', t.relname);
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON analytics.%I REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes()', t.relname || '_cache_update', t.relname);
+        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON analytics.%I REFERENCING OLD TABLE AS old_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes()', t.relname || '_cache_delete', t.relname);
+        EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON analytics.%I '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes()', t.relname || '_cache_truncate', t.relname);
+    END LOOP;
+END
+$triggers$;
+
+-- ---- statistics and maintenance --------------------------------------------------------------------------------------
+-- Privileged callers (superuser, BYPASSRLS: service_role, a pg_cron job) see and purge every owner's entries;
+-- everybody else only their own.
+CREATE FUNCTION analytics.cache_stats() RETURNS TABLE (
+    user_id       uuid,
+    function_name text,
+    entries       bigint,
+    live_entries  bigint,
+    bytes         bigint,
+    hits          bigint,
+    misses        bigint,
+    hit_rate      double precision
+)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    everyone boolean := analytics._caller_is_privileged();
+    owner uuid := analytics.current_user_id();
+    t timestamptz := analytics._clock('analytics.cache_clock');
+begin
+    if not everyone and owner is null then
+        raise exception 'cache_stats: no caller identity (request.jwt.claims has no sub)' using errcode = '42501';
+    end if;
+    return query
+    with e as (
+        select c.user_id, c.fn, count(*) as entries, count(*) filter (where c.expires_at > t) as live, sum(c.bytes) as bytes
+        from analytics.cache_entries c where everyone or c.user_id = owner group by 1, 2
+    ), h as (
+        select x.user_id, x.fn, sum(x.hits) as hits, sum(x.misses) as misses
+        from (select k.user_id, k.fn, k.hits, k.misses from analytics.cache_counters k
+              union all
+              select v.user_id, v.fn, v.hits, v.misses from analytics.cache_events v
+              union all
+              -- this connection's latest calls, not written yet
+              select p.user_id::uuid, p.function_name, p.hits, p.misses from analytics._cache_pending() p) x
+        where everyone or x.user_id = owner
+        group by 1, 2
+    )
+    select coalesce(e.user_id, h.user_id), coalesce(e.fn, h.fn), coalesce(e.entries, 0), coalesce(e.live, 0),
+           coalesce(e.bytes, 0)::bigint, coalesce(h.hits, 0)::bigint, coalesce(h.misses, 0)::bigint,
+           case when coalesce(h.hits, 0) + coalesce(h.misses, 0) > 0
+                then h.hits::double precision / (h.hits + h.misses) end
+    from e full join h on h.user_id = e.user_id and h.fn = e.fn
+    order by 1, 2;
+end
+$$;
+COMMENT ON FUNCTION analytics.cache_stats() IS
+$$The result cache per owner and function: entries (live_entries: not yet expired), bytes (as stored, compressed), hits, misses and hit_rate since the counters started. Each connection writes its counts with its next miss or every 10 seconds (the caller's own connection is always up to date). An owner sees their own rows; superusers and service_role see every owner's.
+Example: select function_name, entries, hits, misses, hit_rate from analytics.cache_stats();$$;
+
+CREATE FUNCTION analytics.purge_cache(expired_only boolean DEFAULT true) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    everyone boolean := analytics._caller_is_privileged();
+    owner uuid := analytics.current_user_id();
+    t timestamptz := analytics._clock('analytics.cache_clock');
+    own xid8 := pg_catalog.pg_current_xact_id_if_assigned();
+    entries bigint;
+    freed bigint;
+    writes bigint;
+begin
+    if not everyone and owner is null then
+        raise exception 'purge_cache: no caller identity (request.jwt.claims has no sub)' using errcode = '42501';
+    end if;
+    if expired_only is null then
+        raise exception 'expired_only: must be true or false' using errcode = '22004';
+    end if;
+    -- one purge at a time (they fold the same counters)
+    perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('analytics.purge_cache'));
+    with d as (
+        delete from analytics.cache_entries c
+        where (everyone or c.user_id = owner) and (not expired_only or c.expires_at <= t)
+        returning c.bytes
+    ) select count(*), coalesce(sum(d.bytes), 0) into entries, freed from d;
+
+    with d as (
+        delete from analytics.cache_events v where everyone or v.user_id = owner returning v.user_id, v.fn, v.hits, v.misses
+    )
+    insert into analytics.cache_counters as k (user_id, fn, hits, misses)
+    select d.user_id, d.fn, sum(d.hits), sum(d.misses)
+    from d group by 1, 2 order by 1, 2
+    on conflict (user_id, fn) do update set hits = k.hits + excluded.hits, misses = k.misses + excluded.misses;
+
+    -- The write log: a write row visible here has committed (unless it is this transaction's), so it committed by t.
+    -- An entry that does not see it was computed before it committed, hence expires before committed_by + the
+    -- longest TTL; after that (plus a minute of clock skew between sessions) nothing can need the row.
+    update analytics.cache_writes w set committed_by = t
+    where w.committed_by is null and w.xid is distinct from own
+      and (everyone or w.user_id = owner);
+    delete from analytics.cache_writes w
+    where w.committed_by < t - analytics._cache_ttl('trace_metrics') - interval '1 minute'
+      and (everyone or w.user_id = owner);
+    get diagnostics writes = row_count;
+    return jsonb_build_object('entries_removed', entries, 'bytes_removed', freed, 'write_records_removed', writes);
+end
+$$;
+COMMENT ON FUNCTION analytics.purge_cache(boolean) IS
+$$Removes expired cache entries (expired_only => false: every entry), folds the hit/miss log into the counters and drops write records no entry can need any more; returns {"entries_removed", "bytes_removed", "write_records_removed"}. Superusers and service_role purge every owner's cache (schedule it: select cron.schedule('analytics-purge-cache', '* * * * *', 'select analytics.purge_cache()')); an owner purges only their own.
+Example: select analytics.purge_cache();$$;
+
+-- ---- the cached functions ------------------------------------------------------------------------------------------
+-- Each is PL/pgSQL around its computation (analytics._<name>): look up, else compute and store. VOLATILE because a
+-- call may store; through PostgREST, POST fills the cache and GET (a READ ONLY transaction) reads it.
+
+CREATE FUNCTION analytics.get_trace_tree(
+    trace_id   text,
+    max_depth  integer DEFAULT 100,
+    max_spans  integer DEFAULT 10000,
+    include_io boolean DEFAULT true,
+    user_id    uuid    DEFAULT NULL,
+    cache      boolean DEFAULT true
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('get_trace_tree',
+        jsonb_build_array(trace_id, max_depth, max_spans, include_io, user_id), cache);
+begin
+    if c.hit then
+        return c.result;
+    end if;
+    c.result := analytics._get_trace_tree(trace_id, max_depth, max_spans, include_io, user_id);
+    perform analytics._cache_put(c);
+    return c.result;
+end
+$$;
+
+CREATE FUNCTION analytics.search_spans(
+    trace_id        text             DEFAULT NULL,
+    conversation_id text             DEFAULT NULL,
+    message_id      text             DEFAULT NULL,
+    session_id      text             DEFAULT NULL,
+    operation_type  text             DEFAULT NULL,
+    status          text             DEFAULT NULL,
+    model           text             DEFAULT NULL,
+    from_time       timestamptz      DEFAULT NULL,
+    to_time         timestamptz      DEFAULT NULL,
+    min_duration_ms double precision DEFAULT NULL,
+    tag             text             DEFAULT NULL,
+    after           text             DEFAULT NULL,
+    "limit"         integer          DEFAULT 50,
+    "offset"        integer          DEFAULT 0,
+    user_id         uuid             DEFAULT NULL,
+    cache           boolean          DEFAULT true
+) RETURNS SETOF analytics.llm_traces
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('search_spans',
+        jsonb_build_array(trace_id, conversation_id, message_id, session_id, operation_type, status, model, from_time,
+                          to_time, min_duration_ms, tag, after, "limit", "offset", user_id), cache);
+begin
+    if not c.hit and not c.fill then
+        return query select * from analytics._search_spans(trace_id, conversation_id, message_id, session_id,
+            operation_type, status, model, from_time, to_time, min_duration_ms, tag, after, "limit", "offset", user_id);
+        return;
+    end if;
+    if c.fill then
+        select coalesce(jsonb_agg(to_jsonb(r) order by r.ordinality), '[]') into c.result
+        from analytics._search_spans(search_spans.trace_id, search_spans.conversation_id, search_spans.message_id,
+            search_spans.session_id, search_spans.operation_type, search_spans.status, search_spans.model,
+            search_spans.from_time, search_spans.to_time, search_spans.min_duration_ms, search_spans.tag,
+            search_spans.after, search_spans."limit", search_spans."offset", search_spans.user_id) with ordinality r;
+        perform analytics._cache_put(c);
+    end if;
+    return query select * from jsonb_populate_recordset(null::analytics.llm_traces, c.result);
+end
+$$;
+
+CREATE FUNCTION analytics.search_traces(
+    trace_id        text             DEFAULT NULL,
+    conversation_id text             DEFAULT NULL,
+    message_id      text             DEFAULT NULL,
+    session_id      text             DEFAULT NULL,
+    operation_type  text             DEFAULT NULL,
+    status          text             DEFAULT NULL,
+    model           text             DEFAULT NULL,
+    from_time       timestamptz      DEFAULT NULL,
+    to_time         timestamptz      DEFAULT NULL,
+    min_duration_ms double precision DEFAULT NULL,
+    tag             text             DEFAULT NULL,
+    after           text             DEFAULT NULL,
+    "limit"         integer          DEFAULT 50,
+    "offset"        integer          DEFAULT 0,
+    user_id         uuid             DEFAULT NULL,
+    cache           boolean          DEFAULT true
+) RETURNS SETOF analytics.trace_summary
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('search_traces',
+        jsonb_build_array(trace_id, conversation_id, message_id, session_id, operation_type, status, model, from_time,
+                          to_time, min_duration_ms, tag, after, "limit", "offset", user_id), cache);
+begin
+    if not c.hit and not c.fill then
+        return query select * from analytics._search_traces(trace_id, conversation_id, message_id, session_id,
+            operation_type, status, model, from_time, to_time, min_duration_ms, tag, after, "limit", "offset", user_id);
+        return;
+    end if;
+    if c.fill then
+        select coalesce(jsonb_agg(to_jsonb(r) order by r.ordinality), '[]') into c.result
+        from analytics._search_traces(search_traces.trace_id, search_traces.conversation_id, search_traces.message_id,
+            search_traces.session_id, search_traces.operation_type, search_traces.status, search_traces.model,
+            search_traces.from_time, search_traces.to_time, search_traces.min_duration_ms, search_traces.tag,
+            search_traces.after, search_traces."limit", search_traces."offset", search_traces.user_id) with ordinality r;
+        perform analytics._cache_put(c);
+    end if;
+    return query select * from jsonb_populate_recordset(null::analytics.trace_summary, c.result);
+end
+$$;
+
+CREATE FUNCTION analytics.trace_metrics(
+    bucket         interval,
+    from_time      timestamptz,
+    to_time        timestamptz,
+    group_by       text[]  DEFAULT '{}',
+    operation_type text    DEFAULT NULL,
+    root_only      boolean DEFAULT false,
+    user_id        uuid    DEFAULT NULL,
+    cache          boolean DEFAULT true
+) RETURNS SETOF analytics.trace_metrics_row
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('trace_metrics',
+        jsonb_build_array(bucket, from_time, to_time, group_by, operation_type, root_only, user_id), cache);
+begin
+    if not c.hit and not c.fill then
+        return query select * from analytics._trace_metrics(bucket, from_time, to_time, group_by, operation_type,
+                                                             root_only, user_id);
+        return;
+    end if;
+    if c.fill then
+        select coalesce(jsonb_agg(to_jsonb(r) order by r.ordinality), '[]') into c.result
+        from analytics._trace_metrics(trace_metrics.bucket, trace_metrics.from_time, trace_metrics.to_time,
+            trace_metrics.group_by, trace_metrics.operation_type, trace_metrics.root_only, trace_metrics.user_id)
+            with ordinality r;
+        perform analytics._cache_put(c);
+    end if;
+    return query select * from jsonb_populate_recordset(null::analytics.trace_metrics_row, c.result);
+end
+$$;
+
+CREATE FUNCTION analytics.experiment_results(
+    experiment_key    text,
+    metric            text,
+    metric_type       text             DEFAULT NULL,
+    relative          boolean          DEFAULT true,
+    alpha             double precision DEFAULT 0.05,
+    correction        text             DEFAULT 'holm',
+    phase             integer          DEFAULT NULL,
+    metric_source     text             DEFAULT 'events',
+    unit_source       text             DEFAULT 'metadata',
+    operation_type    text             DEFAULT NULL,
+    cuped             boolean          DEFAULT false,
+    cuped_lookback    interval         DEFAULT '14 days',
+    sequential_tuning double precision DEFAULT 5000,
+    lower_is_better   boolean          DEFAULT NULL,
+    cache             boolean          DEFAULT true
+) RETURNS SETOF analytics.experiment_result_row
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('experiment_results',
+        jsonb_build_array(experiment_key, metric, metric_type, relative, alpha, correction, phase, metric_source,
+                          unit_source, operation_type, cuped, cuped_lookback, sequential_tuning, lower_is_better), cache);
+begin
+    if not c.hit and not c.fill then
+        return query select * from analytics._experiment_results(experiment_key, metric, metric_type, relative, alpha,
+            correction, phase, metric_source, unit_source, operation_type, cuped, cuped_lookback, sequential_tuning,
+            lower_is_better);
+        return;
+    end if;
+    if c.fill then
+        select coalesce(jsonb_agg(to_jsonb(r) order by r.ordinality), '[]') into c.result
+        from analytics._experiment_results(experiment_results.experiment_key, experiment_results.metric,
+            experiment_results.metric_type, experiment_results.relative, experiment_results.alpha,
+            experiment_results.correction, experiment_results.phase, experiment_results.metric_source,
+            experiment_results.unit_source, experiment_results.operation_type, experiment_results.cuped,
+            experiment_results.cuped_lookback, experiment_results.sequential_tuning,
+            experiment_results.lower_is_better) with ordinality r;
+        perform analytics._cache_put(c);
+    end if;
+    return query select * from jsonb_populate_recordset(null::analytics.experiment_result_row, c.result);
+end
+$$;
+
+CREATE FUNCTION analytics.anomaly_summary(
+    from_time timestamptz,
+    to_time   timestamptz DEFAULT NULL,
+    status    text        DEFAULT NULL,
+    user_id   uuid        DEFAULT NULL,
+    cache     boolean     DEFAULT true
+) RETURNS SETOF analytics.anomaly_summary_row
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('anomaly_summary',
+        jsonb_build_array(from_time, to_time, status, user_id), cache);
+begin
+    if not c.hit and not c.fill then
+        return query select * from analytics._anomaly_summary(from_time, to_time, status, user_id);
+        return;
+    end if;
+    if c.fill then
+        select coalesce(jsonb_agg(to_jsonb(r) order by r.ordinality), '[]') into c.result
+        from analytics._anomaly_summary(anomaly_summary.from_time, anomaly_summary.to_time, anomaly_summary.status,
+                                        anomaly_summary.user_id) with ordinality r;
+        perform analytics._cache_put(c);
+    end if;
+    return query select * from jsonb_populate_recordset(null::analytics.anomaly_summary_row, c.result);
+end
+$$;
+
+-- ---- documentation ---------------------------------------------------------------------------------------------------
+COMMENT ON FUNCTION analytics.get_trace_tree(text, integer, integer, boolean, uuid, boolean) IS
+$$The trace as one nested jsonb document: {"trace_id", "span_count", "returned_spans", "truncated", "orphan_count", "cycle_count", "duration_ms", "total_tokens", "cost_usd", "error_count", "roots": [...]}.
+Each span carries its columns, depth, self_ms, on_critical_path, orphan, cycle, a subtree rollup (span_count, error_count, total_tokens, cost_usd, duration_ms), children_truncated, and its children sorted by start time.
+max_depth (0..1000, default 100) and max_spans (default 10000) cap the document, keeping the shallowest spans; include_io => false leaves out input/output.
+NULL when the trace does not exist or is not the caller's. Cached 1 minute per caller, stale at once after a write to the caller's data; cache => false computes afresh.
+Example: select analytics.get_trace_tree('trace-rag-002', include_io => false);$$;
+
+COMMENT ON FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean) IS
+$$Spans matching all given filters, newest first (start_time desc, id desc). Keyset pagination: pass after => '<start_time>,<id>' of the last row; "limit" 1..1000 (default 50); "offset" also works.
+Looks at the caller's rows (or user_id's); without a signed-in caller, at all rows the role may see (service_role). Cached 1 minute per caller (see get_trace_tree).
+Example: select name, status, duration_ms from analytics.search_spans(status => 'error', "limit" => 10);$$;
+
+COMMENT ON FUNCTION analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean) IS
+$$Traces with at least one span matching the span filters (trace_id, conversation_id, message_id, session_id, operation_type, status, model, tag), trace start within [from_time, to_time) and duration >= min_duration_ms, newest first.
+Each row: root span, start/end, duration_ms, span_count, error_count, total_tokens, cost_usd, models, and the cursor to pass as after => for the next page. Cached 1 minute per caller (see get_trace_tree).
+Example: select trace_id, root_name, span_count, error_count from analytics.search_traces(status => 'error');$$;
+
+COMMENT ON FUNCTION analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean) IS
+$$Rollups per time bucket and group (group_by: model, operation_type, provider, status, name, user): request_count, error_count, error_rate, latency p50/p90/p95/p99 and time-to-first-token p50/p95 in ms, tokens and cost.
+Percentiles are exact (percentile_cont). Buckets are aligned to from_time. Filters: operation_type, root_only (traces rather than spans). Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
+Example: select * from analytics.trace_metrics('1 hour', now() - interval '1 day', now(), group_by => '{model}');$$;
+
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean) IS
+$$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (holm, bh or none), significance, chance to beat control and expected loss (Bayesian, Gaussian; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
+metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
+metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
+cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
+Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
+
+COMMENT ON FUNCTION analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean) IS
+$$The recorded anomalies per metric and dimension whose bucket starts in [from_time, to_time) (to_time NULL: no end), optionally of one status: how many, by status and severity, first and last bucket, last detection, largest |score| and the detectors that found them; most open first. Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
+Example: select metric, dimension, anomalies, open, critical from analytics.anomaly_summary(now() - interval '7 days');$$;
+
+COMMENT ON FUNCTION analytics._cache_count(text, boolean) IS
+'Counts a cached call (hit or miss) of the caller (JWT sub) in this connection''s tally; true when the tally is due to be written (a miss, or 10 s since the last write). Internal.';
+COMMENT ON FUNCTION analytics._cache_drain() IS
+'Takes this connection''s tally of cache hits and misses for writing to analytics.cache_events. Internal.';
+COMMENT ON FUNCTION analytics._cache_pending() IS
+'This connection''s tally of cache hits and misses not written yet (left in place). Internal.';
+
+-- what 900_security.sql gives these tables and functions on a fresh install: RLS with the owner policies (not FORCEd:
+-- only the SECURITY DEFINER functions reach them), not dumped, no privilege for any API role; EXECUTE for
+-- authenticated and service_role on every new function but the cache's internals
+DO $security$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['cache_counters', 'cache_entries', 'cache_events', 'cache_writes'] LOOP
+        EXECUTE format('ALTER TABLE analytics.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY %I ON analytics.%I FOR SELECT USING (user_id = (select analytics.current_user_id()))',
+            t || '_select_own', t);
+        EXECUTE format('CREATE POLICY %I ON analytics.%I FOR INSERT WITH CHECK (user_id = (select analytics.current_user_id()))',
+            t || '_insert_own', t);
+        EXECUTE format('CREATE POLICY %I ON analytics.%I FOR UPDATE USING (user_id = (select analytics.current_user_id()))'
+            ' WITH CHECK (user_id = (select analytics.current_user_id()))', t || '_update_own', t);
+        EXECUTE format('CREATE POLICY %I ON analytics.%I FOR DELETE USING (user_id = (select analytics.current_user_id()))',
+            t || '_delete_own', t);
+        EXECUTE format('REVOKE ALL ON analytics.%I FROM PUBLIC', t);
+    END LOOP;
+END
+$security$;
+REVOKE EXECUTE ON FUNCTION analytics._get_trace_tree(text, integer, integer, boolean, uuid),
+    analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
+    analytics._search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
+    analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid),
+    analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean),
+    analytics._anomaly_summary(timestamptz, timestamptz, text, uuid),
+    analytics.get_trace_tree(text, integer, integer, boolean, uuid, boolean),
+    analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
+    analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
+    analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean),
+    analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean),
+    analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean),
+    analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb),
+    analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_get(text, jsonb, boolean),
+    analytics._cache_put(analytics.cache_lookup), analytics._cache_note_writes(), analytics.cache_stats(),
+    analytics.purge_cache(boolean), analytics._cache_count(text, boolean), analytics._cache_drain(),
+    analytics._cache_pending() FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._get_trace_tree(text, integer, integer, boolean, uuid),
+                analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
+                analytics._search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
+                analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid),
+                analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean),
+                analytics._anomaly_summary(timestamptz, timestamptz, text, uuid),
+                analytics.get_trace_tree(text, integer, integer, boolean, uuid, boolean),
+                analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
+                analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
+                analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean),
+                analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean),
+                analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean),
+                analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb),
+                analytics._cache_get(text, jsonb, boolean), analytics._cache_put(analytics.cache_lookup), analytics.cache_stats(),
+                analytics.purge_cache(boolean) TO %I', r);
+        END IF;
+    END LOOP;
 END
 $grants$;

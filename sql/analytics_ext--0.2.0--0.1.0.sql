@@ -4,6 +4,544 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- Result caches (undone first). The cache holds nothing that is not computed again: it is dropped with its write
+-- triggers, and the read functions get back their form before it (their computations under their public names).
+DO $triggers$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT tg.tgname, c.relname FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
+             WHERE tg.tgfoid = 'analytics._cache_note_writes()'::pg_catalog.regprocedure ORDER BY 2, 1
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON analytics.%I', t.tgname, t.relname);
+    END LOOP;
+END
+$triggers$;
+DROP FUNCTION analytics.get_trace_tree(text, integer, integer, boolean, uuid, boolean);
+DROP FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean);
+DROP FUNCTION analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean);
+DROP FUNCTION analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean);
+DROP FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean);
+DROP FUNCTION analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean);
+DROP FUNCTION analytics.purge_cache(boolean);
+DROP FUNCTION analytics.cache_stats();
+DROP FUNCTION analytics._cache_note_writes();
+DROP FUNCTION analytics._cache_put(analytics.cache_lookup);
+DROP FUNCTION analytics._cache_get(text, jsonb, boolean);
+DROP FUNCTION analytics._cache_current(uuid, pg_snapshot, xid8);
+DROP FUNCTION analytics._cache_key(name, text, jsonb);
+DROP FUNCTION analytics._cache_owner();
+DROP FUNCTION analytics._cache_limits();
+DROP FUNCTION analytics._cache_ttl(text);
+DROP FUNCTION analytics._cache_count(text, boolean);
+DROP FUNCTION analytics._cache_drain();
+DROP FUNCTION analytics._cache_pending();
+DROP TYPE analytics.cache_lookup;
+DROP TABLE analytics.cache_entries;
+DROP TABLE analytics.cache_writes;
+DROP TABLE analytics.cache_events;
+DROP TABLE analytics.cache_counters;
+DROP FUNCTION analytics._anomaly_summary(timestamptz, timestamptz, text, uuid);
+DROP TYPE analytics.anomaly_summary_row;
+DROP FUNCTION analytics._get_trace_tree(text, integer, integer, boolean, uuid);
+DROP FUNCTION analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid);
+DROP FUNCTION analytics._search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid);
+DROP FUNCTION analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid);
+DROP TYPE analytics.trace_metrics_row;
+DROP FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean);
+DROP TYPE analytics.experiment_result_row;
+CREATE FUNCTION analytics."get_trace_tree"(
+	"trace_id" TEXT, /* Option < & str > */
+	"max_depth" INT DEFAULT 100, /* i32 */
+	"max_spans" INT DEFAULT 10000, /* i32 */
+	"include_io" bool DEFAULT true, /* bool */
+	"user_id" uuid DEFAULT NULL /* Option < Uuid > */
+) RETURNS jsonb /* Option < RawJsonb > */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'get_trace_tree_wrapper';
+CREATE FUNCTION analytics."search_spans"(
+	"trace_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"conversation_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"message_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"session_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"operation_type" TEXT DEFAULT NULL, /* Option < & str > */
+	"status" TEXT DEFAULT NULL, /* Option < & str > */
+	"model" TEXT DEFAULT NULL, /* Option < & str > */
+	"from_time" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_time" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"min_duration_ms" double precision DEFAULT NULL, /* Option < f64 > */
+	"tag" TEXT DEFAULT NULL, /* Option < & str > */
+	"after" TEXT DEFAULT NULL, /* Option < & str > */
+	"limit" INT DEFAULT 50, /* Option < i32 > */
+	"offset" INT DEFAULT 0, /* Option < i32 > */
+	"user_id" uuid DEFAULT NULL /* Option < Uuid > */
+) RETURNS SETOF analytics.llm_traces /* :: pgrx :: heap_tuple :: PgHeapTuple < '_, :: pgrx :: pgbox :: AllocatedByRust
+> */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'search_spans_wrapper';
+CREATE FUNCTION analytics.search_traces(
+    trace_id        text             DEFAULT NULL,
+    conversation_id text             DEFAULT NULL,
+    message_id      text             DEFAULT NULL,
+    session_id      text             DEFAULT NULL,
+    operation_type  text             DEFAULT NULL,
+    status          text             DEFAULT NULL,
+    model           text             DEFAULT NULL,
+    from_time       timestamptz      DEFAULT NULL,
+    to_time         timestamptz      DEFAULT NULL,
+    min_duration_ms double precision DEFAULT NULL,
+    tag             text             DEFAULT NULL,
+    after           text             DEFAULT NULL,
+    "limit"         integer          DEFAULT 50,
+    "offset"        integer          DEFAULT 0,
+    user_id         uuid             DEFAULT NULL
+) RETURNS SETOF analytics.trace_summary
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(search_traces.user_id, analytics.current_user_id());
+    c record := analytics._parse_cursor(after);
+    q text;
+begin
+    perform analytics._check_page("limit", "offset");
+    -- a trace matches when one of its spans matches the span filters; times and duration are the trace's
+    q := 'with matching as (select distinct s.user_id, s.trace_id from analytics.llm_traces s where '
+        || analytics._span_filters(search_traces.trace_id, search_traces.conversation_id, message_id,
+                                   search_traces.session_id, operation_type, status, model, tag, owner)
+        || case when from_time is not null then ' and s.start_time >= $9' else '' end
+        || '), traces as (
+            select t.user_id, t.trace_id,
+                   (array_agg(t.span_id order by (t.parent_span_id is not null), t.start_time, t.span_id))[1] as root_span_id,
+                   (array_agg(t.name order by (t.parent_span_id is not null), t.start_time, t.span_id))[1] as root_name,
+                   min(t.start_time) as start_time,
+                   max(coalesce(t.end_time, t.start_time)) as end_time,
+                   count(*) as span_count,
+                   count(*) filter (where t.status = ''error'') as error_count,
+                   sum(t.total_tokens)::bigint as total_tokens,
+                   sum(t.cost_usd) as cost_usd,
+                   min(t.conversation_id) as conversation_id,
+                   min(t.session_id) as session_id,
+                   array_agg(distinct t.model) filter (where t.model is not null) as models
+            from analytics.llm_traces t
+            join matching m on m.user_id = t.user_id and m.trace_id = t.trace_id
+            group by t.user_id, t.trace_id)
+        select user_id, trace_id, root_span_id, root_name, start_time, end_time,
+               extract(epoch from end_time - start_time)::double precision * 1000, span_count, error_count,
+               total_tokens, cost_usd, conversation_id, session_id, coalesce(models, ''{}''),
+               to_char(start_time at time zone ''UTC'', ''YYYY-MM-DD"T"HH24:MI:SS.US"Z"'') || '','' || trace_id
+        from traces where true'
+        || case when from_time is not null then ' and start_time >= $9' else '' end
+        || case when to_time is not null then ' and start_time < $10' else '' end
+        || case when min_duration_ms is not null
+                then ' and extract(epoch from end_time - start_time) * 1000 >= $11' else '' end
+        || case when after is not null then ' and (start_time, trace_id) < ($13, $14)' else '' end
+        || ' order by start_time desc, trace_id desc limit $15 offset $16';
+    return query execute q using search_traces.trace_id, search_traces.conversation_id, message_id,
+        search_traces.session_id, operation_type, status, model, tag, from_time, to_time, min_duration_ms, owner,
+        c.at_time, c.at_key, "limit", "offset";
+end
+$$;
+
+CREATE FUNCTION analytics.trace_metrics(
+    bucket         interval,
+    from_time      timestamptz,
+    to_time        timestamptz,
+    group_by       text[]  DEFAULT '{}',
+    operation_type text    DEFAULT NULL,
+    root_only      boolean DEFAULT false,
+    user_id        uuid    DEFAULT NULL
+) RETURNS TABLE (
+    bucket_start   timestamptz,
+    dimension      jsonb,
+    request_count  bigint,
+    error_count    bigint,
+    error_rate     double precision,
+    latency_p50_ms double precision,
+    latency_p90_ms double precision,
+    latency_p95_ms double precision,
+    latency_p99_ms double precision,
+    ttft_p50_ms    double precision,
+    ttft_p95_ms    double precision,
+    input_tokens   bigint,
+    output_tokens  bigint,
+    total_tokens   bigint,
+    cost_usd       double precision
+)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(trace_metrics.user_id, analytics.current_user_id());
+    g text;
+    dims text := '';
+    q text;
+begin
+    if bucket is null or bucket <= interval '0' then
+        raise exception 'bucket: must be a positive interval, got %', coalesce(bucket::text, 'NULL') using errcode = '22023';
+    end if;
+    if extract(month from bucket) <> 0 or extract(year from bucket) <> 0 then
+        raise exception 'bucket: months and years are not fixed lengths; use days (e.g. ''30 days''), got %', bucket
+            using errcode = '22023';
+    end if;
+    if from_time is null or to_time is null or to_time <= from_time then
+        raise exception 'to_time: must be after from_time' using errcode = '22023';
+    end if;
+    if extract(epoch from to_time - from_time) / extract(epoch from bucket) > 100000 then
+        raise exception 'bucket: % buckets between from_time and to_time; the limit is 100000',
+            floor(extract(epoch from to_time - from_time) / extract(epoch from bucket)) using errcode = '22023';
+    end if;
+    foreach g in array coalesce(group_by, '{}') loop
+        dims := dims || case g
+            when 'model' then ', ''model'', s.model'
+            when 'operation_type' then ', ''operation_type'', s.operation_type'
+            when 'provider' then ', ''provider'', s.provider'
+            when 'status' then ', ''status'', s.status'
+            when 'name' then ', ''name'', s.name'
+            when 'user' then ', ''user_id'', s.user_id'
+            else null end;
+        if dims is null then
+            raise exception 'group_by: unknown dimension "%"; allowed: model, operation_type, provider, status, name, user', g
+                using errcode = '22023';
+        end if;
+    end loop;
+    q := 'select date_bin($1, s.start_time, $2) as b, jsonb_build_object(' || coalesce(nullif(substr(dims, 3), ''), '') || ') as d,
+                 count(*), count(*) filter (where s.status = ''error''),
+                 (count(*) filter (where s.status = ''error''))::double precision / count(*),
+                 percentile_cont(0.50) within group (order by s.duration_ms),
+                 percentile_cont(0.90) within group (order by s.duration_ms),
+                 percentile_cont(0.95) within group (order by s.duration_ms),
+                 percentile_cont(0.99) within group (order by s.duration_ms),
+                 percentile_cont(0.50) within group (order by extract(epoch from s.completion_start_time - s.start_time)::double precision * 1000),
+                 percentile_cont(0.95) within group (order by extract(epoch from s.completion_start_time - s.start_time)::double precision * 1000),
+                 sum(s.input_tokens)::bigint, sum(s.output_tokens)::bigint, sum(s.total_tokens)::bigint, sum(s.cost_usd)
+          from analytics.llm_traces s
+          where s.start_time >= $2 and s.start_time < $3'
+        || case when owner is not null then ' and s.user_id = $4' else '' end
+        || case when operation_type is not null then ' and s.operation_type = $5' else '' end
+        || case when root_only then ' and s.parent_span_id is null' else '' end
+        || ' group by 1, 2 order by 1, 2';
+    return query execute q using bucket, from_time, to_time, owner, operation_type;
+end
+$$;
+
+CREATE FUNCTION analytics.experiment_results(
+    experiment_key    text,
+    metric            text,
+    metric_type       text             DEFAULT NULL,
+    relative          boolean          DEFAULT true,
+    alpha             double precision DEFAULT 0.05,
+    correction        text             DEFAULT 'holm',
+    phase             integer          DEFAULT NULL,
+    metric_source     text             DEFAULT 'events',
+    unit_source       text             DEFAULT 'metadata',
+    operation_type    text             DEFAULT NULL,
+    cuped             boolean          DEFAULT false,
+    cuped_lookback    interval         DEFAULT '14 days',
+    sequential_tuning double precision DEFAULT 5000,
+    lower_is_better   boolean          DEFAULT NULL
+) RETURNS TABLE (
+    variant_key            text,
+    is_control             boolean,
+    units                  bigint,
+    value                  double precision,
+    effect                 double precision,
+    ci_lower               double precision,
+    ci_upper               double precision,
+    p_value                double precision,
+    adjusted_p_value       double precision,
+    significant            boolean,
+    chance_to_beat_control double precision,
+    expected_loss          double precision,
+    sequential_p_value     double precision,
+    sequential_ci_lower    double precision,
+    sequential_ci_upper    double precision,
+    variance_reduction     double precision,
+    srm_p_value            double precision,
+    srm                    boolean,
+    note                   text
+)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    ph int := coalesce(experiment_results.phase, e.phase);
+    kind text := metric_type;
+    trace_kind text;
+    pre interval := case when cuped then cuped_lookback else interval '0' end;
+    -- trace metrics other than request_count are costs: lower is better
+    lower boolean := coalesce(lower_is_better, metric_source = 'traces' and metric <> 'request_count');
+    groups jsonb;
+    control jsonb;
+    srm_result jsonb;
+    tests jsonb := '{}';
+    adjusted double precision[];
+    keys text[];
+    g jsonb;
+    t jsonb;
+begin
+    if metric is null or metric = '' then
+        raise exception 'metric: is required' using errcode = '22004';
+    end if;
+    if correction is null or correction not in ('holm', 'bh', 'none') then
+        raise exception 'correction: must be holm, bh or none, got %', coalesce(correction, 'NULL') using errcode = '22023';
+    end if;
+    if cuped is null or (cuped and (cuped_lookback is null or cuped_lookback <= interval '0')) then
+        raise exception 'cuped_lookback: must be a positive interval, got %', coalesce(cuped_lookback::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if metric_source = 'events' then
+        kind := coalesce(kind, 'binomial');
+        if kind not in ('binomial', 'mean') then
+            raise exception 'metric_type: must be binomial (share of units with the event) or mean (event value per unit), got %',
+                kind using errcode = '22023';
+        end if;
+    elsif metric_source = 'traces' then
+        if metric not in ('latency_ms', 'error_rate', 'cost_usd', 'total_tokens', 'input_tokens', 'output_tokens', 'request_count') then
+            raise exception 'metric: unknown trace metric "%"; allowed: latency_ms, error_rate, cost_usd, total_tokens, input_tokens, output_tokens, request_count',
+                metric using errcode = '22023';
+        end if;
+        if unit_source is null or unit_source not in ('metadata', 'session_id', 'conversation_id') then
+            raise exception 'unit_source: must be metadata (the span''s metadata.unit_id), session_id or conversation_id, got %',
+                coalesce(unit_source, 'NULL') using errcode = '22023';
+        end if;
+        trace_kind := case when metric in ('latency_ms', 'error_rate') then 'ratio' else 'mean' end;
+        if kind is not null and kind <> trace_kind then
+            raise exception 'metric_type: the trace metric % is a % metric, got %', metric, trace_kind, kind
+                using errcode = '22023';
+        end if;
+        kind := trace_kind;
+    else
+        raise exception 'metric_source: must be events (ab_experiment_events) or traces (llm_traces), got %',
+            coalesce(metric_source, 'NULL') using errcode = '22023';
+    end if;
+    if cuped and kind = 'ratio' then
+        raise exception 'cuped: is available for binomial and mean metrics, not for the ratio metric %', metric using errcode = '22023';
+    end if;
+
+    if metric_source = 'events' and not cuped then
+        -- the per-unit totals kept by triggers (sql/023_experiment_totals.sql): no join of assignments and events
+        select m into groups from analytics._experiment_event_moments(e.id, ph, metric, kind) m;
+    else
+        select m into groups
+        from analytics._experiment_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type, pre) m;
+    end if;
+
+    control := (select x from jsonb_array_elements(groups) x where (x->>'is_control')::boolean);
+    srm_result := analytics.srm_check(
+        (select array_agg((x->'moments'->>'n')::int) from jsonb_array_elements(groups) x),
+        (select array_agg((x->>'weight')::double precision) from jsonb_array_elements(groups) x));
+
+    for g in select x from jsonb_array_elements(groups) x loop
+        t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning, lower);
+        tests := tests || jsonb_build_object(g->>'key', t);
+    end loop;
+
+    -- correct the variants' p-values for comparing several variants with one control
+    select array_agg(k order by k), array_agg((tests->k->>'p_value')::double precision order by k)
+      into keys, adjusted
+    from jsonb_object_keys(tests) k
+    where tests->k->>'p_value' is not null
+      and not exists (select 1 from jsonb_array_elements(groups) x where x->>'key' = k and (x->>'is_control')::boolean);
+    if correction <> 'none' and keys is not null then
+        adjusted := analytics.adjust_p_values(adjusted, correction);
+    end if;
+
+    for g in select x from jsonb_array_elements(groups) x loop
+        t := tests->(g->>'key');
+        variant_key := g->>'key';
+        is_control := (g->>'is_control')::boolean;
+        units := (g->'moments'->>'n')::bigint;
+        value := (t->>'treatment_value')::double precision;
+        srm_p_value := (srm_result->>'p_value')::double precision;
+        srm := (srm_result->>'srm')::boolean;
+        if is_control then
+            effect := null; ci_lower := null; ci_upper := null; p_value := null; adjusted_p_value := null;
+            significant := false; chance_to_beat_control := null; expected_loss := null; sequential_p_value := null;
+            sequential_ci_lower := null; sequential_ci_upper := null; variance_reduction := null;
+            note := srm_result->>'note';
+        else
+            effect := (t->>'effect')::double precision;
+            ci_lower := (t->>'ci_lower')::double precision;
+            ci_upper := (t->>'ci_upper')::double precision;
+            p_value := (t->>'p_value')::double precision;
+            adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, variant_key)] end;
+            significant := coalesce(adjusted_p_value < alpha, false);
+            chance_to_beat_control := (t->>'chance_to_beat_control')::double precision;
+            expected_loss := (t->>'expected_loss')::double precision;
+            sequential_p_value := (t->>'sequential_p_value')::double precision;
+            sequential_ci_lower := (t->>'sequential_ci_lower')::double precision;
+            sequential_ci_upper := (t->>'sequential_ci_upper')::double precision;
+            variance_reduction := (t->>'variance_reduction')::double precision;
+            note := coalesce(t->>'note', srm_result->>'note');
+        end if;
+        return next;
+    end loop;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION analytics.run_anomaly_detection(
+    metric   text,
+    bucket   interval    DEFAULT '1 hour',
+    lookback interval    DEFAULT '7 days',
+    group_by text[]      DEFAULT '{}',
+    method   text        DEFAULT 'mad',
+    params   jsonb       DEFAULT '{}',
+    end_time timestamptz DEFAULT now(),
+    user_id  uuid        DEFAULT NULL
+) RETURNS SETOF analytics.anomaly_detections
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(run_anomaly_detection.user_id, analytics.current_user_id());
+    settings jsonb;
+    threshold double precision;
+    to_time timestamptz;
+    from_time timestamptz;
+    col text;
+    zero_fill boolean;
+begin
+    if owner is null then
+        raise exception 'user_id: no caller identity (request.jwt.claims has no sub); pass user_id => the owner whose traces to check'
+            using errcode = '42501';
+    end if;
+    perform analytics.check_rate_limit('run_anomaly_detection');
+    col := case metric
+        when 'request_count' then 'request_count' when 'error_count' then 'error_count' when 'error_rate' then 'error_rate'
+        when 'latency_p50' then 'latency_p50_ms' when 'latency_p90' then 'latency_p90_ms'
+        when 'latency_p95' then 'latency_p95_ms' when 'latency_p99' then 'latency_p99_ms'
+        when 'ttft_p50' then 'ttft_p50_ms' when 'ttft_p95' then 'ttft_p95_ms'
+        when 'input_tokens' then 'input_tokens' when 'output_tokens' then 'output_tokens'
+        when 'tokens' then 'total_tokens' when 'cost' then 'cost_usd' end;
+    if col is null then
+        raise exception 'metric: unknown trace metric "%"; allowed: request_count, error_count, error_rate, latency_p50, latency_p90, latency_p95, latency_p99, ttft_p50, ttft_p95, input_tokens, output_tokens, tokens, cost',
+            coalesce(metric, 'NULL') using errcode = '22023';
+    end if;
+    -- counts and sums are 0 in a bucket without spans; rates and percentiles have no value there (a gap)
+    zero_fill := metric in ('request_count', 'error_count', 'input_tokens', 'output_tokens', 'tokens', 'cost');
+    if bucket is null or bucket <= interval '0' or extract(month from bucket) <> 0 or extract(year from bucket) <> 0 then
+        raise exception 'bucket: must be a positive interval of days, hours, minutes or seconds, got %', coalesce(bucket::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if lookback is null or lookback <= bucket then
+        raise exception 'lookback: must be longer than one bucket (%), got %', bucket, coalesce(lookback::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if end_time is null then
+        raise exception 'end_time: is required' using errcode = '22004';
+    end if;
+    settings := analytics.anomaly_params(method, coalesce(params, '{}'));
+    threshold := (settings->>'threshold')::double precision;
+    -- whole buckets only: the bucket in progress at end_time is left for the next run
+    to_time := date_bin(bucket, end_time, timestamptz '2000-01-01 00:00+00');
+    from_time := to_time - lookback;
+    from_time := date_bin(bucket, from_time, timestamptz '2000-01-01 00:00+00');
+
+    return query execute format($q$
+        with series as (
+            select m.dimension, m.bucket_start, m.%1$I::double precision as v
+            from analytics.trace_metrics($1, $2, $3, $4, user_id => $5) m
+        ), dims as (
+            select distinct s.dimension from series s
+        ), grid as (
+            select d.dimension, g.t, case when $9 then coalesce(s.v, 0) else s.v end as v,
+                   row_number() over (partition by d.dimension order by g.t) as k
+            from dims d
+            cross join generate_series($2, $3 - $1, $1) g(t)
+            left join series s on s.dimension = d.dimension and s.bucket_start = g.t
+        ), found as (
+            select d.dimension, g.t, g.v, r.score, r.alert, r.expected, r.lower_bound, r.upper_bound
+            from dims d
+            cross join lateral analytics.detect_anomalies(
+                array(select g2.v from grid g2 where g2.dimension = d.dimension order by g2.k), $6, $7) r
+            join grid g on g.dimension = d.dimension and g.k = r.idx
+            where r.is_anomaly
+        ), recorded as (
+            insert into analytics.anomaly_detections as a
+                (user_id, metric, dimension, bucket_start, bucket_width, observed, expected, lower_bound, upper_bound,
+                 score, severity, method, parameters)
+            select $5, $8, f.dimension, f.t, $1, f.v, f.expected, f.lower_bound, f.upper_bound, f.score,
+                   case when abs(f.score) >= case when $6 = 'iqr' then $10 else 2 * $10 end then 'critical' else 'warning' end,
+                   $6, $11
+            from found f
+            on conflict on constraint anomaly_detections_finding_key do update
+               set observed = excluded.observed, expected = excluded.expected, lower_bound = excluded.lower_bound,
+                   upper_bound = excluded.upper_bound, score = excluded.score, severity = excluded.severity,
+                   bucket_width = excluded.bucket_width, parameters = excluded.parameters, updated_at = now()
+            returning a.*, (a.xmax = 0) as inserted
+        ), announced as materialized (
+            select pg_notify('analytics_anomalies', jsonb_build_object(
+                       'id', r.id, 'user_id', r.user_id, 'metric', r.metric, 'dimension', r.dimension,
+                       'bucket_start', r.bucket_start, 'observed', r.observed, 'expected', r.expected,
+                       'score', case when r.score in ('Infinity', '-Infinity') then to_jsonb(r.score::text) else to_jsonb(r.score) end,
+                       'severity', r.severity, 'method', r.method)::text)
+            from recorded r
+            -- new findings that start an episode (every anomaly does unless params set a cooldown)
+            join found f on f.dimension = r.dimension and f.t = r.bucket_start
+            where r.inserted and f.alert and r.severity in ('warning', 'critical')
+        )
+        select r.id, r.user_id, r.metric, r.dimension, r.bucket_start, r.bucket_width, r.observed, r.expected,
+               r.lower_bound, r.upper_bound, r.score, r.severity, r.method, r.parameters, r.status, r.detected_at,
+               r.acknowledged_at, r.acknowledged_by, r.resolved_at, r.updated_at
+        from recorded r
+        -- an inner join, so the planner cannot drop the notifications as it would an unused left join
+        cross join (select count(*) from announced) n
+        order by r.bucket_start, r.dimension::text
+    $q$, col)
+    using bucket, from_time, to_time, group_by, owner, method, params, metric, zero_fill, threshold, settings;
+end
+$$;
+
+COMMENT ON FUNCTION analytics.get_trace_tree(text, integer, integer, boolean, uuid) IS
+$$The trace as one nested jsonb document: {"trace_id", "span_count", "returned_spans", "truncated", "orphan_count", "cycle_count", "duration_ms", "total_tokens", "cost_usd", "error_count", "roots": [...]}.
+Each span carries its columns, depth, self_ms, on_critical_path, orphan, cycle, a subtree rollup (span_count, error_count, total_tokens, cost_usd, duration_ms), children_truncated, and its children sorted by start time.
+max_depth (0..1000, default 100) and max_spans (default 10000) cap the document, keeping the shallowest spans; include_io => false leaves out input/output.
+NULL when the trace does not exist or is not the caller's. Example: select analytics.get_trace_tree('trace-rag-002', include_io => false);$$;
+COMMENT ON FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
+$$Spans matching all given filters, newest first (start_time desc, id desc). Keyset pagination: pass after => '<start_time>,<id>' of the last row; "limit" 1..1000 (default 50); "offset" also works.
+Looks at the caller's rows (or user_id's); without a signed-in caller, at all rows the role may see (service_role).
+Example: select name, status, duration_ms from analytics.search_spans(status => 'error', "limit" => 10);$$;
+COMMENT ON FUNCTION analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
+$$Traces with at least one span matching the span filters (trace_id, conversation_id, message_id, session_id, operation_type, status, model, tag), trace start within [from_time, to_time) and duration >= min_duration_ms, newest first.
+Each row: root span, start/end, duration_ms, span_count, error_count, total_tokens, cost_usd, models, and the cursor to pass as after => for the next page.
+Example: select trace_id, root_name, span_count, error_count from analytics.search_traces(status => 'error');$$;
+COMMENT ON FUNCTION analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid) IS
+$$Rollups per time bucket and group (group_by: model, operation_type, provider, status, name, user): request_count, error_count, error_rate, latency p50/p90/p95/p99 and time-to-first-token p50/p95 in ms, tokens and cost.
+Percentiles are exact (percentile_cont). Buckets are aligned to from_time. Filters: operation_type, root_only (traces rather than spans).
+Example: select * from analytics.trace_metrics('1 hour', now() - interval '1 day', now(), group_by => '{model}');$$;
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean) IS
+$$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (holm, bh or none), significance, chance to beat control and expected loss (Bayesian, Gaussian; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
+metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
+metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
+cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). Default phase: the current one.
+Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
+REVOKE EXECUTE ON FUNCTION analytics.get_trace_tree(text, integer, integer, boolean, uuid),
+    analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
+    analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
+    analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid),
+    analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean)
+    FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.get_trace_tree(text, integer, integer, boolean, uuid),
+                analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
+                analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
+                analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid),
+                analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean)
+                TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
 -- Rate limits (undone first). 0.1.0 has no rate limits: a downgrade with limits in analytics.rate_limits refuses,
 -- before changing anything (the limiter's state is a cache of recent calls and is dropped).
 DO $refuse$
@@ -223,7 +761,8 @@ DROP FUNCTION analytics.rate_limit_status();
 DROP FUNCTION analytics.check_rate_limit(text);
 DROP FUNCTION analytics._rate_limit_for(text, uuid);
 DROP FUNCTION analytics._window_text(interval);
-DROP FUNCTION analytics._rate_limit_now();
+DROP FUNCTION analytics._caller_is_privileged();
+DROP FUNCTION analytics._clock(text);
 DROP FUNCTION analytics._builtin_rate_limits();
 ALTER EXTENSION analytics_ext DROP TABLE analytics.rate_limits;
 DROP TABLE analytics.rate_limits;

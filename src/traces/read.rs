@@ -21,13 +21,14 @@ use crate::jsonb::RawJsonb;
 pub const MAX_TREE_DEPTH: i32 = 1000;
 pub const MAX_TREE_SPANS: i32 = 1_000_000;
 
-/// `analytics.get_trace_tree(trace_id text, max_depth int = 100, max_spans int = 10000, include_io bool = true,
-/// user_id uuid = NULL) returns jsonb`
+/// `analytics._get_trace_tree(trace_id text, max_depth int = 100, max_spans int = 10000, include_io bool = true,
+/// user_id uuid = NULL) returns jsonb`, behind the cached PL/pgSQL `analytics.get_trace_tree` (sql/041_cache.sql)
 ///
 /// The trace as a nested document: `{"trace_id", "span_count", "returned_spans", "truncated", "roots": [span...]}`
 /// where every span carries its columns, `depth`, `self_ms`, `orphan`, `cycle`, a `subtree` rollup and its
-/// `children` (sorted by start time). NULL when the trace does not exist or is not the caller's.
-#[pg_extern(stable, parallel_safe)]
+/// `children` (sorted by start time). NULL when the trace does not exist or is not the caller's. The SQL name
+/// changed in 0.2.0; the symbol (`get_trace_tree_wrapper`) did not, so 0.1.0's SQL still finds it.
+#[pg_extern(name = "_get_trace_tree", stable, parallel_safe)]
 pub fn get_trace_tree(
     trace_id: Option<&str>,
     max_depth: default!(i32, 100),

@@ -94,15 +94,16 @@ pub fn cursor_key(after: Option<&str>) -> Option<String> {
     after.map(|a| parse_cursor(a).1)
 }
 
-/// `analytics.search_spans(trace_id, conversation_id, message_id, session_id, operation_type, status, model,
-/// from_time, to_time, min_duration_ms, tag, after, "limit" = 50, "offset" = 0, user_id) returns setof llm_traces`
+/// `analytics._search_spans(trace_id, conversation_id, message_id, session_id, operation_type, status, model,
+/// from_time, to_time, min_duration_ms, tag, after, "limit" = 50, "offset" = 0, user_id) returns setof llm_traces`,
+/// behind the cached PL/pgSQL `analytics.search_spans` (sql/041_cache.sql; the symbol is 0.1.0's)
 ///
 /// Spans matching every filter given, newest first (start_time desc, id desc), with keyset pagination (`after` =
 /// `'<start_time>,<id>'` of the last row of the previous page) or `"offset"`. Each combination of filters (with its
 /// page size and offset) is planned once per session and the plan kept (SPI_keepplan): under row-level security
 /// planning a query also plans its policies, and on small API queries re-planning was most of what RLS cost.
 /// Postgres re-plans kept plans by itself when the role or the schema changes.
-#[pg_extern(stable, parallel_safe, requires = ["traces_tables"])]
+#[pg_extern(name = "_search_spans", stable, parallel_safe, requires = ["traces_tables"])]
 #[allow(clippy::too_many_arguments)]
 pub fn search_spans(
     trace_id: default!(Option<&str>, "NULL"),

@@ -7,6 +7,7 @@
 //! - `traces`: span validation and batches, OTLP mapping, trees, SVG waterfalls, pricing, search arguments
 //! - `experiments`: GrowthBook assignment, statistics, analyses, power
 //! - `anomaly`: the detectors
+//! - `cache`: the per-connection tally of cache hits and misses and when to write it
 
 pub mod errors;
 pub mod textfmt;
@@ -47,3 +48,5 @@ pub mod anomaly {
     //! Anomaly detection over metric series: rolling z-score, MAD, IQR, EWMA, seasonal, CUSUM and likelihood.
     pub mod detectors;
 }
+
+pub mod cache;

@@ -2,7 +2,9 @@
 -- function added later is covered automatically).
 
 -- every table: RLS enabled AND forced, registered for pg_dump (except ab_experiment_unit_totals: derived, rebuilt
--- by its triggers on restore; and rate_limit_state: the limiter's UNLOGGED window), an index that leads with user_id
+-- by its triggers on restore; and rate_limit_state: the limiter's UNLOGGED window), an index that leads with user_id.
+-- The cache_* tables (UNLOGGED) are neither forced nor dumped: no API role has any privilege on them, and the
+-- SECURITY DEFINER functions that reach them filter by the JWT's owner themselves (sql/041_cache.sql).
 select c.relname,
        c.relrowsecurity as rls,
        c.relforcerowsecurity as forced,
