@@ -470,7 +470,8 @@ CREATE FUNCTION analytics._experiment_results(
     cuped             boolean          DEFAULT false,
     cuped_lookback    interval         DEFAULT '14 days',
     sequential_tuning double precision DEFAULT 5000,
-    lower_is_better   boolean          DEFAULT NULL
+    lower_is_better   boolean          DEFAULT NULL,
+    sequential        boolean          DEFAULT false
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = ''
@@ -528,6 +529,9 @@ begin
         raise exception 'metric_source: must be events (ab_experiment_events) or traces (llm_traces), got %',
             coalesce(metric_source, 'NULL') using errcode = '22023';
     end if;
+    if sequential is null then
+        raise exception 'sequential: must be true or false' using errcode = '22004';
+    end if;
     if cuped and kind = 'ratio' then
         raise exception 'cuped: is available for binomial and mean metrics, not for the ratio metric %', metric using errcode = '22023';
     end if;
@@ -547,6 +551,12 @@ begin
 
     for g in select x from jsonb_array_elements(groups) x loop
         t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning, lower);
+        if sequential then
+            -- GrowthBook with sequential testing on: the always-valid p-value and interval replace the fixed-horizon
+            -- ones, and significance (after correction) follows them
+            t := t || jsonb_build_object('p_value', t->'sequential_p_value', 'ci_lower', t->'sequential_ci_lower',
+                                         'ci_upper', t->'sequential_ci_upper');
+        end if;
         tests := tests || jsonb_build_object(g->>'key', t);
     end loop;
 
@@ -593,5 +603,5 @@ begin
 end
 $$;
 
-COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean) IS
+COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean) IS
 'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';

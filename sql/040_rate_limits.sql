@@ -82,11 +82,15 @@ COMMENT ON FUNCTION analytics._clock(text) IS
 -- Whether the role a call runs as sees every owner's rows (superuser, BYPASSRLS: service_role, a DBA's job): exempt
 -- from rate limits, not cached, sees every owner's cache statistics. Inside a SECURITY DEFINER function current_user
 -- is its owner, while the setting role is what PostgREST's SET LOCAL ROLE (or a psql SET ROLE) chose.
+-- (PL/pgSQL so that its plan is kept: a SQL function with a subquery is not inlined and is planned on every call.)
 CREATE FUNCTION analytics._caller_is_privileged() RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
 AS $$
-    select coalesce((select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r
-                     where r.rolname = coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user)), false)
+begin
+    return coalesce((select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r
+                     where r.rolname = coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user)), false);
+end
 $$;
 COMMENT ON FUNCTION analytics._caller_is_privileged() IS
 'Whether the role the call runs as (the setting role, else the session user) is a superuser or has BYPASSRLS. Internal.';

@@ -100,9 +100,13 @@ COMMENT ON FUNCTION analytics._cache_ttl(text) IS
 -- Limits per entry and per owner: a result larger than 1 MB (as stored, compressed) is not kept; beyond 1,000
 -- entries or 32 MB per owner the oldest go first.
 CREATE FUNCTION analytics._cache_limits(OUT max_entry_bytes integer, OUT max_owner_bytes bigint, OUT max_owner_entries integer)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
-    select 1048576, 33554432::bigint, 1000
+begin
+    max_entry_bytes := 1048576;
+    max_owner_bytes := 33554432;
+    max_owner_entries := 1000;
+end
 $$;
 COMMENT ON FUNCTION analytics._cache_limits() IS
 'Cache limits: at most 1 MB per entry (compressed size), 32 MB and 1,000 entries per owner (the oldest are evicted first). Internal.';
@@ -145,14 +149,18 @@ COMMENT ON FUNCTION analytics._cache_key(name, text, jsonb) IS
 -- data (or a TRUNCATE) committed that the snapshot does not see, and no write by the filling transaction itself
 -- (a transaction's own xid is never in its own snapshot's in-progress list). Writes older than the snapshot's xmin are
 -- visible to it: the index range starts there, so a check reads only the writes made since the entry.
+-- (PL/pgSQL so that its plan is kept: a SQL function with a subquery is not inlined and is planned on every call.)
 CREATE FUNCTION analytics._cache_current(owner uuid, snap pg_snapshot, filler xid8) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
 AS $$
-    select not exists (
+begin
+    return not exists (
         select 1 from analytics.cache_writes w
         where w.user_id in (owner, '00000000-0000-0000-0000-000000000000'::uuid)
           and w.xid >= pg_catalog.pg_snapshot_xmin(snap)
-          and (w.xid = filler or not pg_catalog.pg_visible_in_snapshot(w.xid, snap)))
+          and (w.xid = filler or not pg_catalog.pg_visible_in_snapshot(w.xid, snap)));
+end
 $$;
 COMMENT ON FUNCTION analytics._cache_current(uuid, pg_snapshot, xid8) IS
 'True when no write to the owner''s data committed after the snapshot (nor by the transaction filler): the entry computed under it is current. Internal.';
@@ -604,6 +612,7 @@ CREATE FUNCTION analytics.experiment_results(
     cuped_lookback    interval         DEFAULT '14 days',
     sequential_tuning double precision DEFAULT 5000,
     lower_is_better   boolean          DEFAULT NULL,
+    sequential        boolean          DEFAULT false,
     cache             boolean          DEFAULT true
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -612,12 +621,13 @@ AS $$
 declare
     c analytics.cache_lookup := analytics._cache_get('experiment_results',
         jsonb_build_array(experiment_key, metric, metric_type, relative, alpha, correction, phase, metric_source,
-                          unit_source, operation_type, cuped, cuped_lookback, sequential_tuning, lower_is_better), cache);
+                          unit_source, operation_type, cuped, cuped_lookback, sequential_tuning, lower_is_better,
+                          sequential), cache);
 begin
     if not c.hit and not c.fill then
         return query select * from analytics._experiment_results(experiment_key, metric, metric_type, relative, alpha,
             correction, phase, metric_source, unit_source, operation_type, cuped, cuped_lookback, sequential_tuning,
-            lower_is_better);
+            lower_is_better, sequential);
         return;
     end if;
     if c.fill then
@@ -627,7 +637,7 @@ begin
             experiment_results.correction, experiment_results.phase, experiment_results.metric_source,
             experiment_results.unit_source, experiment_results.operation_type, experiment_results.cuped,
             experiment_results.cuped_lookback, experiment_results.sequential_tuning,
-            experiment_results.lower_is_better) with ordinality r;
+            experiment_results.lower_is_better, experiment_results.sequential) with ordinality r;
         perform analytics._cache_put(c);
     end if;
     return query select * from jsonb_populate_recordset(null::analytics.experiment_result_row, c.result);
@@ -685,11 +695,11 @@ $$Rollups per time bucket and group (group_by: model, operation_type, provider, 
 Percentiles are exact (percentile_cont). Buckets are aligned to from_time. Filters: operation_type, root_only (traces rather than spans). Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
 Example: select * from analytics.trace_metrics('1 hour', now() - interval '1 day', now(), group_by => '{model}');$$;
 
-COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean) IS
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, boolean) IS
 $$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (holm, bh or none), significance, chance to beat control and expected loss (Bayesian, Gaussian; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
 metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
 metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
-cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
+cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
 Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
 
 COMMENT ON FUNCTION analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean) IS

@@ -78,8 +78,8 @@ BEGIN
             analytics.two_proportion_z_test(bigint, bigint, bigint, bigint, boolean, double precision),
             analytics.srm_check(integer[], double precision[]), analytics.adjust_p_values(double precision[], text),
             analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean),
-            analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer),
-            analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer),
+            analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer, text),
+            analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text),
             analytics.detect_anomalies(double precision[], text, jsonb), analytics.anomaly_params(text, jsonb),
             analytics.detect_series_anomalies(timestamptz[], double precision[], text, jsonb, interval) TO anon;
         -- a project's db_pre_request function runs for anonymous requests too (they are never limited: no sub)

@@ -154,11 +154,15 @@ COMMENT ON FUNCTION analytics._clock(text) IS
 -- Whether the role a call runs as sees every owner's rows (superuser, BYPASSRLS: service_role, a DBA's job): exempt
 -- from rate limits, not cached, sees every owner's cache statistics. Inside a SECURITY DEFINER function current_user
 -- is its owner, while the setting role is what PostgREST's SET LOCAL ROLE (or a psql SET ROLE) chose.
+-- (PL/pgSQL so that its plan is kept: a SQL function with a subquery is not inlined and is planned on every call.)
 CREATE FUNCTION analytics._caller_is_privileged() RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
 AS $$
-    select coalesce((select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r
-                     where r.rolname = coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user)), false)
+begin
+    return coalesce((select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r
+                     where r.rolname = coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user)), false);
+end
 $$;
 COMMENT ON FUNCTION analytics._caller_is_privileged() IS
 'Whether the role the call runs as (the setting role, else the session user) is a superuser or has BYPASSRLS. Internal.';
@@ -869,7 +873,8 @@ CREATE FUNCTION analytics._experiment_results(
     cuped             boolean          DEFAULT false,
     cuped_lookback    interval         DEFAULT '14 days',
     sequential_tuning double precision DEFAULT 5000,
-    lower_is_better   boolean          DEFAULT NULL
+    lower_is_better   boolean          DEFAULT NULL,
+    sequential        boolean          DEFAULT false
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = ''
@@ -927,6 +932,9 @@ begin
         raise exception 'metric_source: must be events (ab_experiment_events) or traces (llm_traces), got %',
             coalesce(metric_source, 'NULL') using errcode = '22023';
     end if;
+    if sequential is null then
+        raise exception 'sequential: must be true or false' using errcode = '22004';
+    end if;
     if cuped and kind = 'ratio' then
         raise exception 'cuped: is available for binomial and mean metrics, not for the ratio metric %', metric using errcode = '22023';
     end if;
@@ -946,6 +954,12 @@ begin
 
     for g in select x from jsonb_array_elements(groups) x loop
         t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning, lower);
+        if sequential then
+            -- GrowthBook with sequential testing on: the always-valid p-value and interval replace the fixed-horizon
+            -- ones, and significance (after correction) follows them
+            t := t || jsonb_build_object('p_value', t->'sequential_p_value', 'ci_lower', t->'sequential_ci_lower',
+                                         'ci_upper', t->'sequential_ci_upper');
+        end if;
         tests := tests || jsonb_build_object(g->>'key', t);
     end loop;
 
@@ -1175,7 +1189,7 @@ COMMENT ON FUNCTION analytics._search_traces(text, text, text, text, text, text,
 'Internal: the computation behind analytics.search_traces, uncached (sql/041_cache.sql).';
 COMMENT ON FUNCTION analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid) IS
 'Internal: the computation behind analytics.trace_metrics, uncached (sql/041_cache.sql).';
-COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean) IS
+COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean) IS
 'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';
 COMMENT ON FUNCTION analytics._anomaly_summary(timestamptz, timestamptz, text, uuid) IS
 'Internal: the computation behind analytics.anomaly_summary, uncached (sql/041_cache.sql).';
@@ -1262,9 +1276,13 @@ COMMENT ON FUNCTION analytics._cache_ttl(text) IS
 -- Limits per entry and per owner: a result larger than 1 MB (as stored, compressed) is not kept; beyond 1,000
 -- entries or 32 MB per owner the oldest go first.
 CREATE FUNCTION analytics._cache_limits(OUT max_entry_bytes integer, OUT max_owner_bytes bigint, OUT max_owner_entries integer)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
-    select 1048576, 33554432::bigint, 1000
+begin
+    max_entry_bytes := 1048576;
+    max_owner_bytes := 33554432;
+    max_owner_entries := 1000;
+end
 $$;
 COMMENT ON FUNCTION analytics._cache_limits() IS
 'Cache limits: at most 1 MB per entry (compressed size), 32 MB and 1,000 entries per owner (the oldest are evicted first). Internal.';
@@ -1307,14 +1325,18 @@ COMMENT ON FUNCTION analytics._cache_key(name, text, jsonb) IS
 -- data (or a TRUNCATE) committed that the snapshot does not see, and no write by the filling transaction itself
 -- (a transaction's own xid is never in its own snapshot's in-progress list). Writes older than the snapshot's xmin are
 -- visible to it: the index range starts there, so a check reads only the writes made since the entry.
+-- (PL/pgSQL so that its plan is kept: a SQL function with a subquery is not inlined and is planned on every call.)
 CREATE FUNCTION analytics._cache_current(owner uuid, snap pg_snapshot, filler xid8) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
 AS $$
-    select not exists (
+begin
+    return not exists (
         select 1 from analytics.cache_writes w
         where w.user_id in (owner, '00000000-0000-0000-0000-000000000000'::uuid)
           and w.xid >= pg_catalog.pg_snapshot_xmin(snap)
-          and (w.xid = filler or not pg_catalog.pg_visible_in_snapshot(w.xid, snap)))
+          and (w.xid = filler or not pg_catalog.pg_visible_in_snapshot(w.xid, snap)));
+end
 $$;
 COMMENT ON FUNCTION analytics._cache_current(uuid, pg_snapshot, xid8) IS
 'True when no write to the owner''s data committed after the snapshot (nor by the transaction filler): the entry computed under it is current. Internal.';
@@ -1766,6 +1788,7 @@ CREATE FUNCTION analytics.experiment_results(
     cuped_lookback    interval         DEFAULT '14 days',
     sequential_tuning double precision DEFAULT 5000,
     lower_is_better   boolean          DEFAULT NULL,
+    sequential        boolean          DEFAULT false,
     cache             boolean          DEFAULT true
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -1774,12 +1797,13 @@ AS $$
 declare
     c analytics.cache_lookup := analytics._cache_get('experiment_results',
         jsonb_build_array(experiment_key, metric, metric_type, relative, alpha, correction, phase, metric_source,
-                          unit_source, operation_type, cuped, cuped_lookback, sequential_tuning, lower_is_better), cache);
+                          unit_source, operation_type, cuped, cuped_lookback, sequential_tuning, lower_is_better,
+                          sequential), cache);
 begin
     if not c.hit and not c.fill then
         return query select * from analytics._experiment_results(experiment_key, metric, metric_type, relative, alpha,
             correction, phase, metric_source, unit_source, operation_type, cuped, cuped_lookback, sequential_tuning,
-            lower_is_better);
+            lower_is_better, sequential);
         return;
     end if;
     if c.fill then
@@ -1789,7 +1813,7 @@ begin
             experiment_results.correction, experiment_results.phase, experiment_results.metric_source,
             experiment_results.unit_source, experiment_results.operation_type, experiment_results.cuped,
             experiment_results.cuped_lookback, experiment_results.sequential_tuning,
-            experiment_results.lower_is_better) with ordinality r;
+            experiment_results.lower_is_better, experiment_results.sequential) with ordinality r;
         perform analytics._cache_put(c);
     end if;
     return query select * from jsonb_populate_recordset(null::analytics.experiment_result_row, c.result);
@@ -1847,11 +1871,11 @@ $$Rollups per time bucket and group (group_by: model, operation_type, provider, 
 Percentiles are exact (percentile_cont). Buckets are aligned to from_time. Filters: operation_type, root_only (traces rather than spans). Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
 Example: select * from analytics.trace_metrics('1 hour', now() - interval '1 day', now(), group_by => '{model}');$$;
 
-COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean) IS
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, boolean) IS
 $$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (holm, bh or none), significance, chance to beat control and expected loss (Bayesian, Gaussian; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
 metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
 metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
-cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
+cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
 Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
 
 COMMENT ON FUNCTION analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean) IS
@@ -1890,13 +1914,13 @@ REVOKE EXECUTE ON FUNCTION analytics._get_trace_tree(text, integer, integer, boo
     analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
     analytics._search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
     analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid),
-    analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean),
+    analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean),
     analytics._anomaly_summary(timestamptz, timestamptz, text, uuid),
     analytics.get_trace_tree(text, integer, integer, boolean, uuid, boolean),
     analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
     analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
     analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean),
-    analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean),
+    analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, boolean),
     analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean),
     analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb),
     analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_get(text, jsonb, boolean),
@@ -1913,17 +1937,72 @@ BEGIN
                 analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
                 analytics._search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
                 analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid),
-                analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean),
+                analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean),
                 analytics._anomaly_summary(timestamptz, timestamptz, text, uuid),
                 analytics.get_trace_tree(text, integer, integer, boolean, uuid, boolean),
                 analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
                 analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
                 analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean),
-                analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean),
+                analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, boolean),
                 analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean),
                 analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb),
                 analytics._cache_get(text, jsonb, boolean), analytics._cache_put(analytics.cache_lookup), analytics.cache_stats(),
                 analytics.purge_cache(boolean) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- Power as GrowthBook's calculator computes it (method => 'growthbook', the default; 'statsmodels' keeps 0.1.0's
+-- figures): sample_size and minimum_detectable_effect take a last argument method (new symbols; 0.1.0's stay)
+DROP FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer);
+DROP FUNCTION analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer);
+CREATE FUNCTION analytics."sample_size"(
+	"baseline" double precision, /* Option < f64 > */
+	"mde" double precision, /* Option < f64 > */
+	"metric_type" TEXT DEFAULT 'binomial', /* Option < & str > */
+	"std_dev" double precision DEFAULT NULL, /* Option < f64 > */
+	"relative" bool DEFAULT true, /* Option < bool > */
+	"alpha" double precision DEFAULT 0.05, /* Option < f64 > */
+	"power" double precision DEFAULT 0.8, /* Option < f64 > */
+	"variants" INT DEFAULT 2, /* Option < i32 > */
+	"method" TEXT DEFAULT 'growthbook' /* Option < & str > */
+) RETURNS jsonb /* pgrx :: JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'plan_sample_size_wrapper';
+CREATE FUNCTION analytics."minimum_detectable_effect"(
+	"baseline" double precision, /* Option < f64 > */
+	"units_per_variant" bigint, /* Option < i64 > */
+	"metric_type" TEXT DEFAULT 'binomial', /* Option < & str > */
+	"std_dev" double precision DEFAULT NULL, /* Option < f64 > */
+	"relative" bool DEFAULT true, /* Option < bool > */
+	"alpha" double precision DEFAULT 0.05, /* Option < f64 > */
+	"power" double precision DEFAULT 0.8, /* Option < f64 > */
+	"variants" INT DEFAULT 2, /* Option < i32 > */
+	"method" TEXT DEFAULT 'growthbook' /* Option < & str > */
+) RETURNS jsonb /* pgrx :: JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'plan_minimum_detectable_effect_wrapper';
+COMMENT ON FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer, text) IS
+$$Units per variant to detect an effect of mde (relative to the baseline by default: 0.05 = +5%; relative => false for an absolute change) with the given power in a two-sided test. std_dev of the per-unit value is required for metric_type 'mean'.
+method 'growthbook' (default) computes as GrowthBook's power calculator: the delta-method error of the relative lift with the control's variance for both groups, both tails, alpha as given (variants only split the traffic): 10% baseline, +5% needs 59,409 per variant. method 'statsmodels': each group's own variance, the difference's error (statsmodels' NormalIndPower), alpha split over the comparisons with the control when variants > 2 (Bonferroni): 57,760.
+Returns {"per_variant", "total", "per_variant_exact", "treatment_value", "alpha_per_comparison"}.
+Example: select analytics.sample_size(baseline => 0.10, mde => 0.05);$$;
+COMMENT ON FUNCTION analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text) IS
+$$The smallest increase (relative by default) that a test with units_per_variant units in every variant detects with the given power; the inverse of sample_size, by the same method ('growthbook': GrowthBook's closed form; 'statsmodels'). Returns {"effect", "treatment_value", "alpha_per_comparison"}.
+Example: select analytics.minimum_detectable_effect(baseline => 0.10, units_per_variant => 20000);$$;
+REVOKE EXECUTE ON FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer, text),
+    analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer, text),
+                analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text) TO %I', r);
         END IF;
     END LOOP;
 END

@@ -4,7 +4,57 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
--- Result caches (undone first). The cache holds nothing that is not computed again: it is dropped with its write
+-- Power as GrowthBook (undone first): sample_size and minimum_detectable_effect without method, as 0.1.0
+DROP FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer, text);
+DROP FUNCTION analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text);
+CREATE FUNCTION analytics."sample_size"(
+	"baseline" double precision, /* Option < f64 > */
+	"mde" double precision, /* Option < f64 > */
+	"metric_type" TEXT DEFAULT 'binomial', /* Option < & str > */
+	"std_dev" double precision DEFAULT NULL, /* Option < f64 > */
+	"relative" bool DEFAULT true, /* Option < bool > */
+	"alpha" double precision DEFAULT 0.05, /* Option < f64 > */
+	"power" double precision DEFAULT 0.8, /* Option < f64 > */
+	"variants" INT DEFAULT 2 /* Option < i32 > */
+) RETURNS jsonb /* pgrx :: JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sample_size_wrapper';
+CREATE FUNCTION analytics."minimum_detectable_effect"(
+	"baseline" double precision, /* Option < f64 > */
+	"units_per_variant" bigint, /* Option < i64 > */
+	"metric_type" TEXT DEFAULT 'binomial', /* Option < & str > */
+	"std_dev" double precision DEFAULT NULL, /* Option < f64 > */
+	"relative" bool DEFAULT true, /* Option < bool > */
+	"alpha" double precision DEFAULT 0.05, /* Option < f64 > */
+	"power" double precision DEFAULT 0.8, /* Option < f64 > */
+	"variants" INT DEFAULT 2 /* Option < i32 > */
+) RETURNS jsonb /* pgrx :: JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'minimum_detectable_effect_wrapper';
+COMMENT ON FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer) IS
+$$Units per variant to detect an effect of mde (relative to the baseline by default: 0.05 = +5%; relative => false for an absolute change) with the given power in a two-sided test (normal approximation, both tails, as statsmodels' NormalIndPower). std_dev of the per-unit value is required for metric_type 'mean'. With variants > 2 alpha is split over the comparisons with the control (Bonferroni).
+Returns {"per_variant", "total", "per_variant_exact", "treatment_value", "alpha_per_comparison"}.
+Example: select analytics.sample_size(baseline => 0.10, mde => 0.05);$$;
+COMMENT ON FUNCTION analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer) IS
+$$The smallest increase (relative by default) that a test with units_per_variant units in every variant detects with the given power; the inverse of sample_size. Returns {"effect", "treatment_value", "alpha_per_comparison"}.
+Example: select analytics.minimum_detectable_effect(baseline => 0.10, units_per_variant => 20000);$$;
+REVOKE EXECUTE ON FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer), analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer),
+                analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- Result caches (undone next). The cache holds nothing that is not computed again: it is dropped with its write
 -- triggers, and the read functions get back their form before it (their computations under their public names).
 DO $triggers$
 DECLARE
@@ -21,7 +71,7 @@ DROP FUNCTION analytics.get_trace_tree(text, integer, integer, boolean, uuid, bo
 DROP FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean);
 DROP FUNCTION analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean);
 DROP FUNCTION analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean);
-DROP FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean);
+DROP FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, boolean);
 DROP FUNCTION analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean);
 DROP FUNCTION analytics.purge_cache(boolean);
 DROP FUNCTION analytics.cache_stats();
@@ -48,7 +98,7 @@ DROP FUNCTION analytics._search_spans(text, text, text, text, text, text, text, 
 DROP FUNCTION analytics._search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid);
 DROP FUNCTION analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid);
 DROP TYPE analytics.trace_metrics_row;
-DROP FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean);
+DROP FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean);
 DROP TYPE analytics.experiment_result_row;
 CREATE FUNCTION analytics."get_trace_tree"(
 	"trace_id" TEXT, /* Option < & str > */

@@ -59,8 +59,8 @@ extension_sql_file!(
         experiments::sql::srm_check,
         experiments::sql::adjust_p_values,
         experiments::sql::compare_groups,
-        experiments::sql::sample_size,
-        experiments::sql::minimum_detectable_effect
+        experiments::sql::plan_sample_size,
+        experiments::sql::plan_minimum_detectable_effect
     ]
 );
 extension_sql_file!(

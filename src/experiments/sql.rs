@@ -292,19 +292,23 @@ fn plan(
     if variants < 2 {
         AnalyticsError::invalid(format!("variants: a test needs at least 2 variants (control included), got {variants}")).raise();
     }
-    power::Plan { metric_type, baseline, std_dev, relative, alpha, power, variants: variants as u32 }
+    power::Plan { metric_type, baseline, std_dev, relative, alpha, power, variants: variants as u32, method: power::PowerMethod::Statsmodels }
+}
+
+fn method(method: Option<&str>) -> power::PowerMethod {
+    power::PowerMethod::parse(required(method, "method")).or_raise()
 }
 
 /// `analytics.sample_size(baseline, mde, metric_type = 'binomial', std_dev = NULL, relative = true, alpha = 0.05,
-/// power = 0.8, variants = 2) returns jsonb`
+/// power = 0.8, variants = 2, method = 'growthbook') returns jsonb`
 ///
-/// Units per variant needed to detect an effect of `mde` (relative to the baseline by default: 0.05 = +5%) with
-/// the given power in a two-sided test; `std_dev` of the per-unit value is required for mean metrics. With more
-/// than two variants alpha is split over the comparisons with the control (Bonferroni). Returns per_variant
-/// (rounded up), total, per_variant_exact, treatment_value, alpha_per_comparison.
-#[pg_extern(immutable, parallel_safe)]
+/// Units per variant to detect `mde` (relative by default) with the given power: per_variant (rounded up), total,
+/// per_variant_exact, treatment_value, alpha_per_comparison. `method`: `growthbook` (GrowthBook's calculator) or
+/// `statsmodels` (`analytics_core::experiments::power`). The SQL name is new in 0.2.0's signature; the 0.1.0
+/// function (statsmodels, no `method`) keeps its symbol below.
+#[pg_extern(name = "sample_size", immutable, parallel_safe)]
 #[allow(clippy::too_many_arguments)]
-pub fn sample_size(
+pub fn plan_sample_size(
     baseline: Option<f64>,
     mde: Option<f64>,
     metric_type: default!(Option<&str>, "'binomial'"),
@@ -313,19 +317,20 @@ pub fn sample_size(
     alpha: default!(Option<f64>, 0.05),
     power: default!(Option<f64>, 0.8),
     variants: default!(Option<i32>, 2),
+    method: default!(Option<&str>, "'growthbook'"),
 ) -> pgrx::JsonB {
-    let p = plan(metric_type, baseline, std_dev, relative, alpha, power, variants);
+    let p = power::Plan { method: self::method(method), ..plan(metric_type, baseline, std_dev, relative, alpha, power, variants) };
     json(&power::sample_size(&p, required(mde, "mde")).or_raise())
 }
 
 /// `analytics.minimum_detectable_effect(baseline, units_per_variant, metric_type = 'binomial', std_dev = NULL,
-/// relative = true, alpha = 0.05, power = 0.8, variants = 2) returns jsonb`
+/// relative = true, alpha = 0.05, power = 0.8, variants = 2, method = 'growthbook') returns jsonb`
 ///
 /// The smallest increase (relative by default) a test with `units_per_variant` units in each variant detects
 /// with the given power: effect, treatment_value, alpha_per_comparison.
-#[pg_extern(immutable, parallel_safe)]
+#[pg_extern(name = "minimum_detectable_effect", immutable, parallel_safe)]
 #[allow(clippy::too_many_arguments)]
-pub fn minimum_detectable_effect(
+pub fn plan_minimum_detectable_effect(
     baseline: Option<f64>,
     units_per_variant: Option<i64>,
     metric_type: default!(Option<&str>, "'binomial'"),
@@ -334,6 +339,43 @@ pub fn minimum_detectable_effect(
     alpha: default!(Option<f64>, 0.05),
     power: default!(Option<f64>, 0.8),
     variants: default!(Option<i32>, 2),
+    method: default!(Option<&str>, "'growthbook'"),
+) -> pgrx::JsonB {
+    let p = power::Plan { method: self::method(method), ..plan(metric_type, baseline, std_dev, relative, alpha, power, variants) };
+    json(&power::minimum_detectable_effect(&p, required(units_per_variant, "units_per_variant") as f64).or_raise())
+}
+
+/// The 0.1.0 SQL's `analytics.sample_size` (symbol `sample_size_wrapper`, statsmodels): kept, without SQL of its
+/// own, so that a database still at 0.1.0 works with this library (docs/upgrading.md).
+#[pg_extern(sql = false, immutable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+pub fn sample_size(
+    baseline: Option<f64>,
+    mde: Option<f64>,
+    metric_type: Option<&str>,
+    std_dev: Option<f64>,
+    relative: Option<bool>,
+    alpha: Option<f64>,
+    power: Option<f64>,
+    variants: Option<i32>,
+) -> pgrx::JsonB {
+    let p = plan(metric_type, baseline, std_dev, relative, alpha, power, variants);
+    json(&power::sample_size(&p, required(mde, "mde")).or_raise())
+}
+
+/// The 0.1.0 SQL's `analytics.minimum_detectable_effect` (symbol `minimum_detectable_effect_wrapper`), kept like
+/// `sample_size`.
+#[pg_extern(sql = false, immutable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+pub fn minimum_detectable_effect(
+    baseline: Option<f64>,
+    units_per_variant: Option<i64>,
+    metric_type: Option<&str>,
+    std_dev: Option<f64>,
+    relative: Option<bool>,
+    alpha: Option<f64>,
+    power: Option<f64>,
+    variants: Option<i32>,
 ) -> pgrx::JsonB {
     let p = plan(metric_type, baseline, std_dev, relative, alpha, power, variants);
     json(&power::minimum_detectable_effect(&p, required(units_per_variant, "units_per_variant") as f64).or_raise())

@@ -108,6 +108,22 @@ where not c.is_control;
 -- without CUPED the pre-period events are not counted at all
 select variant_key, round(value::numeric, 3) as spend_per_unit
 from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean') order by 1;
+-- sequential testing on (GrowthBook's setting): p_value and the interval are the always-valid ones, wider than the
+-- fixed-horizon ones, and significance follows them (issue #12, item 5)
+-- (a signup for the grey buyers whose number is a multiple of 10 and the green ones' multiple of 6: 10% vs 17%)
+insert into analytics.ab_experiment_events (experiment_id, unit_id, metric, occurred_at)
+select a.experiment_id, a.unit_id, 'signup', a.assigned_at + interval '1 hour'
+from analytics.ab_experiment_assignments a join analytics.ab_experiment_variants v on v.id = a.variant_id
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'checkout-cta')
+  and substr(a.unit_id, 7)::int % case v.key when 'grey' then 10 else 6 end = 0;
+select f.variant_key, round(f.p_value::numeric, 4) as fixed_p, f.significant as fixed_significant,
+       round(s.p_value::numeric, 4) as sequential_p, s.significant as sequential_significant,
+       s.p_value = f.sequential_p_value and s.ci_lower = f.sequential_ci_lower and s.ci_upper = f.sequential_ci_upper
+           as replaced, (s.ci_upper - s.ci_lower) > (f.ci_upper - f.ci_lower) as wider
+from analytics.experiment_results('checkout-cta', 'signup') f
+join analytics.experiment_results('checkout-cta', 'signup', sequential => true) s using (variant_key)
+where not f.is_control;
+select regress.attempt($$select * from analytics.experiment_results('checkout-cta', 'spend', sequential => null)$$) as sequential_null;
 commit;
 
 -- ---- pure functions: compare_groups, sample_size, minimum_detectable_effect ---------------------------------------
@@ -115,10 +131,16 @@ select jsonb_pretty(jsonb_build_object(k, round(v::numeric, 6))) as compare_bino
 from jsonb_each_text(analytics.compare_groups('{"n":1000,"sum":116,"sum_squares":116}', '{"n":1000,"sum":129,"sum_squares":129}',
                                               'binomial', relative => false)) e(k, v)
 where k in ('effect', 'p_value', 'chance_to_beat_control', 'expected_loss', 'sequential_p_value');
-select (analytics.sample_size(0.10, 0.02, relative => false)->>'per_variant')::int as units_per_variant_textbook,
-       analytics.sample_size(baseline => 0.10, mde => 0.05) - 'per_variant_exact' - 'alpha_per_comparison' - 'treatment_value' as relative_5pct,
-       analytics.sample_size(12.5, 0.03, 'mean', std_dev => 8, variants => 3)->'per_variant' as mean_three_variants,
-       round((analytics.minimum_detectable_effect(0.10, 3841, relative => false)->>'effect')::numeric, 4) as mde_back;
+-- a relative lift over a negative control mean has the sign of the change: -1.0 -> -0.8 is +20% (issue #12, item 1)
+select round((c->>'effect')::numeric, 6) as lift, round((c->>'chance_to_beat_control')::numeric, 3) as chance
+from (select analytics.compare_groups('{"n":100,"sum":-100,"sum_squares":523.1359}', '{"n":100,"sum":-80,"sum_squares":487.1359}', 'mean') as c) x;
+-- power as GrowthBook's calculator (the default) and as statsmodels: 10% baseline, +5% (issue #12, item 7)
+select m as method, analytics.sample_size(baseline => 0.10, mde => 0.05, method => m) - 'per_variant_exact' - 'treatment_value' as relative_5pct,
+       analytics.sample_size(12.5, 0.03, 'mean', std_dev => 8, variants => 3, method => m) - 'per_variant_exact' - 'treatment_value' as mean_three_variants,
+       round((analytics.minimum_detectable_effect(0.10, 59409, method => m)->>'effect')::numeric, 4) as mde_of_59409
+from unnest(array['growthbook', 'statsmodels']) m;
+select (analytics.sample_size(0.10, 0.02, relative => false, method => 'statsmodels')->>'per_variant')::int as units_per_variant_textbook,
+       round((analytics.minimum_detectable_effect(0.10, 3841, relative => false, method => 'statsmodels')->>'effect')::numeric, 4) as mde_back;
 select regress.attempt(stmt) as outcome from (values
   ($$select analytics.compare_groups('{"n":10,"sum":11,"sum_squares":11}', '{"n":10,"sum":1,"sum_squares":1}', 'binomial')$$),
   ($$select analytics.compare_groups('{"n":10,"sum":1,"sum_squares":1,"average":3}', '{"n":10,"sum":1,"sum_squares":1}')$$),
@@ -132,7 +154,9 @@ select regress.attempt(stmt) as outcome from (values
   ($$select analytics.sample_size(0.1, null)$$),
   ($$select analytics.sample_size(0.1, 0.02, variants => 1)$$),
   ($$select analytics.sample_size(0.1, 0.02, 'ratio')$$),
-  ($$select analytics.minimum_detectable_effect(0.1, 1)$$)
+  ($$select analytics.minimum_detectable_effect(0.1, 1)$$),
+  ($$select analytics.minimum_detectable_effect(0.1, 50)$$),
+  ($$select analytics.sample_size(0.1, 0.02, method => 'bayes')$$)
 ) v(stmt);
 
 -- ---- bad parameters of experiment_results ------------------------------------------------------------------------

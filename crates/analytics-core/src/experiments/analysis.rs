@@ -387,7 +387,7 @@ mod tests {
             sum_squares: g["sum_squares"].as_f64().unwrap(),
             ..Moments::default()
         };
-        let (mut checked, mut errors) = (0, 0);
+        let (mut checked, mut errors, mut flipped) = (0, 0, 0usize);
         for (i, c) in data["comparisons"].as_array().unwrap().iter().enumerate() {
             let metric_type = MetricType::parse(c["metric_type"].as_str().unwrap()).unwrap();
             let o = CompareOptions {
@@ -410,28 +410,56 @@ mod tests {
                 errors += 1;
                 continue;
             }
-            near(r.test.effect, f["effect"].as_f64().unwrap(), &what("effect"));
-            near(r.test.ci_lower, f["ci"][0].as_f64().unwrap(), &what("ci_lower"));
-            near(r.test.ci_upper, f["ci"][1].as_f64().unwrap(), &what("ci_upper"));
+            // A relative lift over a negative control mean: gbstats 0.8.0 divides by the signed mean
+            // (mean2 / mean1 - 1), GrowthBook's later relative-CUPED code and this crate by its absolute value, so
+            // that the lift's sign is the direction of the change (issue #12, item 1). The same numbers, mirrored:
+            // effect and intervals change sign, the chance to win is 1 minus gbstats', the risks swap sides.
+            let flip = o.relative && c["control"]["sum"].as_f64().unwrap() < 0.0;
+            let sign = if flip { -1.0 } else { 1.0 };
+            let (lo, hi) = if flip { (1, 0) } else { (0, 1) };
+            near(r.test.effect, sign * f["effect"].as_f64().unwrap(), &what("effect"));
+            near(r.test.ci_lower, sign * f["ci"][lo].as_f64().unwrap(), &what("ci_lower"));
+            near(r.test.ci_upper, sign * f["ci"][hi].as_f64().unwrap(), &what("ci_upper"));
             near(r.test.p_value, f["p_value"].as_f64().unwrap(), &what("p_value"));
             near(r.sequential_p_value, s["p_value"].as_f64().unwrap(), &what("sequential_p_value"));
-            near(r.sequential_ci_lower, s["ci"][0].as_f64().unwrap(), &what("sequential_ci_lower"));
-            near(r.sequential_ci_upper, s["ci"][1].as_f64().unwrap(), &what("sequential_ci_upper"));
+            near(r.sequential_ci_lower, sign * s["ci"][lo].as_f64().unwrap(), &what("sequential_ci_lower"));
+            near(r.sequential_ci_upper, sign * s["ci"][hi].as_f64().unwrap(), &what("sequential_ci_upper"));
             // the Bayesian view with GrowthBook's default flat prior: chance to win, and the risk of the treatment
             let b = &c["bayesian"];
             assert!(b["error"].is_null(), "{}", what("bayesian error"));
-            near(r.chance_to_beat_control, b["chance_to_win"].as_f64().unwrap(), &what("chance_to_beat_control"));
+            let chance = b["chance_to_win"].as_f64().unwrap();
+            near(r.chance_to_beat_control, if flip { 1.0 - chance } else { chance }, &what("chance_to_beat_control"));
             // gbstats gets the risk from scipy's truncated-normal means, ours is the closed form se·φ(z) - Δ·Φ(-z):
             // they differ in the tenth digit, so 1e-7 relative here
-            let (got, want) = (r.expected_loss.unwrap(), b["risk"][1].as_f64().unwrap());
+            let (got, want) = (r.expected_loss.unwrap(), b["risk"][if flip { 0 } else { 1 }].as_f64().unwrap());
             assert!((got - want).abs() <= (1e-7 * want.abs()).max(1e-12), "{}: got {got}, want {want}", what("expected_loss"));
             checked += 1;
+            flipped += usize::from(flip);
         }
         assert_eq!((checked, errors), (400, 16));
+        assert!(flipped > 10, "the fixture has relative cases over a negative control: {flipped}");
     }
 
     /// GrowthBook's published binomial case, and the case where the pooled z-test said "significant" beside an
     /// interval containing 0 (100/5000 vs 130/5000): the p-value now tests the lift the interval is of.
+    /// Issue #12, item 1: control -1.0, treatment -0.8 is a 20% improvement (the value went up), not -20%.
+    /// 100 units each, sample variance 4.2741: z = 0.2 / se = 0.7554, so the chance to beat control is 0.775
+    /// (0.225 with the lift's sign wrong).
+    #[test]
+    fn relative_lift_over_a_negative_control_has_the_sign_of_the_change() {
+        let group = |mean: f64| {
+            let (n, var) = (100.0, 4.2741);
+            Moments { n, sum: mean * n, sum_squares: var * (n - 1.0) + mean * mean * n, ..Moments::default() }
+        };
+        let r = compare(&group(-1.0), &group(-0.8), &opts(MetricType::Mean, true)).unwrap();
+        close(r.test.effect.unwrap(), 0.2, "lift");
+        assert!((r.chance_to_beat_control.unwrap() - 0.775).abs() < 5e-4, "chance {:?}", r.chance_to_beat_control);
+        assert!(r.test.ci_lower.unwrap() < 0.2 && r.test.ci_upper.unwrap() > 0.2);
+        // a positive control is unchanged: mean2 / mean1 - 1
+        let r = compare(&group(1.0), &group(1.2), &opts(MetricType::Mean, true)).unwrap();
+        close(r.test.effect.unwrap(), 0.2, "lift over a positive control");
+    }
+
     #[test]
     fn binomial_p_value_agrees_with_its_interval() {
         let rate = |x: f64, n: f64| Moments { n, sum: x, sum_squares: x, ..Moments::default() };

@@ -127,9 +127,12 @@ fn check_finite(name: &str, v: f64) -> Result<(), AnalyticsError> {
 }
 
 /// Welch's t-test (unequal variances) from group summaries: sizes, means and sample variances (n - 1).
-/// `relative`: the lift `mean2 / mean1 - 1` with the delta-method standard error
-/// `sqrt(var2 / (n2 mean1^2) + var1 mean2^2 / (n1 mean1^4))`; otherwise `mean2 - mean1`. Degrees of freedom:
-/// Welch-Satterthwaite; the interval uses the t quantile at `1 - alpha / 2`.
+/// `relative`: the lift `(mean2 - mean1) / |mean1|` with the delta-method standard error
+/// `sqrt(var2 / (n2 mean1^2) + var1 mean2^2 / (n1 mean1^4))`; otherwise `mean2 - mean1`. Dividing by |mean1|
+/// keeps the lift's sign the sign of the change when the control mean is negative (control -1.0, treatment -0.8:
+/// +20%, not -20%), as GrowthBook's relative CUPED ratio does (`g_rel_den = |unadjusted control mean|`); for a
+/// positive control it is `mean2 / mean1 - 1`. Degrees of freedom: Welch-Satterthwaite; the interval uses the t
+/// quantile at `1 - alpha / 2`.
 pub fn welch_t_test(
     n1: f64,
     mean1: f64,
@@ -158,7 +161,7 @@ pub fn welch_t_test(
     let (a, b) = (var1 / n1, var2 / n2);
     let df = if a + b == 0.0 { n1 + n2 - 2.0 } else { (a + b).powi(2) / (a * a / (n1 - 1.0) + b * b / (n2 - 1.0)) };
     let (effect, se) = if relative {
-        (mean2 / mean1 - 1.0, (b / (mean1 * mean1) + a * mean2 * mean2 / mean1.powi(4)).sqrt())
+        ((mean2 - mean1) / mean1.abs(), (b / (mean1 * mean1) + a * mean2 * mean2 / mean1.powi(4)).sqrt())
     } else {
         (mean2 - mean1, (a + b).sqrt())
     };
