@@ -74,7 +74,8 @@ select (analytics.ingest_spans(jsonb_agg(jsonb_build_object('trace_id', 'by-sess
 from generate_series(1, 10) i;
 select sum(units) as units, round(sum(value * units)) as spans_found
 from analytics.experiment_results('model-swap', 'request_count', metric_source => 'traces', unit_source => 'session_id');
--- CUPED on a trace metric: the pre-period spans (one a day before assignment) explain part of the variance
+-- CUPED on a trace metric: the pre-period spans (one a day before assignment) explain part of the variance; the
+-- lift is the adjusted difference over the control's unadjusted mean, as GrowthBook (issue #12, item 3)
 select variant_key, round(effect::numeric, 4) as lift, variance_reduction > 0 as variance_reduced
 from analytics.experiment_results('model-swap', 'cost_usd', metric_source => 'traces', cuped => true, cuped_lookback => '2 days');
 commit;

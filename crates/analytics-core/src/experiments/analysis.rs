@@ -224,6 +224,35 @@ fn cuped(c: &Moments, t: &Moments) -> (Summary, Summary, f64, Option<f64>) {
     (ac, at, theta, reduction)
 }
 
+/// The relative lift with CUPED as GrowthBook computes it (gbstats' `frequentist_variance_relative_cuped` on its
+/// main branch; 0.8.0 divided by the adjusted control mean with the plain delta method): the adjusted difference
+/// divided by the control's **unadjusted** mean |ȳa|, with the variance
+///
+///   v_trt  = (s²_yb + θ² s²_xb - 2θ s_xyb) / (n_b ȳa²)
+///   v_ctrl = (s²_ya ȳb²/ȳa² - 2θ s_xya ȳb/ȳa + θ² s²_xa) / (n_a ȳa²)
+///
+/// (the delta method for ((ȳb - θx̄b) - (ȳa - θx̄a)) / ȳa, its gradient taken where the pre-period means agree, as
+/// randomisation makes them), and Welch's degrees of freedom of the adjusted groups. With θ = 0 it is the plain
+/// relative test.
+fn relative_cuped_test(control: &Moments, treatment: &Moments, ac: &Summary, at: &Summary, theta: f64, alpha: f64) -> Result<TestResult, AnalyticsError> {
+    let parts = |m: &Moments| {
+        let (x, xx, xy) = (m.pre_sum.unwrap_or(0.0), m.pre_sum_squares.unwrap_or(0.0), m.pre_cross_sum.unwrap_or(0.0));
+        (
+            m.sum / m.n,
+            sample_cov(m.n, m.sum, m.sum, m.sum_squares),
+            sample_cov(m.n, x, x, xx),
+            sample_cov(m.n, x, m.sum, xy),
+        )
+    };
+    let ((ya, vya, vxa, cova), (yb, vyb, vxb, covb)) = (parts(control), parts(treatment));
+    let v_trt = (vyb + theta * theta * vxb - 2.0 * theta * covb) / (treatment.n * ya * ya);
+    let v_ctrl = (vya * yb * yb / (ya * ya) - 2.0 * theta * cova * yb / ya + theta * theta * vxa) / (control.n * ya * ya);
+    let effect = (at.mean - ac.mean) / ya.abs();
+    let (a, b) = (ac.var / ac.n, at.var / at.n);
+    let df = if a + b == 0.0 { ac.n + at.n - 2.0 } else { (a + b).powi(2) / (a * a / (ac.n - 1.0) + b * b / (at.n - 1.0)) };
+    stats::t_test_of_estimate(effect, (v_trt + v_ctrl).max(0.0).sqrt(), df, true, alpha)
+}
+
 /// Chance to beat control Φ(effect / se) and expected loss E[max(0, -Δ)] = se·φ(z) - effect·Φ(-z) of a Gaussian
 /// posterior N(effect, se²) (flat prior). A zero standard error is a certain effect.
 pub fn bayesian(effect: f64, se: f64) -> (f64, f64) {
@@ -292,7 +321,13 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
     // GrowthBook's rules for "no result" (gbstats' TTest.compute_result): a control mean of 0, or a group without
     // variance (every unit alike, or fewer than 2 units). GrowthBook then answers p = 1 and chance to win 0.5 with
     // an error code; the effect and intervals it shows as 0 are left NULL here.
-    let unusable = if c.mean == 0.0 {
+    // (with CUPED GrowthBook looks at the control's unadjusted mean and at its adjusted mean in its own form,
+    // ȳ - θx̄: either 0 is no result)
+    let gb_adjusted_zero = cuped_theta.is_some_and(|theta| {
+        let x_mean = if control.n > 0.0 { control.pre_sum.unwrap_or(0.0) / control.n } else { 0.0 };
+        control.n > 0.0 && control.sum / control.n - theta * x_mean == 0.0
+    });
+    let unusable = if c.mean == 0.0 || (o.cuped && (control.sum == 0.0 || gb_adjusted_zero)) {
         Some(("ZERO_NEGATIVE_BASELINE_VARIATION", "the control's mean is 0"))
     } else if c.var <= 0.0 || t.var <= 0.0 || c.n < 2.0 || t.n < 2.0 {
         Some(("ZERO_NEGATIVE_VARIANCE", "a group has no variance (every unit has the same value, or fewer than 2 units)"))
@@ -304,7 +339,10 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
         test.p_value = Some(1.0);
         return Ok(comparison(control, treatment, o, test, (Some(0.5), Some(0.0), (Some(1.0), None, None)), cuped_theta, variance_reduction));
     }
-    let test = stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?;
+    let test = match (o.cuped && o.relative, cuped_theta) {
+        (true, Some(theta)) => relative_cuped_test(control, treatment, &c, &t, theta, o.alpha)?,
+        _ => stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?,
+    };
     let (mut chance, mut loss, mut seq) = (None, None, (None, None, None));
     if let (Some(effect), Some(se)) = (test.effect, test.std_error) {
         let (c, l) = bayesian(if o.lower_is_better { -effect } else { effect }, se);
@@ -458,6 +496,48 @@ mod tests {
         // a positive control is unchanged: mean2 / mean1 - 1
         let r = compare(&group(1.0), &group(1.2), &opts(MetricType::Mean, true)).unwrap();
         close(r.test.effect.unwrap(), 0.2, "lift over a positive control");
+    }
+
+    /// Issue #12, item 3: relative CUPED divides the adjusted difference by the control's unadjusted mean, with
+    /// GrowthBook's relative-CUPED variance (checked here against the formula written out by hand), and is the plain
+    /// relative test when the covariate explains nothing (θ = 0).
+    #[test]
+    fn relative_cuped_as_growthbook() {
+        let group = |ys: &[f64], xs: &[f64]| Moments {
+            n: ys.len() as f64,
+            sum: ys.iter().sum(),
+            sum_squares: ys.iter().map(|y| y * y).sum(),
+            pre_sum: Some(xs.iter().sum()),
+            pre_sum_squares: Some(xs.iter().map(|x| x * x).sum()),
+            pre_cross_sum: Some(ys.iter().zip(xs).map(|(y, x)| y * x).sum()),
+            ..Moments::default()
+        };
+        let c = group(&[10.0, 12.0, 9.0, 15.0, 11.0, 13.0, 8.0, 14.0], &[9.0, 11.0, 9.5, 13.0, 10.0, 12.5, 7.0, 13.5]);
+        let t = group(&[13.0, 12.5, 16.0, 11.0, 14.0, 17.0, 12.0], &[10.0, 10.5, 14.0, 9.0, 12.0, 15.5, 10.5]);
+        let o = CompareOptions { cuped: true, ..opts(MetricType::Mean, true) };
+        let r = compare(&c, &t, &o).unwrap();
+        let abs = compare(&c, &t, &CompareOptions { cuped: true, ..opts(MetricType::Mean, false) }).unwrap();
+        let theta = r.cuped_theta.unwrap();
+        // the effect: the absolute CUPED difference over the unadjusted control mean
+        let ya = c.sum / c.n;
+        let yb = t.sum / t.n;
+        close(r.test.effect.unwrap(), abs.test.effect.unwrap() / ya, "relative CUPED lift");
+        // the variance, term by term from the raw values
+        let cov = |m: &Moments, a: f64, b: f64, ab: f64| (ab - a * b / m.n) / (m.n - 1.0);
+        let (vya, vxa, ca) = (cov(&c, c.sum, c.sum, c.sum_squares), cov(&c, c.pre_sum.unwrap(), c.pre_sum.unwrap(), c.pre_sum_squares.unwrap()),
+            cov(&c, c.pre_sum.unwrap(), c.sum, c.pre_cross_sum.unwrap()));
+        let (vyb, vxb, cb) = (cov(&t, t.sum, t.sum, t.sum_squares), cov(&t, t.pre_sum.unwrap(), t.pre_sum.unwrap(), t.pre_sum_squares.unwrap()),
+            cov(&t, t.pre_sum.unwrap(), t.sum, t.pre_cross_sum.unwrap()));
+        let v = (vyb + theta * theta * vxb - 2.0 * theta * cb) / (t.n * ya * ya)
+            + (vya * (yb / ya).powi(2) - 2.0 * theta * ca * yb / ya + theta * theta * vxa) / (c.n * ya * ya);
+        close(r.test.std_error.unwrap(), v.sqrt(), "relative CUPED standard error");
+        // a covariate that explains nothing: θ = 0 and the plain relative test
+        let flat = |m: &Moments| Moments { pre_sum: Some(m.n), pre_sum_squares: Some(m.n), pre_cross_sum: Some(m.sum), ..m.clone() };
+        let r0 = compare(&flat(&c), &flat(&t), &o).unwrap();
+        let plain = compare(&c, &t, &opts(MetricType::Mean, true)).unwrap();
+        assert_eq!(r0.cuped_theta, Some(0.0));
+        close(r0.test.effect.unwrap(), plain.test.effect.unwrap(), "θ = 0 lift");
+        close(r0.test.std_error.unwrap(), plain.test.std_error.unwrap(), "θ = 0 standard error");
     }
 
     #[test]

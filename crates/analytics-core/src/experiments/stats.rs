@@ -170,6 +170,15 @@ pub fn welch_t_test(
     Ok(TestResult::from_estimate(effect, se, Some(df), relative, alpha, &|x| (t.sf(x), q)))
 }
 
+/// A t-test of an estimate with its standard error and degrees of freedom (for estimates whose error another
+/// formula gives, such as GrowthBook's relative CUPED).
+pub(crate) fn t_test_of_estimate(effect: f64, se: f64, df: f64, relative: bool, alpha: f64) -> Result<TestResult, AnalyticsError> {
+    check_alpha(alpha)?;
+    let t = StudentT::new(df)?;
+    let q = t.quantile(1.0 - alpha / 2.0);
+    Ok(TestResult::from_estimate(effect, se, Some(df), relative, alpha, &|x| (t.sf(x), q)))
+}
+
 /// Two-proportion z-test of `x2/n2` (treatment) against `x1/n1` (control): pooled standard error for the test
 /// statistic (as statsmodels' proportions_ztest), unpooled (Wald) standard error for the interval.
 /// `relative`: the lift `p2 / p1 - 1` with its delta-method standard error and a normal interval.
