@@ -359,8 +359,7 @@ pub fn sample_size(
     power: Option<f64>,
     variants: Option<i32>,
 ) -> pgrx::JsonB {
-    let p = plan(metric_type, baseline, std_dev, relative, alpha, power, variants);
-    json(&power::sample_size(&p, required(mde, "mde")).or_raise())
+    plan_sample_size(baseline, mde, metric_type, std_dev, relative, alpha, power, variants, Some("statsmodels"))
 }
 
 /// The 0.1.0 SQL's `analytics.minimum_detectable_effect` (symbol `minimum_detectable_effect_wrapper`), kept like
@@ -377,8 +376,7 @@ pub fn minimum_detectable_effect(
     power: Option<f64>,
     variants: Option<i32>,
 ) -> pgrx::JsonB {
-    let p = plan(metric_type, baseline, std_dev, relative, alpha, power, variants);
-    json(&power::minimum_detectable_effect(&p, required(units_per_variant, "units_per_variant") as f64).or_raise())
+    plan_minimum_detectable_effect(baseline, units_per_variant, metric_type, std_dev, relative, alpha, power, variants, Some("statsmodels"))
 }
 
 #[cfg(any(test, feature = "pg_test"))]
