@@ -51,3 +51,6 @@ Example: select analytics.sample_size(baseline => 0.10, mde => 0.05);$$;
 COMMENT ON FUNCTION analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text) IS
 $$The smallest increase (relative by default) that a test with units_per_variant units in every variant detects with the given power; the inverse of sample_size, by the same method ('growthbook': GrowthBook's closed form; 'statsmodels'). Returns {"effect", "treatment_value", "alpha_per_comparison"}.
 Example: select analytics.minimum_detectable_effect(baseline => 0.10, units_per_variant => 20000);$$;
+
+COMMENT ON FUNCTION analytics._adjusted_interval(double precision, double precision, double precision, double precision, double precision) IS
+'Internal: the interval that goes with a corrected p-value, as GrowthBook''s ciAdjusted: effect ± z(1 - alpha/2)·|effect / z(1 - p_adjusted/2)| when that is wider than the interval given, the whole line when p_adjusted is 1; {lower, upper}. Used by experiment_results.';

@@ -443,6 +443,8 @@ CREATE TYPE analytics.experiment_result_row AS (
     ci_upper               double precision,
     p_value                double precision,
     adjusted_p_value       double precision,
+    ci_lower_adjusted      double precision,
+    ci_upper_adjusted      double precision,
     significant            boolean,
     chance_to_beat_control double precision,
     expected_loss          double precision,
@@ -462,7 +464,7 @@ CREATE FUNCTION analytics._experiment_results(
     metric_type       text             DEFAULT NULL,
     relative          boolean          DEFAULT true,
     alpha             double precision DEFAULT 0.05,
-    correction        text             DEFAULT 'holm',
+    correction        text             DEFAULT 'none',
     phase             integer          DEFAULT NULL,
     metric_source     text             DEFAULT 'events',
     unit_source       text             DEFAULT 'metadata',
@@ -493,6 +495,7 @@ declare
     g jsonb;
     t jsonb;
     r analytics.experiment_result_row;
+    adjusted_ci double precision[];
 begin
     if metric is null or metric = '' then
         raise exception 'metric: is required' using errcode = '22004';
@@ -580,6 +583,7 @@ begin
         r.srm := (srm_result->>'srm')::boolean;
         if r.is_control then
             r.effect := null; r.ci_lower := null; r.ci_upper := null; r.p_value := null; r.adjusted_p_value := null;
+            r.ci_lower_adjusted := null; r.ci_upper_adjusted := null;
             r.significant := false; r.chance_to_beat_control := null; r.expected_loss := null; r.sequential_p_value := null;
             r.sequential_ci_lower := null; r.sequential_ci_upper := null; r.variance_reduction := null;
             r.note := srm_result->>'note';
@@ -590,6 +594,16 @@ begin
             r.p_value := (t->>'p_value')::double precision;
             r.adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, r.variant_key)] end;
             r.significant := coalesce(r.adjusted_p_value < alpha, false);
+            -- the interval that goes with the corrected p-value (GrowthBook's ciAdjusted); without a correction, the
+            -- interval itself
+            if correction <> 'none' and r.adjusted_p_value is not null and r.effect is not null and r.ci_lower is not null then
+                adjusted_ci := analytics._adjusted_interval(r.effect, r.ci_lower, r.ci_upper, r.adjusted_p_value, alpha);
+                r.ci_lower_adjusted := adjusted_ci[1];
+                r.ci_upper_adjusted := adjusted_ci[2];
+            else
+                r.ci_lower_adjusted := r.ci_lower;
+                r.ci_upper_adjusted := r.ci_upper;
+            end if;
             r.chance_to_beat_control := (t->>'chance_to_beat_control')::double precision;
             r.expected_loss := (t->>'expected_loss')::double precision;
             r.sequential_p_value := (t->>'sequential_p_value')::double precision;

@@ -846,6 +846,8 @@ CREATE TYPE analytics.experiment_result_row AS (
     ci_upper               double precision,
     p_value                double precision,
     adjusted_p_value       double precision,
+    ci_lower_adjusted      double precision,
+    ci_upper_adjusted      double precision,
     significant            boolean,
     chance_to_beat_control double precision,
     expected_loss          double precision,
@@ -865,7 +867,7 @@ CREATE FUNCTION analytics._experiment_results(
     metric_type       text             DEFAULT NULL,
     relative          boolean          DEFAULT true,
     alpha             double precision DEFAULT 0.05,
-    correction        text             DEFAULT 'holm',
+    correction        text             DEFAULT 'none',
     phase             integer          DEFAULT NULL,
     metric_source     text             DEFAULT 'events',
     unit_source       text             DEFAULT 'metadata',
@@ -896,6 +898,7 @@ declare
     g jsonb;
     t jsonb;
     r analytics.experiment_result_row;
+    adjusted_ci double precision[];
 begin
     if metric is null or metric = '' then
         raise exception 'metric: is required' using errcode = '22004';
@@ -983,6 +986,7 @@ begin
         r.srm := (srm_result->>'srm')::boolean;
         if r.is_control then
             r.effect := null; r.ci_lower := null; r.ci_upper := null; r.p_value := null; r.adjusted_p_value := null;
+            r.ci_lower_adjusted := null; r.ci_upper_adjusted := null;
             r.significant := false; r.chance_to_beat_control := null; r.expected_loss := null; r.sequential_p_value := null;
             r.sequential_ci_lower := null; r.sequential_ci_upper := null; r.variance_reduction := null;
             r.note := srm_result->>'note';
@@ -993,6 +997,16 @@ begin
             r.p_value := (t->>'p_value')::double precision;
             r.adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, r.variant_key)] end;
             r.significant := coalesce(r.adjusted_p_value < alpha, false);
+            -- the interval that goes with the corrected p-value (GrowthBook's ciAdjusted); without a correction, the
+            -- interval itself
+            if correction <> 'none' and r.adjusted_p_value is not null and r.effect is not null and r.ci_lower is not null then
+                adjusted_ci := analytics._adjusted_interval(r.effect, r.ci_lower, r.ci_upper, r.adjusted_p_value, alpha);
+                r.ci_lower_adjusted := adjusted_ci[1];
+                r.ci_upper_adjusted := adjusted_ci[2];
+            else
+                r.ci_lower_adjusted := r.ci_lower;
+                r.ci_upper_adjusted := r.ci_upper;
+            end if;
             r.chance_to_beat_control := (t->>'chance_to_beat_control')::double precision;
             r.expected_loss := (t->>'expected_loss')::double precision;
             r.sequential_p_value := (t->>'sequential_p_value')::double precision;
@@ -1779,7 +1793,7 @@ CREATE FUNCTION analytics.experiment_results(
     metric_type       text             DEFAULT NULL,
     relative          boolean          DEFAULT true,
     alpha             double precision DEFAULT 0.05,
-    correction        text             DEFAULT 'holm',
+    correction        text             DEFAULT 'none',
     phase             integer          DEFAULT NULL,
     metric_source     text             DEFAULT 'events',
     unit_source       text             DEFAULT 'metadata',
@@ -1872,7 +1886,7 @@ Percentiles are exact (percentile_cont). Buckets are aligned to from_time. Filte
 Example: select * from analytics.trace_metrics('1 hour', now() - interval '1 day', now(), group_by => '{model}');$$;
 
 COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, boolean) IS
-$$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (holm, bh or none), significance, chance to beat control and expected loss (Bayesian, Gaussian; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
+$$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (correction: none by default as GrowthBook, holm or bh) with the interval that goes with it (ci_lower_adjusted/ci_upper_adjusted, GrowthBook's ciAdjusted), significance, chance to beat control and expected loss (Bayesian, Gaussian; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
 metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
 metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
 cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
@@ -1954,7 +1968,8 @@ END
 $grants$;
 
 -- Power as GrowthBook's calculator computes it (method => 'growthbook', the default; 'statsmodels' keeps 0.1.0's
--- figures): sample_size and minimum_detectable_effect take a last argument method (new symbols; 0.1.0's stay)
+-- figures): sample_size and minimum_detectable_effect take a last argument method (new symbols; 0.1.0's stay);
+-- _adjusted_interval, the interval of a corrected p-value (experiment_results' ci_lower/upper_adjusted)
 DROP FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer);
 DROP FUNCTION analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer);
 CREATE FUNCTION analytics."sample_size"(
@@ -1985,6 +2000,30 @@ CREATE FUNCTION analytics."minimum_detectable_effect"(
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'plan_minimum_detectable_effect_wrapper';
+CREATE FUNCTION analytics."_adjusted_interval"(
+	"effect" double precision, /* f64 */
+	"ci_lower" double precision, /* f64 */
+	"ci_upper" double precision, /* f64 */
+	"adjusted_p_value" double precision, /* f64 */
+	"alpha" double precision /* f64 */
+) RETURNS double precision[] /* Vec < f64 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'adjusted_interval_wrapper';
+COMMENT ON FUNCTION analytics._adjusted_interval(double precision, double precision, double precision, double precision, double precision) IS
+'Internal: the interval that goes with a corrected p-value, as GrowthBook''s ciAdjusted: effect ± z(1 - alpha/2)·|effect / z(1 - p_adjusted/2)| when that is wider than the interval given, the whole line when p_adjusted is 1; {lower, upper}. Used by experiment_results.';
+REVOKE EXECUTE ON FUNCTION analytics._adjusted_interval(double precision, double precision, double precision, double precision, double precision) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._adjusted_interval(double precision, double precision, double precision, double precision, double precision) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
 COMMENT ON FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer, text) IS
 $$Units per variant to detect an effect of mde (relative to the baseline by default: 0.05 = +5%; relative => false for an absolute change) with the given power in a two-sided test. std_dev of the per-unit value is required for metric_type 'mean'.
 method 'growthbook' (default) computes as GrowthBook's power calculator: the delta-method error of the relative lift with the control's variance for both groups, both tails, alpha as given (variants only split the traffic): 10% baseline, +5% needs 59,409 per variant. method 'statsmodels': each group's own variance, the difference's error (statsmodels' NormalIndPower), alpha split over the comparisons with the control when variants > 2 (Bonferroni): 57,760.

@@ -7,6 +7,7 @@
 -- Power as GrowthBook (undone first): sample_size and minimum_detectable_effect without method, as 0.1.0
 DROP FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer, text);
 DROP FUNCTION analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text);
+DROP FUNCTION analytics._adjusted_interval(double precision, double precision, double precision, double precision, double precision);
 CREATE FUNCTION analytics."sample_size"(
 	"baseline" double precision, /* Option < f64 > */
 	"mde" double precision, /* Option < f64 > */

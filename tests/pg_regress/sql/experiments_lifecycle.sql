@@ -104,7 +104,16 @@ from analytics.ab_experiment_assignments a join analytics.ab_experiments x on x.
 where a.unit_id = 'u1';
 select variant_key, is_control, units, round(value::numeric, 4) as rate, round(effect::numeric, 4) as lift,
        round(p_value::numeric, 4) as p, round(adjusted_p_value::numeric, 4) as holm_p, significant, srm
-from analytics.experiment_results('pricing-copy', 'purchase');
+from analytics.experiment_results('pricing-copy', 'purchase', correction => 'holm');
+-- the Holm interval widens with the corrected p-value, as GrowthBook's ciAdjusted (issue #12, item 6); without a
+-- correction (GrowthBook's default) the adjusted p-value and interval are the plain ones
+select h.variant_key, round(h.ci_lower::numeric, 4) as ci_lower, round(h.ci_upper::numeric, 4) as ci_upper,
+       round(h.ci_lower_adjusted::numeric, 4) as holm_ci_lower, round(h.ci_upper_adjusted::numeric, 4) as holm_ci_upper,
+       n.adjusted_p_value = n.p_value and n.ci_lower_adjusted = n.ci_lower and n.ci_upper_adjusted = n.ci_upper
+           as none_is_plain
+from analytics.experiment_results('pricing-copy', 'purchase', correction => 'holm') h
+join analytics.experiment_results('pricing-copy', 'purchase') n using (variant_key)
+where not h.is_control order by 1;
 -- the same numbers as compare_groups gives on the counts (GrowthBook's binomial t-test)
 select r.variant_key, r.p_value = (analytics.compare_groups(jsonb_build_object('n', c.n, 'sum', c.x, 'sum_squares', c.x),
                                                              jsonb_build_object('n', t.n, 'sum', t.x, 'sum_squares', t.x),
