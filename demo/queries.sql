@@ -53,7 +53,7 @@ select unit, a.variant_key, a.payload->>'system_prompt' as system_prompt, a.hash
 from unnest(array['visitor-9001', 'visitor-9002']) unit, analytics.assign_variant('system-prompt-v2', unit) a;
 \echo '   ...and asking again returns the same stored variant (sticky):'
 select variant_key, stored from analytics.assign_variant('system-prompt-v2', 'visitor-9001');
-\echo '   ...and the significance result so far, analytics.experiment_results (relative lift, GrowthBook's t-test, SRM check):'
+\echo '   ...and the significance result so far, analytics.experiment_results (relative lift, the GrowthBook t-test, SRM check):'
 select variant_key, is_control, units, round(value::numeric, 4) as thumbs_up_rate, round(effect::numeric, 4) as lift,
        round(ci_lower::numeric, 4) as ci_lower, round(ci_upper::numeric, 4) as ci_upper, round(p_value::numeric, 4) as p_value,
        significant, round(srm_p_value::numeric, 4) as srm_p_value, srm
