@@ -1,7 +1,7 @@
 -- Result caches (docs/guardrails.md): the read functions a dashboard calls again and again keep their results for a
 -- while, per owner, and every write by the owner to the data makes them stale at once.
 --
---  * analytics.cache_entries: one result per owner, role, function and arguments (and TimeZone), with the snapshot
+--  * analytics.cache_entries: one result per owner, role, function and arguments (and TimeZone, IntervalStyle), with the snapshot
 --    it was computed under. Served until its TTL (trace reads 1 minute, analytics 5 minutes) and only while no write
 --    to the owner's data committed after that snapshot: a user never sees a result older than their own last write.
 --  * analytics.cache_writes: which transactions wrote which owner's data (one row per owner and transaction, made by
@@ -16,8 +16,8 @@
 -- All four are UNLOGGED (a crash empties them: a cache loses nothing) and reached only through the SECURITY DEFINER
 -- functions below, which take the owner from the JWT, never from an argument. Callers whose rows are not confined to
 -- one owner are not cached: superusers and BYPASSRLS roles (service_role), sessions without a JWT sub.
--- A READ ONLY transaction (PostgREST GET, a STABLE call through POST, a read replica) reads the cache and does not
--- fill it; on a hot standby (where unlogged tables cannot be read) the cache is off.
+-- A READ ONLY transaction (PostgREST GET, BEGIN READ ONLY, default_transaction_read_only) reads the cache and does
+-- not fill it; on a hot standby (where unlogged tables cannot be read) the cache is off.
 
 CREATE UNLOGGED TABLE analytics.cache_entries (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
