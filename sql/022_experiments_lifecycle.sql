@@ -473,7 +473,9 @@ CREATE FUNCTION analytics._experiment_results(
     cuped_lookback    interval         DEFAULT '14 days',
     sequential_tuning double precision DEFAULT 5000,
     lower_is_better   boolean          DEFAULT NULL,
-    sequential        boolean          DEFAULT false
+    sequential        boolean          DEFAULT false,
+    prior_mean        double precision DEFAULT NULL,
+    prior_variance    double precision DEFAULT NULL
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = ''
@@ -553,7 +555,8 @@ begin
         (select array_agg((x->>'weight')::double precision) from jsonb_array_elements(groups) x));
 
     for g in select x from jsonb_array_elements(groups) x loop
-        t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning, lower);
+        t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning, lower,
+                                      prior_mean, prior_variance);
         if sequential then
             -- GrowthBook with sequential testing on: the always-valid p-value and interval replace the fixed-horizon
             -- ones, and significance (after correction) follows them
@@ -617,5 +620,5 @@ begin
 end
 $$;
 
-COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean) IS
+COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision) IS
 'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';

@@ -876,7 +876,9 @@ CREATE FUNCTION analytics._experiment_results(
     cuped_lookback    interval         DEFAULT '14 days',
     sequential_tuning double precision DEFAULT 5000,
     lower_is_better   boolean          DEFAULT NULL,
-    sequential        boolean          DEFAULT false
+    sequential        boolean          DEFAULT false,
+    prior_mean        double precision DEFAULT NULL,
+    prior_variance    double precision DEFAULT NULL
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = ''
@@ -956,7 +958,8 @@ begin
         (select array_agg((x->>'weight')::double precision) from jsonb_array_elements(groups) x));
 
     for g in select x from jsonb_array_elements(groups) x loop
-        t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning, lower);
+        t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning, lower,
+                                      prior_mean, prior_variance);
         if sequential then
             -- GrowthBook with sequential testing on: the always-valid p-value and interval replace the fixed-horizon
             -- ones, and significance (after correction) follows them
@@ -1203,7 +1206,7 @@ COMMENT ON FUNCTION analytics._search_traces(text, text, text, text, text, text,
 'Internal: the computation behind analytics.search_traces, uncached (sql/041_cache.sql).';
 COMMENT ON FUNCTION analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid) IS
 'Internal: the computation behind analytics.trace_metrics, uncached (sql/041_cache.sql).';
-COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean) IS
+COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision) IS
 'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';
 COMMENT ON FUNCTION analytics._anomaly_summary(timestamptz, timestamptz, text, uuid) IS
 'Internal: the computation behind analytics.anomaly_summary, uncached (sql/041_cache.sql).';
@@ -1803,6 +1806,8 @@ CREATE FUNCTION analytics.experiment_results(
     sequential_tuning double precision DEFAULT 5000,
     lower_is_better   boolean          DEFAULT NULL,
     sequential        boolean          DEFAULT false,
+    prior_mean        double precision DEFAULT NULL,
+    prior_variance    double precision DEFAULT NULL,
     cache             boolean          DEFAULT true
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -1812,12 +1817,12 @@ declare
     c analytics.cache_lookup := analytics._cache_get('experiment_results',
         jsonb_build_array(experiment_key, metric, metric_type, relative, alpha, correction, phase, metric_source,
                           unit_source, operation_type, cuped, cuped_lookback, sequential_tuning, lower_is_better,
-                          sequential), cache);
+                          sequential, prior_mean, prior_variance), cache);
 begin
     if not c.hit and not c.fill then
         return query select * from analytics._experiment_results(experiment_key, metric, metric_type, relative, alpha,
             correction, phase, metric_source, unit_source, operation_type, cuped, cuped_lookback, sequential_tuning,
-            lower_is_better, sequential);
+            lower_is_better, sequential, prior_mean, prior_variance);
         return;
     end if;
     if c.fill then
@@ -1827,7 +1832,8 @@ begin
             experiment_results.correction, experiment_results.phase, experiment_results.metric_source,
             experiment_results.unit_source, experiment_results.operation_type, experiment_results.cuped,
             experiment_results.cuped_lookback, experiment_results.sequential_tuning,
-            experiment_results.lower_is_better, experiment_results.sequential) with ordinality r;
+            experiment_results.lower_is_better, experiment_results.sequential, experiment_results.prior_mean,
+            experiment_results.prior_variance) with ordinality r;
         perform analytics._cache_put(c);
     end if;
     return query select * from jsonb_populate_recordset(null::analytics.experiment_result_row, c.result);
@@ -1885,11 +1891,11 @@ $$Rollups per time bucket and group (group_by: model, operation_type, provider, 
 Percentiles are exact (percentile_cont). Buckets are aligned to from_time. Filters: operation_type, root_only (traces rather than spans). Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
 Example: select * from analytics.trace_metrics('1 hour', now() - interval '1 day', now(), group_by => '{model}');$$;
 
-COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, boolean) IS
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean) IS
 $$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (correction: none by default as GrowthBook, holm or bh) with the interval that goes with it (ci_lower_adjusted/ci_upper_adjusted, GrowthBook's ciAdjusted), significance, chance to beat control and expected loss (Bayesian, Gaussian; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
 metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
 metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
-cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
+cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). prior_mean and prior_variance (both, or neither for the flat prior) are GrowthBook's informative Gaussian prior on the effect for chance_to_beat_control and expected_loss. sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
 Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
 
 COMMENT ON FUNCTION analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean) IS
@@ -1928,13 +1934,13 @@ REVOKE EXECUTE ON FUNCTION analytics._get_trace_tree(text, integer, integer, boo
     analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
     analytics._search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
     analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid),
-    analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean),
+    analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision),
     analytics._anomaly_summary(timestamptz, timestamptz, text, uuid),
     analytics.get_trace_tree(text, integer, integer, boolean, uuid, boolean),
     analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
     analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
     analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean),
-    analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, boolean),
+    analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean),
     analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean),
     analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb),
     analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_get(text, jsonb, boolean),
@@ -1951,13 +1957,13 @@ BEGIN
                 analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
                 analytics._search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
                 analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid),
-                analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean),
+                analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision),
                 analytics._anomaly_summary(timestamptz, timestamptz, text, uuid),
                 analytics.get_trace_tree(text, integer, integer, boolean, uuid, boolean),
                 analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
                 analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean),
                 analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean),
-                analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, boolean),
+                analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean),
                 analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean),
                 analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb),
                 analytics._cache_get(text, jsonb, boolean), analytics._cache_put(analytics.cache_lookup), analytics.cache_stats(),
@@ -2000,6 +2006,40 @@ CREATE FUNCTION analytics."minimum_detectable_effect"(
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'plan_minimum_detectable_effect_wrapper';
+-- compare_groups takes GrowthBook's informative Gaussian prior (prior_mean, prior_variance) and reports the
+-- posterior (new symbol; 0.1.0's stays)
+DROP FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean);
+CREATE FUNCTION analytics."compare_groups"(
+	"control" jsonb, /* Option < pgrx :: JsonB > */
+	"treatment" jsonb, /* Option < pgrx :: JsonB > */
+	"metric_type" TEXT DEFAULT 'mean', /* Option < & str > */
+	"relative" bool DEFAULT true, /* Option < bool > */
+	"alpha" double precision DEFAULT 0.05, /* Option < f64 > */
+	"cuped" bool DEFAULT false, /* Option < bool > */
+	"sequential_tuning" double precision DEFAULT 5000.0, /* Option < f64 > */
+	"lower_is_better" bool DEFAULT false, /* Option < bool > */
+	"prior_mean" double precision DEFAULT NULL, /* Option < f64 > */
+	"prior_variance" double precision DEFAULT NULL /* Option < f64 > */
+) RETURNS jsonb /* pgrx :: JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'compare_two_groups_wrapper';
+COMMENT ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision) IS
+$$A treatment against its control from the moments of their per-unit values: {"n", "sum", "sum_squares"}, plus "den_sum", "den_sum_squares", "cross_sum" (Σd, Σd², Σyd) for metric_type 'ratio', and "pre_sum", "pre_sum_squares", "pre_cross_sum" (Σx, Σx², Σxy of the pre-assignment value x) for cuped => true.
+Returns the test (binomial: GrowthBook's t-test of the reported effect with variances p(1 - p) and Welch's df; mean: Welch; ratio: Welch on delta-method variances; relative lift by default) with control_value, treatment_value, chance_to_beat_control, expected_loss, posterior_mean and posterior_ci_lower/upper (Gaussian posterior: GrowthBook's flat prior, or its informative prior N(prior_mean, prior_variance) on the effect, both or neither; better means lower when lower_is_better, e.g. for cost or latency), sequential_p_value and sequential_ci_lower/upper (always-valid: Howard et al.'s normal-mixture confidence sequence, GrowthBook's tuning N* = sequential_tuning), and with CUPED cuped_theta and variance_reduction. This is what experiment_results computes per variant.
+Example: select analytics.compare_groups('{"n":1000,"sum":116,"sum_squares":116}', '{"n":1000,"sum":129,"sum_squares":129}', 'binomial');$$;
+REVOKE EXECUTE ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
 CREATE FUNCTION analytics."_adjusted_interval"(
 	"effect" double precision, /* f64 */
 	"ci_lower" double precision, /* f64 */

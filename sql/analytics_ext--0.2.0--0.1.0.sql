@@ -8,6 +8,32 @@
 DROP FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer, text);
 DROP FUNCTION analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text);
 DROP FUNCTION analytics._adjusted_interval(double precision, double precision, double precision, double precision, double precision);
+DROP FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision);
+CREATE FUNCTION analytics."compare_groups"(
+	"control" jsonb, /* pgrx :: JsonB */
+	"treatment" jsonb, /* pgrx :: JsonB */
+	"metric_type" TEXT DEFAULT 'mean', /* & str */
+	"relative" bool DEFAULT true, /* bool */
+	"alpha" double precision DEFAULT 0.05, /* f64 */
+	"cuped" bool DEFAULT false, /* bool */
+	"sequential_tuning" double precision DEFAULT 5000.0, /* f64 */
+	"lower_is_better" bool DEFAULT false /* bool */
+) RETURNS jsonb /* pgrx :: JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'compare_groups_wrapper';
+REVOKE EXECUTE ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
 CREATE FUNCTION analytics."sample_size"(
 	"baseline" double precision, /* Option < f64 > */
 	"mde" double precision, /* Option < f64 > */
@@ -72,7 +98,7 @@ DROP FUNCTION analytics.get_trace_tree(text, integer, integer, boolean, uuid, bo
 DROP FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean);
 DROP FUNCTION analytics.search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean);
 DROP FUNCTION analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean);
-DROP FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, boolean);
+DROP FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean);
 DROP FUNCTION analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean);
 DROP FUNCTION analytics.purge_cache(boolean);
 DROP FUNCTION analytics.cache_stats();
@@ -99,7 +125,7 @@ DROP FUNCTION analytics._search_spans(text, text, text, text, text, text, text, 
 DROP FUNCTION analytics._search_traces(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid);
 DROP FUNCTION analytics._trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid);
 DROP TYPE analytics.trace_metrics_row;
-DROP FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean);
+DROP FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision);
 DROP TYPE analytics.experiment_result_row;
 CREATE FUNCTION analytics."get_trace_tree"(
 	"trace_id" TEXT, /* Option < & str > */

@@ -59,7 +59,7 @@ extension_sql_file!(
         experiments::sql::srm_check,
         experiments::sql::adjust_p_values,
         experiments::sql::adjusted_interval,
-        experiments::sql::compare_groups,
+        experiments::sql::compare_two_groups,
         experiments::sql::plan_sample_size,
         experiments::sql::plan_minimum_detectable_effect
     ]

@@ -248,34 +248,59 @@ fn moments(v: serde_json::Value, name: &str) -> analysis::Moments {
 }
 
 /// `analytics.compare_groups(control jsonb, treatment jsonb, metric_type = 'mean', relative = true, alpha = 0.05,
-/// cuped = false, sequential_tuning = 5000, lower_is_better = false) returns jsonb`
+/// cuped = false, sequential_tuning = 5000, lower_is_better = false, prior_mean = NULL, prior_variance = NULL)
+/// returns jsonb`
 ///
 /// A treatment against its control from the moments of their per-unit values (`{"n", "sum", "sum_squares"}`,
 /// plus `den_sum`, `den_sum_squares`, `cross_sum` for a ratio metric and `pre_sum`, `pre_sum_squares`,
-/// `pre_cross_sum` of a pre-assignment covariate for CUPED): the frequentist test (two-proportion z for binomial,
-/// Welch for mean, Welch with delta-method variances for ratio), chance to beat control and expected loss
-/// (Gaussian, flat prior; "better" is lower when `lower_is_better`), the always-valid sequential p-value and confidence sequence, and CUPED's theta and
-/// variance reduction. This is what experiment_results computes for each variant.
-#[pg_extern(immutable, strict, parallel_safe)]
+/// `pre_cross_sum` of a pre-assignment covariate for CUPED): the frequentist test, the Bayesian view (chance to beat
+/// control, expected loss, posterior mean and credible interval; GrowthBook's flat prior, or its informative
+/// Gaussian prior N(prior_mean, prior_variance) on the effect), the always-valid sequential p-value and confidence
+/// sequence, and CUPED's theta and variance reduction. This is what experiment_results computes for each variant.
+/// The SQL signature is 0.2.0's (the prior); 0.1.0's function keeps its symbol below.
+#[pg_extern(name = "compare_groups", immutable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+pub fn compare_two_groups(
+    control: Option<pgrx::JsonB>,
+    treatment: Option<pgrx::JsonB>,
+    metric_type: default!(Option<&str>, "'mean'"),
+    relative: default!(Option<bool>, true),
+    alpha: default!(Option<f64>, 0.05),
+    cuped: default!(Option<bool>, false),
+    sequential_tuning: default!(Option<f64>, 5000.0),
+    lower_is_better: default!(Option<bool>, false),
+    prior_mean: default!(Option<f64>, "NULL"),
+    prior_variance: default!(Option<f64>, "NULL"),
+) -> pgrx::JsonB {
+    let options = analysis::CompareOptions {
+        metric_type: analysis::MetricType::parse(required(metric_type, "metric_type")).or_raise(),
+        relative: required(relative, "relative"),
+        alpha: required(alpha, "alpha"),
+        cuped: required(cuped, "cuped"),
+        sequential_tuning: required(sequential_tuning, "sequential_tuning"),
+        lower_is_better: required(lower_is_better, "lower_is_better"),
+        prior: analysis::GaussianPrior::from_args(prior_mean, prior_variance).or_raise(),
+    };
+    let (control, treatment) = (required(control, "control"), required(treatment, "treatment"));
+    json(&analysis::compare(&moments(control.0, "control"), &moments(treatment.0, "treatment"), &options).or_raise())
+}
+
+/// The 0.1.0 SQL's `analytics.compare_groups` (symbol `compare_groups_wrapper`, STRICT, flat prior): kept, without
+/// SQL of its own, so that a database still at 0.1.0 works with this library (docs/upgrading.md).
+#[pg_extern(sql = false, immutable, strict, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
 pub fn compare_groups(
     control: pgrx::JsonB,
     treatment: pgrx::JsonB,
-    metric_type: default!(&str, "'mean'"),
-    relative: default!(bool, true),
-    alpha: default!(f64, 0.05),
-    cuped: default!(bool, false),
-    sequential_tuning: default!(f64, 5000.0),
-    lower_is_better: default!(bool, false),
+    metric_type: &str,
+    relative: bool,
+    alpha: f64,
+    cuped: bool,
+    sequential_tuning: f64,
+    lower_is_better: bool,
 ) -> pgrx::JsonB {
-    let options = analysis::CompareOptions {
-        metric_type: analysis::MetricType::parse(metric_type).or_raise(),
-        relative,
-        alpha,
-        cuped,
-        sequential_tuning,
-        lower_is_better,
-    };
-    json(&analysis::compare(&moments(control.0, "control"), &moments(treatment.0, "treatment"), &options).or_raise())
+    compare_two_groups(Some(control), Some(treatment), Some(metric_type), Some(relative), Some(alpha), Some(cuped),
+        Some(sequential_tuning), Some(lower_is_better), None, None)
 }
 
 /// The plan of a test from the arguments sample_size and minimum_detectable_effect share; every one but std_dev

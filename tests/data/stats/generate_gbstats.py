@@ -9,14 +9,15 @@ crates/analytics-core/src/experiments/analysis.rs and stats.rs compare every fie
 Covered so far: the frequentist two-sided t-test (gbstats' TwoSidedTTest), the sequential test
 (SequentialTwoSidedTTest) and the Bayesian effect test with GrowthBook's default flat prior (EffectBayesianABTest:
 chance to win, risk) for proportion and sample-mean metrics, relative and absolute effects, several alphas and
-tuning parameters; GrowthBook's no-result cases; and the sample-ratio-mismatch check (check_srm), zero-weight
-groups included.
+tuning parameters; GrowthBook's no-result cases; the sample-ratio-mismatch check (check_srm), zero-weight
+groups included; and the Bayesian test with an informative ("proper") Gaussian prior on the effect (posterior mean,
+credible interval, chance to win, risk), over positive control means.
 """
 import importlib.metadata
 import json
 import random
 
-from gbstats.bayesian.tests import EffectBayesianABTest, EffectBayesianConfig
+from gbstats.bayesian.tests import EffectBayesianABTest, EffectBayesianConfig, GaussianPrior
 from gbstats.frequentist.tests import (
     FrequentistConfig,
     SequentialConfig,
@@ -118,5 +119,28 @@ for i in range(60):
         users[0] = 10
     srm.append({"users": users, "weights": weights, "p_value": check_srm(users, weights)})
 
+# informative Gaussian priors (a generator of their own, so the cases above stay as they were)
+rng = random.Random(20261126)
+priors = []
+while len(priors) < 80:
+    kind = "binomial" if len(priors) % 2 == 0 else "mean"
+    group = proportion_group if kind == "binomial" else mean_group
+    control, treatment = group(), group()
+    if control["sum"] <= 0:
+        continue  # gbstats 0.8.0 divides a lift by the signed control mean; this crate by its absolute value
+    relative = len(priors) % 4 < 2
+    alpha = rng.choice([0.05, 0.1])
+    scale = 1.0 if relative else abs(control["sum"] / control["n"])
+    prior = GaussianPrior(mean=rng.uniform(-0.1, 0.1) * scale, variance=(rng.choice([0.01, 0.1, 0.3]) * scale) ** 2,
+                          proper=True)
+    difference = "relative" if relative else "absolute"
+    r = EffectBayesianABTest(stat(kind, control), stat(kind, treatment),
+                             EffectBayesianConfig(alpha=alpha, difference_type=difference, prior_type=difference,
+                                                  prior_effect=prior)).compute_result()
+    priors.append({"metric_type": kind, "relative": relative, "alpha": alpha, "control": control,
+                   "treatment": treatment, "prior_mean": prior.mean, "prior_variance": prior.variance,
+                   "expected": r.expected, "ci": list(r.ci), "chance_to_win": r.chance_to_win, "risk": list(r.risk),
+                   "error": r.error_message})
+
 print(json.dumps({"source": "gbstats " + GBSTATS_VERSION + " (PyPI), generate_gbstats.py",
-                  "comparisons": cases, "srm": srm}, indent=1))
+                  "comparisons": cases, "srm": srm, "priors": priors}, indent=1))

@@ -125,6 +125,13 @@ from analytics.experiment_results('checkout-cta', 'signup') f
 join analytics.experiment_results('checkout-cta', 'signup', sequential => true) s using (variant_key)
 where not f.is_control;
 select regress.attempt($$select * from analytics.experiment_results('checkout-cta', 'spend', sequential => null)$$) as sequential_null;
+-- the prior in experiment_results: the chance to beat control is the posterior's
+select f.variant_key, round(f.chance_to_beat_control::numeric, 4) as flat_chance,
+       round(p.chance_to_beat_control::numeric, 4) as prior_chance
+from analytics.experiment_results('checkout-cta', 'signup') f
+join analytics.experiment_results('checkout-cta', 'signup', prior_mean => 0, prior_variance => 0.0025) p using (variant_key)
+where not f.is_control;
+select regress.attempt($$select * from analytics.experiment_results('checkout-cta', 'signup', prior_variance => -1, prior_mean => 0)$$) as negative_prior_variance;
 commit;
 
 -- ---- pure functions: compare_groups, sample_size, minimum_detectable_effect ---------------------------------------
@@ -135,6 +142,19 @@ where k in ('effect', 'p_value', 'chance_to_beat_control', 'expected_loss', 'seq
 -- a relative lift over a negative control mean has the sign of the change: -1.0 -> -0.8 is +20% (issue #12, item 1)
 select round((c->>'effect')::numeric, 6) as lift, round((c->>'chance_to_beat_control')::numeric, 3) as chance
 from (select analytics.compare_groups('{"n":100,"sum":-100,"sum_squares":523.1359}', '{"n":100,"sum":-80,"sum_squares":487.1359}', 'mean') as c) x;
+-- GrowthBook's informative Gaussian prior on the lift: 100/1000 against 120/1000 with N(0, 0.1²) shrinks the lift of
+-- +20% to +6.0% (gbstats 0.8.0: expected 0.0597, chance to win 0.7619); the flat prior keeps the measured lift
+select p as prior, round((c->>'effect')::numeric, 4) as lift, round((c->>'posterior_mean')::numeric, 4) as posterior_lift,
+       round((c->>'posterior_ci_lower')::numeric, 4) as lower, round((c->>'posterior_ci_upper')::numeric, 4) as upper,
+       round((c->>'chance_to_beat_control')::numeric, 4) as chance
+from (values ('flat', null::float8, null::float8), ('N(0, 0.01)', 0.0, 0.01)) v(p, m, var),
+     lateral (select analytics.compare_groups('{"n":1000,"sum":100,"sum_squares":100}', '{"n":1000,"sum":120,"sum_squares":120}',
+                                              'binomial', prior_mean => v.m, prior_variance => v.var) as c) x;
+select regress.attempt(stmt) as bad_prior from (values
+  ($$select analytics.compare_groups('{"n":10,"sum":1,"sum_squares":1}', '{"n":10,"sum":2,"sum_squares":2}', 'binomial', prior_mean => 0, prior_variance => 0)$$),
+  ($$select analytics.compare_groups('{"n":10,"sum":1,"sum_squares":1}', '{"n":10,"sum":2,"sum_squares":2}', 'binomial', prior_mean => 0.1)$$),
+  ($$select analytics.compare_groups(null, '{"n":10,"sum":2,"sum_squares":2}')$$)
+) v(stmt);
 -- power as GrowthBook's calculator (the default) and as statsmodels: 10% baseline, +5% (issue #12, item 7)
 select m as method, analytics.sample_size(baseline => 0.10, mde => 0.05, method => m) - 'per_variant_exact' - 'treatment_value' as relative_5pct,
        analytics.sample_size(12.5, 0.03, 'mean', std_dev => 8, variants => 3, method => m) - 'per_variant_exact' - 'treatment_value' as mean_three_variants,

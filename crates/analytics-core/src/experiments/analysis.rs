@@ -70,6 +70,46 @@ pub struct CompareOptions {
     pub sequential_tuning: f64,
     /// for costs, latencies and error rates: "better" means lower in the Bayesian view
     pub lower_is_better: bool,
+    /// GrowthBook's informative ("proper") Gaussian prior on the effect (the relative lift when relative); None is
+    /// its default flat prior
+    pub prior: Option<GaussianPrior>,
+}
+
+/// A Gaussian prior on the effect: N(mean, variance), variance > 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GaussianPrior {
+    pub mean: f64,
+    pub variance: f64,
+}
+
+impl GaussianPrior {
+    /// Both or neither; a variance > 0 and finite numbers (errors name the argument).
+    pub fn from_args(mean: Option<f64>, variance: Option<f64>) -> Result<Option<GaussianPrior>, AnalyticsError> {
+        match (mean, variance) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(AnalyticsError::invalid("prior_variance: is required with prior_mean (both, or neither for the flat prior)")),
+            (None, Some(_)) => Err(AnalyticsError::invalid("prior_mean: is required with prior_variance (both, or neither for the flat prior)")),
+            (Some(m), Some(v)) => {
+                if !m.is_finite() {
+                    return Err(AnalyticsError::invalid(format!("prior_mean: must be a finite number, got {m}")));
+                }
+                if !(v > 0.0 && v.is_finite()) {
+                    return Err(AnalyticsError::invalid(format!("prior_variance: must be a positive number, got {v}")));
+                }
+                Ok(Some(GaussianPrior { mean: m, variance: v }))
+            }
+        }
+    }
+
+    /// The posterior N(mean, sd²) of an effect measured as N(effect, se²), as gbstats' EffectBayesianABTest:
+    /// precision-weighted.
+    pub fn posterior(&self, effect: f64, se: f64) -> (f64, f64) {
+        if se == 0.0 {
+            return (effect, 0.0);
+        }
+        let precision = 1.0 / (se * se) + 1.0 / self.variance;
+        ((effect / (se * se) + self.mean / self.variance) / precision, (1.0 / precision).sqrt())
+    }
 }
 
 /// A treatment against its control: the frequentist test plus the Bayesian and sequential views of the same
@@ -87,6 +127,11 @@ pub struct Comparison {
     /// expected loss of shipping the treatment: E[max(0, -effect)] (E[max(0, effect)] when lower is better), in
     /// the effect's units
     pub expected_loss: Option<f64>,
+    /// the Bayesian view's effect and credible interval at 1 - alpha: the measured effect and its normal interval
+    /// under the flat prior, shrunk towards the prior mean under an informative one (GrowthBook's "expected" and ci)
+    pub posterior_mean: Option<f64>,
+    pub posterior_ci_lower: Option<f64>,
+    pub posterior_ci_upper: Option<f64>,
     /// always-valid p-value: may be checked after every new unit without inflating false positives
     pub sequential_p_value: Option<f64>,
     pub sequential_ci_lower: Option<f64>,
@@ -343,14 +388,19 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
         (true, Some(theta)) => relative_cuped_test(control, treatment, &c, &t, theta, o.alpha)?,
         _ => stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?,
     };
-    let (mut chance, mut loss, mut seq) = (None, None, (None, None, None));
+    let (mut chance, mut loss, mut seq, mut posterior) = (None, None, (None, None, None), (None, None, None));
     if let (Some(effect), Some(se)) = (test.effect, test.std_error) {
-        let (c, l) = bayesian(if o.lower_is_better { -effect } else { effect }, se);
+        let (m, sd) = o.prior.map_or((effect, se), |p| p.posterior(effect, se));
+        let (c, l) = bayesian(if o.lower_is_better { -m } else { m }, sd);
         (chance, loss) = (Some(c), Some(l));
+        let z = Normal::new(0.0, 1.0).expect("standard normal").inverse_cdf(1.0 - o.alpha / 2.0);
+        posterior = (Some(m), Some(m - z * sd), Some(m + z * sd));
         let (p, lo, hi) = sequential(effect, se, control.n + treatment.n, o.alpha, o.sequential_tuning)?;
         seq = (Some(p), Some(lo), Some(hi));
     }
-    Ok(comparison(control, treatment, o, test, (chance, loss, seq), cuped_theta, variance_reduction))
+    let mut r = comparison(control, treatment, o, test, (chance, loss, seq), cuped_theta, variance_reduction);
+    (r.posterior_mean, r.posterior_ci_lower, r.posterior_ci_upper) = posterior;
+    Ok(r)
 }
 
 /// The views of a comparison: (chance to beat control, expected loss, (sequential p, lower, upper)).
@@ -371,6 +421,9 @@ fn comparison(
         test,
         chance_to_beat_control: chance,
         expected_loss: loss,
+        posterior_mean: None,
+        posterior_ci_lower: None,
+        posterior_ci_upper: None,
         sequential_p_value: seq.0,
         sequential_ci_lower: seq.1,
         sequential_ci_upper: seq.2,
@@ -401,7 +454,7 @@ mod tests {
     }
 
     fn opts(metric_type: MetricType, relative: bool) -> CompareOptions {
-        CompareOptions { metric_type, relative, alpha: 0.05, cuped: false, sequential_tuning: DEFAULT_SEQUENTIAL_TUNING, lower_is_better: false }
+        CompareOptions { metric_type, relative, alpha: 0.05, cuped: false, sequential_tuning: DEFAULT_SEQUENTIAL_TUNING, lower_is_better: false, prior: None }
     }
 
     const GBSTATS: &str = include_str!("../../../../tests/data/stats/gbstats.json");
@@ -435,6 +488,7 @@ mod tests {
                 cuped: false,
                 sequential_tuning: c["sequential_tuning"].as_f64().unwrap(),
                 lower_is_better: false,
+                prior: None,
             };
             let r = compare(&group(&c["control"]), &group(&c["treatment"]), &o).unwrap();
             let (f, s) = (&c["frequentist"], &c["sequential"]);
@@ -480,6 +534,47 @@ mod tests {
 
     /// GrowthBook's published binomial case, and the case where the pooled z-test said "significant" beside an
     /// interval containing 0 (100/5000 vs 130/5000): the p-value now tests the lift the interval is of.
+    /// GrowthBook's Bayesian test with an informative Gaussian prior on the effect (gbstats 0.8.0's
+    /// EffectBayesianABTest with a proper GaussianPrior): the posterior mean, credible interval and chance to win to
+    /// 1e-9, the risk to 1e-7 (gbstats integrates a truncated normal), over 80 random cases.
+    #[test]
+    fn agrees_with_gbstats_informative_priors() {
+        let data: Value = serde_json::from_str(GBSTATS).unwrap();
+        let group = |g: &Value| Moments {
+            n: g["n"].as_f64().unwrap(),
+            sum: g["sum"].as_f64().unwrap(),
+            sum_squares: g["sum_squares"].as_f64().unwrap(),
+            ..Moments::default()
+        };
+        let cases = data["priors"].as_array().unwrap();
+        assert_eq!(cases.len(), 80);
+        for (i, c) in cases.iter().enumerate() {
+            let o = CompareOptions {
+                metric_type: MetricType::parse(c["metric_type"].as_str().unwrap()).unwrap(),
+                relative: c["relative"].as_bool().unwrap(),
+                alpha: c["alpha"].as_f64().unwrap(),
+                prior: GaussianPrior::from_args(c["prior_mean"].as_f64(), c["prior_variance"].as_f64()).unwrap(),
+                ..opts(MetricType::Mean, true)
+            };
+            let r = compare(&group(&c["control"]), &group(&c["treatment"]), &o).unwrap();
+            let what = |f: &str| format!("prior case {i}: {f}");
+            near(r.posterior_mean, c["expected"].as_f64().unwrap(), &what("posterior_mean"));
+            near(r.posterior_ci_lower, c["ci"][0].as_f64().unwrap(), &what("posterior_ci_lower"));
+            near(r.posterior_ci_upper, c["ci"][1].as_f64().unwrap(), &what("posterior_ci_upper"));
+            near(r.chance_to_beat_control, c["chance_to_win"].as_f64().unwrap(), &what("chance_to_beat_control"));
+            let (got, want) = (r.expected_loss.unwrap(), c["risk"][1].as_f64().unwrap());
+            assert!((got - want).abs() <= (1e-7 * want.abs()).max(1e-12), "{}: got {got}, want {want}", what("expected_loss"));
+        }
+        // a prior shrinks the effect towards its mean; bad priors name the argument
+        assert!(GaussianPrior::from_args(Some(0.0), Some(0.0)).unwrap_err().message.starts_with("prior_variance:"));
+        assert!(GaussianPrior::from_args(Some(0.1), None).unwrap_err().message.starts_with("prior_variance:"));
+        assert!(GaussianPrior::from_args(None, Some(0.1)).unwrap_err().message.starts_with("prior_mean:"));
+        let p = GaussianPrior { mean: 0.0, variance: 0.01 };
+        let (m, sd) = p.posterior(0.2, 0.1);
+        close(m, 0.1, "equal precisions: halfway to the prior mean");
+        close(sd, (0.005f64).sqrt(), "posterior sd");
+    }
+
     /// Issue #12, item 1: control -1.0, treatment -0.8 is a 20% improvement (the value went up), not -20%.
     /// 100 units each, sample variance 4.2741: z = 0.2 / se = 0.7554, so the chance to beat control is 0.775
     /// (0.225 with the lift's sign wrong).
@@ -655,6 +750,7 @@ mod tests {
                 cuped: c["cuped"].as_bool().unwrap(),
                 sequential_tuning: DEFAULT_SEQUENTIAL_TUNING,
                 lower_is_better: false,
+                prior: None,
             };
             let r = compare(&control, &treatment, &o).unwrap();
             let got = serde_json::to_value(&r).unwrap();
