@@ -91,11 +91,12 @@ AS $$
         when 'search_spans' then interval '1 minute'
         when 'trace_metrics' then interval '5 minutes'
         when 'experiment_results' then interval '5 minutes'
+        when 'experiment_report' then interval '5 minutes'
         when 'anomaly_summary' then interval '5 minutes'
     end
 $$;
 COMMENT ON FUNCTION analytics._cache_ttl(text) IS
-'How long a cached result of each function lives: get_trace_tree, search_traces, search_spans 1 minute; trace_metrics, experiment_results, anomaly_summary 5 minutes (the longest; purge_cache relies on it). NULL: not a cached function. Internal.';
+'How long a cached result of each function lives: get_trace_tree, search_traces, search_spans 1 minute; trace_metrics, experiment_results, experiment_report, anomaly_summary 5 minutes (the longest; purge_cache relies on it). NULL: not a cached function. Internal.';
 
 -- Limits per entry and per owner: a result larger than 1 MB (as stored, compressed) is not kept; beyond 1,000
 -- entries or 32 MB per owner the oldest go first.
@@ -647,6 +648,35 @@ begin
 end
 $$;
 
+CREATE FUNCTION analytics.experiment_report(
+    experiment_key    text,
+    goal_metrics      jsonb,
+    guardrail_metrics jsonb            DEFAULT '[]',
+    correction        text             DEFAULT 'none',
+    alpha             double precision DEFAULT 0.05,
+    relative          boolean          DEFAULT true,
+    sequential        boolean          DEFAULT false,
+    phase             integer          DEFAULT NULL,
+    cache             boolean          DEFAULT true
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('experiment_report',
+        jsonb_build_array(experiment_key, goal_metrics, guardrail_metrics, correction, alpha, relative, sequential, phase),
+        cache);
+begin
+    if c.hit then
+        return c.result;
+    end if;
+    c.result := analytics._experiment_report(experiment_key, goal_metrics, guardrail_metrics, correction, alpha, relative,
+                                             sequential, phase);
+    perform analytics._cache_put(c);
+    return c.result;
+end
+$$;
+
 CREATE FUNCTION analytics.anomaly_summary(
     from_time timestamptz,
     to_time   timestamptz DEFAULT NULL,
@@ -715,3 +745,8 @@ COMMENT ON FUNCTION analytics._cache_drain() IS
 'Takes this connection''s tally of cache hits and misses for writing to analytics.cache_events. Internal.';
 COMMENT ON FUNCTION analytics._cache_pending() IS
 'This connection''s tally of cache hits and misses not written yet (left in place). Internal.';
+
+COMMENT ON FUNCTION analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, boolean) IS
+$$An experiment's results page as one jsonb document, for PostgREST clients: {"experiment", "status", "phase", "correction", "alpha", "variants": [{"key", "is_control", "units"}], "srm": {"p_value", "srm"}, "goals": [{"metric", "results": [experiment_results rows]}], "guardrails": [{"metric", "results": [... with "status": "ok" | "failing"]}]}.
+goal_metrics and guardrail_metrics are arrays of metric names or of {"metric", "source" (events | traces), "type", "unit_source", "operation_type", "lower_is_better", "cuped"}. The correction (none by default, holm or bh) covers every variant of every goal metric together, as GrowthBook, with adjusted intervals; guardrails are not corrected and fail when a variant is significantly worse. Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
+Example: select analytics.experiment_report('checkout-cta', '["signup", {"metric": "spend", "type": "mean"}]', correction => 'holm');$$;

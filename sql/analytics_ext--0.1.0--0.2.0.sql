@@ -1024,6 +1024,140 @@ end
 $$;
 
 
+-- ---- experiment_report: goal and guardrail metrics in one document (cached: sql/041_cache.sql) -----------------
+-- Each metric is experiment_results without a correction; the correction then covers every variant of every goal
+-- metric together (GrowthBook corrects across variations and goal metrics, not guardrails), with the intervals that go
+-- with the corrected p-values. A guardrail fails when a variant is significantly worse on it.
+CREATE FUNCTION analytics._experiment_report(
+    experiment_key    text,
+    goal_metrics      jsonb,
+    guardrail_metrics jsonb            DEFAULT '[]',
+    correction        text             DEFAULT 'none',
+    alpha             double precision DEFAULT 0.05,
+    relative          boolean          DEFAULT true,
+    sequential        boolean          DEFAULT false,
+    phase             integer          DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    spec jsonb;
+    kind text;
+    i integer;
+    rows jsonb;
+    goals jsonb := '[]';
+    guards jsonb := '[]';
+    raw double precision[] := '{}';
+    adjusted double precision[];
+    k integer := 0;
+    m integer;
+    v integer;
+    ci double precision[];
+    rec jsonb;
+    worse boolean;
+    first_rows jsonb;
+begin
+    if correction is null or correction not in ('holm', 'bh', 'none') then
+        raise exception 'correction: must be holm, bh or none, got %', coalesce(correction, 'NULL') using errcode = '22023';
+    end if;
+    if goal_metrics is null or jsonb_typeof(goal_metrics) <> 'array' or jsonb_array_length(goal_metrics) = 0 then
+        raise exception 'goal_metrics: must be a non-empty array of metrics ("signup" or {"metric": "signup", ...})'
+            using errcode = '22023';
+    end if;
+    if guardrail_metrics is null or jsonb_typeof(guardrail_metrics) <> 'array' then
+        raise exception 'guardrail_metrics: must be an array of metrics' using errcode = '22023';
+    end if;
+    for kind in select unnest(array['goal_metrics', 'guardrail_metrics']) loop
+        for i in 0 .. jsonb_array_length(case kind when 'goal_metrics' then goal_metrics else guardrail_metrics end) - 1 loop
+            spec := (case kind when 'goal_metrics' then goal_metrics else guardrail_metrics end)->i;
+            if jsonb_typeof(spec) = 'string' then
+                spec := jsonb_build_object('metric', spec #>> '{}');
+            end if;
+            if jsonb_typeof(spec) <> 'object' or jsonb_typeof(spec->'metric') is distinct from 'string' then
+                raise exception '%[%]: must be a metric name or an object with "metric"', kind, i using errcode = '22023';
+            end if;
+            if exists (select 1 from jsonb_object_keys(spec) f
+                       where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped')) then
+                raise exception '%[%]: unknown field "%"; allowed: metric, source, type, unit_source, operation_type, lower_is_better, cuped',
+                    kind, i, (select f from jsonb_object_keys(spec) f
+                              where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped')
+                              order by f limit 1) using errcode = '22023';
+            end if;
+            begin
+                select jsonb_agg(to_jsonb(r) - 'ordinality' order by r.ordinality) into rows
+                from analytics._experiment_results(experiment_key, spec->>'metric', spec->>'type', relative, alpha, 'none',
+                    phase, coalesce(spec->>'source', 'events'), coalesce(spec->>'unit_source', 'metadata'),
+                    spec->>'operation_type', coalesce((spec->>'cuped')::boolean, false), interval '14 days', 5000,
+                    (spec->>'lower_is_better')::boolean, sequential) with ordinality r;
+            exception when sqlstate '22023' or sqlstate '22004' or sqlstate '22P02' then
+                raise exception '%[%]: %', kind, i, sqlerrm using errcode = '22023';
+            end;
+            first_rows := coalesce(first_rows, rows);
+            if kind = 'goal_metrics' then
+                goals := goals || jsonb_build_array(jsonb_build_object('metric', spec->>'metric', 'spec', spec, 'results', rows));
+                raw := raw || array(select (x->>'p_value')::double precision from jsonb_array_elements(rows) x
+                                    where not (x->>'is_control')::boolean order by x->>'variant_key');
+            else
+                guards := guards || jsonb_build_array(jsonb_build_object('metric', spec->>'metric', 'spec', spec, 'results', rows));
+            end if;
+        end loop;
+    end loop;
+
+    -- one correction over every variant of every goal metric (NULL p-values, a test without a result, count as 1)
+    adjusted := raw;
+    if correction <> 'none' and cardinality(raw) > 0 then
+        adjusted := analytics.adjust_p_values(array(select coalesce(p, 1) from unnest(raw) p), correction);
+    end if;
+    for m in 0 .. jsonb_array_length(goals) - 1 loop
+        rows := goals->m->'results';
+        for v in 0 .. jsonb_array_length(rows) - 1 loop
+            rec := rows->v;
+            if not (rec->>'is_control')::boolean then
+                k := k + 1;
+                rec := rec || jsonb_build_object('adjusted_p_value', case when rec->>'p_value' is null then null else adjusted[k] end);
+                if correction <> 'none' and rec->>'p_value' is not null and rec->>'effect' is not null and rec->>'ci_lower' is not null then
+                    ci := analytics._adjusted_interval((rec->>'effect')::double precision, (rec->>'ci_lower')::double precision,
+                        (rec->>'ci_upper')::double precision, adjusted[k], alpha);
+                    rec := rec || jsonb_build_object('ci_lower_adjusted', ci[1], 'ci_upper_adjusted', ci[2]);
+                end if;
+                rec := rec || jsonb_build_object('significant', coalesce((rec->>'adjusted_p_value')::double precision < alpha, false));
+                rows := jsonb_set(rows, array[v::text], rec);
+            end if;
+        end loop;
+        goals := jsonb_set(goals, array[m::text, 'results'], rows);
+    end loop;
+    -- guardrails: failing when significantly worse (the direction lower_is_better says), uncorrected
+    for m in 0 .. jsonb_array_length(guards) - 1 loop
+        rows := guards->m->'results';
+        for v in 0 .. jsonb_array_length(rows) - 1 loop
+            rec := rows->v;
+            if not (rec->>'is_control')::boolean then
+                worse := coalesce((guards->m->'spec'->>'lower_is_better')::boolean,
+                                  coalesce(guards->m->'spec'->>'source', 'events') = 'traces' and guards->m->>'metric' <> 'request_count');
+                rec := rec || jsonb_build_object('status', case
+                    when (rec->>'significant')::boolean and ((rec->>'effect')::double precision > 0) = worse then 'failing'
+                    else 'ok' end);
+                rows := jsonb_set(rows, array[v::text], rec);
+            end if;
+        end loop;
+        guards := jsonb_set(guards, array[m::text, 'results'], rows);
+    end loop;
+
+    return jsonb_build_object(
+        'experiment', e.key, 'status', e.status, 'phase', coalesce(_experiment_report.phase, e.phase),
+        'correction', correction, 'alpha', alpha, 'relative', relative, 'sequential', sequential,
+        'variants', (select jsonb_agg(jsonb_build_object('key', x->>'variant_key', 'is_control', (x->>'is_control')::boolean,
+                                                         'units', (x->>'units')::bigint))
+                     from jsonb_array_elements(first_rows) x),
+        'srm', jsonb_build_object('p_value', (first_rows->0->>'srm_p_value')::double precision,
+                                  'srm', (first_rows->0->>'srm')::boolean),
+        'goals', (select jsonb_agg(g - 'spec') from jsonb_array_elements(goals) g),
+        'guardrails', coalesce((select jsonb_agg(g - 'spec') from jsonb_array_elements(guards) g), '[]'));
+end
+$$;
+
 -- run_anomaly_detection reads the uncached computation
 CREATE OR REPLACE FUNCTION analytics.run_anomaly_detection(
     metric   text,
@@ -1208,6 +1342,8 @@ COMMENT ON FUNCTION analytics._trace_metrics(interval, timestamptz, timestamptz,
 'Internal: the computation behind analytics.trace_metrics, uncached (sql/041_cache.sql).';
 COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision) IS
 'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';
+COMMENT ON FUNCTION analytics._experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer) IS
+'Internal: the computation behind analytics.experiment_report, uncached (sql/041_cache.sql).';
 COMMENT ON FUNCTION analytics._anomaly_summary(timestamptz, timestamptz, text, uuid) IS
 'Internal: the computation behind analytics.anomaly_summary, uncached (sql/041_cache.sql).';
 
@@ -1284,11 +1420,12 @@ AS $$
         when 'search_spans' then interval '1 minute'
         when 'trace_metrics' then interval '5 minutes'
         when 'experiment_results' then interval '5 minutes'
+        when 'experiment_report' then interval '5 minutes'
         when 'anomaly_summary' then interval '5 minutes'
     end
 $$;
 COMMENT ON FUNCTION analytics._cache_ttl(text) IS
-'How long a cached result of each function lives: get_trace_tree, search_traces, search_spans 1 minute; trace_metrics, experiment_results, anomaly_summary 5 minutes (the longest; purge_cache relies on it). NULL: not a cached function. Internal.';
+'How long a cached result of each function lives: get_trace_tree, search_traces, search_spans 1 minute; trace_metrics, experiment_results, experiment_report, anomaly_summary 5 minutes (the longest; purge_cache relies on it). NULL: not a cached function. Internal.';
 
 -- Limits per entry and per owner: a result larger than 1 MB (as stored, compressed) is not kept; beyond 1,000
 -- entries or 32 MB per owner the oldest go first.
@@ -1840,6 +1977,35 @@ begin
 end
 $$;
 
+CREATE FUNCTION analytics.experiment_report(
+    experiment_key    text,
+    goal_metrics      jsonb,
+    guardrail_metrics jsonb            DEFAULT '[]',
+    correction        text             DEFAULT 'none',
+    alpha             double precision DEFAULT 0.05,
+    relative          boolean          DEFAULT true,
+    sequential        boolean          DEFAULT false,
+    phase             integer          DEFAULT NULL,
+    cache             boolean          DEFAULT true
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('experiment_report',
+        jsonb_build_array(experiment_key, goal_metrics, guardrail_metrics, correction, alpha, relative, sequential, phase),
+        cache);
+begin
+    if c.hit then
+        return c.result;
+    end if;
+    c.result := analytics._experiment_report(experiment_key, goal_metrics, guardrail_metrics, correction, alpha, relative,
+                                             sequential, phase);
+    perform analytics._cache_put(c);
+    return c.result;
+end
+$$;
+
 CREATE FUNCTION analytics.anomaly_summary(
     from_time timestamptz,
     to_time   timestamptz DEFAULT NULL,
@@ -1909,6 +2075,11 @@ COMMENT ON FUNCTION analytics._cache_drain() IS
 COMMENT ON FUNCTION analytics._cache_pending() IS
 'This connection''s tally of cache hits and misses not written yet (left in place). Internal.';
 
+COMMENT ON FUNCTION analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, boolean) IS
+$$An experiment's results page as one jsonb document, for PostgREST clients: {"experiment", "status", "phase", "correction", "alpha", "variants": [{"key", "is_control", "units"}], "srm": {"p_value", "srm"}, "goals": [{"metric", "results": [experiment_results rows]}], "guardrails": [{"metric", "results": [... with "status": "ok" | "failing"]}]}.
+goal_metrics and guardrail_metrics are arrays of metric names or of {"metric", "source" (events | traces), "type", "unit_source", "operation_type", "lower_is_better", "cuped"}. The correction (none by default, holm or bh) covers every variant of every goal metric together, as GrowthBook, with adjusted intervals; guardrails are not corrected and fail when a variant is significantly worse. Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
+Example: select analytics.experiment_report('checkout-cta', '["signup", {"metric": "spend", "type": "mean"}]', correction => 'holm');$$;
+
 -- what 900_security.sql gives these tables and functions on a fresh install: RLS with the owner policies (not FORCEd:
 -- only the SECURITY DEFINER functions reach them), not dumped, no privilege for any API role; EXECUTE for
 -- authenticated and service_role on every new function but the cache's internals
@@ -1942,6 +2113,7 @@ REVOKE EXECUTE ON FUNCTION analytics._get_trace_tree(text, integer, integer, boo
     analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean),
     analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean),
     analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean),
+    analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, boolean), analytics._experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer),
     analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb),
     analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_get(text, jsonb, boolean),
     analytics._cache_put(analytics.cache_lookup), analytics._cache_note_writes(), analytics.cache_stats(),
@@ -1965,6 +2137,7 @@ BEGIN
                 analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean),
                 analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean),
                 analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean),
+                analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, boolean), analytics._experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer),
                 analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb),
                 analytics._cache_get(text, jsonb, boolean), analytics._cache_put(analytics.cache_lookup), analytics.cache_stats(),
                 analytics.purge_cache(boolean) TO %I', r);

@@ -100,6 +100,8 @@ DROP FUNCTION analytics.search_traces(text, text, text, text, text, text, text, 
 DROP FUNCTION analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean);
 DROP FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean);
 DROP FUNCTION analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean);
+DROP FUNCTION analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, boolean);
+DROP FUNCTION analytics._experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer);
 DROP FUNCTION analytics.purge_cache(boolean);
 DROP FUNCTION analytics.cache_stats();
 DROP FUNCTION analytics._cache_note_writes();

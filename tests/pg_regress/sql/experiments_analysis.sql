@@ -132,6 +132,34 @@ from analytics.experiment_results('checkout-cta', 'signup') f
 join analytics.experiment_results('checkout-cta', 'signup', prior_mean => 0, prior_variance => 0.0025) p using (variant_key)
 where not f.is_control;
 select regress.attempt($$select * from analytics.experiment_results('checkout-cta', 'signup', prior_variance => -1, prior_mean => 0)$$) as negative_prior_variance;
+-- the whole results page in one document: two goal metrics corrected together (Holm over 2 tests: the adjusted
+-- p-values are adjust_p_values of the two raw ones), a guardrail that is not corrected and does not fail
+with r as (select analytics.experiment_report('checkout-cta', '["signup", {"metric": "spend", "type": "mean"}]',
+                                              guardrail_metrics => '[{"metric": "spend", "type": "mean", "lower_is_better": true}]',
+                                              correction => 'holm') as doc)
+select g->>'metric' as goal, x->>'variant_key' as variant, round((x->>'p_value')::numeric, 4) as p,
+       round((x->>'adjusted_p_value')::numeric, 4) as holm_p, x->>'significant' as significant,
+       (x->>'ci_lower_adjusted')::float8 <= (x->>'ci_lower')::float8 as wider
+from r, jsonb_array_elements(r.doc->'goals') g, jsonb_array_elements(g->'results') x
+where not (x->>'is_control')::boolean order by 1;
+select round(p::numeric, 4) as holm_of_the_two
+from unnest(analytics.adjust_p_values(array(
+    select p_value from analytics.experiment_results('checkout-cta', 'signup') where not is_control
+    union all
+    select p_value from analytics.experiment_results('checkout-cta', 'spend', 'mean') where not is_control), 'holm')) p;
+-- a guardrail fails when a variant is significantly worse: with CUPED green's +2 spend is significant, and here more
+-- spend is worse
+select d->'variants' as variants, d->'srm' as srm, d->'guardrails'->0->>'metric' as guardrail,
+       d->'guardrails'->0->'results'->1->>'status' as guardrail_status, d->>'correction' as correction
+from (select analytics.experiment_report('checkout-cta', '["signup"]',
+        '[{"metric": "spend", "type": "mean", "lower_is_better": true, "cuped": true}]') as d) x;
+select regress.attempt(stmt) as bad_report from (values
+  ($$select analytics.experiment_report('checkout-cta', '[]')$$),
+  ($$select analytics.experiment_report('checkout-cta', '["signup", {"metric": "spend", "typ": "mean"}]')$$),
+  ($$select analytics.experiment_report('checkout-cta', '["signup"]', '[{"metric": "spend", "type": "median"}]')$$),
+  ($$select analytics.experiment_report('checkout-cta', '["signup"]', correction => 'bonferroni')$$),
+  ($$select analytics.experiment_report('no-such-experiment', '["signup"]')$$)
+) v(stmt);
 commit;
 
 -- ---- pure functions: compare_groups, sample_size, minimum_detectable_effect ---------------------------------------
