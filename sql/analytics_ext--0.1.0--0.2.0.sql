@@ -1097,8 +1097,10 @@ begin
             first_rows := coalesce(first_rows, rows);
             if kind = 'goal_metrics' then
                 goals := goals || jsonb_build_array(jsonb_build_object('metric', spec->>'metric', 'spec', spec, 'results', rows));
-                raw := raw || array(select (x->>'p_value')::double precision from jsonb_array_elements(rows) x
-                                    where not (x->>'is_control')::boolean order by x->>'variant_key');
+                -- in the rows' order, the order in which the loop below hands the adjusted values back
+                raw := raw || array(select (x->>'p_value')::double precision
+                                    from jsonb_array_elements(rows) with ordinality t(x, o)
+                                    where not (x->>'is_control')::boolean order by o);
             else
                 guards := guards || jsonb_build_array(jsonb_build_object('metric', spec->>'metric', 'spec', spec, 'results', rows));
             end if;

@@ -114,6 +114,13 @@ select h.variant_key, round(h.ci_lower::numeric, 4) as ci_lower, round(h.ci_uppe
 from analytics.experiment_results('pricing-copy', 'purchase', correction => 'holm') h
 join analytics.experiment_results('pricing-copy', 'purchase') n using (variant_key)
 where not h.is_control order by 1;
+-- experiment_report with one goal metric gives experiment_results' Holm correction, variant by variant
+select x->>'variant_key' as variant, (x->>'adjusted_p_value')::float8 = r.adjusted_p_value as same_holm_p,
+       (x->>'ci_lower_adjusted')::float8 = r.ci_lower_adjusted and (x->>'ci_upper_adjusted')::float8 = r.ci_upper_adjusted
+           as same_interval
+from jsonb_array_elements(analytics.experiment_report('pricing-copy', '["purchase"]', correction => 'holm')->'goals'->0->'results') x
+join analytics.experiment_results('pricing-copy', 'purchase', correction => 'holm') r on r.variant_key = x->>'variant_key'
+where not r.is_control order by 1;
 -- the same numbers as compare_groups gives on the counts (GrowthBook's binomial t-test)
 select r.variant_key, r.p_value = (analytics.compare_groups(jsonb_build_object('n', c.n, 'sum', c.x, 'sum_squares', c.x),
                                                              jsonb_build_object('n', t.n, 'sum', t.x, 'sum_squares', t.x),
