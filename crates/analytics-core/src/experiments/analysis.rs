@@ -293,8 +293,7 @@ fn relative_cuped_test(control: &Moments, treatment: &Moments, ac: &Summary, at:
     let v_trt = (vyb + theta * theta * vxb - 2.0 * theta * covb) / (treatment.n * ya * ya);
     let v_ctrl = (vya * yb * yb / (ya * ya) - 2.0 * theta * cova * yb / ya + theta * theta * vxa) / (control.n * ya * ya);
     let effect = (at.mean - ac.mean) / ya.abs();
-    let (a, b) = (ac.var / ac.n, at.var / at.n);
-    let df = if a + b == 0.0 { ac.n + at.n - 2.0 } else { (a + b).powi(2) / (a * a / (ac.n - 1.0) + b * b / (at.n - 1.0)) };
+    let df = stats::welch_df(ac.n, ac.var, at.n, at.var);
     stats::t_test_of_estimate(effect, (v_trt + v_ctrl).max(0.0).sqrt(), df, true, alpha)
 }
 

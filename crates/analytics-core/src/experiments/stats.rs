@@ -159,15 +159,19 @@ pub fn welch_t_test(
         return Ok(TestResult::empty(relative, alpha, "the control mean is 0: a relative lift is undefined"));
     }
     let (a, b) = (var1 / n1, var2 / n2);
-    let df = if a + b == 0.0 { n1 + n2 - 2.0 } else { (a + b).powi(2) / (a * a / (n1 - 1.0) + b * b / (n2 - 1.0)) };
     let (effect, se) = if relative {
         ((mean2 - mean1) / mean1.abs(), (b / (mean1 * mean1) + a * mean2 * mean2 / mean1.powi(4)).sqrt())
     } else {
         (mean2 - mean1, (a + b).sqrt())
     };
-    let t = StudentT::new(df)?;
-    let q = t.quantile(1.0 - alpha / 2.0);
-    Ok(TestResult::from_estimate(effect, se, Some(df), relative, alpha, &|x| (t.sf(x), q)))
+    t_test_of_estimate(effect, se, welch_df(n1, var1, n2, var2), relative, alpha)
+}
+
+/// Welch-Satterthwaite degrees of freedom of two groups (sizes and sample variances); n1 + n2 - 2 when neither
+/// group varies.
+pub(crate) fn welch_df(n1: f64, var1: f64, n2: f64, var2: f64) -> f64 {
+    let (a, b) = (var1 / n1, var2 / n2);
+    if a + b == 0.0 { n1 + n2 - 2.0 } else { (a + b).powi(2) / (a * a / (n1 - 1.0) + b * b / (n2 - 1.0)) }
 }
 
 /// A t-test of an estimate with its standard error and degrees of freedom (for estimates whose error another
