@@ -655,7 +655,6 @@ declare
     v integer;
     ci double precision[];
     rec jsonb;
-    worse boolean;
     first_rows jsonb;
 begin
     if correction is null or correction not in ('holm', 'bh', 'none') then
@@ -729,16 +728,16 @@ begin
         end loop;
         goals := jsonb_set(goals, array[m::text, 'results'], rows);
     end loop;
-    -- guardrails: failing when significantly worse (the direction lower_is_better says), uncorrected
+    -- guardrails: failing when significantly worse, uncorrected. "Worse" is the direction experiment_results' Bayesian
+    -- view already took from lower_is_better (and its default for trace metrics): a chance to beat control below 1/2
     for m in 0 .. jsonb_array_length(guards) - 1 loop
         rows := guards->m->'results';
         for v in 0 .. jsonb_array_length(rows) - 1 loop
             rec := rows->v;
             if not (rec->>'is_control')::boolean then
-                worse := coalesce((guards->m->'spec'->>'lower_is_better')::boolean,
-                                  coalesce(guards->m->'spec'->>'source', 'events') = 'traces' and guards->m->>'metric' <> 'request_count');
                 rec := rec || jsonb_build_object('status', case
-                    when (rec->>'significant')::boolean and ((rec->>'effect')::double precision > 0) = worse then 'failing'
+                    when (rec->>'significant')::boolean and (rec->>'chance_to_beat_control')::double precision < 0.5
+                        then 'failing'
                     else 'ok' end);
                 rows := jsonb_set(rows, array[v::text], rec);
             end if;

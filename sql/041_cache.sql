@@ -146,6 +146,17 @@ $$;
 COMMENT ON FUNCTION analytics._cache_key(name, text, jsonb) IS
 'SHA-256 of role, TimeZone, IntervalStyle, function name and arguments: the key of a cache entry within its owner. Internal.';
 
+-- The ticket of a miss: what analytics._cache_get sets (transaction-local) and analytics._cache_put checks, so that a
+-- result is stored only under the key, snapshot and time of a lookup made in the same transaction.
+CREATE FUNCTION analytics._cache_ticket(key_hash bytea, snap pg_snapshot, computed_at timestamptz) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select encode(pg_catalog.sha256(pg_catalog.convert_to(
+        pg_catalog.concat_ws(E'\x1f', encode(key_hash, 'hex'), snap::text, computed_at::text), 'UTF8')), 'hex')
+$$;
+COMMENT ON FUNCTION analytics._cache_ticket(bytea, pg_snapshot, timestamptz) IS
+'The ticket of a cache miss (SHA-256 of key, snapshot and time) that analytics._cache_get sets and analytics._cache_put checks. Internal.';
+
 -- Whether a result computed under snap (by transaction filler) is still current for owner: no write to the owner's
 -- data (or a TRUNCATE) committed that the snapshot does not see, and no write by the filling transaction itself
 -- (a transaction's own xid is never in its own snapshot's in-progress list). Writes older than the snapshot's xmin are
@@ -221,9 +232,7 @@ begin
             r.snap := pg_catalog.pg_current_snapshot();
             -- the ticket analytics._cache_put accepts, for this transaction only: an API caller cannot forge one
             -- (PostgREST gives them no way to set it, and each request is its own transaction)
-            perform pg_catalog.set_config('analytics.cache_ticket',
-                encode(pg_catalog.sha256(pg_catalog.convert_to(
-                    concat_ws(E'\x1f', encode(k, 'hex'), r.snap::text, r.computed_at::text), 'UTF8')), 'hex'), true);
+            perform pg_catalog.set_config('analytics.cache_ticket', analytics._cache_ticket(k, r.snap, r.computed_at), true);
         end if;
     end if;
     return r;
@@ -254,8 +263,7 @@ begin
     end if;
     k := analytics._cache_key(who.role, lookup.fn, lookup.args);
     if pg_catalog.current_setting('analytics.cache_ticket', true) is distinct from
-       encode(pg_catalog.sha256(pg_catalog.convert_to(
-           concat_ws(E'\x1f', encode(k, 'hex'), lookup.snap::text, lookup.computed_at::text), 'UTF8')), 'hex') then
+       analytics._cache_ticket(k, lookup.snap, lookup.computed_at) then
         raise exception 'lookup: not the lookup analytics._cache_get returned in this transaction'
             using errcode = '42501';
     end if;

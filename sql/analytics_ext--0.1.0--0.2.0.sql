@@ -1056,7 +1056,6 @@ declare
     v integer;
     ci double precision[];
     rec jsonb;
-    worse boolean;
     first_rows jsonb;
 begin
     if correction is null or correction not in ('holm', 'bh', 'none') then
@@ -1130,16 +1129,16 @@ begin
         end loop;
         goals := jsonb_set(goals, array[m::text, 'results'], rows);
     end loop;
-    -- guardrails: failing when significantly worse (the direction lower_is_better says), uncorrected
+    -- guardrails: failing when significantly worse, uncorrected. "Worse" is the direction experiment_results' Bayesian
+    -- view already took from lower_is_better (and its default for trace metrics): a chance to beat control below 1/2
     for m in 0 .. jsonb_array_length(guards) - 1 loop
         rows := guards->m->'results';
         for v in 0 .. jsonb_array_length(rows) - 1 loop
             rec := rows->v;
             if not (rec->>'is_control')::boolean then
-                worse := coalesce((guards->m->'spec'->>'lower_is_better')::boolean,
-                                  coalesce(guards->m->'spec'->>'source', 'events') = 'traces' and guards->m->>'metric' <> 'request_count');
                 rec := rec || jsonb_build_object('status', case
-                    when (rec->>'significant')::boolean and ((rec->>'effect')::double precision > 0) = worse then 'failing'
+                    when (rec->>'significant')::boolean and (rec->>'chance_to_beat_control')::double precision < 0.5
+                        then 'failing'
                     else 'ok' end);
                 rows := jsonb_set(rows, array[v::text], rec);
             end if;
@@ -1477,6 +1476,17 @@ $$;
 COMMENT ON FUNCTION analytics._cache_key(name, text, jsonb) IS
 'SHA-256 of role, TimeZone, IntervalStyle, function name and arguments: the key of a cache entry within its owner. Internal.';
 
+-- The ticket of a miss: what analytics._cache_get sets (transaction-local) and analytics._cache_put checks, so that a
+-- result is stored only under the key, snapshot and time of a lookup made in the same transaction.
+CREATE FUNCTION analytics._cache_ticket(key_hash bytea, snap pg_snapshot, computed_at timestamptz) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select encode(pg_catalog.sha256(pg_catalog.convert_to(
+        pg_catalog.concat_ws(E'\x1f', encode(key_hash, 'hex'), snap::text, computed_at::text), 'UTF8')), 'hex')
+$$;
+COMMENT ON FUNCTION analytics._cache_ticket(bytea, pg_snapshot, timestamptz) IS
+'The ticket of a cache miss (SHA-256 of key, snapshot and time) that analytics._cache_get sets and analytics._cache_put checks. Internal.';
+
 -- Whether a result computed under snap (by transaction filler) is still current for owner: no write to the owner's
 -- data (or a TRUNCATE) committed that the snapshot does not see, and no write by the filling transaction itself
 -- (a transaction's own xid is never in its own snapshot's in-progress list). Writes older than the snapshot's xmin are
@@ -1552,9 +1562,7 @@ begin
             r.snap := pg_catalog.pg_current_snapshot();
             -- the ticket analytics._cache_put accepts, for this transaction only: an API caller cannot forge one
             -- (PostgREST gives them no way to set it, and each request is its own transaction)
-            perform pg_catalog.set_config('analytics.cache_ticket',
-                encode(pg_catalog.sha256(pg_catalog.convert_to(
-                    concat_ws(E'\x1f', encode(k, 'hex'), r.snap::text, r.computed_at::text), 'UTF8')), 'hex'), true);
+            perform pg_catalog.set_config('analytics.cache_ticket', analytics._cache_ticket(k, r.snap, r.computed_at), true);
         end if;
     end if;
     return r;
@@ -1585,8 +1593,7 @@ begin
     end if;
     k := analytics._cache_key(who.role, lookup.fn, lookup.args);
     if pg_catalog.current_setting('analytics.cache_ticket', true) is distinct from
-       encode(pg_catalog.sha256(pg_catalog.convert_to(
-           concat_ws(E'\x1f', encode(k, 'hex'), lookup.snap::text, lookup.computed_at::text), 'UTF8')), 'hex') then
+       analytics._cache_ticket(k, lookup.snap, lookup.computed_at) then
         raise exception 'lookup: not the lookup analytics._cache_get returned in this transaction'
             using errcode = '42501';
     end if;
@@ -2116,7 +2123,7 @@ REVOKE EXECUTE ON FUNCTION analytics._get_trace_tree(text, integer, integer, boo
     analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean),
     analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean),
     analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, boolean), analytics._experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer),
-    analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb),
+    analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb), analytics._cache_ticket(bytea, pg_snapshot, timestamptz),
     analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_get(text, jsonb, boolean),
     analytics._cache_put(analytics.cache_lookup), analytics._cache_note_writes(), analytics.cache_stats(),
     analytics.purge_cache(boolean), analytics._cache_count(text, boolean), analytics._cache_drain(),
@@ -2140,7 +2147,7 @@ BEGIN
                 analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean),
                 analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean),
                 analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, boolean), analytics._experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer),
-                analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb),
+                analytics._cache_ttl(text), analytics._cache_limits(), analytics._cache_owner(), analytics._cache_key(name, text, jsonb), analytics._cache_ticket(bytea, pg_snapshot, timestamptz),
                 analytics._cache_get(text, jsonb, boolean), analytics._cache_put(analytics.cache_lookup), analytics.cache_stats(),
                 analytics.purge_cache(boolean) TO %I', r);
         END IF;

@@ -109,6 +109,7 @@ DROP FUNCTION analytics._cache_put(analytics.cache_lookup);
 DROP FUNCTION analytics._cache_get(text, jsonb, boolean);
 DROP FUNCTION analytics._cache_current(uuid, pg_snapshot, xid8);
 DROP FUNCTION analytics._cache_key(name, text, jsonb);
+DROP FUNCTION analytics._cache_ticket(bytea, pg_snapshot, timestamptz);
 DROP FUNCTION analytics._cache_owner();
 DROP FUNCTION analytics._cache_limits();
 DROP FUNCTION analytics._cache_ttl(text);
