@@ -4,13 +4,24 @@
 -- owner and trace, so one user can neither see nor block another's rows through a constraint error.
 -- A span's parent need not exist yet: children may arrive before their parents.
 --
+-- Range-partitioned by start_time (sql/013_partitions.sql: partitions, their indexes and security, maintenance,
+-- retention by dropping a partition). Postgres has no unique index across partitions: each partition has a unique
+-- index on (user_id, trace_id, span_id), and across partitions "one row per span" is kept by the writers: ingest
+-- takes a lock per trace and updates (moving it, if its start_time changed) a span already stored
+-- (src/traces/store.rs); any other INSERT or UPDATE is checked by the statement trigger llm_traces_one_row_per_span
+-- (sql/013_partitions.sql), which raises 23505 on a second row of a span.
+--
+-- The indexes are the partitions' own, not the parent's: pg_dump then restores partitions made by maintenance (which
+-- are not members of the extension) without colliding with indexes that attaching them to an indexed parent would
+-- create. The planner uses each partition's indexes the same way.
+--
 -- Token accounting follows the OpenTelemetry GenAI conventions:
 --   input_tokens  includes cache_read_tokens and cache_write_tokens (prompt tokens, cached or not);
 --   output_tokens includes reasoning_tokens;
 --   total_tokens  = input_tokens + output_tokens when the client does not send it.
 
 CREATE TABLE analytics.llm_traces (
-    id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id                    uuid NOT NULL DEFAULT gen_random_uuid(),
     user_id               uuid NOT NULL DEFAULT analytics.current_user_id(),
     trace_id              text NOT NULL,
     span_id               text NOT NULL,
@@ -44,7 +55,6 @@ CREATE TABLE analytics.llm_traces (
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now(),
 
-    CONSTRAINT llm_traces_span_key UNIQUE (user_id, trace_id, span_id),
     CONSTRAINT llm_traces_trace_id_check CHECK (length(trace_id) BETWEEN 1 AND 256),
     CONSTRAINT llm_traces_span_id_check CHECK (length(span_id) BETWEEN 1 AND 256),
     CONSTRAINT llm_traces_parent_span_id_check CHECK (parent_span_id IS NULL OR length(parent_span_id) BETWEEN 1 AND 256),
@@ -69,27 +79,10 @@ CREATE TABLE analytics.llm_traces (
     CONSTRAINT llm_traces_cost_usd_check CHECK (cost_usd >= 0 AND cost_usd < 'Infinity'::double precision),
     CONSTRAINT llm_traces_metadata_is_object CHECK (jsonb_typeof(metadata) = 'object'),
     CONSTRAINT llm_traces_tags_check CHECK (cardinality(tags) <= 64 AND array_position(tags, NULL) IS NULL)
-);
+) PARTITION BY RANGE (start_time);
 
 COMMENT ON TABLE analytics.llm_traces IS
 'One row per span of an LLM application trace. Owner-scoped by user_id (row-level security). Write through analytics.record_span / analytics.ingest_spans / analytics.ingest_otlp or plain INSERT.';
-
--- The unique key (user_id, trace_id, span_id) serves "all spans of a trace"; this one serves tree walks.
-CREATE INDEX llm_traces_user_trace_parent_idx ON analytics.llm_traces (user_id, trace_id, parent_span_id);
-CREATE INDEX llm_traces_user_start_idx ON analytics.llm_traces (user_id, start_time DESC, id DESC);
-CREATE INDEX llm_traces_user_conversation_idx ON analytics.llm_traces (user_id, conversation_id, start_time)
-    WHERE conversation_id IS NOT NULL;
-CREATE INDEX llm_traces_user_session_idx ON analytics.llm_traces (user_id, session_id, start_time)
-    WHERE session_id IS NOT NULL;
-CREATE INDEX llm_traces_user_message_idx ON analytics.llm_traces (user_id, message_id)
-    WHERE message_id IS NOT NULL;
-CREATE INDEX llm_traces_user_model_idx ON analytics.llm_traces (user_id, model, start_time)
-    WHERE model IS NOT NULL;
-CREATE INDEX llm_traces_user_operation_idx ON analytics.llm_traces (user_id, operation_type, start_time);
-CREATE INDEX llm_traces_user_errors_idx ON analytics.llm_traces (user_id, start_time)
-    WHERE status = 'error';
-CREATE INDEX llm_traces_tags_idx ON analytics.llm_traces USING gin (tags);
-CREATE INDEX llm_traces_user_duration_idx ON analytics.llm_traces (user_id, duration_ms);
 
 CREATE TRIGGER llm_traces_touch_updated_at BEFORE UPDATE ON analytics.llm_traces
     FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();

@@ -15,10 +15,10 @@ DECLARE
     t record;
 BEGIN
     FOR t IN
-        SELECT c.relname
+        SELECT c.relname, c.relkind
         FROM pg_catalog.pg_class c
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'analytics' AND c.relkind = 'r'
+        WHERE n.nspname = 'analytics' AND c.relkind IN ('r', 'p')
         ORDER BY c.relname
     LOOP
         EXECUTE format('ALTER TABLE analytics.%I ENABLE ROW LEVEL SECURITY', t.relname);
@@ -37,8 +37,9 @@ BEGIN
             'CREATE POLICY %I ON analytics.%I FOR DELETE USING (user_id = (select analytics.current_user_id()))',
             t.relname || '_delete_own', t.relname);
         -- derived data is not dumped: restoring its sources rebuilds it through their triggers; nor are the rate
-        -- limiter's state and the result cache (UNLOGGED, emptied by a crash anyway)
-        IF t.relname NOT IN ('ab_experiment_unit_totals', 'rate_limit_state', 'cache_entries', 'cache_writes',
+        -- limiter's state and the result cache (UNLOGGED, emptied by a crash anyway). A partitioned table has no rows
+        -- of its own: its partitions are dumped (sql/013_partitions.sql).
+        IF t.relkind = 'r' AND t.relname NOT IN ('ab_experiment_unit_totals', 'rate_limit_state', 'cache_entries', 'cache_writes',
                              'cache_events', 'cache_counters') THEN
             PERFORM pg_catalog.pg_extension_config_dump(format('analytics.%I', t.relname)::regclass, '');
         END IF;
@@ -111,6 +112,8 @@ BEGIN
             FROM authenticated;
         REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals(),
             analytics.apply_retention(integer, timestamptz), analytics._cache_note_writes(),
+            analytics.maintain_span_partitions(text, integer, interval, timestamptz), analytics.span_partitions(),
+            analytics._secure_span_partition(regclass), analytics._index_span_partition(regclass),
             analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_count(text, boolean),
             analytics._cache_drain(), analytics._cache_pending() FROM authenticated;
     END IF;
@@ -120,6 +123,8 @@ BEGIN
             FROM service_role;
         REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals(),
             analytics.apply_retention(integer, timestamptz), analytics._cache_note_writes(),
+            analytics.maintain_span_partitions(text, integer, interval, timestamptz), analytics.span_partitions(),
+            analytics._secure_span_partition(regclass), analytics._index_span_partition(regclass),
             analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_count(text, boolean),
             analytics._cache_drain(), analytics._cache_pending() FROM service_role;
     END IF;

@@ -2268,3 +2268,560 @@ BEGIN
     END LOOP;
 END
 $grants$;
+
+
+-- ---- Time-partitioned spans (sql/010_traces.sql, sql/013_partitions.sql) ------------------------------------------
+-- analytics.llm_traces becomes range-partitioned by start_time, with its primary key (user_id, trace_id, span_id,
+-- start_time). Every row is copied into the default partition (one INSERT ... SELECT: plan for the time and the WAL
+-- of a full copy of the table); a DBA's analytics.maintain_span_partitions() then moves them into partitions of
+-- their own (docs/operations.md#partitions). The functions whose result is the table's row type are created again
+-- around the swap.
+ALTER TABLE analytics.llm_traces RENAME TO llm_traces_0_1_0;
+DROP FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid);
+DROP FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean);
+DROP FUNCTION analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid);
+CREATE TABLE analytics.llm_traces (
+    id                    uuid NOT NULL DEFAULT gen_random_uuid(),
+    user_id               uuid NOT NULL DEFAULT analytics.current_user_id(),
+    trace_id              text NOT NULL,
+    span_id               text NOT NULL,
+    parent_span_id        text,
+    conversation_id       text,
+    message_id            text,
+    session_id            text,
+    name                  text NOT NULL,
+    operation_type        text NOT NULL DEFAULT 'unknown',
+    status                text NOT NULL DEFAULT 'unset',
+    status_message        text,
+    level                 text NOT NULL DEFAULT 'default',
+    start_time            timestamptz NOT NULL,
+    end_time              timestamptz,
+    completion_start_time timestamptz,
+    duration_ms           double precision
+                          GENERATED ALWAYS AS ((extract(epoch FROM (end_time - start_time)) * 1000)::double precision) STORED,
+    provider              text,
+    model                 text,
+    input_tokens          bigint,
+    output_tokens         bigint,
+    total_tokens          bigint,
+    cache_read_tokens     bigint,
+    cache_write_tokens    bigint,
+    reasoning_tokens      bigint,
+    cost_usd              double precision,
+    input                 jsonb,
+    output                jsonb,
+    metadata              jsonb NOT NULL DEFAULT '{}'::jsonb,
+    tags                  text[] NOT NULL DEFAULT '{}'::text[],
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    updated_at            timestamptz NOT NULL DEFAULT now(),
+
+    CONSTRAINT llm_traces_trace_id_check CHECK (length(trace_id) BETWEEN 1 AND 256),
+    CONSTRAINT llm_traces_span_id_check CHECK (length(span_id) BETWEEN 1 AND 256),
+    CONSTRAINT llm_traces_parent_span_id_check CHECK (parent_span_id IS NULL OR length(parent_span_id) BETWEEN 1 AND 256),
+    CONSTRAINT llm_traces_not_own_parent CHECK (parent_span_id IS DISTINCT FROM span_id),
+    CONSTRAINT llm_traces_name_check CHECK (length(name) BETWEEN 1 AND 1000),
+    -- OpenTelemetry GenAI operation names (gen_ai.operation.name) plus the OpenInference span kinds that have no
+    -- GenAI equivalent. Ingest maps aliases (llm, tool, agent, retriever, embedding, reranker) onto these.
+    -- the enumerations are defined once, in the core crate (analytics_core::traces::ingest::{OPERATION_TYPES,
+    -- STATUSES, LEVELS}); the #[pg_test] check_constraints_list_the_core_enumerations keeps these CHECKs equal to them
+    CONSTRAINT llm_traces_operation_type_check CHECK (operation_type IN (
+        'chat', 'text_completion', 'generate_content', 'embeddings', 'execute_tool', 'create_agent', 'invoke_agent',
+        'retrieval', 'rerank', 'chain', 'guardrail', 'evaluator', 'unknown')),
+    CONSTRAINT llm_traces_status_check CHECK (status IN ('ok', 'error', 'unset')),
+    CONSTRAINT llm_traces_level_check CHECK (level IN ('debug', 'default', 'warning', 'error')),
+    CONSTRAINT llm_traces_end_after_start CHECK (end_time >= start_time),
+    CONSTRAINT llm_traces_first_token_in_span CHECK (
+        completion_start_time >= start_time AND (end_time IS NULL OR completion_start_time <= end_time)),
+    CONSTRAINT llm_traces_tokens_non_negative CHECK (
+        input_tokens >= 0 AND output_tokens >= 0 AND total_tokens >= 0
+        AND cache_read_tokens >= 0 AND cache_write_tokens >= 0 AND reasoning_tokens >= 0),
+    -- In Postgres NaN sorts above every number (NaN >= 0 is true), so "< 'Infinity'" is what rejects NaN and Infinity.
+    CONSTRAINT llm_traces_cost_usd_check CHECK (cost_usd >= 0 AND cost_usd < 'Infinity'::double precision),
+    CONSTRAINT llm_traces_metadata_is_object CHECK (jsonb_typeof(metadata) = 'object'),
+    CONSTRAINT llm_traces_tags_check CHECK (cardinality(tags) <= 64 AND array_position(tags, NULL) IS NULL)
+) PARTITION BY RANGE (start_time);
+
+COMMENT ON TABLE analytics.llm_traces IS
+'One row per span of an LLM application trace. Owner-scoped by user_id (row-level security). Write through analytics.record_span / analytics.ingest_spans / analytics.ingest_otlp or plain INSERT.';
+
+CREATE TRIGGER llm_traces_touch_updated_at BEFORE UPDATE ON analytics.llm_traces
+    FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
+CREATE SCHEMA analytics_partitions;
+REVOKE ALL ON SCHEMA analytics_partitions FROM PUBLIC;
+COMMENT ON SCHEMA analytics_partitions IS
+'Partitions of analytics.llm_traces, made and dropped by analytics.maintain_span_partitions(). Not for API roles: query analytics.llm_traces.';
+
+-- Row-level security of one partition, the same as the parent's (tests/pg_regress/sql/partitions.sql compares them).
+CREATE FUNCTION analytics._secure_span_partition(part regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    r text;
+begin
+    execute format('alter table %s enable row level security', part);
+    execute format('alter table %s force row level security', part);
+    execute format('create policy llm_traces_select_own on %s for select using (user_id = (select analytics.current_user_id()))', part);
+    execute format('create policy llm_traces_insert_own on %s for insert with check (user_id = (select analytics.current_user_id()))', part);
+    execute format('create policy llm_traces_update_own on %s for update using (user_id = (select analytics.current_user_id()))'
+                   ' with check (user_id = (select analytics.current_user_id()))', part);
+    execute format('create policy llm_traces_delete_own on %s for delete using (user_id = (select analytics.current_user_id()))', part);
+    execute format('revoke all on %s from public', part);
+    foreach r in array array['anon', 'authenticated', 'service_role'] loop
+        if exists (select 1 from pg_catalog.pg_roles where rolname = r) then
+            execute format('revoke all on %s from %I', part, r);
+        end if;
+    end loop;
+end
+$$;
+COMMENT ON FUNCTION analytics._secure_span_partition(regclass) IS
+'Gives a partition of analytics.llm_traces the parent''s row-level security (enabled, forced, one policy per command) and no privileges for API roles. Internal.';
+
+-- The indexes of every partition (named after it). The unique one serves "all spans of a trace" and keeps one row
+-- per span within the partition; the next one tree walks; trace_time where a trace's stored spans are (ingest
+-- searches only those partitions for the spans of a batch); the rest the filters of search_spans and trace_metrics.
+CREATE FUNCTION analytics._index_span_partition(part regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    n text := (select c.relname from pg_catalog.pg_class c where c.oid = part);
+begin
+    execute format('create unique index %I on %s (user_id, trace_id, span_id)', n || '_span_key', part);
+    execute format('create index %I on %s (user_id, trace_id, parent_span_id)', n || '_trace_parent_idx', part);
+    execute format('create index %I on %s (user_id, trace_id, start_time)', n || '_trace_time_idx', part);
+    execute format('create index %I on %s (user_id, start_time desc, id desc)', n || '_start_idx', part);
+    execute format('create index %I on %s (user_id, conversation_id, start_time) where conversation_id is not null', n || '_conversation_idx', part);
+    execute format('create index %I on %s (user_id, session_id, start_time) where session_id is not null', n || '_session_idx', part);
+    execute format('create index %I on %s (user_id, message_id) where message_id is not null', n || '_message_idx', part);
+    execute format('create index %I on %s (user_id, model, start_time) where model is not null', n || '_model_idx', part);
+    execute format('create index %I on %s (user_id, operation_type, start_time)', n || '_operation_idx', part);
+    execute format('create index %I on %s (user_id, start_time) where status = ''error''', n || '_errors_idx', part);
+    execute format('create index %I on %s using gin (tags)', n || '_tags_idx', part);
+    execute format('create index %I on %s (user_id, duration_ms)', n || '_duration_idx', part);
+end
+$$;
+COMMENT ON FUNCTION analytics._index_span_partition(regclass) IS
+'Creates the indexes of a partition of analytics.llm_traces (the parent has none: sql/010_traces.sql says why). Internal.';
+
+-- The default partition: rows outside every time partition (backfills, clocks far ahead, a database where maintenance
+-- never ran) land here; analytics.maintain_span_partitions() moves them into partitions of their own.
+CREATE TABLE analytics_partitions.llm_traces_default PARTITION OF analytics.llm_traces DEFAULT;
+SELECT analytics._index_span_partition('analytics_partitions.llm_traces_default');
+SELECT analytics._secure_span_partition('analytics_partitions.llm_traces_default');
+SELECT pg_catalog.pg_extension_config_dump('analytics_partitions.llm_traces_default', '');
+
+-- ---- one row per span ------------------------------------------------------------------------------------------------
+-- The lock of (owner, trace) that every writer of spans takes, always in ascending key order (so writers of the same
+-- traces wait for each other instead of deadlocking). Batches with many traces take their owners' locks exclusively
+-- instead (at most max_trace_locks locks per call); every batch takes its owners' locks shared first.
+CREATE FUNCTION analytics._lock_traces(owners uuid[], trace_ids text[], max_trace_locks integer DEFAULT 64)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    k bigint;
+    n integer;
+    repeatable boolean := current_setting('transaction_isolation') <> 'read committed';
+    waited boolean := false;
+begin
+    select count(distinct (o, t)) into n from unnest(owners, trace_ids) as x(o, t);
+    -- owners: shared, or exclusive when the batch has too many traces for one lock each
+    for k in select distinct pg_catalog.hashtextextended(o::text, 1) from unnest(owners) as x(o) where o is not null order by 1 loop
+        if n > max_trace_locks then
+            if not pg_catalog.pg_try_advisory_xact_lock(k) then waited := true; perform pg_catalog.pg_advisory_xact_lock(k); end if;
+        else
+            if not pg_catalog.pg_try_advisory_xact_lock_shared(k) then waited := true; perform pg_catalog.pg_advisory_xact_lock_shared(k); end if;
+        end if;
+    end loop;
+    if n <= max_trace_locks then
+        for k in select distinct pg_catalog.hashtextextended(o::text || '/' || t, 2)
+                 from unnest(owners, trace_ids) as x(o, t) where o is not null order by 1 loop
+            if not pg_catalog.pg_try_advisory_xact_lock(k) then waited := true; perform pg_catalog.pg_advisory_xact_lock(k); end if;
+        end loop;
+    end if;
+    -- under REPEATABLE READ the snapshot predates what the other writer committed: retry rather than miss it
+    if waited and repeatable then
+        raise exception 'spans: another transaction wrote spans of the same traces concurrently; retry the call'
+            using errcode = '40001';
+    end if;
+end
+$$;
+COMMENT ON FUNCTION analytics._lock_traces(uuid[], text[], integer) IS
+'Takes the transaction locks under which a writer of spans checks that a span has one row: per (owner, trace) in ascending order, or per owner for batches of more than max_trace_locks traces. Internal.';
+
+-- INSERT and UPDATE by plain SQL (a PostgREST POST to the table, psql): the primary key includes start_time, so a
+-- second row of a span with another start_time is refused here. Ingest checks this itself (and says so with the
+-- transaction-local setting analytics.spans_checked, which only lets a session skip the check of its own rows).
+CREATE FUNCTION analytics._check_one_row_per_span() RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    dup record;
+begin
+    if current_setting('analytics.spans_checked', true) = 'on' then
+        return null;
+    end if;
+    perform analytics._lock_traces(array_agg(n.user_id), array_agg(n.trace_id)) from new_rows n;
+    select t.trace_id, t.span_id, t.start_time into dup
+    from new_rows n
+    join analytics.llm_traces t
+      on t.user_id = n.user_id and t.trace_id = n.trace_id and t.span_id = n.span_id and t.start_time <> n.start_time
+    limit 1;
+    if found then
+        raise exception 'span: trace_id %, span_id % is already stored with start_time %', dup.trace_id, dup.span_id, dup.start_time
+            using errcode = '23505',
+                  hint = 'Re-send it through analytics.ingest_spans (which moves a span whose start_time changed), or UPDATE its start_time.';
+    end if;
+    return null;
+end
+$$;
+COMMENT ON FUNCTION analytics._check_one_row_per_span() IS
+'Statement trigger of analytics.llm_traces: raises 23505 when an INSERT or UPDATE leaves a span (user_id, trace_id, span_id) with rows of two start times. Internal.';
+
+CREATE TRIGGER llm_traces_one_row_per_span_insert AFTER INSERT ON analytics.llm_traces
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._check_one_row_per_span();
+CREATE TRIGGER llm_traces_one_row_per_span_update AFTER UPDATE ON analytics.llm_traces
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._check_one_row_per_span();
+
+-- ---- the partitions ----------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.span_partitions()
+RETURNS TABLE (partition text, from_time timestamptz, to_time timestamptz, spans_estimate bigint, bytes bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+begin
+    return query
+    select c.oid::regclass::text,
+           (regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'))[1]::timestamptz,
+           (regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz,
+           greatest(c.reltuples, 0)::bigint,
+           pg_catalog.pg_total_relation_size(c.oid)
+    from pg_catalog.pg_inherits i
+    join pg_catalog.pg_class c on c.oid = i.inhrelid
+    where i.inhparent = 'analytics.llm_traces'::regclass
+    order by 2 nulls last;
+end
+$$;
+COMMENT ON FUNCTION analytics.span_partitions() IS
+$$The partitions of analytics.llm_traces: name, time range [from_time, to_time) (NULL for the default partition, which holds spans outside every range), estimated rows (as of the last ANALYZE) and total bytes with indexes and TOAST. For the DBA.
+Example: select partition, from_time, to_time from analytics.span_partitions();$$;
+
+CREATE FUNCTION analytics.maintain_span_partitions(
+    period   text        DEFAULT 'month',
+    premake  integer     DEFAULT 3,
+    retain   interval    DEFAULT NULL,
+    as_of    timestamptz DEFAULT now()
+) RETURNS TABLE (action text, partition text, from_time timestamptz, to_time timestamptz, spans bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+SET TimeZone = 'UTC'
+AS $$
+declare
+    step interval;
+    cutoff timestamptz;
+    period_start timestamptz;
+    lo timestamptz;
+    hi timestamptz;
+    p record;
+    moved bigint;
+    name text;
+    cols text;
+    cache_cleared boolean := false;
+begin
+    if period is null or period not in ('day', 'week', 'month') then
+        raise exception 'period: must be day, week or month, got %', coalesce(period, 'NULL') using errcode = '22023';
+    end if;
+    if premake is null or premake < 0 or premake > 366 then
+        raise exception 'premake: must be between 0 and 366 periods, got %', coalesce(premake::text, 'NULL') using errcode = '22023';
+    end if;
+    if retain is not null and retain <= interval '0' then
+        raise exception 'retain: must be a positive interval or NULL (keep every partition), got %', retain using errcode = '22023';
+    end if;
+    if as_of is null or not isfinite(as_of) then
+        raise exception 'as_of: must be a finite time, got %', coalesce(as_of::text, 'NULL') using errcode = '22023';
+    end if;
+    -- the partitions' owner, seeing every owner's rows (it moves them between partitions)
+    if not pg_catalog.pg_has_role(current_user, (select c.relowner from pg_catalog.pg_class c where c.oid = 'analytics.llm_traces'::regclass), 'USAGE')
+       or not exists (select 1 from pg_catalog.pg_roles r where r.rolname = current_user and (r.rolsuper or r.rolbypassrls)) then
+        raise exception 'maintain_span_partitions: only the owner of analytics.llm_traces with BYPASSRLS or superuser (the DBA, or a pg_cron job of theirs) may create and drop partitions'
+            using errcode = '42501';
+    end if;
+    step := ('1 ' || period)::interval;
+    cutoff := case when retain is null then null else as_of - retain end;
+    select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into cols
+    from pg_catalog.pg_attribute a
+    where a.attrelid = 'analytics.llm_traces'::regclass and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';
+
+    -- 1. drop the partitions that end at or before the cutoff (a metadata operation: no row is read; the count of
+    --    spans reported is the planner's estimate)
+    if cutoff is not null then
+        for p in select s.partition, s.from_time, s.to_time, s.spans_estimate from analytics.span_partitions() s
+                 where s.to_time is not null and s.to_time <= cutoff order by s.from_time loop
+            if not cache_cleared then
+                -- cached results may include these spans: as after a TRUNCATE, every owner's entries become stale
+                insert into analytics.cache_writes (user_id, xid)
+                values ('00000000-0000-0000-0000-000000000000', pg_catalog.pg_current_xact_id()) on conflict do nothing;
+                cache_cleared := true;
+            end if;
+            execute format('drop table %s', p.partition);
+            return query select 'dropped'::text, p.partition, p.from_time, p.to_time, p.spans_estimate;
+        end loop;
+        -- spans of the default partition that started before the cutoff are deleted (row by row: they are few)
+        delete from analytics_partitions.llm_traces_default d where d.start_time < cutoff;
+        get diagnostics moved = row_count;
+        if moved > 0 then
+            insert into analytics.cache_writes (user_id, xid)
+            values ('00000000-0000-0000-0000-000000000000', pg_catalog.pg_current_xact_id()) on conflict do nothing;
+            return query select 'deleted'::text, 'analytics_partitions.llm_traces_default'::text, null::timestamptz, cutoff, moved;
+        end if;
+    end if;
+
+    -- 2. the periods to cover: from the one holding as_of to premake ahead, and every period with rows in the
+    --    default partition (oldest first); a partition is made for each gap the existing partitions leave in them
+    for period_start in
+        select g from generate_series(date_trunc(period, as_of), date_trunc(period, as_of) + step * premake, step) g
+        union
+        select distinct date_trunc(period, d.start_time) from analytics_partitions.llm_traces_default d
+        where cutoff is null or d.start_time >= cutoff
+        order by 1
+    loop
+        lo := period_start;
+        while lo < period_start + step loop
+            -- the next gap: past every partition that covers lo, up to the next partition's start
+            loop
+                select max(s.to_time) into hi from analytics.span_partitions() s where s.from_time <= lo and s.to_time > lo;
+                exit when hi is null;
+                lo := hi;
+            end loop;
+            exit when lo >= period_start + step;
+            select least(period_start + step, min(s.from_time)) into hi
+            from analytics.span_partitions() s where s.from_time > lo and s.from_time < period_start + step;
+            name := 'llm_traces_p' || to_char(lo, 'YYYYMMDD') || case when lo <> date_trunc('day', lo) then to_char(lo, '"_"HH24MISS') else '' end;
+            -- a table of its own, filled from the default partition, indexed, checked, then attached (attaching takes a
+            -- weaker lock on analytics.llm_traces than CREATE TABLE ... PARTITION OF, and with the CHECK reads no row)
+            execute format('create table analytics_partitions.%I (like analytics.llm_traces including defaults including constraints including generated including storage including compression)', name);
+            perform analytics._secure_span_partition(format('analytics_partitions.%I', name)::regclass);
+            execute format('insert into analytics_partitions.%I (%s) select %s from analytics_partitions.llm_traces_default '
+                           'where start_time >= $1 and start_time < $2', name, cols, cols) using lo, hi;
+            get diagnostics moved = row_count;
+            if moved > 0 then
+                delete from analytics_partitions.llm_traces_default d where d.start_time >= lo and d.start_time < hi;
+            end if;
+            perform analytics._index_span_partition(format('analytics_partitions.%I', name)::regclass);
+            execute format('alter table analytics_partitions.%I add constraint %I check (start_time >= %L and start_time < %L)',
+                           name, name || '_range', lo, hi);
+            execute format('alter table analytics.llm_traces attach partition analytics_partitions.%I for values from (%L) to (%L)',
+                           name, lo, hi);
+            execute format('alter table analytics_partitions.%I drop constraint %I', name, name || '_range');
+            return query select 'created'::text, 'analytics_partitions.' || quote_ident(name), lo, hi, moved;
+            lo := hi;
+        end loop;
+    end loop;
+
+    -- 3. each owner's retention policy (analytics.retention_policies), on top of the partitions dropped above
+    return query
+    select 'retention'::text, r.user_id::text, null::timestamptz, as_of - make_interval(days => r.keep_days), r.spans_deleted
+    from analytics.apply_retention(null, as_of) r
+    where r.spans_deleted > 0;
+end
+$$;
+COMMENT ON FUNCTION analytics.maintain_span_partitions(text, integer, interval, timestamptz) IS
+$$Partition maintenance of analytics.llm_traces, for a pg_cron job of the DBA: drops the partitions that end more than retain before as_of (NULL: none), creates the partitions of the period holding as_of and premake periods ahead (period: day, week or month, UTC boundaries), moves spans of the default partition into partitions of their own, and applies each owner's retention policy. New partitions get the parent's row-level security. Returns one row per action: dropped, deleted (from the default partition), created (with the spans moved in), retention (per owner).
+Example: select * from analytics.maintain_span_partitions(period => 'month', premake => 3, retain => '13 months');$$;
+
+-- the copy: spans are unique per (user_id, trace_id, span_id) in the old table already
+SELECT pg_catalog.set_config('analytics.spans_checked', 'on', true);
+INSERT INTO analytics.llm_traces (id, user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type, status, status_message, level, start_time, end_time, completion_start_time, provider, model, input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, input, output, metadata, tags, created_at, updated_at)
+SELECT id, user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type, status, status_message, level, start_time, end_time, completion_start_time, provider, model, input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, input, output, metadata, tags, created_at, updated_at FROM analytics.llm_traces_0_1_0;
+SELECT pg_catalog.set_config('analytics.spans_checked', '', true);
+-- (out of the extension first, which also takes it off the list of tables pg_dump dumps the rows of)
+ALTER EXTENSION analytics_ext DROP TABLE analytics.llm_traces_0_1_0;
+DROP TABLE analytics.llm_traces_0_1_0;
+CREATE TRIGGER llm_traces_cache_insert AFTER INSERT ON analytics.llm_traces REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+CREATE TRIGGER llm_traces_cache_update AFTER UPDATE ON analytics.llm_traces REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+CREATE TRIGGER llm_traces_cache_delete AFTER DELETE ON analytics.llm_traces REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+CREATE TRIGGER llm_traces_cache_truncate AFTER TRUNCATE ON analytics.llm_traces
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+ALTER TABLE analytics.llm_traces ENABLE ROW LEVEL SECURITY;
+ALTER TABLE analytics.llm_traces FORCE ROW LEVEL SECURITY;
+CREATE POLICY llm_traces_select_own ON analytics.llm_traces FOR SELECT USING (user_id = (select analytics.current_user_id()));
+CREATE POLICY llm_traces_insert_own ON analytics.llm_traces FOR INSERT WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY llm_traces_update_own ON analytics.llm_traces FOR UPDATE USING (user_id = (select analytics.current_user_id()))
+    WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY llm_traces_delete_own ON analytics.llm_traces FOR DELETE USING (user_id = (select analytics.current_user_id()));
+REVOKE ALL ON analytics.llm_traces FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON analytics.llm_traces TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+REVOKE EXECUTE ON FUNCTION analytics._secure_span_partition(regclass), analytics._index_span_partition(regclass), analytics._lock_traces(uuid[], text[], integer),
+    analytics._check_one_row_per_span(), analytics.span_partitions(),
+    analytics.maintain_span_partitions(text, integer, interval, timestamptz) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._lock_traces(uuid[], text[], integer),
+                analytics._check_one_row_per_span() TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+CREATE FUNCTION analytics.record_span(
+    trace_id              text,
+    span_id               text,
+    name                  text,
+    start_time            timestamptz,
+    end_time              timestamptz      DEFAULT NULL,
+    parent_span_id        text             DEFAULT NULL,
+    operation_type        text             DEFAULT NULL,
+    status                text             DEFAULT NULL,
+    status_message        text             DEFAULT NULL,
+    level                 text             DEFAULT NULL,
+    conversation_id       text             DEFAULT NULL,
+    message_id            text             DEFAULT NULL,
+    session_id            text             DEFAULT NULL,
+    completion_start_time timestamptz      DEFAULT NULL,
+    provider              text             DEFAULT NULL,
+    model                 text             DEFAULT NULL,
+    input_tokens          bigint           DEFAULT NULL,
+    output_tokens         bigint           DEFAULT NULL,
+    total_tokens          bigint           DEFAULT NULL,
+    cache_read_tokens     bigint           DEFAULT NULL,
+    cache_write_tokens    bigint           DEFAULT NULL,
+    reasoning_tokens      bigint           DEFAULT NULL,
+    cost_usd              double precision DEFAULT NULL,
+    input                 jsonb            DEFAULT NULL,
+    output                jsonb            DEFAULT NULL,
+    metadata              jsonb            DEFAULT NULL,
+    tags                  text[]           DEFAULT NULL,
+    user_id               uuid             DEFAULT NULL
+) RETURNS analytics.llm_traces
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    stored analytics.llm_traces;
+begin
+    -- the same validation and upsert as a batch of one (errors name the field as spans[0].<field>)
+    perform analytics.ingest_spans(jsonb_build_array(jsonb_build_object(
+        'trace_id', record_span.trace_id, 'span_id', record_span.span_id, 'name', record_span.name,
+        'start_time', record_span.start_time, 'end_time', record_span.end_time,
+        'parent_span_id', record_span.parent_span_id, 'operation_type', record_span.operation_type,
+        'status', record_span.status, 'status_message', record_span.status_message, 'level', record_span.level,
+        'conversation_id', record_span.conversation_id, 'message_id', record_span.message_id,
+        'session_id', record_span.session_id, 'completion_start_time', record_span.completion_start_time,
+        'provider', record_span.provider, 'model', record_span.model,
+        'input_tokens', record_span.input_tokens, 'output_tokens', record_span.output_tokens,
+        'total_tokens', record_span.total_tokens, 'cache_read_tokens', record_span.cache_read_tokens,
+        'cache_write_tokens', record_span.cache_write_tokens, 'reasoning_tokens', record_span.reasoning_tokens,
+        'cost_usd', record_span.cost_usd, 'input', record_span.input, 'output', record_span.output,
+        'metadata', record_span.metadata, 'tags', to_jsonb(record_span.tags), 'user_id', record_span.user_id)));
+    select t.* into stored
+    from analytics.llm_traces t
+    where t.user_id = coalesce(record_span.user_id, analytics.current_user_id())
+      and t.trace_id = record_span.trace_id and t.span_id = record_span.span_id;
+    return stored;
+end
+$$;
+COMMENT ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid) IS
+$$Stores one span (insert or update), with named arguments, and returns the stored row. Same rules as ingest_spans.
+Example: select analytics.record_span(trace_id => 't1', span_id => 's1', name => 'chat', start_time => now(), model => 'gpt-4o');$$;
+CREATE FUNCTION analytics."_search_spans"(
+	"trace_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"conversation_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"message_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"session_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"operation_type" TEXT DEFAULT NULL, /* Option < & str > */
+	"status" TEXT DEFAULT NULL, /* Option < & str > */
+	"model" TEXT DEFAULT NULL, /* Option < & str > */
+	"from_time" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_time" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"min_duration_ms" double precision DEFAULT NULL, /* Option < f64 > */
+	"tag" TEXT DEFAULT NULL, /* Option < & str > */
+	"after" TEXT DEFAULT NULL, /* Option < & str > */
+	"limit" INT DEFAULT 50, /* Option < i32 > */
+	"offset" INT DEFAULT 0, /* Option < i32 > */
+	"user_id" uuid DEFAULT NULL /* Option < Uuid > */
+) RETURNS SETOF llm_traces /* :: pgrx :: heap_tuple :: PgHeapTuple < '_, :: pgrx :: pgbox :: AllocatedByRust
+> */
+STABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'search_spans_wrapper';
+COMMENT ON FUNCTION analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
+'Internal: the computation behind analytics.search_spans, uncached (sql/041_cache.sql).';
+CREATE FUNCTION analytics.search_spans(
+    trace_id        text             DEFAULT NULL,
+    conversation_id text             DEFAULT NULL,
+    message_id      text             DEFAULT NULL,
+    session_id      text             DEFAULT NULL,
+    operation_type  text             DEFAULT NULL,
+    status          text             DEFAULT NULL,
+    model           text             DEFAULT NULL,
+    from_time       timestamptz      DEFAULT NULL,
+    to_time         timestamptz      DEFAULT NULL,
+    min_duration_ms double precision DEFAULT NULL,
+    tag             text             DEFAULT NULL,
+    after           text             DEFAULT NULL,
+    "limit"         integer          DEFAULT 50,
+    "offset"        integer          DEFAULT 0,
+    user_id         uuid             DEFAULT NULL,
+    cache           boolean          DEFAULT true
+) RETURNS SETOF analytics.llm_traces
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('search_spans',
+        jsonb_build_array(trace_id, conversation_id, message_id, session_id, operation_type, status, model, from_time,
+                          to_time, min_duration_ms, tag, after, "limit", "offset", user_id), cache);
+begin
+    if not c.hit and not c.fill then
+        return query select * from analytics._search_spans(trace_id, conversation_id, message_id, session_id,
+            operation_type, status, model, from_time, to_time, min_duration_ms, tag, after, "limit", "offset", user_id);
+        return;
+    end if;
+    if c.fill then
+        select coalesce(jsonb_agg(to_jsonb(r) order by r.ordinality), '[]') into c.result
+        from analytics._search_spans(search_spans.trace_id, search_spans.conversation_id, search_spans.message_id,
+            search_spans.session_id, search_spans.operation_type, search_spans.status, search_spans.model,
+            search_spans.from_time, search_spans.to_time, search_spans.min_duration_ms, search_spans.tag,
+            search_spans.after, search_spans."limit", search_spans."offset", search_spans.user_id) with ordinality r;
+        perform analytics._cache_put(c);
+    end if;
+    return query select * from jsonb_populate_recordset(null::analytics.llm_traces, c.result);
+end
+$$;
+COMMENT ON FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean) IS
+$$Spans matching all given filters, newest first (start_time desc, id desc). Keyset pagination: pass after => '<start_time>,<id>' of the last row; "limit" 1..1000 (default 50); "offset" also works.
+Looks at the caller's rows (or user_id's); without a signed-in caller, at all rows the role may see (service_role). Cached 1 minute per caller (see get_trace_tree).
+Example: select name, status, duration_ms from analytics.search_spans(status => 'error', "limit" => 10);$$;
+REVOKE EXECUTE ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid), analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid), analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid),
+                analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
+                analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;

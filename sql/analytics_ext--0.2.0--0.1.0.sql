@@ -4,7 +4,285 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
--- Power as GrowthBook (undone first): sample_size and minimum_detectable_effect without method, as 0.1.0
+-- ---- Time-partitioned spans, undone: analytics.llm_traces unpartitioned again ------------------------------------
+-- Every row (of every partition) is copied into a table as 0.1.0 has it; the partitions, their schema and their
+-- functions go. The functions whose result is the table's row type are created again around the swap.
+ALTER TABLE analytics.llm_traces RENAME TO llm_traces_0_2_0;
+DROP FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid);
+DROP FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean);
+DROP FUNCTION analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid);
+CREATE TABLE analytics.llm_traces (
+    id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id               uuid NOT NULL DEFAULT analytics.current_user_id(),
+    trace_id              text NOT NULL,
+    span_id               text NOT NULL,
+    parent_span_id        text,
+    conversation_id       text,
+    message_id            text,
+    session_id            text,
+    name                  text NOT NULL,
+    operation_type        text NOT NULL DEFAULT 'unknown',
+    status                text NOT NULL DEFAULT 'unset',
+    status_message        text,
+    level                 text NOT NULL DEFAULT 'default',
+    start_time            timestamptz NOT NULL,
+    end_time              timestamptz,
+    completion_start_time timestamptz,
+    duration_ms           double precision
+                          GENERATED ALWAYS AS ((extract(epoch FROM (end_time - start_time)) * 1000)::double precision) STORED,
+    provider              text,
+    model                 text,
+    input_tokens          bigint,
+    output_tokens         bigint,
+    total_tokens          bigint,
+    cache_read_tokens     bigint,
+    cache_write_tokens    bigint,
+    reasoning_tokens      bigint,
+    cost_usd              double precision,
+    input                 jsonb,
+    output                jsonb,
+    metadata              jsonb NOT NULL DEFAULT '{}'::jsonb,
+    tags                  text[] NOT NULL DEFAULT '{}'::text[],
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    updated_at            timestamptz NOT NULL DEFAULT now(),
+
+    CONSTRAINT llm_traces_span_key UNIQUE (user_id, trace_id, span_id),
+    CONSTRAINT llm_traces_trace_id_check CHECK (length(trace_id) BETWEEN 1 AND 256),
+    CONSTRAINT llm_traces_span_id_check CHECK (length(span_id) BETWEEN 1 AND 256),
+    CONSTRAINT llm_traces_parent_span_id_check CHECK (parent_span_id IS NULL OR length(parent_span_id) BETWEEN 1 AND 256),
+    CONSTRAINT llm_traces_not_own_parent CHECK (parent_span_id IS DISTINCT FROM span_id),
+    CONSTRAINT llm_traces_name_check CHECK (length(name) BETWEEN 1 AND 1000),
+    -- OpenTelemetry GenAI operation names (gen_ai.operation.name) plus the OpenInference span kinds that have no
+    -- GenAI equivalent. Ingest maps aliases (llm, tool, agent, retriever, embedding, reranker) onto these.
+    -- the enumerations are defined once, in the core crate (analytics_core::traces::ingest::{OPERATION_TYPES,
+    -- STATUSES, LEVELS}); the #[pg_test] check_constraints_list_the_core_enumerations keeps these CHECKs equal to them
+    CONSTRAINT llm_traces_operation_type_check CHECK (operation_type IN (
+        'chat', 'text_completion', 'generate_content', 'embeddings', 'execute_tool', 'create_agent', 'invoke_agent',
+        'retrieval', 'rerank', 'chain', 'guardrail', 'evaluator', 'unknown')),
+    CONSTRAINT llm_traces_status_check CHECK (status IN ('ok', 'error', 'unset')),
+    CONSTRAINT llm_traces_level_check CHECK (level IN ('debug', 'default', 'warning', 'error')),
+    CONSTRAINT llm_traces_end_after_start CHECK (end_time >= start_time),
+    CONSTRAINT llm_traces_first_token_in_span CHECK (
+        completion_start_time >= start_time AND (end_time IS NULL OR completion_start_time <= end_time)),
+    CONSTRAINT llm_traces_tokens_non_negative CHECK (
+        input_tokens >= 0 AND output_tokens >= 0 AND total_tokens >= 0
+        AND cache_read_tokens >= 0 AND cache_write_tokens >= 0 AND reasoning_tokens >= 0),
+    -- In Postgres NaN sorts above every number (NaN >= 0 is true), so "< 'Infinity'" is what rejects NaN and Infinity.
+    CONSTRAINT llm_traces_cost_usd_check CHECK (cost_usd >= 0 AND cost_usd < 'Infinity'::double precision),
+    CONSTRAINT llm_traces_metadata_is_object CHECK (jsonb_typeof(metadata) = 'object'),
+    CONSTRAINT llm_traces_tags_check CHECK (cardinality(tags) <= 64 AND array_position(tags, NULL) IS NULL)
+);
+
+COMMENT ON TABLE analytics.llm_traces IS
+'One row per span of an LLM application trace. Owner-scoped by user_id (row-level security). Write through analytics.record_span / analytics.ingest_spans / analytics.ingest_otlp or plain INSERT.';
+
+-- The unique key (user_id, trace_id, span_id) serves "all spans of a trace"; this one serves tree walks.
+CREATE INDEX llm_traces_user_trace_parent_idx ON analytics.llm_traces (user_id, trace_id, parent_span_id);
+CREATE INDEX llm_traces_user_start_idx ON analytics.llm_traces (user_id, start_time DESC, id DESC);
+CREATE INDEX llm_traces_user_conversation_idx ON analytics.llm_traces (user_id, conversation_id, start_time)
+    WHERE conversation_id IS NOT NULL;
+CREATE INDEX llm_traces_user_session_idx ON analytics.llm_traces (user_id, session_id, start_time)
+    WHERE session_id IS NOT NULL;
+CREATE INDEX llm_traces_user_message_idx ON analytics.llm_traces (user_id, message_id)
+    WHERE message_id IS NOT NULL;
+CREATE INDEX llm_traces_user_model_idx ON analytics.llm_traces (user_id, model, start_time)
+    WHERE model IS NOT NULL;
+CREATE INDEX llm_traces_user_operation_idx ON analytics.llm_traces (user_id, operation_type, start_time);
+CREATE INDEX llm_traces_user_errors_idx ON analytics.llm_traces (user_id, start_time)
+    WHERE status = 'error';
+CREATE INDEX llm_traces_tags_idx ON analytics.llm_traces USING gin (tags);
+CREATE INDEX llm_traces_user_duration_idx ON analytics.llm_traces (user_id, duration_ms);
+
+CREATE TRIGGER llm_traces_touch_updated_at BEFORE UPDATE ON analytics.llm_traces
+    FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
+INSERT INTO analytics.llm_traces (id, user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type, status, status_message, level, start_time, end_time, completion_start_time, provider, model, input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, input, output, metadata, tags, created_at, updated_at)
+SELECT id, user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type, status, status_message, level, start_time, end_time, completion_start_time, provider, model, input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, input, output, metadata, tags, created_at, updated_at FROM analytics.llm_traces_0_2_0;
+-- (out of the extension first, which also takes them off the list of tables pg_dump dumps the rows of; the
+-- partitions maintenance made are not members and go with their parent)
+ALTER EXTENSION analytics_ext DROP TABLE analytics_partitions.llm_traces_default;
+ALTER EXTENSION analytics_ext DROP TABLE analytics.llm_traces_0_2_0;
+DROP TABLE analytics.llm_traces_0_2_0;
+DROP FUNCTION analytics.maintain_span_partitions(text, integer, interval, timestamptz);
+DROP FUNCTION analytics.span_partitions();
+DROP FUNCTION analytics._check_one_row_per_span();
+DROP FUNCTION analytics._lock_traces(uuid[], text[], integer);
+DROP FUNCTION analytics._secure_span_partition(regclass);
+DROP FUNCTION analytics._index_span_partition(regclass);
+DROP SCHEMA analytics_partitions;
+SELECT pg_catalog.pg_extension_config_dump('analytics.llm_traces', '');
+CREATE TRIGGER llm_traces_cache_insert AFTER INSERT ON analytics.llm_traces REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+CREATE TRIGGER llm_traces_cache_update AFTER UPDATE ON analytics.llm_traces REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+CREATE TRIGGER llm_traces_cache_delete AFTER DELETE ON analytics.llm_traces REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+CREATE TRIGGER llm_traces_cache_truncate AFTER TRUNCATE ON analytics.llm_traces
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+ALTER TABLE analytics.llm_traces ENABLE ROW LEVEL SECURITY;
+ALTER TABLE analytics.llm_traces FORCE ROW LEVEL SECURITY;
+CREATE POLICY llm_traces_select_own ON analytics.llm_traces FOR SELECT USING (user_id = (select analytics.current_user_id()));
+CREATE POLICY llm_traces_insert_own ON analytics.llm_traces FOR INSERT WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY llm_traces_update_own ON analytics.llm_traces FOR UPDATE USING (user_id = (select analytics.current_user_id()))
+    WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY llm_traces_delete_own ON analytics.llm_traces FOR DELETE USING (user_id = (select analytics.current_user_id()));
+REVOKE ALL ON analytics.llm_traces FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON analytics.llm_traces TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+CREATE FUNCTION analytics.record_span(
+    trace_id              text,
+    span_id               text,
+    name                  text,
+    start_time            timestamptz,
+    end_time              timestamptz      DEFAULT NULL,
+    parent_span_id        text             DEFAULT NULL,
+    operation_type        text             DEFAULT NULL,
+    status                text             DEFAULT NULL,
+    status_message        text             DEFAULT NULL,
+    level                 text             DEFAULT NULL,
+    conversation_id       text             DEFAULT NULL,
+    message_id            text             DEFAULT NULL,
+    session_id            text             DEFAULT NULL,
+    completion_start_time timestamptz      DEFAULT NULL,
+    provider              text             DEFAULT NULL,
+    model                 text             DEFAULT NULL,
+    input_tokens          bigint           DEFAULT NULL,
+    output_tokens         bigint           DEFAULT NULL,
+    total_tokens          bigint           DEFAULT NULL,
+    cache_read_tokens     bigint           DEFAULT NULL,
+    cache_write_tokens    bigint           DEFAULT NULL,
+    reasoning_tokens      bigint           DEFAULT NULL,
+    cost_usd              double precision DEFAULT NULL,
+    input                 jsonb            DEFAULT NULL,
+    output                jsonb            DEFAULT NULL,
+    metadata              jsonb            DEFAULT NULL,
+    tags                  text[]           DEFAULT NULL,
+    user_id               uuid             DEFAULT NULL
+) RETURNS analytics.llm_traces
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    stored analytics.llm_traces;
+begin
+    -- the same validation and upsert as a batch of one (errors name the field as spans[0].<field>)
+    perform analytics.ingest_spans(jsonb_build_array(jsonb_build_object(
+        'trace_id', record_span.trace_id, 'span_id', record_span.span_id, 'name', record_span.name,
+        'start_time', record_span.start_time, 'end_time', record_span.end_time,
+        'parent_span_id', record_span.parent_span_id, 'operation_type', record_span.operation_type,
+        'status', record_span.status, 'status_message', record_span.status_message, 'level', record_span.level,
+        'conversation_id', record_span.conversation_id, 'message_id', record_span.message_id,
+        'session_id', record_span.session_id, 'completion_start_time', record_span.completion_start_time,
+        'provider', record_span.provider, 'model', record_span.model,
+        'input_tokens', record_span.input_tokens, 'output_tokens', record_span.output_tokens,
+        'total_tokens', record_span.total_tokens, 'cache_read_tokens', record_span.cache_read_tokens,
+        'cache_write_tokens', record_span.cache_write_tokens, 'reasoning_tokens', record_span.reasoning_tokens,
+        'cost_usd', record_span.cost_usd, 'input', record_span.input, 'output', record_span.output,
+        'metadata', record_span.metadata, 'tags', to_jsonb(record_span.tags), 'user_id', record_span.user_id)));
+    select t.* into stored
+    from analytics.llm_traces t
+    where t.user_id = coalesce(record_span.user_id, analytics.current_user_id())
+      and t.trace_id = record_span.trace_id and t.span_id = record_span.span_id;
+    return stored;
+end
+$$;
+COMMENT ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid) IS
+$$Stores one span (insert or update), with named arguments, and returns the stored row. Same rules as ingest_spans.
+Example: select analytics.record_span(trace_id => 't1', span_id => 's1', name => 'chat', start_time => now(), model => 'gpt-4o');$$;
+CREATE FUNCTION analytics."_search_spans"(
+	"trace_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"conversation_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"message_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"session_id" TEXT DEFAULT NULL, /* Option < & str > */
+	"operation_type" TEXT DEFAULT NULL, /* Option < & str > */
+	"status" TEXT DEFAULT NULL, /* Option < & str > */
+	"model" TEXT DEFAULT NULL, /* Option < & str > */
+	"from_time" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"to_time" timestamp with time zone DEFAULT NULL, /* Option < TimestampWithTimeZone > */
+	"min_duration_ms" double precision DEFAULT NULL, /* Option < f64 > */
+	"tag" TEXT DEFAULT NULL, /* Option < & str > */
+	"after" TEXT DEFAULT NULL, /* Option < & str > */
+	"limit" INT DEFAULT 50, /* Option < i32 > */
+	"offset" INT DEFAULT 0, /* Option < i32 > */
+	"user_id" uuid DEFAULT NULL /* Option < Uuid > */
+) RETURNS SETOF llm_traces /* :: pgrx :: heap_tuple :: PgHeapTuple < '_, :: pgrx :: pgbox :: AllocatedByRust
+> */
+STABLE PARALLEL SAFE  
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'search_spans_wrapper';
+COMMENT ON FUNCTION analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid) IS
+'Internal: the computation behind analytics.search_spans, uncached (sql/041_cache.sql).';
+CREATE FUNCTION analytics.search_spans(
+    trace_id        text             DEFAULT NULL,
+    conversation_id text             DEFAULT NULL,
+    message_id      text             DEFAULT NULL,
+    session_id      text             DEFAULT NULL,
+    operation_type  text             DEFAULT NULL,
+    status          text             DEFAULT NULL,
+    model           text             DEFAULT NULL,
+    from_time       timestamptz      DEFAULT NULL,
+    to_time         timestamptz      DEFAULT NULL,
+    min_duration_ms double precision DEFAULT NULL,
+    tag             text             DEFAULT NULL,
+    after           text             DEFAULT NULL,
+    "limit"         integer          DEFAULT 50,
+    "offset"        integer          DEFAULT 0,
+    user_id         uuid             DEFAULT NULL,
+    cache           boolean          DEFAULT true
+) RETURNS SETOF analytics.llm_traces
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('search_spans',
+        jsonb_build_array(trace_id, conversation_id, message_id, session_id, operation_type, status, model, from_time,
+                          to_time, min_duration_ms, tag, after, "limit", "offset", user_id), cache);
+begin
+    if not c.hit and not c.fill then
+        return query select * from analytics._search_spans(trace_id, conversation_id, message_id, session_id,
+            operation_type, status, model, from_time, to_time, min_duration_ms, tag, after, "limit", "offset", user_id);
+        return;
+    end if;
+    if c.fill then
+        select coalesce(jsonb_agg(to_jsonb(r) order by r.ordinality), '[]') into c.result
+        from analytics._search_spans(search_spans.trace_id, search_spans.conversation_id, search_spans.message_id,
+            search_spans.session_id, search_spans.operation_type, search_spans.status, search_spans.model,
+            search_spans.from_time, search_spans.to_time, search_spans.min_duration_ms, search_spans.tag,
+            search_spans.after, search_spans."limit", search_spans."offset", search_spans.user_id) with ordinality r;
+        perform analytics._cache_put(c);
+    end if;
+    return query select * from jsonb_populate_recordset(null::analytics.llm_traces, c.result);
+end
+$$;
+COMMENT ON FUNCTION analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean) IS
+$$Spans matching all given filters, newest first (start_time desc, id desc). Keyset pagination: pass after => '<start_time>,<id>' of the last row; "limit" 1..1000 (default 50); "offset" also works.
+Looks at the caller's rows (or user_id's); without a signed-in caller, at all rows the role may see (service_role). Cached 1 minute per caller (see get_trace_tree).
+Example: select name, status, duration_ms from analytics.search_spans(status => 'error', "limit" => 10);$$;
+REVOKE EXECUTE ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid), analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid), analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid),
+                analytics._search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid),
+                analytics.search_spans(text, text, text, text, text, text, text, timestamptz, timestamptz, double precision, text, text, integer, integer, uuid, boolean) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- Power as GrowthBook: sample_size and minimum_detectable_effect without method, as 0.1.0
 DROP FUNCTION analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer, text);
 DROP FUNCTION analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text);
 DROP FUNCTION analytics._adjusted_interval(double precision, double precision, double precision, double precision, double precision);

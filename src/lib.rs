@@ -43,6 +43,7 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!("../sql/012_retention.sql", name = "retention", requires = ["traces_tables"]);
+extension_sql_file!("../sql/013_partitions.sql", name = "partitions", requires = ["traces_tables", "retention"]);
 extension_sql_file!("../sql/020_experiments.sql", name = "experiments_tables", requires = ["identity"]);
 extension_sql_file!(
     "../sql/021_experiments_functions.sql",

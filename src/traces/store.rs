@@ -15,19 +15,16 @@ use crate::jsonb::{varlena_array, JsonbText, RawDatum, RawJsonb};
 
 // ---- ingest ---------------------------------------------------------------------------------------------------
 
-/// One row per span from typed arrays (no JSON or timestamp text is parsed).
-const INSERT_SPANS: &str = r#"
-    insert into analytics.llm_traces as t (
-        user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type,
-        status, status_message, level, start_time, end_time, completion_start_time, provider, model,
-        input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
-        cost_usd, input, output, metadata, tags)
+/// The batch as rows, from typed arrays (no JSON or timestamp text is parsed); alias r.
+macro_rules! span_rows {
+    () => {
+        r#"
     select r.user_id, r.trace_id, r.span_id, r.parent_span_id, r.conversation_id, r.message_id, r.session_id,
-           r.name, coalesce(r.operation_type, 'unknown'), coalesce(r.status, 'unset'), r.status_message,
-           coalesce(r.level, 'default'), r.start_time, r.end_time, r.completion_start_time, r.provider, r.model,
-           r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens, r.cache_write_tokens,
-           r.reasoning_tokens, r.cost_usd, r.input, r.output, coalesce(r.metadata, '{}'::jsonb),
-           coalesce(r.tags::text[], '{}'::text[])
+           r.name, coalesce(r.operation_type, 'unknown') as operation_type, coalesce(r.status, 'unset') as status,
+           r.status_message, coalesce(r.level, 'default') as level, r.start_time, r.end_time, r.completion_start_time,
+           r.provider, r.model, r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens,
+           r.cache_write_tokens, r.reasoning_tokens, r.cost_usd, r.input, r.output,
+           coalesce(r.metadata, '{}'::jsonb) as metadata, coalesce(r.tags::text[], '{}'::text[]) as tags
     from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                 $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[],
                 $15::timestamptz[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[],
@@ -37,11 +34,27 @@ const INSERT_SPANS: &str = r#"
               operation_type, status, status_message, level, start_time, end_time, completion_start_time, provider,
               model, input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
               reasoning_tokens, cost_usd, input, output, metadata, tags)
-"#;
+"#
+    };
+}
+
+/// The INSERT of the batch's rows.
+macro_rules! insert_spans {
+    () => {
+        r#"
+    insert into analytics.llm_traces as t (
+        user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type,
+        status, status_message, level, start_time, end_time, completion_start_time, provider, model,
+        input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+        cost_usd, input, output, metadata, tags)"#
+    };
+}
+
+/// One row per span of the batch.
+const INSERT_SPANS: &str = concat!(insert_spans!(), span_rows!());
 
 /// ...merged into existing rows: fields sent win, fields not sent keep their value, metadata objects merge.
-const ON_CONFLICT_MERGE: &str = r#"
-    on conflict (user_id, trace_id, span_id) do update set
+const MERGE_SET: &str = r#"
         parent_span_id        = coalesce(excluded.parent_span_id, t.parent_span_id),
         conversation_id       = coalesce(excluded.conversation_id, t.conversation_id),
         message_id            = coalesce(excluded.message_id, t.message_id),
@@ -69,7 +82,59 @@ const ON_CONFLICT_MERGE: &str = r#"
         tags                  = case when cardinality(excluded.tags) = 0 then t.tags else excluded.tags end
 "#;
 
-/// Does any (owner, trace) of the batch already have spans? If not, no span can conflict (barring a concurrent
+/// 0.1.0's unpartitioned table: one INSERT ... ON CONFLICT on its unique key (user_id, trace_id, span_id).
+fn upsert_unpartitioned() -> String {
+    format!("{INSERT_SPANS}\n    on conflict (user_id, trace_id, span_id) do update set{MERGE_SET}")
+}
+
+/// The partitioned table has no unique index across partitions for ON CONFLICT to use. Under the locks of the
+/// batch's traces, one statement updates the spans already stored, merging them with the batch (the rules of
+/// `MERGE_SET`) and taking the new start_time (so moving a span to its partition when a re-send changed it), and
+/// inserts the others. $29 and $30 bound the start times of the stored spans of the batch's traces
+/// (`TRACE_TIMES`), so that only the partitions of that range are searched; returns the number of spans written.
+fn merge_spans() -> String {
+    format!(
+        "with r as ({rows}),
+    updated as (
+        update analytics.llm_traces t set{set}    from r
+        where t.user_id = r.user_id and t.trace_id = r.trace_id and t.span_id = r.span_id
+          and t.start_time >= $29 and t.start_time <= $30
+        returning t.user_id, t.trace_id, t.span_id),
+    inserted as ({insert}
+        select r.* from r
+        where not exists (select 1 from updated u where u.user_id = r.user_id and u.trace_id = r.trace_id and u.span_id = r.span_id)
+        returning 1)
+    select (select count(*) from updated) + (select count(*) from inserted)",
+        rows = span_rows!(),
+        set = MERGE_SET.replace("excluded.", "r."),
+        insert = insert_spans!()
+    )
+}
+
+/// The earliest and latest start time of the stored spans of the batch's traces (NULL: none is stored), from the
+/// partitions' (user_id, trace_id, start_time) indexes: two index reads per trace and partition.
+const TRACE_TIMES: &str = r#"
+select min(x.earliest), max(x.latest)
+from unnest($1::uuid[], $2::text[]) as k(user_id, trace_id),
+     lateral (select min(s.start_time) as earliest, max(s.start_time) as latest from analytics.llm_traces s
+              where s.user_id = k.user_id and s.trace_id = k.trace_id) x
+"#;
+
+/// Which table the SQL calling us has: the 0.1.0 install script's unpartitioned `llm_traces` (a database not yet
+/// updated runs this library through the 0.1.0 symbols) or the partitioned one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    Partitioned,
+    Unpartitioned,
+}
+
+/// The locks of the batch's traces (sql/013_partitions.sql), and the setting that tells the trigger checking plain
+/// SQL writes that this writer checks its own; `CHECKS_DONE` clears it once the batch is stored.
+const LOCK_TRACES: &str =
+    "select analytics._lock_traces($1::uuid[], $2::text[]), pg_catalog.set_config('analytics.spans_checked', 'on', true)";
+const CHECKS_DONE: &str = "select pg_catalog.set_config('analytics.spans_checked', '', true)";
+
+/// (0.1.0's table) Does any (owner, trace) of the batch already have spans? If not, no span can conflict (barring a concurrent
 /// insert of the same spans, which the fast path detects) and a plain INSERT does.
 const ANY_TRACE_STORED: &str = r#"
 select exists (select 1 from unnest($1::uuid[], $2::text[]) as k(user_id, trace_id)
@@ -175,7 +240,7 @@ fn load_prices(spans: &[ingest::Span]) -> Vec<super::pricing::Price> {
 
 /// Stores a parsed batch with one INSERT ... ON CONFLICT DO UPDATE over typed arrays; returns the summary.
 /// Blobs that point into a jsonb argument must still be alive.
-pub(crate) fn store_batch(mut batch: ingest::Batch) -> pgrx::JsonB {
+pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::JsonB {
     let prices = load_prices(&batch.spans);
     super::pricing::fill_costs(&mut batch.spans, &prices);
     let spans = &batch.spans;
@@ -221,7 +286,7 @@ pub(crate) fn store_batch(mut batch: ingest::Batch) -> pgrx::JsonB {
             array_arg(pg_sys::JSONBOID, pg_sys::JSONBARRAYOID, spans.iter().map(|s| f(s).map(blob_bytes)).collect())
         };
         let tag_literals: Vec<Option<String>> = spans.iter().map(|s| s.tags.as_deref().map(tags_literal)).collect();
-        let args = [
+        let mut args = vec![
             owners.into(),
             texts(|s| Some(s.trace_id.as_str())),
             texts(|s| Some(s.span_id.as_str())),
@@ -254,16 +319,50 @@ pub(crate) fn store_batch(mut batch: ingest::Batch) -> pgrx::JsonB {
         let pair_owners: Vec<Option<Uuid>> = traces.iter().map(|(u, _)| uuid_from_text(u)).collect();
         let pair_traces: Vec<Option<String>> = traces.iter().map(|(_, t)| Some(t.to_string())).collect();
         // every span is inserted or updated: a violated rule raises an error and the whole batch is rolled back
-        stored = Spi::connect_mut(|client| {
-            let seen = client.select(ANY_TRACE_STORED, Some(1), &[pair_owners.into(), pair_traces.into()])?.first().get_one::<bool>()?;
-            if seen == Some(false) {
-                // new traces only: a plain INSERT, without ON CONFLICT's per-row speculative insertion
-                if let Some(n) = try_plain_insert(client, INSERT_SPANS, &args) {
-                    return Ok(n);
+        stored = Spi::connect_mut(|client| match layout {
+            Layout::Partitioned => {
+                // one row per span across partitions: under the locks of the batch's traces (taken in one order by
+                // every writer), stored spans are updated and the rest inserted; the statement trigger that checks
+                // plain SQL writes for the same is told this batch was checked
+                let traces_arg = || [pair_owners.clone().into(), pair_traces.clone().into()];
+                client.update(LOCK_TRACES, None, &traces_arg())?;
+                let trace_times = |client: &mut pgrx::spi::SpiClient<'_>| {
+                    client.select(TRACE_TIMES, Some(1), &traces_arg())?.first().get_two::<TimestampWithTimeZone, TimestampWithTimeZone>()
+                };
+                let mut times = trace_times(client)?;
+                let mut stored = None;
+                if times.0.is_none() {
+                    // new traces only: a plain INSERT (it fails only if a plain SQL write stored one of the spans
+                    // meanwhile, without these locks; then the merge below reads it)
+                    stored = try_plain_insert(client, INSERT_SPANS, &args);
+                    if stored.is_none() {
+                        times = trace_times(client)?;
+                    }
                 }
+                if stored.is_none() {
+                    let (earliest, latest) = match times {
+                        (Some(a), Some(b)) => (a, b),
+                        _ => (TimestampWithTimeZone::negative_infinity(), TimestampWithTimeZone::positive_infinity()),
+                    };
+                    args.push(earliest.into());
+                    args.push(latest.into());
+                    let written = client.update(merge_spans().as_str(), Some(1), &args)?.first().get_one::<i64>()?;
+                    stored = Some(written.unwrap_or_default() as u64);
+                }
+                client.update(CHECKS_DONE, None, &[])?;
+                Ok(stored.unwrap_or_default())
             }
-            let upsert = format!("{INSERT_SPANS}{ON_CONFLICT_MERGE}");
-            client.update(upsert.as_str(), None, &args).map(|_| unsafe { pg_sys::SPI_processed })
+            Layout::Unpartitioned => {
+                let seen = client.select(ANY_TRACE_STORED, Some(1), &[pair_owners.into(), pair_traces.into()])?.first().get_one::<bool>()?;
+                if seen == Some(false) {
+                    // new traces only: a plain INSERT, without ON CONFLICT's per-row speculative insertion
+                    if let Some(n) = try_plain_insert(client, INSERT_SPANS, &args) {
+                        return Ok(n);
+                    }
+                }
+                client.update(upsert_unpartitioned().as_str(), None, &args)?;
+                Ok(unsafe { pg_sys::SPI_processed })
+            }
         })
         .unwrap_or_else(|e: pgrx::spi::Error| AnalyticsError::new(ErrorKind::InvalidParameter, format!("spans: {e}")).raise());
     }
@@ -285,7 +384,7 @@ pub(crate) fn store_batch(mut batch: ingest::Batch) -> pgrx::JsonB {
 #[pg_extern(name = "_ingest_spans", volatile, parallel_unsafe)]
 pub fn ingest_spans_admitted(spans: Option<RawJsonb>) -> pgrx::JsonB {
     take_admission("ingest", "analytics._ingest_spans", "analytics.ingest_spans");
-    ingest_spans(spans)
+    store_spans(spans, Layout::Partitioned)
 }
 
 /// `analytics._ingest_otlp(payload jsonb) returns jsonb`, behind the PL/pgSQL `analytics.ingest_otlp`
@@ -296,27 +395,36 @@ pub fn ingest_spans_admitted(spans: Option<RawJsonb>) -> pgrx::JsonB {
 #[pg_extern(name = "_ingest_otlp", volatile, parallel_unsafe)]
 pub fn ingest_otlp_admitted(payload: Option<JsonbText>) -> pgrx::JsonB {
     take_admission("ingest", "analytics._ingest_otlp", "analytics.ingest_otlp");
-    ingest_otlp(payload)
+    store_otlp(payload, Layout::Partitioned)
 }
 
 /// The 0.1.0 SQL's `analytics.ingest_spans` (symbol `ingest_spans_wrapper`): kept, without SQL of its own, so that a
-/// database still at 0.1.0 works with this library (docs/upgrading.md). 0.1.0 has no rate limits.
+/// database still at 0.1.0 works with this library (docs/upgrading.md). 0.1.0 has no rate limits and an
+/// unpartitioned table.
 #[pg_extern(sql = false, volatile, parallel_unsafe)]
 pub fn ingest_spans(spans: Option<RawJsonb>) -> pgrx::JsonB {
+    store_spans(spans, Layout::Unpartitioned)
+}
+
+fn store_spans(spans: Option<RawJsonb>, layout: Layout) -> pgrx::JsonB {
     let datum = required(spans, "spans").into_datum().expect("a jsonb datum");
     let caller = caller_id();
     // SAFETY: the argument (and its detoasted copy) lives until this function returns, after the insert
     let raw = unsafe { super::jsonb_spans::raw_spans(datum) }.or_raise();
     let batch = ingest::build_batch(raw.into_iter().enumerate().map(|(i, r)| (ingest::SpanAt(i), r)), caller.as_deref()).or_raise();
-    store_batch(batch)
+    store_batch(batch, layout)
 }
 
 /// The 0.1.0 SQL's `analytics.ingest_otlp` (symbol `ingest_otlp_wrapper`), kept like `ingest_spans`.
 #[pg_extern(sql = false, volatile, parallel_unsafe)]
 pub fn ingest_otlp(payload: Option<JsonbText>) -> pgrx::JsonB {
+    store_otlp(payload, Layout::Unpartitioned)
+}
+
+fn store_otlp(payload: Option<JsonbText>, layout: Layout) -> pgrx::JsonB {
     let text = required(payload, "payload").0;
     let batch = otlp::parse_otlp(&text, caller_id().as_deref()).or_raise();
-    store_batch(batch)
+    store_batch(batch, layout)
 }
 
 /// The setting through which `analytics.check_rate_limit(action)` (PL/pgSQL, sql/040_rate_limits.sql) tells the

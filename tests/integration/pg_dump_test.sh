@@ -15,11 +15,21 @@ psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.rate_limits 
     -c "set role authenticated" -c "select analytics.check_rate_limit('export_csv')" \
     -c "select count(*) from analytics.trace_metrics('1 hour', '2026-01-01', '2027-01-01')"
 
+# spans in time partitions made by maintenance (not extension members: dumped as tables of their own, with their
+# row-level security) and in the default partition (a member, its rows registered for the dump)
+psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "select count(*) from analytics.maintain_span_partitions(as_of => '2026-11-20')" \
+    -c "insert into analytics.llm_traces (user_id, trace_id, span_id, name, start_time)
+        values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'backfill', 's', 'old', '2001-01-01')"
+psql -X -At -d dump_src -c "select partition || ' ' || count(t.*) from analytics.span_partitions() p
+    left join analytics.llm_traces t on t.tableoid = p.partition::regclass group by partition order by 1"
+[ "$(psql -X -At -d dump_src -c "select count(distinct tableoid) from analytics.llm_traces")" -ge 2 ] \
+    || { echo "the seed's spans are not spread over partitions"; exit 1; }
+
 pg_dump -Fc -d dump_src -f "$CLUSTER_DIR/dump_src.pgdump"
 pg_restore --exit-on-error -d dump_dst "$CLUSTER_DIR/dump_src.pgdump"
 
 tables=$(psql -X -At -d dump_src -c "select string_agg(c.relname, ' ' order by c.relname) from pg_class c
-    join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'analytics' and c.relkind = 'r'")
+    join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'analytics' and c.relkind in ('r', 'p')")
 checksum() {
     psql -X -At -v ON_ERROR_STOP=1 -d "$1" -c "select count(*) || ':' || coalesce(md5(string_agg(t::text, '|' order by t::text)), '')
         from analytics.$2 t"
@@ -39,7 +49,15 @@ done
 # the dump itself carries the rows (not only the restore); written to a file first: `pg_restore | grep -q` would
 # fail under pipefail whenever grep stops reading early
 pg_restore -f "$CLUSTER_DIR/dump_src.data.sql" --data-only "$CLUSTER_DIR/dump_src.pgdump"
-grep -q 'COPY analytics.llm_traces' "$CLUSTER_DIR/dump_src.data.sql"
+grep -q 'COPY analytics_partitions.llm_traces_default' "$CLUSTER_DIR/dump_src.data.sql"
+grep -q 'COPY analytics_partitions.llm_traces_p2026' "$CLUSTER_DIR/dump_src.data.sql"
+# and the partitions keep their place and their security
+for q in "select count(*) from analytics.span_partitions()" \
+         "select string_agg(partition || ':' || coalesce(from_time::text, 'default'), ',' order by partition) from analytics.span_partitions()" \
+         "select count(*) from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'analytics.llm_traces'::regclass and c.relrowsecurity and c.relforcerowsecurity and (select count(*) from pg_policy p where p.polrelid = c.oid) = 4" \
+         "select string_agg(c.relname || ':' || (select count(*) from pg_index x where x.indrelid = c.oid), ',' order by c.relname) from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'analytics.llm_traces'::regclass"; do
+    [ "$(psql -X -At -d dump_src -c "$q")" = "$(psql -X -At -d dump_dst -c "$q")" ] || { echo "partitions differ after restore: $q"; exit 1; }
+done
 for t in rate_limit_state cache_entries cache_writes cache_events cache_counters; do
     if grep -q "COPY analytics.$t " "$CLUSTER_DIR/dump_src.data.sql"; then echo "$t was dumped"; exit 1; fi
 done

@@ -75,7 +75,14 @@ for prev in $released; do
     # 2 and 3. schemas: fresh installs against updated ones
     fresh_db up_fresh_cur;  sql -d up_fresh_cur  -c "create extension analytics_ext"
     fresh_db up_fresh_prev; sql -d up_fresh_prev -c "create extension analytics_ext version '$prev'"
-    echo "ok: version $prev created with the current shared library"
+    # ...and it writes that version's tables (0.1.0: the unpartitioned llm_traces, ON CONFLICT on its unique key)
+    sql -d up_fresh_prev -c "select set_config('request.jwt.claims', '{\"sub\":\"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\"}', false)" \
+        -c "select analytics.ingest_spans('[{\"trace_id\":\"t\",\"span_id\":\"s\",\"name\":\"first\",\"start_time\":\"2026-11-20T09:00:00Z\"}]')" \
+        -c "select analytics.ingest_spans('[{\"trace_id\":\"t\",\"span_id\":\"s\",\"name\":\"again\",\"start_time\":\"2026-11-20T09:00:00Z\"}]')" > /dev/null
+    [ "$(sql -d up_fresh_prev -c "select count(*) || ' ' || min(name) from analytics.llm_traces")" = "1 again" ] \
+        || { echo "FAIL: ingest through $prev's SQL with the current library"; exit 1; }
+    sql -d up_fresh_prev -c "delete from analytics.llm_traces"
+    echo "ok: version $prev created with the current shared library, and its ingest stores and re-sends a span"
     fresh_db up_updated;    sql -d up_updated    -c "create extension analytics_ext version '$prev'" \
                                                  -c "alter extension analytics_ext update to '$current'"
     fresh_db up_downgraded; sql -d up_downgraded -c "create extension analytics_ext" \
@@ -96,6 +103,13 @@ for prev in $released; do
     for step in "$current" "$prev" "$current"; do
         sql -d up_data -c "alter extension analytics_ext update to '$step'"
         [ "$(sql -d up_data -c "select extversion from pg_extension where extname = 'analytics_ext'")" = "$step" ]
+        if [ "$step" = "$current" ]; then
+            # the spans copied into the default partition move into monthly partitions of their own (the next
+            # downgrade then reads them from several partitions)
+            sql -d up_data -c "select count(*) from analytics.maintain_span_partitions(as_of => '2026-11-20')" > /dev/null
+            parts=$(sql -d up_data -c "select count(*) from analytics.span_partitions() where from_time is not null")
+            [ "$parts" -gt 0 ] || { echo "FAIL: maintenance made no partition"; exit 1; }
+        fi
         rows_of up_data > "$work/rows_all.txt"
         # the tables of the released version keep their rows; tables it lacks start empty
         awk 'NR == FNR { old[$1] = 1; next } ($1 in old) { print; next } $2 != 0 { print "FAIL: new table " $1 " has rows" }' \

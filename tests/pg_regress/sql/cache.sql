@@ -245,5 +245,5 @@ reset role;
 select c.relname, count(t.tgname) as cache_triggers
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 left join pg_trigger t on t.tgrelid = c.oid and t.tgfoid = 'analytics._cache_note_writes()'::regprocedure
-where n.nspname = 'analytics' and c.relkind = 'r'
+where n.nspname = 'analytics' and c.relkind in ('r', 'p')
 group by 1 order by 1;

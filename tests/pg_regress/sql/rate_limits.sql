@@ -58,7 +58,7 @@ select used, remaining, reset_at from analytics.rate_limit_status() where action
 reset role;
 create temp table before_reject as
 select c.relname, (xpath('/row/c/text()', query_to_xml(format('select count(*) as c from analytics.%I', c.relname), false, false, '')))[1]::text as n
-from pg_class c join pg_namespace s on s.oid = c.relnamespace where s.nspname = 'analytics' and c.relkind = 'r';
+from pg_class c join pg_namespace s on s.oid = c.relnamespace where s.nspname = 'analytics' and c.relkind in ('r', 'p');
 create temp table state_before as select * from analytics.rate_limit_state;
 set role authenticated;
 select jsonb_pretty(regress.call_at('2026-11-20 12:00:50+00',

@@ -5,19 +5,24 @@
 -- by its triggers on restore; and rate_limit_state: the limiter's UNLOGGED window), an index that leads with user_id.
 -- The cache_* tables (UNLOGGED) are neither forced nor dumped: no API role has any privilege on them, and the
 -- SECURITY DEFINER functions that reach them filter by the JWT's owner themselves (sql/041_cache.sql).
+-- llm_traces is partitioned: it has no rows of its own to dump, its partitions are (tests/pg_regress/sql/partitions.sql
+-- checks their security).
 select c.relname,
        c.relrowsecurity as rls,
        c.relforcerowsecurity as forced,
        c.oid = any (e.extconfig) as dumped,
-       exists (select 1 from pg_index i
+       -- (a partitioned table: every partition has one; the parent has no index of its own)
+       (select bool_and(exists (select 1 from pg_index i
                join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
-               where i.indrelid = c.oid and i.indkey[0] <> 0 and a.attname = 'user_id' and
-                     (select amname from pg_am where oid = (select relam from pg_class where oid = i.indexrelid)) = 'btree')
+               where i.indrelid = r.oid and i.indkey[0] <> 0 and a.attname = 'user_id' and
+                     (select amname from pg_am where oid = (select relam from pg_class where oid = i.indexrelid)) = 'btree'))
+        from (select c.oid where c.relkind = 'r' union all
+              select h.inhrelid from pg_inherits h where h.inhparent = c.oid and c.relkind = 'p') r)
            as user_id_index
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 cross join (select extconfig from pg_extension where extname = 'analytics_ext') e
-where n.nspname = 'analytics' and c.relkind = 'r'
+where n.nspname = 'analytics' and c.relkind in ('r', 'p')
 order by 1;
 
 -- every table: exactly one policy per command, for every role, permissive
@@ -60,7 +65,7 @@ select c.relname,
          and has_table_privilege('authenticated', c.oid, 'update') and has_table_privilege('authenticated', c.oid, 'delete') as authenticated,
        has_table_privilege('service_role', c.oid, 'select') and has_table_privilege('service_role', c.oid, 'delete') as service_role
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where n.nspname = 'analytics' and c.relkind = 'r'
+where n.nspname = 'analytics' and c.relkind in ('r', 'p')
 order by 1;
 
 -- how every function is declared (volatility i/s/v, strict, parallel s/r/u, security definer), for review

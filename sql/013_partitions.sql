@@ -1,0 +1,297 @@
+-- Time partitions of analytics.llm_traces (range by start_time), where they live, how they are secured, made ahead,
+-- dropped, and how the writers keep one row per span across them. docs/operations.md#partitions.
+--
+-- Why our own few functions rather than pg_partman: Debian 12 ships pg_partman 4.x and Supabase 5.x, whose APIs and
+-- catalogs differ (create_parent's arguments, run_maintenance's procedure, the part_config columns); partitions must
+-- get this extension's row-level security (a partition queried directly bypasses the parent's policies), and moving
+-- rows out of the default partition must respect the one-row-per-span rule. What is needed here is four functions.
+--
+-- Partitions live in the schema analytics_partitions, on which API roles have no privilege (PostgREST cannot expose
+-- what its roles cannot use), and each one still has row-level security enabled and forced with the parent's
+-- policies and no grants, so a DBA's stray GRANT shows an owner only their own rows.
+
+CREATE SCHEMA analytics_partitions;
+REVOKE ALL ON SCHEMA analytics_partitions FROM PUBLIC;
+COMMENT ON SCHEMA analytics_partitions IS
+'Partitions of analytics.llm_traces, made and dropped by analytics.maintain_span_partitions(). Not for API roles: query analytics.llm_traces.';
+
+-- Row-level security of one partition, the same as the parent's (tests/pg_regress/sql/partitions.sql compares them).
+CREATE FUNCTION analytics._secure_span_partition(part regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    r text;
+begin
+    execute format('alter table %s enable row level security', part);
+    execute format('alter table %s force row level security', part);
+    execute format('create policy llm_traces_select_own on %s for select using (user_id = (select analytics.current_user_id()))', part);
+    execute format('create policy llm_traces_insert_own on %s for insert with check (user_id = (select analytics.current_user_id()))', part);
+    execute format('create policy llm_traces_update_own on %s for update using (user_id = (select analytics.current_user_id()))'
+                   ' with check (user_id = (select analytics.current_user_id()))', part);
+    execute format('create policy llm_traces_delete_own on %s for delete using (user_id = (select analytics.current_user_id()))', part);
+    execute format('revoke all on %s from public', part);
+    foreach r in array array['anon', 'authenticated', 'service_role'] loop
+        if exists (select 1 from pg_catalog.pg_roles where rolname = r) then
+            execute format('revoke all on %s from %I', part, r);
+        end if;
+    end loop;
+end
+$$;
+COMMENT ON FUNCTION analytics._secure_span_partition(regclass) IS
+'Gives a partition of analytics.llm_traces the parent''s row-level security (enabled, forced, one policy per command) and no privileges for API roles. Internal.';
+
+-- The indexes of every partition (named after it). The unique one serves "all spans of a trace" and keeps one row
+-- per span within the partition; the next one tree walks; trace_time where a trace's stored spans are (ingest
+-- searches only those partitions for the spans of a batch); the rest the filters of search_spans and trace_metrics.
+CREATE FUNCTION analytics._index_span_partition(part regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    n text := (select c.relname from pg_catalog.pg_class c where c.oid = part);
+begin
+    execute format('create unique index %I on %s (user_id, trace_id, span_id)', n || '_span_key', part);
+    execute format('create index %I on %s (user_id, trace_id, parent_span_id)', n || '_trace_parent_idx', part);
+    execute format('create index %I on %s (user_id, trace_id, start_time)', n || '_trace_time_idx', part);
+    execute format('create index %I on %s (user_id, start_time desc, id desc)', n || '_start_idx', part);
+    execute format('create index %I on %s (user_id, conversation_id, start_time) where conversation_id is not null', n || '_conversation_idx', part);
+    execute format('create index %I on %s (user_id, session_id, start_time) where session_id is not null', n || '_session_idx', part);
+    execute format('create index %I on %s (user_id, message_id) where message_id is not null', n || '_message_idx', part);
+    execute format('create index %I on %s (user_id, model, start_time) where model is not null', n || '_model_idx', part);
+    execute format('create index %I on %s (user_id, operation_type, start_time)', n || '_operation_idx', part);
+    execute format('create index %I on %s (user_id, start_time) where status = ''error''', n || '_errors_idx', part);
+    execute format('create index %I on %s using gin (tags)', n || '_tags_idx', part);
+    execute format('create index %I on %s (user_id, duration_ms)', n || '_duration_idx', part);
+end
+$$;
+COMMENT ON FUNCTION analytics._index_span_partition(regclass) IS
+'Creates the indexes of a partition of analytics.llm_traces (the parent has none: sql/010_traces.sql says why). Internal.';
+
+-- The default partition: rows outside every time partition (backfills, clocks far ahead, a database where maintenance
+-- never ran) land here; analytics.maintain_span_partitions() moves them into partitions of their own.
+CREATE TABLE analytics_partitions.llm_traces_default PARTITION OF analytics.llm_traces DEFAULT;
+SELECT analytics._index_span_partition('analytics_partitions.llm_traces_default');
+SELECT analytics._secure_span_partition('analytics_partitions.llm_traces_default');
+SELECT pg_catalog.pg_extension_config_dump('analytics_partitions.llm_traces_default', '');
+
+-- ---- one row per span ------------------------------------------------------------------------------------------------
+-- The lock of (owner, trace) that every writer of spans takes, always in ascending key order (so writers of the same
+-- traces wait for each other instead of deadlocking). Batches with many traces take their owners' locks exclusively
+-- instead (at most max_trace_locks locks per call); every batch takes its owners' locks shared first.
+CREATE FUNCTION analytics._lock_traces(owners uuid[], trace_ids text[], max_trace_locks integer DEFAULT 64)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    k bigint;
+    n integer;
+    repeatable boolean := current_setting('transaction_isolation') <> 'read committed';
+    waited boolean := false;
+begin
+    select count(distinct (o, t)) into n from unnest(owners, trace_ids) as x(o, t);
+    -- owners: shared, or exclusive when the batch has too many traces for one lock each
+    for k in select distinct pg_catalog.hashtextextended(o::text, 1) from unnest(owners) as x(o) where o is not null order by 1 loop
+        if n > max_trace_locks then
+            if not pg_catalog.pg_try_advisory_xact_lock(k) then waited := true; perform pg_catalog.pg_advisory_xact_lock(k); end if;
+        else
+            if not pg_catalog.pg_try_advisory_xact_lock_shared(k) then waited := true; perform pg_catalog.pg_advisory_xact_lock_shared(k); end if;
+        end if;
+    end loop;
+    if n <= max_trace_locks then
+        for k in select distinct pg_catalog.hashtextextended(o::text || '/' || t, 2)
+                 from unnest(owners, trace_ids) as x(o, t) where o is not null order by 1 loop
+            if not pg_catalog.pg_try_advisory_xact_lock(k) then waited := true; perform pg_catalog.pg_advisory_xact_lock(k); end if;
+        end loop;
+    end if;
+    -- under REPEATABLE READ the snapshot predates what the other writer committed: retry rather than miss it
+    if waited and repeatable then
+        raise exception 'spans: another transaction wrote spans of the same traces concurrently; retry the call'
+            using errcode = '40001';
+    end if;
+end
+$$;
+COMMENT ON FUNCTION analytics._lock_traces(uuid[], text[], integer) IS
+'Takes the transaction locks under which a writer of spans checks that a span has one row: per (owner, trace) in ascending order, or per owner for batches of more than max_trace_locks traces. Internal.';
+
+-- INSERT and UPDATE by plain SQL (a PostgREST POST to the table, psql): the primary key includes start_time, so a
+-- second row of a span with another start_time is refused here. Ingest checks this itself (and says so with the
+-- transaction-local setting analytics.spans_checked, which only lets a session skip the check of its own rows).
+CREATE FUNCTION analytics._check_one_row_per_span() RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    dup record;
+begin
+    if current_setting('analytics.spans_checked', true) = 'on' then
+        return null;
+    end if;
+    perform analytics._lock_traces(array_agg(n.user_id), array_agg(n.trace_id)) from new_rows n;
+    select t.trace_id, t.span_id, t.start_time into dup
+    from new_rows n
+    join analytics.llm_traces t
+      on t.user_id = n.user_id and t.trace_id = n.trace_id and t.span_id = n.span_id and t.start_time <> n.start_time
+    limit 1;
+    if found then
+        raise exception 'span: trace_id %, span_id % is already stored with start_time %', dup.trace_id, dup.span_id, dup.start_time
+            using errcode = '23505',
+                  hint = 'Re-send it through analytics.ingest_spans (which moves a span whose start_time changed), or UPDATE its start_time.';
+    end if;
+    return null;
+end
+$$;
+COMMENT ON FUNCTION analytics._check_one_row_per_span() IS
+'Statement trigger of analytics.llm_traces: raises 23505 when an INSERT or UPDATE leaves a span (user_id, trace_id, span_id) with rows of two start times. Internal.';
+
+CREATE TRIGGER llm_traces_one_row_per_span_insert AFTER INSERT ON analytics.llm_traces
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._check_one_row_per_span();
+CREATE TRIGGER llm_traces_one_row_per_span_update AFTER UPDATE ON analytics.llm_traces
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._check_one_row_per_span();
+
+-- ---- the partitions ----------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.span_partitions()
+RETURNS TABLE (partition text, from_time timestamptz, to_time timestamptz, spans_estimate bigint, bytes bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+begin
+    return query
+    select c.oid::regclass::text,
+           (regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'))[1]::timestamptz,
+           (regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz,
+           greatest(c.reltuples, 0)::bigint,
+           pg_catalog.pg_total_relation_size(c.oid)
+    from pg_catalog.pg_inherits i
+    join pg_catalog.pg_class c on c.oid = i.inhrelid
+    where i.inhparent = 'analytics.llm_traces'::regclass
+    order by 2 nulls last;
+end
+$$;
+COMMENT ON FUNCTION analytics.span_partitions() IS
+$$The partitions of analytics.llm_traces: name, time range [from_time, to_time) (NULL for the default partition, which holds spans outside every range), estimated rows (as of the last ANALYZE) and total bytes with indexes and TOAST. For the DBA.
+Example: select partition, from_time, to_time from analytics.span_partitions();$$;
+
+CREATE FUNCTION analytics.maintain_span_partitions(
+    period   text        DEFAULT 'month',
+    premake  integer     DEFAULT 3,
+    retain   interval    DEFAULT NULL,
+    as_of    timestamptz DEFAULT now()
+) RETURNS TABLE (action text, partition text, from_time timestamptz, to_time timestamptz, spans bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+SET TimeZone = 'UTC'
+AS $$
+declare
+    step interval;
+    cutoff timestamptz;
+    period_start timestamptz;
+    lo timestamptz;
+    hi timestamptz;
+    p record;
+    moved bigint;
+    name text;
+    cols text;
+    cache_cleared boolean := false;
+begin
+    if period is null or period not in ('day', 'week', 'month') then
+        raise exception 'period: must be day, week or month, got %', coalesce(period, 'NULL') using errcode = '22023';
+    end if;
+    if premake is null or premake < 0 or premake > 366 then
+        raise exception 'premake: must be between 0 and 366 periods, got %', coalesce(premake::text, 'NULL') using errcode = '22023';
+    end if;
+    if retain is not null and retain <= interval '0' then
+        raise exception 'retain: must be a positive interval or NULL (keep every partition), got %', retain using errcode = '22023';
+    end if;
+    if as_of is null or not isfinite(as_of) then
+        raise exception 'as_of: must be a finite time, got %', coalesce(as_of::text, 'NULL') using errcode = '22023';
+    end if;
+    -- the partitions' owner, seeing every owner's rows (it moves them between partitions)
+    if not pg_catalog.pg_has_role(current_user, (select c.relowner from pg_catalog.pg_class c where c.oid = 'analytics.llm_traces'::regclass), 'USAGE')
+       or not exists (select 1 from pg_catalog.pg_roles r where r.rolname = current_user and (r.rolsuper or r.rolbypassrls)) then
+        raise exception 'maintain_span_partitions: only the owner of analytics.llm_traces with BYPASSRLS or superuser (the DBA, or a pg_cron job of theirs) may create and drop partitions'
+            using errcode = '42501';
+    end if;
+    step := ('1 ' || period)::interval;
+    cutoff := case when retain is null then null else as_of - retain end;
+    select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into cols
+    from pg_catalog.pg_attribute a
+    where a.attrelid = 'analytics.llm_traces'::regclass and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';
+
+    -- 1. drop the partitions that end at or before the cutoff (a metadata operation: no row is read; the count of
+    --    spans reported is the planner's estimate)
+    if cutoff is not null then
+        for p in select s.partition, s.from_time, s.to_time, s.spans_estimate from analytics.span_partitions() s
+                 where s.to_time is not null and s.to_time <= cutoff order by s.from_time loop
+            if not cache_cleared then
+                -- cached results may include these spans: as after a TRUNCATE, every owner's entries become stale
+                insert into analytics.cache_writes (user_id, xid)
+                values ('00000000-0000-0000-0000-000000000000', pg_catalog.pg_current_xact_id()) on conflict do nothing;
+                cache_cleared := true;
+            end if;
+            execute format('drop table %s', p.partition);
+            return query select 'dropped'::text, p.partition, p.from_time, p.to_time, p.spans_estimate;
+        end loop;
+        -- spans of the default partition that started before the cutoff are deleted (row by row: they are few)
+        delete from analytics_partitions.llm_traces_default d where d.start_time < cutoff;
+        get diagnostics moved = row_count;
+        if moved > 0 then
+            insert into analytics.cache_writes (user_id, xid)
+            values ('00000000-0000-0000-0000-000000000000', pg_catalog.pg_current_xact_id()) on conflict do nothing;
+            return query select 'deleted'::text, 'analytics_partitions.llm_traces_default'::text, null::timestamptz, cutoff, moved;
+        end if;
+    end if;
+
+    -- 2. the periods to cover: from the one holding as_of to premake ahead, and every period with rows in the
+    --    default partition (oldest first); a partition is made for each gap the existing partitions leave in them
+    for period_start in
+        select g from generate_series(date_trunc(period, as_of), date_trunc(period, as_of) + step * premake, step) g
+        union
+        select distinct date_trunc(period, d.start_time) from analytics_partitions.llm_traces_default d
+        where cutoff is null or d.start_time >= cutoff
+        order by 1
+    loop
+        lo := period_start;
+        while lo < period_start + step loop
+            -- the next gap: past every partition that covers lo, up to the next partition's start
+            loop
+                select max(s.to_time) into hi from analytics.span_partitions() s where s.from_time <= lo and s.to_time > lo;
+                exit when hi is null;
+                lo := hi;
+            end loop;
+            exit when lo >= period_start + step;
+            select least(period_start + step, min(s.from_time)) into hi
+            from analytics.span_partitions() s where s.from_time > lo and s.from_time < period_start + step;
+            name := 'llm_traces_p' || to_char(lo, 'YYYYMMDD') || case when lo <> date_trunc('day', lo) then to_char(lo, '"_"HH24MISS') else '' end;
+            -- a table of its own, filled from the default partition, indexed, checked, then attached (attaching takes a
+            -- weaker lock on analytics.llm_traces than CREATE TABLE ... PARTITION OF, and with the CHECK reads no row)
+            execute format('create table analytics_partitions.%I (like analytics.llm_traces including defaults including constraints including generated including storage including compression)', name);
+            perform analytics._secure_span_partition(format('analytics_partitions.%I', name)::regclass);
+            execute format('insert into analytics_partitions.%I (%s) select %s from analytics_partitions.llm_traces_default '
+                           'where start_time >= $1 and start_time < $2', name, cols, cols) using lo, hi;
+            get diagnostics moved = row_count;
+            if moved > 0 then
+                delete from analytics_partitions.llm_traces_default d where d.start_time >= lo and d.start_time < hi;
+            end if;
+            perform analytics._index_span_partition(format('analytics_partitions.%I', name)::regclass);
+            execute format('alter table analytics_partitions.%I add constraint %I check (start_time >= %L and start_time < %L)',
+                           name, name || '_range', lo, hi);
+            execute format('alter table analytics.llm_traces attach partition analytics_partitions.%I for values from (%L) to (%L)',
+                           name, lo, hi);
+            execute format('alter table analytics_partitions.%I drop constraint %I', name, name || '_range');
+            return query select 'created'::text, 'analytics_partitions.' || quote_ident(name), lo, hi, moved;
+            lo := hi;
+        end loop;
+    end loop;
+
+    -- 3. each owner's retention policy (analytics.retention_policies), on top of the partitions dropped above
+    return query
+    select 'retention'::text, r.user_id::text, null::timestamptz, as_of - make_interval(days => r.keep_days), r.spans_deleted
+    from analytics.apply_retention(null, as_of) r
+    where r.spans_deleted > 0;
+end
+$$;
+COMMENT ON FUNCTION analytics.maintain_span_partitions(text, integer, interval, timestamptz) IS
+$$Partition maintenance of analytics.llm_traces, for a pg_cron job of the DBA: drops the partitions that end more than retain before as_of (NULL: none), creates the partitions of the period holding as_of and premake periods ahead (period: day, week or month, UTC boundaries), moves spans of the default partition into partitions of their own, and applies each owner's retention policy. New partitions get the parent's row-level security. Returns one row per action: dropped, deleted (from the default partition), created (with the spans moved in), retention (per owner).
+Example: select * from analytics.maintain_span_partitions(period => 'month', premake => 3, retain => '13 months');$$;
