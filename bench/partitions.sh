@@ -112,8 +112,8 @@ echo
 echo "median ms (runs alternate between the databases; ratio = partitioned / unpartitioned)"
 psql -X -q -v ON_ERROR_STOP=1 -P footer=off -d "$db" -c "create temp table r (seq serial, name text, partitioned double precision, unpartitioned double precision)" \
     -c "\\copy r (name, partitioned, unpartitioned) from '$results' with (format csv, delimiter '|')" \
-    -c "select name as benchmark, round(percentile_cont(0.5) within group (order by partitioned)::numeric, 1) as partitioned_ms,
-               round(percentile_cont(0.5) within group (order by unpartitioned)::numeric, 1) as unpartitioned_ms,
+    -c "select name as benchmark, round(percentile_cont(0.5) within group (order by partitioned)::numeric, 3) as partitioned_ms,
+               round(percentile_cont(0.5) within group (order by unpartitioned)::numeric, 3) as unpartitioned_ms,
                round((percentile_cont(0.5) within group (order by partitioned) / percentile_cont(0.5) within group (order by unpartitioned))::numeric, 3) as ratio
         from r group by name order by min(seq)"
 rm -f "$results"

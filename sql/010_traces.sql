@@ -90,7 +90,7 @@ CREATE TRIGGER llm_traces_touch_updated_at BEFORE UPDATE ON analytics.llm_traces
 -- Model prices: how ingest computes cost_usd for spans that arrive without one (tokens x price). Owner-scoped like
 -- every table: each account keeps the prices it pays.
 CREATE TABLE analytics.model_prices (
-    id                       uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id                       uuid NOT NULL DEFAULT gen_random_uuid(),
     user_id                  uuid NOT NULL DEFAULT analytics.current_user_id(),
     -- an exact model name ('gpt-4o-2024-08-06') or a prefix ending in '*' ('gpt-4o*')
     model                    text NOT NULL,
@@ -105,6 +105,7 @@ CREATE TABLE analytics.model_prices (
     effective_from           timestamptz NOT NULL DEFAULT '-infinity',
     created_at               timestamptz NOT NULL DEFAULT now(),
 
+    CONSTRAINT model_prices_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT model_prices_key UNIQUE NULLS NOT DISTINCT (user_id, model, provider, effective_from),
     CONSTRAINT model_prices_model_check CHECK (length(model) BETWEEN 1 AND 256 AND model <> '*'),
     CONSTRAINT model_prices_non_negative CHECK (

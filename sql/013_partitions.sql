@@ -115,9 +115,10 @@ $$;
 COMMENT ON FUNCTION analytics._lock_traces(uuid[], text[], integer) IS
 'Takes the transaction locks under which a writer of spans checks that a span has one row: per (owner, trace) in ascending order, or per owner for batches of more than max_trace_locks traces. Internal.';
 
--- INSERT and UPDATE by plain SQL (a PostgREST POST to the table, psql): the primary key includes start_time, so a
--- second row of a span with another start_time is refused here. Ingest checks this itself (and says so with the
--- transaction-local setting analytics.spans_checked, which only lets a session skip the check of its own rows).
+-- INSERT and UPDATE by plain SQL (a PostgREST POST to the table, psql): a partition's unique index refuses a second
+-- row of a span in that partition; a second row in another partition (another start_time) is refused here. Ingest
+-- checks this itself (and says so with the transaction-local setting analytics.spans_checked, which only lets a
+-- session skip the check of its own rows).
 CREATE FUNCTION analytics._check_one_row_per_span() RETURNS trigger
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''

@@ -4,9 +4,13 @@
 -- Child tables carry the owner too and reference their parent through (id, user_id), so a row can only ever hang off
 -- a parent of the same owner: a user who guesses another user's experiment id gets a foreign-key error that is the
 -- same whether or not that experiment exists.
+--
+-- Every primary, unique and foreign key includes user_id, so that each table can be distributed by user_id
+-- (Citus: docs/scaling.md; tests/pg_regress/sql/distribution_keys.sql checks the catalog). The keys lead with the
+-- column they are looked up by (id, experiment_id): user_id rides along.
 
 CREATE TABLE analytics.ab_experiments (
-    id                 uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id                 uuid NOT NULL DEFAULT gen_random_uuid(),
     user_id            uuid NOT NULL DEFAULT analytics.current_user_id(),
     key                text NOT NULL,
     name               text NOT NULL,
@@ -27,8 +31,8 @@ CREATE TABLE analytics.ab_experiments (
     created_at         timestamptz NOT NULL DEFAULT now(),
     updated_at         timestamptz NOT NULL DEFAULT now(),
 
+    CONSTRAINT ab_experiments_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT ab_experiments_key_per_owner UNIQUE (user_id, key),
-    CONSTRAINT ab_experiments_id_owner UNIQUE (id, user_id),
     CONSTRAINT ab_experiments_key_check CHECK (length(key) BETWEEN 1 AND 200),
     CONSTRAINT ab_experiments_name_check CHECK (length(name) BETWEEN 1 AND 1000),
     CONSTRAINT ab_experiments_status_check CHECK (status IN ('draft', 'running', 'paused', 'completed', 'archived')),
@@ -48,7 +52,7 @@ CREATE TRIGGER ab_experiments_touch_updated_at BEFORE UPDATE ON analytics.ab_exp
     FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
 
 CREATE TABLE analytics.ab_experiment_variants (
-    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id            uuid NOT NULL DEFAULT gen_random_uuid(),
     user_id       uuid NOT NULL DEFAULT analytics.current_user_id(),
     experiment_id uuid NOT NULL,
     key           text NOT NULL,
@@ -60,11 +64,12 @@ CREATE TABLE analytics.ab_experiment_variants (
     payload       jsonb,
     created_at    timestamptz NOT NULL DEFAULT now(),
 
+    CONSTRAINT ab_experiment_variants_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT ab_experiment_variants_experiment_fk FOREIGN KEY (experiment_id, user_id)
         REFERENCES analytics.ab_experiments (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
-    CONSTRAINT ab_experiment_variants_key_per_experiment UNIQUE (experiment_id, key),
-    CONSTRAINT ab_experiment_variants_position_per_experiment UNIQUE (experiment_id, position),
-    CONSTRAINT ab_experiment_variants_id_experiment UNIQUE (id, experiment_id),
+    CONSTRAINT ab_experiment_variants_key_per_experiment UNIQUE (experiment_id, key, user_id),
+    CONSTRAINT ab_experiment_variants_position_per_experiment UNIQUE (experiment_id, position, user_id),
+    CONSTRAINT ab_experiment_variants_id_experiment UNIQUE (id, experiment_id, user_id),
     CONSTRAINT ab_experiment_variants_key_check CHECK (length(key) BETWEEN 1 AND 200),
     CONSTRAINT ab_experiment_variants_position_check CHECK (position >= 0),
     CONSTRAINT ab_experiment_variants_weight_check CHECK (weight >= 0 AND weight <= 1)
@@ -74,12 +79,12 @@ COMMENT ON TABLE analytics.ab_experiment_variants IS
 'Variants (arms) of an experiment, with their traffic weight in [0, 1] and at most one control.';
 
 -- At most one control per experiment; "exactly one" is enforced when an experiment is created or started.
-CREATE UNIQUE INDEX ab_experiment_variants_one_control ON analytics.ab_experiment_variants (experiment_id)
+CREATE UNIQUE INDEX ab_experiment_variants_one_control ON analytics.ab_experiment_variants (experiment_id, user_id)
     WHERE is_control;
 CREATE INDEX ab_experiment_variants_user_idx ON analytics.ab_experiment_variants (user_id, experiment_id);
 
 CREATE TABLE analytics.ab_experiment_assignments (
-    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id            uuid NOT NULL DEFAULT gen_random_uuid(),
     user_id       uuid NOT NULL DEFAULT analytics.current_user_id(),
     experiment_id uuid NOT NULL,
     variant_id    uuid NOT NULL,
@@ -88,13 +93,14 @@ CREATE TABLE analytics.ab_experiment_assignments (
     hash_value    double precision,
     assigned_at   timestamptz NOT NULL DEFAULT now(),
 
+    CONSTRAINT ab_experiment_assignments_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT ab_experiment_assignments_experiment_fk FOREIGN KEY (experiment_id, user_id)
         REFERENCES analytics.ab_experiments (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
     -- NO ACTION (checked at the end of the statement): deleting an experiment removes its assignments and variants
     -- together, while deleting a variant that still has assignments is refused.
-    CONSTRAINT ab_experiment_assignments_variant_fk FOREIGN KEY (variant_id, experiment_id)
-        REFERENCES analytics.ab_experiment_variants (id, experiment_id) ON DELETE NO ACTION,
-    CONSTRAINT ab_experiment_assignments_unit_per_phase UNIQUE (experiment_id, unit_id, phase),
+    CONSTRAINT ab_experiment_assignments_variant_fk FOREIGN KEY (variant_id, experiment_id, user_id)
+        REFERENCES analytics.ab_experiment_variants (id, experiment_id, user_id) ON DELETE NO ACTION,
+    CONSTRAINT ab_experiment_assignments_unit_per_phase UNIQUE (experiment_id, unit_id, phase, user_id),
     CONSTRAINT ab_experiment_assignments_unit_id_check CHECK (length(unit_id) BETWEEN 1 AND 256),
     CONSTRAINT ab_experiment_assignments_phase_check CHECK (phase >= 0),
     CONSTRAINT ab_experiment_assignments_hash_value_check CHECK (hash_value >= 0 AND hash_value <= 1)
@@ -110,7 +116,7 @@ CREATE INDEX ab_experiment_assignments_user_unit_idx ON analytics.ab_experiment_
 CREATE INDEX ab_experiment_assignments_variant_idx ON analytics.ab_experiment_assignments (variant_id, experiment_id);
 
 CREATE TABLE analytics.ab_experiment_events (
-    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id            uuid NOT NULL DEFAULT gen_random_uuid(),
     user_id       uuid NOT NULL DEFAULT analytics.current_user_id(),
     -- NULL: an event of a unit that applies to every experiment the unit is assigned to.
     experiment_id uuid,
@@ -121,6 +127,7 @@ CREATE TABLE analytics.ab_experiment_events (
     properties    jsonb NOT NULL DEFAULT '{}'::jsonb,
     created_at    timestamptz NOT NULL DEFAULT now(),
 
+    CONSTRAINT ab_experiment_events_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT ab_experiment_events_experiment_fk FOREIGN KEY (experiment_id, user_id)
         REFERENCES analytics.ab_experiments (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
     CONSTRAINT ab_experiment_events_unit_id_check CHECK (length(unit_id) BETWEEN 1 AND 256),

@@ -107,7 +107,7 @@ begin
            coalesce((e.value->>'is_control')::boolean, controls = 0 and e.ordinality = 1),
            e.value->'payload'
     from jsonb_array_elements(variants) with ordinality e
-    on conflict (experiment_id, key) do update set
+    on conflict (experiment_id, key, user_id) do update set
         name = excluded.name, position = excluded.position, weight = excluded.weight,
         is_control = excluded.is_control, payload = excluded.payload;
     if (select count(*) from analytics.ab_experiment_variants where experiment_id = experiment.id) <> n then
@@ -180,7 +180,7 @@ begin
         status = target,
         started_at = case when target = 'running' then coalesce(x.started_at, now()) else x.started_at end,
         ended_at = case when target in ('completed') then now() else x.ended_at end
-    where x.id = e.id
+    where x.id = e.id and x.user_id = e.user_id
     returning * into e;
     return e;
 end
@@ -214,7 +214,7 @@ begin
         raise exception 'winner: "%" is not a variant of experiment "%"', winner, experiment_key using errcode = '22023';
     end if;
     e := analytics._transition(experiment_key, 'complete_experiment', '{running,paused}', 'completed');
-    update analytics.ab_experiments x set winner_variant_key = winner where x.id = e.id returning * into e;
+    update analytics.ab_experiments x set winner_variant_key = winner where x.id = e.id and x.user_id = e.user_id returning * into e;
     return e;
 end
 $$;
@@ -239,7 +239,7 @@ begin
     end if;
     perform analytics._set_variants(e, variants);
     if e.status in ('running', 'paused') then
-        update analytics.ab_experiments x set phase = x.phase + 1 where x.id = e.id returning * into e;
+        update analytics.ab_experiments x set phase = x.phase + 1 where x.id = e.id and x.user_id = e.user_id returning * into e;
     end if;
     return e;
 end
@@ -282,8 +282,8 @@ begin
       into result.in_experiment, result.variant_key, result.variation, result.is_control, result.payload,
            result.hash_value, result.assigned_at, result.stored
     from analytics.ab_experiment_assignments a
-    join analytics.ab_experiment_variants v on v.id = a.variant_id
-    where a.experiment_id = e.id and a.unit_id = _assignment.unit_id and a.phase = e.phase;
+    join analytics.ab_experiment_variants v on v.id = a.variant_id and v.user_id = a.user_id
+    where a.experiment_id = e.id and a.user_id = e.user_id and a.unit_id = _assignment.unit_id and a.phase = e.phase;
     if found then
         return result;
     end if;

@@ -21,7 +21,7 @@
 -- rebuilds it through the triggers, and analytics.rebuild_experiment_totals() rebuilds it on demand.
 
 CREATE TABLE analytics.ab_experiment_unit_totals (
-    assignment_id uuid NOT NULL REFERENCES analytics.ab_experiment_assignments (id) ON DELETE CASCADE,
+    assignment_id uuid NOT NULL,
     metric        text NOT NULL,
     user_id       uuid NOT NULL,
     experiment_id uuid NOT NULL,
@@ -29,7 +29,9 @@ CREATE TABLE analytics.ab_experiment_unit_totals (
     variant_id    uuid NOT NULL,
     events        bigint NOT NULL,
     total         double precision NOT NULL,
-    PRIMARY KEY (assignment_id, metric),
+    CONSTRAINT ab_experiment_unit_totals_pkey PRIMARY KEY (assignment_id, metric, user_id),
+    CONSTRAINT ab_experiment_unit_totals_assignment_id_fkey FOREIGN KEY (assignment_id, user_id)
+        REFERENCES analytics.ab_experiment_assignments (id, user_id) ON DELETE CASCADE,
     CONSTRAINT ab_experiment_unit_totals_events_positive CHECK (events > 0)
 );
 
@@ -79,21 +81,21 @@ begin
             perform analytics._lock_unit_bucket(b, false);
         end loop;
         with d as (
-            select a.id, o.metric, count(*) as events, sum(o.value) as total
+            select a.id, a.user_id, o.metric, count(*) as events, sum(o.value) as total
             from old_rows o
             join analytics.ab_experiment_assignments a
               on a.user_id = o.user_id and a.unit_id = o.unit_id
              and (o.experiment_id is null or a.experiment_id = o.experiment_id) and o.occurred_at >= a.assigned_at
-            group by a.id, o.metric
+            group by a.id, a.user_id, o.metric
         ), changed as (
             update analytics.ab_experiment_unit_totals t
                set events = t.events - d.events, total = t.total - d.total
               from d
-             where t.assignment_id = d.id and t.metric = d.metric and t.events > d.events
+             where t.assignment_id = d.id and t.user_id = d.user_id and t.metric = d.metric and t.events > d.events
         )
         delete from analytics.ab_experiment_unit_totals t
         using d
-        where t.assignment_id = d.id and t.metric = d.metric and t.events <= d.events;
+        where t.assignment_id = d.id and t.user_id = d.user_id and t.metric = d.metric and t.events <= d.events;
     end if;
     if tg_op in ('INSERT', 'UPDATE') then
         for b in select distinct analytics._unit_bucket(n.user_id, n.unit_id) from new_rows n order by 1 loop
@@ -106,8 +108,8 @@ begin
         join analytics.ab_experiment_assignments a
           on a.user_id = n.user_id and a.unit_id = n.unit_id
          and (n.experiment_id is null or a.experiment_id = n.experiment_id) and n.occurred_at >= a.assigned_at
-        group by a.id, n.metric
-        on conflict (assignment_id, metric) do update
+        group by a.id, a.user_id, n.metric
+        on conflict (assignment_id, metric, user_id) do update
            set events = t.events + excluded.events, total = t.total + excluded.total;
     end if;
     return null;
@@ -136,7 +138,7 @@ begin
         for b in select distinct analytics._unit_bucket(o.user_id, o.unit_id) from old_rows o order by 1 loop
             perform analytics._lock_unit_bucket(b, true);
         end loop;
-        delete from analytics.ab_experiment_unit_totals t using old_rows o where t.assignment_id = o.id;
+        delete from analytics.ab_experiment_unit_totals t using old_rows o where t.assignment_id = o.id and t.user_id = o.user_id;
     end if;
     for b in select distinct analytics._unit_bucket(n.user_id, n.unit_id) from new_rows n order by 1 loop
         perform analytics._lock_unit_bucket(b, true);
@@ -149,7 +151,7 @@ begin
       on ev.user_id = a.user_id and ev.unit_id = a.unit_id
      and (ev.experiment_id is null or ev.experiment_id = a.experiment_id) and ev.occurred_at >= a.assigned_at
     group by a.id, a.user_id, a.experiment_id, a.phase, a.variant_id, ev.metric
-    on conflict (assignment_id, metric) do update
+    on conflict (assignment_id, metric, user_id) do update
        set events = excluded.events, total = excluded.total;
     return null;
 end
@@ -177,7 +179,7 @@ begin
     join analytics.ab_experiment_events ev
       on ev.user_id = a.user_id and ev.unit_id = a.unit_id
      and (ev.experiment_id is null or ev.experiment_id = a.experiment_id) and ev.occurred_at >= a.assigned_at
-    group by a.id, ev.metric;
+    group by a.id, a.user_id, ev.metric;
     get diagnostics n = row_count;
     return n;
 end

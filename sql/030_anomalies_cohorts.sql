@@ -2,7 +2,7 @@
 -- (owner, metric, dimension, bucket, method), so re-running detection updates instead of duplicating.
 
 CREATE TABLE analytics.anomaly_detections (
-    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id              uuid NOT NULL DEFAULT gen_random_uuid(),
     user_id         uuid NOT NULL DEFAULT analytics.current_user_id(),
     -- latency_p95, error_rate, cost, tokens, request_count, or a custom metric name
     metric          text NOT NULL,
@@ -25,6 +25,7 @@ CREATE TABLE analytics.anomaly_detections (
     resolved_at     timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT now(),
 
+    CONSTRAINT anomaly_detections_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT anomaly_detections_finding_key UNIQUE (user_id, metric, dimension, bucket_start, method),
     CONSTRAINT anomaly_detections_metric_check CHECK (metric ~ '^[a-z][a-z0-9_.]{0,99}$'),
     CONSTRAINT anomaly_detections_dimension_is_object CHECK (jsonb_typeof(dimension) = 'object'),
@@ -50,7 +51,7 @@ CREATE TRIGGER anomaly_detections_touch_updated_at BEFORE UPDATE ON analytics.an
 -- Cohorts: named sets of end users (units) of an account, for targeting and breakdowns.
 
 CREATE TABLE analytics.user_cohorts (
-    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id          uuid NOT NULL DEFAULT gen_random_uuid(),
     user_id     uuid NOT NULL DEFAULT analytics.current_user_id(),
     key         text NOT NULL,
     name        text NOT NULL,
@@ -60,8 +61,8 @@ CREATE TABLE analytics.user_cohorts (
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
 
+    CONSTRAINT user_cohorts_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT user_cohorts_key_per_owner UNIQUE (user_id, key),
-    CONSTRAINT user_cohorts_id_owner UNIQUE (id, user_id),
     CONSTRAINT user_cohorts_key_check CHECK (length(key) BETWEEN 1 AND 200),
     CONSTRAINT user_cohorts_name_check CHECK (length(name) BETWEEN 1 AND 1000),
     CONSTRAINT user_cohorts_definition_is_object CHECK (jsonb_typeof(definition) = 'object')
@@ -79,7 +80,7 @@ CREATE TABLE analytics.user_cohort_members (
     properties jsonb NOT NULL DEFAULT '{}'::jsonb,
     added_at   timestamptz NOT NULL DEFAULT now(),
 
-    CONSTRAINT user_cohort_members_pkey PRIMARY KEY (cohort_id, member_id),
+    CONSTRAINT user_cohort_members_pkey PRIMARY KEY (cohort_id, member_id, user_id),
     CONSTRAINT user_cohort_members_cohort_fk FOREIGN KEY (cohort_id, user_id)
         REFERENCES analytics.user_cohorts (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
     CONSTRAINT user_cohort_members_member_id_check CHECK (length(member_id) BETWEEN 1 AND 256),

@@ -4,6 +4,352 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- Keys that include user_id, undone ----------------------------------------------------------------------------
+ALTER TABLE analytics.ab_experiment_variants DROP CONSTRAINT ab_experiment_variants_experiment_fk;
+ALTER TABLE analytics.ab_experiment_assignments DROP CONSTRAINT ab_experiment_assignments_experiment_fk,
+    DROP CONSTRAINT ab_experiment_assignments_variant_fk;
+ALTER TABLE analytics.ab_experiment_events DROP CONSTRAINT ab_experiment_events_experiment_fk;
+ALTER TABLE analytics.ab_experiment_unit_totals DROP CONSTRAINT ab_experiment_unit_totals_assignment_id_fkey;
+ALTER TABLE analytics.user_cohort_members DROP CONSTRAINT user_cohort_members_cohort_fk;
+ALTER TABLE analytics.model_prices DROP CONSTRAINT model_prices_pkey, ADD CONSTRAINT model_prices_pkey PRIMARY KEY (id);
+ALTER TABLE analytics.ab_experiments DROP CONSTRAINT ab_experiments_pkey,
+    ADD CONSTRAINT ab_experiments_pkey PRIMARY KEY (id), ADD CONSTRAINT ab_experiments_id_owner UNIQUE (id, user_id);
+ALTER TABLE analytics.ab_experiment_variants DROP CONSTRAINT ab_experiment_variants_pkey,
+    DROP CONSTRAINT ab_experiment_variants_key_per_experiment, DROP CONSTRAINT ab_experiment_variants_position_per_experiment,
+    DROP CONSTRAINT ab_experiment_variants_id_experiment,
+    ADD CONSTRAINT ab_experiment_variants_pkey PRIMARY KEY (id),
+    ADD CONSTRAINT ab_experiment_variants_key_per_experiment UNIQUE (experiment_id, key),
+    ADD CONSTRAINT ab_experiment_variants_position_per_experiment UNIQUE (experiment_id, position),
+    ADD CONSTRAINT ab_experiment_variants_id_experiment UNIQUE (id, experiment_id);
+DROP INDEX analytics.ab_experiment_variants_one_control;
+CREATE UNIQUE INDEX ab_experiment_variants_one_control ON analytics.ab_experiment_variants (experiment_id) WHERE is_control;
+ALTER TABLE analytics.ab_experiment_assignments DROP CONSTRAINT ab_experiment_assignments_pkey,
+    DROP CONSTRAINT ab_experiment_assignments_unit_per_phase,
+    ADD CONSTRAINT ab_experiment_assignments_pkey PRIMARY KEY (id),
+    ADD CONSTRAINT ab_experiment_assignments_unit_per_phase UNIQUE (experiment_id, unit_id, phase);
+ALTER TABLE analytics.ab_experiment_events DROP CONSTRAINT ab_experiment_events_pkey, ADD CONSTRAINT ab_experiment_events_pkey PRIMARY KEY (id);
+ALTER TABLE analytics.ab_experiment_unit_totals DROP CONSTRAINT ab_experiment_unit_totals_pkey,
+    ADD CONSTRAINT ab_experiment_unit_totals_pkey PRIMARY KEY (assignment_id, metric);
+ALTER TABLE analytics.anomaly_detections DROP CONSTRAINT anomaly_detections_pkey, ADD CONSTRAINT anomaly_detections_pkey PRIMARY KEY (id);
+ALTER TABLE analytics.user_cohorts DROP CONSTRAINT user_cohorts_pkey,
+    ADD CONSTRAINT user_cohorts_pkey PRIMARY KEY (id), ADD CONSTRAINT user_cohorts_id_owner UNIQUE (id, user_id);
+ALTER TABLE analytics.user_cohort_members DROP CONSTRAINT user_cohort_members_pkey,
+    ADD CONSTRAINT user_cohort_members_pkey PRIMARY KEY (cohort_id, member_id);
+ALTER TABLE analytics.ab_experiment_variants ADD CONSTRAINT ab_experiment_variants_experiment_fk FOREIGN KEY (experiment_id, user_id)
+    REFERENCES analytics.ab_experiments (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE analytics.ab_experiment_assignments ADD CONSTRAINT ab_experiment_assignments_experiment_fk FOREIGN KEY (experiment_id, user_id)
+    REFERENCES analytics.ab_experiments (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE analytics.ab_experiment_assignments ADD CONSTRAINT ab_experiment_assignments_variant_fk FOREIGN KEY (variant_id, experiment_id)
+    REFERENCES analytics.ab_experiment_variants (id, experiment_id) ON DELETE NO ACTION;
+ALTER TABLE analytics.ab_experiment_events ADD CONSTRAINT ab_experiment_events_experiment_fk FOREIGN KEY (experiment_id, user_id)
+    REFERENCES analytics.ab_experiments (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE analytics.ab_experiment_unit_totals ADD CONSTRAINT ab_experiment_unit_totals_assignment_id_fkey FOREIGN KEY (assignment_id)
+    REFERENCES analytics.ab_experiment_assignments (id) ON DELETE CASCADE;
+ALTER TABLE analytics.user_cohort_members ADD CONSTRAINT user_cohort_members_cohort_fk FOREIGN KEY (cohort_id, user_id)
+    REFERENCES analytics.user_cohorts (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE;
+CREATE OR REPLACE FUNCTION analytics._set_variants(experiment analytics.ab_experiments, variants jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    n int;
+    total double precision;
+    controls int;
+    v record;
+begin
+    if variants is null or jsonb_typeof(variants) <> 'array' then
+        raise exception 'variants: must be a JSON array of {"key", "weight", "is_control", "name", "payload"} objects'
+            using errcode = '22023';
+    end if;
+    n := jsonb_array_length(variants);
+    if n < 2 then
+        raise exception 'variants: an experiment needs at least two variants, got %', n using errcode = '22023';
+    end if;
+    for v in select e.value, e.ordinality - 1 as i from jsonb_array_elements(variants) with ordinality e loop
+        if jsonb_typeof(v.value) <> 'object' or coalesce(v.value->>'key', '') = '' then
+            raise exception 'variants[%].key: is required', v.i using errcode = '22023';
+        end if;
+        if v.value ? 'weight' and (jsonb_typeof(v.value->'weight') <> 'number'
+                                   or (v.value->>'weight')::double precision < 0
+                                   or (v.value->>'weight')::double precision > 1) then
+            raise exception 'variants[%].weight: must be a number between 0 and 1, got %', v.i, v.value->'weight'
+                using errcode = '22023';
+        end if;
+        if v.value ? 'is_control' and jsonb_typeof(v.value->'is_control') <> 'boolean' then
+            raise exception 'variants[%].is_control: must be true or false', v.i using errcode = '22023';
+        end if;
+    end loop;
+    if (select count(distinct e->>'key') from jsonb_array_elements(variants) e) <> n then
+        raise exception 'variants: keys must be unique' using errcode = '22023';
+    end if;
+    controls := (select count(*) from jsonb_array_elements(variants) e where (e->>'is_control')::boolean);
+    if controls > 1 then
+        raise exception 'variants: exactly one variant can be the control, got %', controls using errcode = '22023';
+    end if;
+    if (select count(*) from jsonb_array_elements(variants) e where e ? 'weight') not in (0, n) then
+        raise exception 'variants: give every variant a weight, or none (equal weights)' using errcode = '22023';
+    end if;
+    total := (select sum((e->>'weight')::double precision) from jsonb_array_elements(variants) e);
+    if total is not null and abs(total - 1) > 1e-9 then
+        raise exception 'variants: weights must sum to 1, got %', total using errcode = '22023';
+    end if;
+
+    delete from analytics.ab_experiment_variants where experiment_id = experiment.id
+        and not exists (select 1 from analytics.ab_experiment_assignments a where a.variant_id = ab_experiment_variants.id);
+    -- variants with assignments are kept (history) and updated in place by key; first moved out of the way of the
+    -- unique positions and the single control
+    update analytics.ab_experiment_variants set position = position + 100000, is_control = false
+    where experiment_id = experiment.id;
+    insert into analytics.ab_experiment_variants as t (user_id, experiment_id, key, name, position, weight, is_control, payload)
+    select experiment.user_id, experiment.id, e.value->>'key', e.value->>'name', (e.ordinality - 1)::int,
+           coalesce((e.value->>'weight')::double precision, 1.0 / n),
+           coalesce((e.value->>'is_control')::boolean, controls = 0 and e.ordinality = 1),
+           e.value->'payload'
+    from jsonb_array_elements(variants) with ordinality e
+    on conflict (experiment_id, key) do update set
+        name = excluded.name, position = excluded.position, weight = excluded.weight,
+        is_control = excluded.is_control, payload = excluded.payload;
+    if (select count(*) from analytics.ab_experiment_variants where experiment_id = experiment.id) <> n then
+        raise exception 'variants: a variant that already has assignments cannot be removed; keep its key (with weight 0)'
+            using errcode = '55000';
+    end if;
+end
+$$;
+CREATE OR REPLACE FUNCTION analytics._transition(experiment_key text, action text, allowed_from text[], target text)
+RETURNS analytics.ab_experiments
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key, true);
+begin
+    if not e.status = any (allowed_from) then
+        raise exception 'experiment "%" is %; % needs it to be %', experiment_key, e.status, action,
+            array_to_string(allowed_from, ' or ') using errcode = '55000';
+    end if;
+    update analytics.ab_experiments x set
+        status = target,
+        started_at = case when target = 'running' then coalesce(x.started_at, now()) else x.started_at end,
+        ended_at = case when target in ('completed') then now() else x.ended_at end
+    where x.id = e.id
+    returning * into e;
+    return e;
+end
+$$;
+CREATE OR REPLACE FUNCTION analytics.complete_experiment(experiment_key text, winner text DEFAULT NULL)
+RETURNS analytics.ab_experiments
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key, true);
+begin
+    if winner is not null and not exists (
+            select 1 from analytics.ab_experiment_variants v where v.experiment_id = e.id and v.key = winner) then
+        raise exception 'winner: "%" is not a variant of experiment "%"', winner, experiment_key using errcode = '22023';
+    end if;
+    e := analytics._transition(experiment_key, 'complete_experiment', '{running,paused}', 'completed');
+    update analytics.ab_experiments x set winner_variant_key = winner where x.id = e.id returning * into e;
+    return e;
+end
+$$;
+CREATE OR REPLACE FUNCTION analytics.update_experiment_variants(experiment_key text, variants jsonb, new_phase boolean DEFAULT false)
+RETURNS analytics.ab_experiments
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key, true);
+begin
+    if e.status in ('completed', 'archived') then
+        raise exception 'experiment "%" is %; its variants can no longer change', experiment_key, e.status
+            using errcode = '55000';
+    end if;
+    if e.status in ('running', 'paused') and not new_phase then
+        raise exception 'experiment "%" is %: changing its variants or weights would move units already assigned; pass new_phase => true to start a new phase', experiment_key, e.status
+            using errcode = '55000';
+    end if;
+    perform analytics._set_variants(e, variants);
+    if e.status in ('running', 'paused') then
+        update analytics.ab_experiments x set phase = x.phase + 1 where x.id = e.id returning * into e;
+    end if;
+    return e;
+end
+$$;
+CREATE OR REPLACE FUNCTION analytics._assignment(experiment_key text, unit_id text, store boolean)
+RETURNS analytics.variant_assignment
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    result analytics.variant_assignment;
+    weights double precision[];
+    variants analytics.ab_experiment_variants[];
+    chosen analytics.ab_experiment_variants;
+    h double precision;
+    idx int;
+begin
+    if unit_id is null or unit_id = '' then
+        raise exception 'unit_id: is required' using errcode = '22004';
+    end if;
+    result.experiment_key := e.key;
+    result.phase := e.phase;
+    result.in_experiment := false;
+    result.stored := false;
+    if e.status = 'completed' and e.winner_variant_key is not null then
+        -- the experiment is over: everyone gets the winner
+        select v.key, v.position, v.is_control, v.payload
+          into result.variant_key, result.variation, result.is_control, result.payload
+        from analytics.ab_experiment_variants v where v.experiment_id = e.id and v.key = e.winner_variant_key;
+        return result;
+    end if;
+    if e.status <> 'running' then
+        return result;
+    end if;
+    -- sticky: a unit keeps the variant it got first in this phase, whatever the weights say now
+    select true, v.key, v.position, v.is_control, v.payload, a.hash_value, a.assigned_at, true
+      into result.in_experiment, result.variant_key, result.variation, result.is_control, result.payload,
+           result.hash_value, result.assigned_at, result.stored
+    from analytics.ab_experiment_assignments a
+    join analytics.ab_experiment_variants v on v.id = a.variant_id
+    where a.experiment_id = e.id and a.unit_id = _assignment.unit_id and a.phase = e.phase;
+    if found then
+        return result;
+    end if;
+    result.in_experiment := false;  -- SELECT INTO without a row left these NULL
+    result.stored := false;
+    -- one read of the variants; GrowthBook's decision (namespace, hash, coverage, weights) is made by the one
+    -- implementation of it, analytics._gb_decide (Rust, checked against GrowthBook's cross-SDK cases)
+    select array_agg(v.weight order by v.position), array_agg(v order by v.position) into weights, variants
+    from analytics.ab_experiment_variants v where v.experiment_id = e.id;
+    select d.variation, d.hash_value into idx, h
+    from analytics._gb_decide(e.key, e.seed, e.hash_version, cardinality(weights), weights, e.coverage, e.namespace_name,
+                              e.namespace_start, e.namespace_end, _assignment.unit_id) d;
+    if not found then
+        return result;
+    end if;
+    chosen := variants[idx + 1];
+    result.hash_value := h;
+    result.in_experiment := true;
+    result.variant_key := chosen.key;
+    result.variation := chosen.position;
+    result.is_control := chosen.is_control;
+    result.payload := chosen.payload;
+    if store then
+        insert into analytics.ab_experiment_assignments (user_id, experiment_id, variant_id, unit_id, phase, hash_value)
+        values (e.user_id, e.id, chosen.id, _assignment.unit_id, e.phase, h)
+        on conflict on constraint ab_experiment_assignments_unit_per_phase do nothing
+        returning assigned_at into result.assigned_at;
+        if not found then
+            -- another session assigned this unit at the same moment: return what it stored
+            return analytics._assignment(experiment_key, _assignment.unit_id, false);
+        end if;
+        result.stored := true;
+    end if;
+    return result;
+end
+$$;
+CREATE OR REPLACE FUNCTION analytics._event_totals_trigger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    b integer;
+begin
+    if tg_op = 'TRUNCATE' then
+        truncate analytics.ab_experiment_unit_totals;
+        return null;
+    end if;
+    if tg_op in ('DELETE', 'UPDATE') then
+        for b in select distinct analytics._unit_bucket(o.user_id, o.unit_id) from old_rows o order by 1 loop
+            perform analytics._lock_unit_bucket(b, false);
+        end loop;
+        with d as (
+            select a.id, o.metric, count(*) as events, sum(o.value) as total
+            from old_rows o
+            join analytics.ab_experiment_assignments a
+              on a.user_id = o.user_id and a.unit_id = o.unit_id
+             and (o.experiment_id is null or a.experiment_id = o.experiment_id) and o.occurred_at >= a.assigned_at
+            group by a.id, o.metric
+        ), changed as (
+            update analytics.ab_experiment_unit_totals t
+               set events = t.events - d.events, total = t.total - d.total
+              from d
+             where t.assignment_id = d.id and t.metric = d.metric and t.events > d.events
+        )
+        delete from analytics.ab_experiment_unit_totals t
+        using d
+        where t.assignment_id = d.id and t.metric = d.metric and t.events <= d.events;
+    end if;
+    if tg_op in ('INSERT', 'UPDATE') then
+        for b in select distinct analytics._unit_bucket(n.user_id, n.unit_id) from new_rows n order by 1 loop
+            perform analytics._lock_unit_bucket(b, false);
+        end loop;
+        insert into analytics.ab_experiment_unit_totals as t
+            (assignment_id, metric, user_id, experiment_id, phase, variant_id, events, total)
+        select a.id, n.metric, a.user_id, a.experiment_id, a.phase, a.variant_id, count(*), sum(n.value)
+        from new_rows n
+        join analytics.ab_experiment_assignments a
+          on a.user_id = n.user_id and a.unit_id = n.unit_id
+         and (n.experiment_id is null or a.experiment_id = n.experiment_id) and n.occurred_at >= a.assigned_at
+        group by a.id, n.metric
+        on conflict (assignment_id, metric) do update
+           set events = t.events + excluded.events, total = t.total + excluded.total;
+    end if;
+    return null;
+end
+$$;
+CREATE OR REPLACE FUNCTION analytics._assignment_totals_trigger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    b integer;
+begin
+    if tg_op = 'UPDATE' then
+        for b in select distinct analytics._unit_bucket(o.user_id, o.unit_id) from old_rows o order by 1 loop
+            perform analytics._lock_unit_bucket(b, true);
+        end loop;
+        delete from analytics.ab_experiment_unit_totals t using old_rows o where t.assignment_id = o.id;
+    end if;
+    for b in select distinct analytics._unit_bucket(n.user_id, n.unit_id) from new_rows n order by 1 loop
+        perform analytics._lock_unit_bucket(b, true);
+    end loop;
+    insert into analytics.ab_experiment_unit_totals as t
+        (assignment_id, metric, user_id, experiment_id, phase, variant_id, events, total)
+    select a.id, ev.metric, a.user_id, a.experiment_id, a.phase, a.variant_id, count(*), sum(ev.value)
+    from new_rows a
+    join analytics.ab_experiment_events ev
+      on ev.user_id = a.user_id and ev.unit_id = a.unit_id
+     and (ev.experiment_id is null or ev.experiment_id = a.experiment_id) and ev.occurred_at >= a.assigned_at
+    group by a.id, a.user_id, a.experiment_id, a.phase, a.variant_id, ev.metric
+    on conflict (assignment_id, metric) do update
+       set events = excluded.events, total = excluded.total;
+    return null;
+end
+$$;
+CREATE OR REPLACE FUNCTION analytics.rebuild_experiment_totals() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    n bigint;
+begin
+    lock table analytics.ab_experiment_assignments, analytics.ab_experiment_events in share mode;
+    truncate analytics.ab_experiment_unit_totals;
+    insert into analytics.ab_experiment_unit_totals (assignment_id, metric, user_id, experiment_id, phase, variant_id, events, total)
+    select a.id, ev.metric, a.user_id, a.experiment_id, a.phase, a.variant_id, count(*), sum(ev.value)
+    from analytics.ab_experiment_assignments a
+    join analytics.ab_experiment_events ev
+      on ev.user_id = a.user_id and ev.unit_id = a.unit_id
+     and (ev.experiment_id is null or ev.experiment_id = a.experiment_id) and ev.occurred_at >= a.assigned_at
+    group by a.id, ev.metric;
+    get diagnostics n = row_count;
+    return n;
+end
+$$;
+
 -- ---- Time-partitioned spans, undone: analytics.llm_traces unpartitioned again ------------------------------------
 -- Every row (of every partition) is copied into a table as 0.1.0 has it; the partitions, their schema and their
 -- functions go. The functions whose result is the table's row type are created again around the swap.

@@ -2,7 +2,7 @@
 //! (`analytics_core::traces`), re-exported here so the bindings read `super::ingest`, `super::tree`, ...
 //!
 //! - `jsonb_spans`: reads an `ingest_spans` argument in its binary jsonb form
-//! - `store`: `ingest_spans`, `ingest_otlp` (the one INSERT ... ON CONFLICT)
+//! - `store`: `ingest_spans`, `ingest_otlp` (one INSERT, or one merge of stored and new spans, per batch)
 //! - `rows`: the rows of one trace, read once through SPI (shared by `read` and `tree_jsonb`)
 //! - `read`: the functions that read one trace (`get_trace_tree`, `trace_spans`, `span_subtree`,
 //!   `span_ancestors`, `trace_waterfall`, `trace_waterfall_svg`)

@@ -1,6 +1,7 @@
 //! Writing spans: `analytics.ingest_spans` and `analytics.ingest_otlp` (and, through them, the PL/pgSQL
 //! `analytics.record_span`). Validation and batch building are the core's (`analytics_core::traces::ingest`,
-//! `otlp`, `pricing`); this module reads the argument, loads prices and runs the one INSERT ... ON CONFLICT.
+//! `otlp`, `pricing`); this module reads the argument, loads prices and writes the batch in one statement (under
+//! the locks of its traces: one row per span across the partitions of `llm_traces`).
 //!
 //! SECURITY INVOKER: row-level security decides which owners the caller may write for.
 
@@ -238,7 +239,8 @@ fn load_prices(spans: &[ingest::Span]) -> Vec<super::pricing::Price> {
     .unwrap_or_else(|e| AnalyticsError::invalid(format!("model_prices: {e}")).raise())
 }
 
-/// Stores a parsed batch with one INSERT ... ON CONFLICT DO UPDATE over typed arrays; returns the summary.
+/// Stores a parsed batch with one statement over typed arrays (a plain INSERT when none of its traces is stored,
+/// else the merge of `merge_spans`, or 0.1.0's INSERT ... ON CONFLICT for 0.1.0's table); returns the summary.
 /// Blobs that point into a jsonb argument must still be alive.
 pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::JsonB {
     let prices = load_prices(&batch.spans);
