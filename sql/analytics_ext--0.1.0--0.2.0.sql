@@ -2412,44 +2412,60 @@ SELECT analytics._secure_span_partition('analytics_partitions.llm_traces_default
 SELECT pg_catalog.pg_extension_config_dump('analytics_partitions.llm_traces_default', '');
 
 -- ---- one row per span ------------------------------------------------------------------------------------------------
--- The lock of (owner, trace) that every writer of spans takes, always in ascending key order (so writers of the same
--- traces wait for each other instead of deadlocking). Batches with many traces take their owners' locks exclusively
--- instead (at most max_trace_locks locks per call); every batch takes its owners' locks shared first.
-CREATE FUNCTION analytics._lock_traces(owners uuid[], trace_ids text[], max_trace_locks integer DEFAULT 64)
+-- The locks under which every writer of spans checks that a span has one row, by level: the owner, then the trace,
+-- then the span, each level in ascending key order (so writers of the same spans wait for each other instead of
+-- deadlocking). A batch of up to max_span_locks spans locks its spans (and its traces and owners shared); a larger
+-- one with up to max_trace_locks traces locks its traces (owners shared); a larger one its owners. A writer thus
+-- holds at most about max_span_locks + max_trace_locks locks.
+CREATE FUNCTION analytics._lock_spans(owners uuid[], trace_ids text[], span_ids text[],
+                                      max_span_locks integer DEFAULT 128, max_trace_locks integer DEFAULT 64)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
 declare
-    k bigint;
-    n integer;
-    repeatable boolean := current_setting('transaction_isolation') <> 'read committed';
-    waited boolean := false;
+    n_spans integer;
+    n_traces integer;
+    waited boolean;
 begin
-    select count(distinct (o, t)) into n from unnest(owners, trace_ids) as x(o, t);
-    -- owners: shared, or exclusive when the batch has too many traces for one lock each
-    for k in select distinct pg_catalog.hashtextextended(o::text, 1) from unnest(owners) as x(o) where o is not null order by 1 loop
-        if n > max_trace_locks then
-            if not pg_catalog.pg_try_advisory_xact_lock(k) then waited := true; perform pg_catalog.pg_advisory_xact_lock(k); end if;
-        else
-            if not pg_catalog.pg_try_advisory_xact_lock_shared(k) then waited := true; perform pg_catalog.pg_advisory_xact_lock_shared(k); end if;
-        end if;
-    end loop;
-    if n <= max_trace_locks then
-        for k in select distinct pg_catalog.hashtextextended(o::text || '/' || t, 2)
-                 from unnest(owners, trace_ids) as x(o, t) where o is not null order by 1 loop
-            if not pg_catalog.pg_try_advisory_xact_lock(k) then waited := true; perform pg_catalog.pg_advisory_xact_lock(k); end if;
-        end loop;
+    select count(distinct (o, t, s)), count(distinct (o, t)) into n_spans, n_traces
+    from unnest(owners, trace_ids, span_ids) as x(o, t, s) where o is not null;
+    -- each level in one statement: rows in key order, each lock tried first and waited for when taken (waited: true)
+    select coalesce(bool_or(w), false) into waited from (
+        select case when n_traces > max_trace_locks and n_spans > max_span_locks
+                    then case when pg_catalog.pg_try_advisory_xact_lock(k) then false
+                              else pg_catalog.pg_advisory_xact_lock(k) is not null end
+                    else case when pg_catalog.pg_try_advisory_xact_lock_shared(k) then false
+                              else pg_catalog.pg_advisory_xact_lock_shared(k) is not null end end as w
+        from (select distinct pg_catalog.hashtextextended(o::text, 1) as k from unnest(owners) as x(o)
+              where o is not null order by 1) owner_keys) l;
+    if n_spans > max_span_locks and n_traces <= max_trace_locks then
+        select waited or coalesce(bool_or(w), false) into waited from (
+            select case when pg_catalog.pg_try_advisory_xact_lock(k) then false
+                        else pg_catalog.pg_advisory_xact_lock(k) is not null end as w
+            from (select distinct pg_catalog.hashtextextended(o::text || '/' || t, 2) as k
+                  from unnest(owners, trace_ids) as x(o, t) where o is not null order by 1) trace_keys) l;
+    elsif n_spans <= max_span_locks then
+        select waited or coalesce(bool_or(w), false) into waited from (
+            select case when pg_catalog.pg_try_advisory_xact_lock_shared(k) then false
+                        else pg_catalog.pg_advisory_xact_lock_shared(k) is not null end as w
+            from (select distinct pg_catalog.hashtextextended(o::text || '/' || t, 2) as k
+                  from unnest(owners, trace_ids) as x(o, t) where o is not null order by 1) trace_keys) l;
+        select waited or coalesce(bool_or(w), false) into waited from (
+            select case when pg_catalog.pg_try_advisory_xact_lock(k) then false
+                        else pg_catalog.pg_advisory_xact_lock(k) is not null end as w
+            from (select distinct pg_catalog.hashtextextended(o::text || '/' || t || '/' || s, 3) as k
+                  from unnest(owners, trace_ids, span_ids) as x(o, t, s) where o is not null order by 1) span_keys) l;
     end if;
     -- under REPEATABLE READ the snapshot predates what the other writer committed: retry rather than miss it
-    if waited and repeatable then
-        raise exception 'spans: another transaction wrote spans of the same traces concurrently; retry the call'
+    if waited and current_setting('transaction_isolation') <> 'read committed' then
+        raise exception 'spans: another transaction wrote the same spans concurrently; retry the call'
             using errcode = '40001';
     end if;
 end
 $$;
-COMMENT ON FUNCTION analytics._lock_traces(uuid[], text[], integer) IS
-'Takes the transaction locks under which a writer of spans checks that a span has one row: per (owner, trace) in ascending order, or per owner for batches of more than max_trace_locks traces. Internal.';
+COMMENT ON FUNCTION analytics._lock_spans(uuid[], text[], text[], integer, integer) IS
+'Takes the transaction locks under which a writer of spans checks that a span has one row: owner, trace and span locks in one global order (spans for batches of up to max_span_locks spans, else traces for up to max_trace_locks traces, else owners). Internal.';
 
 -- INSERT and UPDATE by plain SQL (a PostgREST POST to the table, psql): a partition's unique index refuses a second
 -- row of a span in that partition; a second row in another partition (another start_time) is refused here. Ingest
@@ -2465,7 +2481,7 @@ begin
     if current_setting('analytics.spans_checked', true) = 'on' then
         return null;
     end if;
-    perform analytics._lock_traces(array_agg(n.user_id), array_agg(n.trace_id)) from new_rows n;
+    perform analytics._lock_spans(array_agg(n.user_id), array_agg(n.trace_id), array_agg(n.span_id)) from new_rows n;
     select t.trace_id, t.span_id, t.start_time into dup
     from new_rows n
     join analytics.llm_traces t
@@ -2668,7 +2684,7 @@ BEGIN
     END LOOP;
 END
 $grants$;
-REVOKE EXECUTE ON FUNCTION analytics._secure_span_partition(regclass), analytics._index_span_partition(regclass), analytics._lock_traces(uuid[], text[], integer),
+REVOKE EXECUTE ON FUNCTION analytics._secure_span_partition(regclass), analytics._index_span_partition(regclass), analytics._lock_spans(uuid[], text[], text[], integer, integer),
     analytics._check_one_row_per_span(), analytics.span_partitions(),
     analytics.maintain_span_partitions(text, integer, interval, timestamptz) FROM PUBLIC;
 DO $grants$
@@ -2677,7 +2693,7 @@ DECLARE
 BEGIN
     FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._lock_traces(uuid[], text[], integer),
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._lock_spans(uuid[], text[], text[], integer, integer),
                 analytics._check_one_row_per_span() TO %I', r);
         END IF;
     END LOOP;

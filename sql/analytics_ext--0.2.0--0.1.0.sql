@@ -451,7 +451,7 @@ DROP TABLE analytics.llm_traces_0_2_0;
 DROP FUNCTION analytics.maintain_span_partitions(text, integer, interval, timestamptz);
 DROP FUNCTION analytics.span_partitions();
 DROP FUNCTION analytics._check_one_row_per_span();
-DROP FUNCTION analytics._lock_traces(uuid[], text[], integer);
+DROP FUNCTION analytics._lock_spans(uuid[], text[], text[], integer, integer);
 DROP FUNCTION analytics._secure_span_partition(regclass);
 DROP FUNCTION analytics._index_span_partition(regclass);
 DROP SCHEMA analytics_partitions;

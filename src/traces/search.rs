@@ -20,30 +20,6 @@ thread_local! {
 }
 const MAX_KEPT_SEARCH_PLANS: usize = 256;
 
-/// Runs a kept plan as its generic plan. llm_traces is partitioned: the generic plan prunes the partitions outside
-/// a time range when it starts, but its estimated cost counts every partition, so the plan cache would plan each
-/// call anew (a custom plan: about 0.15 ms, more than the search). `plan_cache_mode` is set for the execution only
-/// and put back when the guard goes, also when the search raises an error (the error unwinds through Rust frames).
-struct GenericPlan(std::ffi::c_int);
-
-impl GenericPlan {
-    fn force() -> Self {
-        // SAFETY: a backend-local global of the plan cache, read when a kept plan is executed
-        unsafe {
-            let previous = pg_sys::plan_cache_mode;
-            pg_sys::plan_cache_mode = pg_sys::PlanCacheMode::PLAN_CACHE_MODE_FORCE_GENERIC_PLAN as std::ffi::c_int;
-            GenericPlan(previous)
-        }
-    }
-}
-
-impl Drop for GenericPlan {
-    fn drop(&mut self) {
-        // SAFETY: as above
-        unsafe { pg_sys::plan_cache_mode = self.0 }
-    }
-}
-
 /// The WHERE clause of a search and its parameters, built filter by filter.
 #[derive(Default)]
 struct SearchQuery {
@@ -207,7 +183,7 @@ pub fn search_spans(
                 cache.insert(query.clone(), plan.keep());
             }
             let plan = &cache[&query];
-            let _generic = GenericPlan::force();
+            let _generic = super::plans::GenericPlan::force();
             let table = client.select(plan, None, &args).unwrap_or_else(|e| invalid(format!("search_spans: {e}")));
             table
                 .map(|row| row.get::<pgrx::composite_type!('static, "llm_traces")>(1).expect("a span row").expect("not null"))

@@ -89,36 +89,60 @@ fn upsert_unpartitioned() -> String {
 }
 
 /// The partitioned table has no unique index across partitions for ON CONFLICT to use. Under the locks of the
-/// batch's traces, one statement updates the spans already stored, merging them with the batch (the rules of
-/// `MERGE_SET`) and taking the new start_time (so moving a span to its partition when a re-send changed it), and
-/// inserts the others. $29 and $30 bound the start times of the stored spans of the batch's traces
-/// (`TRACE_TIMES`), so that only the partitions of that range are searched; returns the number of spans written.
+/// batch's spans, `STORED_STARTS` finds where each span of the batch is stored (its start_time, NULL if it is not),
+/// and one statement updates the stored ones, merging them with the batch (the rules of `MERGE_SET`) and taking
+/// the new start_time (so moving a span to its partition when a re-send changed it), and inserts the others.
+/// $29 is `STORED_STARTS`' array, in the batch's order; returns the number of spans written.
+///
+/// Each stored span is found by its exact key, (user_id, trace_id, span_id, start_time): a join that the planner
+/// runs as one index probe per span in the one partition of that start_time. (With a range of start times instead,
+/// it could take the range's index as the outer side and scan every span of the range for each batch.)
 fn merge_spans() -> String {
+    let rows = span_rows!()
+        .replace("$27::jsonb[], $28::text[])", "$27::jsonb[], $28::text[], $29::timestamptz[])")
+        .replace("reasoning_tokens, cost_usd, input, output, metadata, tags)", "reasoning_tokens, cost_usd, input, output, metadata, tags, stored_start)")
+        .replace("coalesce(r.tags::text[], '{}'::text[]) as tags", "coalesce(r.tags::text[], '{}'::text[]) as tags, r.stored_start");
     format!(
-        "with r as ({rows}),
-    updated as (
-        update analytics.llm_traces t set{set}    from r
-        where t.user_id = r.user_id and t.trace_id = r.trace_id and t.span_id = r.span_id
-          and t.start_time >= $29 and t.start_time <= $30
-        returning t.user_id, t.trace_id, t.span_id),
+        "with updated as (
+        update analytics.llm_traces t set{set}    from ({rows}) r
+        where r.stored_start is not null
+          and t.user_id = r.user_id and t.trace_id = r.trace_id and t.span_id = r.span_id and t.start_time = r.stored_start
+        returning 1),
     inserted as ({insert}
-        select r.* from r
-        where not exists (select 1 from updated u where u.user_id = r.user_id and u.trace_id = r.trace_id and u.span_id = r.span_id)
+        select r.user_id, r.trace_id, r.span_id, r.parent_span_id, r.conversation_id, r.message_id, r.session_id, r.name,
+               r.operation_type, r.status, r.status_message, r.level, r.start_time, r.end_time, r.completion_start_time,
+               r.provider, r.model, r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens,
+               r.cache_write_tokens, r.reasoning_tokens, r.cost_usd, r.input, r.output, r.metadata, r.tags
+        from ({rows}) r
+        where r.stored_start is null
         returning 1)
     select (select count(*) from updated) + (select count(*) from inserted)",
-        rows = span_rows!(),
         set = MERGE_SET.replace("excluded.", "r."),
         insert = insert_spans!()
     )
 }
 
+/// Where each span of the batch is stored: its start_time, or NULL. $4 and $5 bound the start times of the stored
+/// spans of the batch's traces (`TRACE_TIMES`), so only the partitions of that range are searched; the LATERAL ...
+/// LIMIT 1 makes it one probe of a partition's unique index per span.
+const STORED_STARTS: &str = r#"
+select array_agg(x.start_time order by r.ord)
+from unnest($1::uuid[], $2::text[], $3::text[]) with ordinality as r(user_id, trace_id, span_id, ord)
+left join lateral (select t.start_time from analytics.llm_traces t
+                   where t.user_id = r.user_id and t.trace_id = r.trace_id and t.span_id = r.span_id
+                     and t.start_time >= $4 and t.start_time <= $5
+                   limit 1) x on true
+"#;
+
 /// The earliest and latest start time of the stored spans of the batch's traces (NULL: none is stored), from the
-/// partitions' (user_id, trace_id, start_time) indexes: two index reads per trace and partition.
+/// partitions' (user_id, trace_id, start_time) indexes: the first and the last entry per trace and partition.
 const TRACE_TIMES: &str = r#"
 select min(x.earliest), max(x.latest)
 from unnest($1::uuid[], $2::text[]) as k(user_id, trace_id),
-     lateral (select min(s.start_time) as earliest, max(s.start_time) as latest from analytics.llm_traces s
-              where s.user_id = k.user_id and s.trace_id = k.trace_id) x
+     lateral (select (select s.start_time from analytics.llm_traces s
+                      where s.user_id = k.user_id and s.trace_id = k.trace_id order by s.start_time limit 1) as earliest,
+                     (select s.start_time from analytics.llm_traces s
+                      where s.user_id = k.user_id and s.trace_id = k.trace_id order by s.start_time desc limit 1) as latest) x
 "#;
 
 /// Which table the SQL calling us has: the 0.1.0 install script's unpartitioned `llm_traces` (a database not yet
@@ -129,10 +153,10 @@ pub(crate) enum Layout {
     Unpartitioned,
 }
 
-/// The locks of the batch's traces (sql/013_partitions.sql), and the setting that tells the trigger checking plain
+/// The locks of the batch's spans (sql/013_partitions.sql), and the setting that tells the trigger checking plain
 /// SQL writes that this writer checks its own; `CHECKS_DONE` clears it once the batch is stored.
-const LOCK_TRACES: &str =
-    "select analytics._lock_traces($1::uuid[], $2::text[]), pg_catalog.set_config('analytics.spans_checked', 'on', true)";
+const LOCK_SPANS: &str = "select analytics._lock_spans($1::uuid[], $2::text[], $3::text[]), \
+     pg_catalog.set_config('analytics.spans_checked', 'on', true)";
 const CHECKS_DONE: &str = "select pg_catalog.set_config('analytics.spans_checked', '', true)";
 
 /// (0.1.0's table) Does any (owner, trace) of the batch already have spans? If not, no span can conflict (barring a concurrent
@@ -191,6 +215,10 @@ fn uuid_from_text(s: &str) -> Option<Uuid> {
         bytes[k] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     (hex.len() == 32).then(|| Uuid::from_bytes(bytes))
+}
+
+fn oid(o: pg_sys::Oid) -> pgrx::PgOid {
+    pgrx::PgOid::from(o)
 }
 
 fn pg_timestamp(t: ingest::Timestamp) -> TimestampWithTimeZone {
@@ -318,18 +346,26 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
             blobs(|s| s.metadata.as_ref()),
             array_arg(pg_sys::TEXTOID, pg_sys::TEXTARRAYOID, tag_literals.iter().map(|t| t.as_deref().map(str::as_bytes)).collect()),
         ];
+        let lock_owners: Vec<Option<Uuid>> = spans.iter().map(|s| s.user_id.as_deref().and_then(uuid_from_text)).collect();
+        let lock_traces: Vec<Option<&str>> = spans.iter().map(|s| Some(s.trace_id.as_str())).collect();
+        let lock_spans: Vec<Option<&str>> = spans.iter().map(|s| Some(s.span_id.as_str())).collect();
         let pair_owners: Vec<Option<Uuid>> = traces.iter().map(|(u, _)| uuid_from_text(u)).collect();
         let pair_traces: Vec<Option<String>> = traces.iter().map(|(_, t)| Some(t.to_string())).collect();
         // every span is inserted or updated: a violated rule raises an error and the whole batch is rolled back
         stored = Spi::connect_mut(|client| match layout {
             Layout::Partitioned => {
-                // one row per span across partitions: under the locks of the batch's traces (taken in one order by
+                // one row per span across partitions: under the locks of the batch's spans (taken in one order by
                 // every writer), stored spans are updated and the rest inserted; the statement trigger that checks
                 // plain SQL writes for the same is told this batch was checked
+                client.update(LOCK_SPANS, None, &[lock_owners.clone().into(), lock_traces.clone().into(), lock_spans.clone().into()])?;
                 let traces_arg = || [pair_owners.clone().into(), pair_traces.clone().into()];
-                client.update(LOCK_TRACES, None, &traces_arg())?;
                 let trace_times = |client: &mut pgrx::spi::SpiClient<'_>| {
-                    client.select(TRACE_TIMES, Some(1), &traces_arg())?.first().get_two::<TimestampWithTimeZone, TimestampWithTimeZone>()
+                    super::plans::select_two::<TimestampWithTimeZone, TimestampWithTimeZone>(
+                        client,
+                        TRACE_TIMES,
+                        &[oid(pg_sys::UUIDARRAYOID), oid(pg_sys::TEXTARRAYOID)],
+                        &traces_arg(),
+                    )
                 };
                 let mut times = trace_times(client)?;
                 let mut stored = None;
@@ -346,8 +382,26 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
                         (Some(a), Some(b)) => (a, b),
                         _ => (TimestampWithTimeZone::negative_infinity(), TimestampWithTimeZone::positive_infinity()),
                     };
-                    args.push(earliest.into());
-                    args.push(latest.into());
+                    let stored_starts = super::plans::select_one::<Vec<Option<TimestampWithTimeZone>>>(
+                        client,
+                        STORED_STARTS,
+                        &[
+                            oid(pg_sys::UUIDARRAYOID),
+                            oid(pg_sys::TEXTARRAYOID),
+                            oid(pg_sys::TEXTARRAYOID),
+                            oid(pg_sys::TIMESTAMPTZOID),
+                            oid(pg_sys::TIMESTAMPTZOID),
+                        ],
+                        &[
+                            lock_owners.clone().into(),
+                            lock_traces.clone().into(),
+                            lock_spans.clone().into(),
+                            earliest.into(),
+                            latest.into(),
+                        ],
+                    )?
+                    .unwrap_or_default();
+                    args.push(stored_starts.into());
                     let written = client.update(merge_spans().as_str(), Some(1), &args)?.first().get_one::<i64>()?;
                     stored = Some(written.unwrap_or_default() as u64);
                 }
