@@ -356,63 +356,74 @@ COMMENT ON FUNCTION analytics._assignment(text, text, boolean) IS 'Internal: sti
 COMMENT ON FUNCTION analytics._gb_decide(text, text, integer, integer, double precision[], double precision, text, double precision, double precision, text) IS 'Internal: GrowthBook''s assignment decision for one unit: (variation, hash_value), or no row when the unit is not in the experiment.';
 
 
+-- _experiment_unit_values: each assigned unit (one row per assignment) with its value y after assignment, the
+-- denominator d for ratio metrics and, for CUPED, its value x of the same metric in the `pre` lookback before
+-- assignment. Inlined into the queries that read it (a set-returning SQL function without SET clauses, STABLE, one
+-- SELECT: every name in it is schema-qualified), so the callers stay one query that Postgres may run in parallel.
+CREATE FUNCTION analytics._experiment_unit_values(experiment_id uuid, experiment_key text, phase integer, metric text,
+                                                  kind text, metric_source text, unit_source text, operation_type text,
+                                                  pre interval)
+RETURNS TABLE (variant_id uuid, y double precision, d double precision, x double precision)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select a.variant_id,
+           case when _experiment_unit_values.kind = 'binomial' then (count(ev.id) filter (where ev.occurred_at >= a.assigned_at) > 0)::int::double precision
+                else coalesce(sum(ev.value) filter (where ev.occurred_at >= a.assigned_at), 0) end as y,
+           0::double precision as d,
+           case when _experiment_unit_values.kind = 'binomial' then (count(ev.id) filter (where ev.occurred_at < a.assigned_at) > 0)::int::double precision
+                else coalesce(sum(ev.value) filter (where ev.occurred_at < a.assigned_at), 0) end as x
+    from analytics.ab_experiment_assignments a
+    left join analytics.ab_experiment_events ev
+           on ev.user_id = a.user_id and ev.unit_id = a.unit_id and ev.metric = _experiment_unit_values.metric
+          and (ev.experiment_id = a.experiment_id or ev.experiment_id is null)
+          and ev.occurred_at >= a.assigned_at - _experiment_unit_values.pre
+    where _experiment_unit_values.metric_source = 'events' and a.experiment_id = _experiment_unit_values.experiment_id and a.phase = _experiment_unit_values.phase
+    group by a.id, a.variant_id
+    union all
+    select a.variant_id,
+           coalesce(case _experiment_unit_values.metric
+               when 'latency_ms' then sum(s.duration_ms) filter (where s.start_time >= a.assigned_at)
+               when 'error_rate' then (count(*) filter (where s.start_time >= a.assigned_at and s.status = 'error'))::double precision
+               when 'cost_usd' then sum(s.cost_usd) filter (where s.start_time >= a.assigned_at)
+               when 'total_tokens' then (sum(s.total_tokens) filter (where s.start_time >= a.assigned_at))::double precision
+               when 'input_tokens' then (sum(s.input_tokens) filter (where s.start_time >= a.assigned_at))::double precision
+               when 'output_tokens' then (sum(s.output_tokens) filter (where s.start_time >= a.assigned_at))::double precision
+               else (count(s.id) filter (where s.start_time >= a.assigned_at))::double precision end, 0),
+           case _experiment_unit_values.metric
+               when 'latency_ms' then count(s.duration_ms) filter (where s.start_time >= a.assigned_at)
+               else count(s.id) filter (where s.start_time >= a.assigned_at) end::double precision,
+           coalesce(case _experiment_unit_values.metric
+               when 'cost_usd' then sum(s.cost_usd) filter (where s.start_time < a.assigned_at)
+               when 'total_tokens' then (sum(s.total_tokens) filter (where s.start_time < a.assigned_at))::double precision
+               when 'input_tokens' then (sum(s.input_tokens) filter (where s.start_time < a.assigned_at))::double precision
+               when 'output_tokens' then (sum(s.output_tokens) filter (where s.start_time < a.assigned_at))::double precision
+               else (count(s.id) filter (where s.start_time < a.assigned_at))::double precision end, 0)
+    from analytics.ab_experiment_assignments a
+    left join analytics.llm_traces s
+           on s.user_id = a.user_id
+          and case _experiment_unit_values.unit_source when 'metadata' then s.metadata->>'unit_id'
+                               when 'session_id' then s.session_id
+                               else s.conversation_id end = a.unit_id
+          and (s.metadata->>'experiment' is null or s.metadata->>'experiment' = _experiment_unit_values.experiment_key)
+          and (_experiment_unit_values.operation_type is null or s.operation_type = _experiment_unit_values.operation_type)
+          and s.start_time >= a.assigned_at - _experiment_unit_values.pre
+    where _experiment_unit_values.metric_source = 'traces' and a.experiment_id = _experiment_unit_values.experiment_id and a.phase = _experiment_unit_values.phase
+    group by a.id, a.variant_id
+$$;
+COMMENT ON FUNCTION analytics._experiment_unit_values(uuid, text, integer, text, text, text, text, text, interval) IS 'Internal: per-unit values of an experiment metric (inlined into _experiment_moments and the percentile cap).';
+
 -- _experiment_moments: the moments of every variant's per-unit values, in one pass over the assignments and the
--- events or spans, as one jsonb row. A set-returning SQL function called in FROM runs its query to completion
--- (materialize mode), so Postgres may use parallel workers; PL/pgSQL's SELECT INTO and a scalar SQL function fetch
--- row by row, which rules them out (measured: 2.4 s against 1.3 s for 1M assignments and 1M events).
+-- events or spans, as one jsonb row; values (and CUPED's pre-period values) above `cap` count as `cap` (metric
+-- capping; NULL: none). A set-returning SQL function called in FROM runs its query to completion (materialize mode),
+-- so Postgres may use parallel workers; PL/pgSQL's SELECT INTO and a scalar SQL function fetch row by row, which
+-- rules them out (measured: 2.4 s against 1.3 s for 1M assignments and 1M events).
 CREATE FUNCTION analytics._experiment_moments(experiment_id uuid, experiment_key text, phase integer, metric text, kind text,
-                                              metric_source text, unit_source text, operation_type text, pre interval)
+                                              metric_source text, unit_source text, operation_type text, pre interval,
+                                              cap double precision)
 RETURNS SETOF jsonb
 LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
 SET search_path = ''
 AS $$
-    -- each assigned unit (grouped by its assignment row) with its value y after assignment (the denominator d for
-    -- ratio metrics) and, for CUPED, its value x of the same metric in the lookback before assignment
-    with units as (
-        select a.variant_id,
-               case when _experiment_moments.kind = 'binomial' then (count(ev.id) filter (where ev.occurred_at >= a.assigned_at) > 0)::int::double precision
-                    else coalesce(sum(ev.value) filter (where ev.occurred_at >= a.assigned_at), 0) end as y,
-               0::double precision as d,
-               case when _experiment_moments.kind = 'binomial' then (count(ev.id) filter (where ev.occurred_at < a.assigned_at) > 0)::int::double precision
-                    else coalesce(sum(ev.value) filter (where ev.occurred_at < a.assigned_at), 0) end as x
-        from analytics.ab_experiment_assignments a
-        left join analytics.ab_experiment_events ev
-               on ev.user_id = a.user_id and ev.unit_id = a.unit_id and ev.metric = _experiment_moments.metric
-              and (ev.experiment_id = a.experiment_id or ev.experiment_id is null)
-              and ev.occurred_at >= a.assigned_at - _experiment_moments.pre
-        where _experiment_moments.metric_source = 'events' and a.experiment_id = _experiment_moments.experiment_id and a.phase = _experiment_moments.phase
-        group by a.id, a.variant_id
-        union all
-        select a.variant_id,
-               coalesce(case _experiment_moments.metric
-                   when 'latency_ms' then sum(s.duration_ms) filter (where s.start_time >= a.assigned_at)
-                   when 'error_rate' then (count(*) filter (where s.start_time >= a.assigned_at and s.status = 'error'))::double precision
-                   when 'cost_usd' then sum(s.cost_usd) filter (where s.start_time >= a.assigned_at)
-                   when 'total_tokens' then (sum(s.total_tokens) filter (where s.start_time >= a.assigned_at))::double precision
-                   when 'input_tokens' then (sum(s.input_tokens) filter (where s.start_time >= a.assigned_at))::double precision
-                   when 'output_tokens' then (sum(s.output_tokens) filter (where s.start_time >= a.assigned_at))::double precision
-                   else (count(s.id) filter (where s.start_time >= a.assigned_at))::double precision end, 0),
-               case _experiment_moments.metric
-                   when 'latency_ms' then count(s.duration_ms) filter (where s.start_time >= a.assigned_at)
-                   else count(s.id) filter (where s.start_time >= a.assigned_at) end::double precision,
-               coalesce(case _experiment_moments.metric
-                   when 'cost_usd' then sum(s.cost_usd) filter (where s.start_time < a.assigned_at)
-                   when 'total_tokens' then (sum(s.total_tokens) filter (where s.start_time < a.assigned_at))::double precision
-                   when 'input_tokens' then (sum(s.input_tokens) filter (where s.start_time < a.assigned_at))::double precision
-                   when 'output_tokens' then (sum(s.output_tokens) filter (where s.start_time < a.assigned_at))::double precision
-                   else (count(s.id) filter (where s.start_time < a.assigned_at))::double precision end, 0)
-        from analytics.ab_experiment_assignments a
-        left join analytics.llm_traces s
-               on s.user_id = a.user_id
-              and case _experiment_moments.unit_source when 'metadata' then s.metadata->>'unit_id'
-                                   when 'session_id' then s.session_id
-                                   else s.conversation_id end = a.unit_id
-              and (s.metadata->>'experiment' is null or s.metadata->>'experiment' = _experiment_moments.experiment_key)
-              and (_experiment_moments.operation_type is null or s.operation_type = _experiment_moments.operation_type)
-              and s.start_time >= a.assigned_at - _experiment_moments.pre
-        where _experiment_moments.metric_source = 'traces' and a.experiment_id = _experiment_moments.experiment_id and a.phase = _experiment_moments.phase
-        group by a.id, a.variant_id
-    )
     select jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
                                         'moments', jsonb_build_object(
                                             'n', coalesce(m.n, 0), 'sum', coalesce(m.sy, 0), 'sum_squares', coalesce(m.syy, 0),
@@ -422,14 +433,18 @@ AS $$
                      order by v.position)
     from analytics.ab_experiment_variants v
     left join (
-        select u.variant_id, count(*) as n, sum(u.y) as sy, sum(u.y * u.y) as syy, sum(u.d) as sd, sum(u.d * u.d) as sdd,
-               sum(u.y * u.d) as syd, sum(u.x) as sx, sum(u.x * u.x) as sxx, sum(u.x * u.y) as sxy
-        from units u
-        group by u.variant_id
+        select c.variant_id, count(*) as n, sum(c.y) as sy, sum(c.y * c.y) as syy, sum(c.d) as sd, sum(c.d * c.d) as sdd,
+               sum(c.y * c.d) as syd, sum(c.x) as sx, sum(c.x * c.x) as sxx, sum(c.x * c.y) as sxy
+        from (select u.variant_id, least(u.y, _experiment_moments.cap) as y, u.d, least(u.x, _experiment_moments.cap) as x
+              from analytics._experiment_unit_values(_experiment_moments.experiment_id, _experiment_moments.experiment_key,
+                       _experiment_moments.phase, _experiment_moments.metric, _experiment_moments.kind,
+                       _experiment_moments.metric_source, _experiment_moments.unit_source,
+                       _experiment_moments.operation_type, _experiment_moments.pre) u) c
+        group by c.variant_id
     ) m on m.variant_id = v.id
     where v.experiment_id = _experiment_moments.experiment_id
 $$;
-COMMENT ON FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval) IS 'Internal: per-variant moments of an experiment metric, in one pass.';
+COMMENT ON FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval, double precision) IS 'Internal: per-variant moments of an experiment metric, in one pass, capped at cap.';
 
 -- ---- experiment_results: every variant against the control on one metric, from events or from traces ----------
 -- One row of analytics.experiment_results (sql/041_cache.sql caches it).
@@ -454,7 +469,8 @@ CREATE TYPE analytics.experiment_result_row AS (
     variance_reduction     double precision,
     srm_p_value            double precision,
     srm                    boolean,
-    note                   text
+    note                   text,
+    capped_at              double precision
 );
 COMMENT ON TYPE analytics.experiment_result_row IS 'One variant of analytics.experiment_results.';
 
@@ -475,7 +491,10 @@ CREATE FUNCTION analytics._experiment_results(
     lower_is_better   boolean          DEFAULT NULL,
     sequential        boolean          DEFAULT false,
     prior_mean        double precision DEFAULT NULL,
-    prior_variance    double precision DEFAULT NULL
+    prior_variance    double precision DEFAULT NULL,
+    capping           text             DEFAULT NULL,
+    cap_value         double precision DEFAULT NULL,
+    cap_ignore_zeros  boolean          DEFAULT false
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = ''
@@ -498,6 +517,7 @@ declare
     t jsonb;
     r analytics.experiment_result_row;
     adjusted_ci double precision[];
+    cap double precision;
 begin
     if metric is null or metric = '' then
         raise exception 'metric: is required' using errcode = '22004';
@@ -540,13 +560,44 @@ begin
     if cuped and kind = 'ratio' then
         raise exception 'cuped: is available for binomial and mean metrics, not for the ratio metric %', metric using errcode = '22023';
     end if;
+    -- metric capping (GrowthBook's capping settings): per-unit values above the cap count as the cap
+    if capping is null then
+        if cap_value is not null then
+            raise exception 'cap_value: needs capping => ''absolute'' or ''percentile''' using errcode = '22023';
+        end if;
+    elsif capping not in ('absolute', 'percentile') then
+        raise exception 'capping: must be absolute (cap at cap_value) or percentile (cap at the cap_value quantile of the units'' values), got %',
+            capping using errcode = '22023';
+    elsif kind <> 'mean' then
+        raise exception 'capping: applies to mean metrics (a value per unit), not to the % metric %', kind, metric
+            using errcode = '22023';
+    elsif capping = 'absolute' and (cap_value is null or not cap_value > 0 or cap_value = 'Infinity') then
+        raise exception 'cap_value: must be a positive number for absolute capping, got %', coalesce(cap_value::text, 'NULL')
+            using errcode = '22023';
+    elsif capping = 'percentile' and (cap_value is null or not (cap_value > 0 and cap_value <= 1)) then
+        raise exception 'cap_value: must be a quantile in (0, 1] for percentile capping (0.99: the 99th percentile), got %',
+            coalesce(cap_value::text, 'NULL') using errcode = '22023';
+    end if;
+    if cap_ignore_zeros is null or (cap_ignore_zeros and capping is distinct from 'percentile') then
+        raise exception 'cap_ignore_zeros: must be true or false, and true only with percentile capping' using errcode = '22023';
+    end if;
+    if capping = 'absolute' then
+        cap := cap_value;
+    elsif capping = 'percentile' then
+        -- the quantile of every assigned unit's value, all variants together (zeros left out with cap_ignore_zeros), as
+        -- GrowthBook computes its cap: one more pass over the units
+        select percentile_cont(cap_value) within group (order by u.y) into cap
+        from analytics._experiment_unit_values(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type,
+                                               interval '0') u
+        where not cap_ignore_zeros or u.y <> 0;
+    end if;
 
     if metric_source = 'events' and not cuped then
         -- the per-unit totals kept by triggers (sql/023_experiment_totals.sql): no join of assignments and events
-        select m into groups from analytics._experiment_event_moments(e.id, ph, metric, kind) m;
+        select m into groups from analytics._experiment_event_moments(e.id, ph, metric, kind, cap) m;
     else
         select m into groups
-        from analytics._experiment_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type, pre) m;
+        from analytics._experiment_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type, pre, cap) m;
     end if;
 
     control := (select x from jsonb_array_elements(groups) x where (x->>'is_control')::boolean);
@@ -584,6 +635,7 @@ begin
         r.value := (t->>'treatment_value')::double precision;
         r.srm_p_value := (srm_result->>'p_value')::double precision;
         r.srm := (srm_result->>'srm')::boolean;
+        r.capped_at := cap;
         if r.is_control then
             r.effect := null; r.ci_lower := null; r.ci_upper := null; r.p_value := null; r.adjusted_p_value := null;
             r.ci_lower_adjusted := null; r.ci_upper_adjusted := null;
@@ -620,7 +672,7 @@ begin
 end
 $$;
 
-COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision) IS
+COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean) IS
 'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';
 
 -- ---- experiment_report: goal and guardrail metrics in one document (cached: sql/041_cache.sql) -----------------
@@ -677,10 +729,12 @@ begin
                 raise exception '%[%]: must be a metric name or an object with "metric"', kind, i using errcode = '22023';
             end if;
             if exists (select 1 from jsonb_object_keys(spec) f
-                       where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped')) then
-                raise exception '%[%]: unknown field "%"; allowed: metric, source, type, unit_source, operation_type, lower_is_better, cuped',
+                       where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped',
+                                       'capping', 'cap_value', 'cap_ignore_zeros')) then
+                raise exception '%[%]: unknown field "%"; allowed: metric, source, type, unit_source, operation_type, lower_is_better, cuped, capping, cap_value, cap_ignore_zeros',
                     kind, i, (select f from jsonb_object_keys(spec) f
-                              where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped')
+                              where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped',
+                                       'capping', 'cap_value', 'cap_ignore_zeros')
                               order by f limit 1) using errcode = '22023';
             end if;
             begin
@@ -688,7 +742,8 @@ begin
                 from analytics._experiment_results(experiment_key, spec->>'metric', spec->>'type', relative, alpha, 'none',
                     phase, coalesce(spec->>'source', 'events'), coalesce(spec->>'unit_source', 'metadata'),
                     spec->>'operation_type', coalesce((spec->>'cuped')::boolean, false), interval '14 days', 5000,
-                    (spec->>'lower_is_better')::boolean, sequential) with ordinality r;
+                    (spec->>'lower_is_better')::boolean, sequential, null, null, spec->>'capping',
+                    (spec->>'cap_value')::double precision, coalesce((spec->>'cap_ignore_zeros')::boolean, false)) with ordinality r;
             exception when sqlstate '22023' or sqlstate '22004' or sqlstate '22P02' then
                 raise exception '%[%]: %', kind, i, sqlerrm using errcode = '22023';
             end;

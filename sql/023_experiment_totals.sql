@@ -190,7 +190,8 @@ $$Rebuilds analytics.ab_experiment_unit_totals from every assignment and event (
 -- ---- the per-variant moments experiment_results reads --------------------------------------------------------------
 -- Same shape as _experiment_moments (events, without CUPED): n is every assigned unit (index-only count per
 -- variant), the sums come from the totals (binomial: units with an event; mean: the sum of their values).
-CREATE FUNCTION analytics._experiment_event_moments(experiment_id uuid, phase integer, metric text, kind text)
+CREATE FUNCTION analytics._experiment_event_moments(experiment_id uuid, phase integer, metric text, kind text,
+                                                    cap double precision)
 RETURNS SETOF jsonb
 LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
 SET search_path = ''
@@ -201,7 +202,8 @@ AS $$
         where a.experiment_id = _experiment_event_moments.experiment_id and a.phase = _experiment_event_moments.phase
         group by a.variant_id
     ), totals as (
-        select t.variant_id, count(*) as converted, sum(t.total) as sy, sum(t.total * t.total) as syy
+        select t.variant_id, count(*) as converted, sum(least(t.total, _experiment_event_moments.cap)) as sy,
+               sum(least(t.total, _experiment_event_moments.cap) * least(t.total, _experiment_event_moments.cap)) as syy
         from analytics.ab_experiment_unit_totals t
         where t.experiment_id = _experiment_event_moments.experiment_id and t.metric = _experiment_event_moments.metric
           and t.phase = _experiment_event_moments.phase
@@ -220,4 +222,4 @@ AS $$
     left join totals t on t.variant_id = v.id
     where v.experiment_id = _experiment_event_moments.experiment_id
 $$;
-COMMENT ON FUNCTION analytics._experiment_event_moments(uuid, integer, text, text) IS 'Internal: per-variant moments of an event metric from ab_experiment_unit_totals.';
+COMMENT ON FUNCTION analytics._experiment_event_moments(uuid, integer, text, text, double precision) IS 'Internal: per-variant moments of an event metric from ab_experiment_unit_totals, unit totals capped at cap (NULL: none).';

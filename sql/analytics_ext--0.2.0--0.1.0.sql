@@ -4,6 +4,493 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- Metric capping, undone: experiment_results and its helpers as before it ----------------------------------------
+DROP FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, boolean);
+DROP FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean);
+DROP FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval, double precision);
+DROP FUNCTION analytics._experiment_unit_values(uuid, text, integer, text, text, text, text, text, interval);
+DROP FUNCTION analytics._experiment_event_moments(uuid, integer, text, text, double precision);
+ALTER TYPE analytics.experiment_result_row DROP ATTRIBUTE capped_at;
+
+CREATE FUNCTION analytics._experiment_moments(experiment_id uuid, experiment_key text, phase integer, metric text, kind text,
+                                              metric_source text, unit_source text, operation_type text, pre interval)
+RETURNS SETOF jsonb
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+SET search_path = ''
+AS $$
+    -- each assigned unit (grouped by its assignment row) with its value y after assignment (the denominator d for
+    -- ratio metrics) and, for CUPED, its value x of the same metric in the lookback before assignment
+    with units as (
+        select a.variant_id,
+               case when _experiment_moments.kind = 'binomial' then (count(ev.id) filter (where ev.occurred_at >= a.assigned_at) > 0)::int::double precision
+                    else coalesce(sum(ev.value) filter (where ev.occurred_at >= a.assigned_at), 0) end as y,
+               0::double precision as d,
+               case when _experiment_moments.kind = 'binomial' then (count(ev.id) filter (where ev.occurred_at < a.assigned_at) > 0)::int::double precision
+                    else coalesce(sum(ev.value) filter (where ev.occurred_at < a.assigned_at), 0) end as x
+        from analytics.ab_experiment_assignments a
+        left join analytics.ab_experiment_events ev
+               on ev.user_id = a.user_id and ev.unit_id = a.unit_id and ev.metric = _experiment_moments.metric
+              and (ev.experiment_id = a.experiment_id or ev.experiment_id is null)
+              and ev.occurred_at >= a.assigned_at - _experiment_moments.pre
+        where _experiment_moments.metric_source = 'events' and a.experiment_id = _experiment_moments.experiment_id and a.phase = _experiment_moments.phase
+        group by a.id, a.variant_id
+        union all
+        select a.variant_id,
+               coalesce(case _experiment_moments.metric
+                   when 'latency_ms' then sum(s.duration_ms) filter (where s.start_time >= a.assigned_at)
+                   when 'error_rate' then (count(*) filter (where s.start_time >= a.assigned_at and s.status = 'error'))::double precision
+                   when 'cost_usd' then sum(s.cost_usd) filter (where s.start_time >= a.assigned_at)
+                   when 'total_tokens' then (sum(s.total_tokens) filter (where s.start_time >= a.assigned_at))::double precision
+                   when 'input_tokens' then (sum(s.input_tokens) filter (where s.start_time >= a.assigned_at))::double precision
+                   when 'output_tokens' then (sum(s.output_tokens) filter (where s.start_time >= a.assigned_at))::double precision
+                   else (count(s.id) filter (where s.start_time >= a.assigned_at))::double precision end, 0),
+               case _experiment_moments.metric
+                   when 'latency_ms' then count(s.duration_ms) filter (where s.start_time >= a.assigned_at)
+                   else count(s.id) filter (where s.start_time >= a.assigned_at) end::double precision,
+               coalesce(case _experiment_moments.metric
+                   when 'cost_usd' then sum(s.cost_usd) filter (where s.start_time < a.assigned_at)
+                   when 'total_tokens' then (sum(s.total_tokens) filter (where s.start_time < a.assigned_at))::double precision
+                   when 'input_tokens' then (sum(s.input_tokens) filter (where s.start_time < a.assigned_at))::double precision
+                   when 'output_tokens' then (sum(s.output_tokens) filter (where s.start_time < a.assigned_at))::double precision
+                   else (count(s.id) filter (where s.start_time < a.assigned_at))::double precision end, 0)
+        from analytics.ab_experiment_assignments a
+        left join analytics.llm_traces s
+               on s.user_id = a.user_id
+              and case _experiment_moments.unit_source when 'metadata' then s.metadata->>'unit_id'
+                                   when 'session_id' then s.session_id
+                                   else s.conversation_id end = a.unit_id
+              and (s.metadata->>'experiment' is null or s.metadata->>'experiment' = _experiment_moments.experiment_key)
+              and (_experiment_moments.operation_type is null or s.operation_type = _experiment_moments.operation_type)
+              and s.start_time >= a.assigned_at - _experiment_moments.pre
+        where _experiment_moments.metric_source = 'traces' and a.experiment_id = _experiment_moments.experiment_id and a.phase = _experiment_moments.phase
+        group by a.id, a.variant_id
+    )
+    select jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                        'moments', jsonb_build_object(
+                                            'n', coalesce(m.n, 0), 'sum', coalesce(m.sy, 0), 'sum_squares', coalesce(m.syy, 0),
+                                            'den_sum', coalesce(m.sd, 0), 'den_sum_squares', coalesce(m.sdd, 0),
+                                            'cross_sum', coalesce(m.syd, 0), 'pre_sum', coalesce(m.sx, 0),
+                                            'pre_sum_squares', coalesce(m.sxx, 0), 'pre_cross_sum', coalesce(m.sxy, 0)))
+                     order by v.position)
+    from analytics.ab_experiment_variants v
+    left join (
+        select u.variant_id, count(*) as n, sum(u.y) as sy, sum(u.y * u.y) as syy, sum(u.d) as sd, sum(u.d * u.d) as sdd,
+               sum(u.y * u.d) as syd, sum(u.x) as sx, sum(u.x * u.x) as sxx, sum(u.x * u.y) as sxy
+        from units u
+        group by u.variant_id
+    ) m on m.variant_id = v.id
+    where v.experiment_id = _experiment_moments.experiment_id
+$$;
+COMMENT ON FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval) IS 'Internal: per-variant moments of an experiment metric, in one pass.';
+
+CREATE FUNCTION analytics._experiment_event_moments(experiment_id uuid, phase integer, metric text, kind text)
+RETURNS SETOF jsonb
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+SET search_path = ''
+AS $$
+    with assigned as (
+        select a.variant_id, count(*) as n
+        from analytics.ab_experiment_assignments a
+        where a.experiment_id = _experiment_event_moments.experiment_id and a.phase = _experiment_event_moments.phase
+        group by a.variant_id
+    ), totals as (
+        select t.variant_id, count(*) as converted, sum(t.total) as sy, sum(t.total * t.total) as syy
+        from analytics.ab_experiment_unit_totals t
+        where t.experiment_id = _experiment_event_moments.experiment_id and t.metric = _experiment_event_moments.metric
+          and t.phase = _experiment_event_moments.phase
+        group by t.variant_id
+    )
+    select jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                        'moments', jsonb_build_object(
+                                            'n', coalesce(a.n, 0),
+                                            'sum', coalesce(case when _experiment_event_moments.kind = 'binomial' then t.converted else t.sy end, 0),
+                                            'sum_squares', coalesce(case when _experiment_event_moments.kind = 'binomial' then t.converted else t.syy end, 0),
+                                            'den_sum', 0, 'den_sum_squares', 0, 'cross_sum', 0, 'pre_sum', 0,
+                                            'pre_sum_squares', 0, 'pre_cross_sum', 0))
+                     order by v.position)
+    from analytics.ab_experiment_variants v
+    left join assigned a on a.variant_id = v.id
+    left join totals t on t.variant_id = v.id
+    where v.experiment_id = _experiment_event_moments.experiment_id
+$$;
+COMMENT ON FUNCTION analytics._experiment_event_moments(uuid, integer, text, text) IS 'Internal: per-variant moments of an event metric from ab_experiment_unit_totals.';
+
+CREATE FUNCTION analytics._experiment_results(
+    experiment_key    text,
+    metric            text,
+    metric_type       text             DEFAULT NULL,
+    relative          boolean          DEFAULT true,
+    alpha             double precision DEFAULT 0.05,
+    correction        text             DEFAULT 'none',
+    phase             integer          DEFAULT NULL,
+    metric_source     text             DEFAULT 'events',
+    unit_source       text             DEFAULT 'metadata',
+    operation_type    text             DEFAULT NULL,
+    cuped             boolean          DEFAULT false,
+    cuped_lookback    interval         DEFAULT '14 days',
+    sequential_tuning double precision DEFAULT 5000,
+    lower_is_better   boolean          DEFAULT NULL,
+    sequential        boolean          DEFAULT false,
+    prior_mean        double precision DEFAULT NULL,
+    prior_variance    double precision DEFAULT NULL
+) RETURNS SETOF analytics.experiment_result_row
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    ph int := coalesce(_experiment_results.phase, e.phase);
+    kind text := metric_type;
+    trace_kind text;
+    pre interval := case when cuped then cuped_lookback else interval '0' end;
+    -- trace metrics other than request_count are costs: lower is better
+    lower boolean := coalesce(lower_is_better, metric_source = 'traces' and metric <> 'request_count');
+    groups jsonb;
+    control jsonb;
+    srm_result jsonb;
+    tests jsonb := '{}';
+    adjusted double precision[];
+    keys text[];
+    g jsonb;
+    t jsonb;
+    r analytics.experiment_result_row;
+    adjusted_ci double precision[];
+begin
+    if metric is null or metric = '' then
+        raise exception 'metric: is required' using errcode = '22004';
+    end if;
+    if correction is null or correction not in ('holm', 'bh', 'none') then
+        raise exception 'correction: must be holm, bh or none, got %', coalesce(correction, 'NULL') using errcode = '22023';
+    end if;
+    if cuped is null or (cuped and (cuped_lookback is null or cuped_lookback <= interval '0')) then
+        raise exception 'cuped_lookback: must be a positive interval, got %', coalesce(cuped_lookback::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if metric_source = 'events' then
+        kind := coalesce(kind, 'binomial');
+        if kind not in ('binomial', 'mean') then
+            raise exception 'metric_type: must be binomial (share of units with the event) or mean (event value per unit), got %',
+                kind using errcode = '22023';
+        end if;
+    elsif metric_source = 'traces' then
+        if metric not in ('latency_ms', 'error_rate', 'cost_usd', 'total_tokens', 'input_tokens', 'output_tokens', 'request_count') then
+            raise exception 'metric: unknown trace metric "%"; allowed: latency_ms, error_rate, cost_usd, total_tokens, input_tokens, output_tokens, request_count',
+                metric using errcode = '22023';
+        end if;
+        if unit_source is null or unit_source not in ('metadata', 'session_id', 'conversation_id') then
+            raise exception 'unit_source: must be metadata (the span''s metadata.unit_id), session_id or conversation_id, got %',
+                coalesce(unit_source, 'NULL') using errcode = '22023';
+        end if;
+        trace_kind := case when metric in ('latency_ms', 'error_rate') then 'ratio' else 'mean' end;
+        if kind is not null and kind <> trace_kind then
+            raise exception 'metric_type: the trace metric % is a % metric, got %', metric, trace_kind, kind
+                using errcode = '22023';
+        end if;
+        kind := trace_kind;
+    else
+        raise exception 'metric_source: must be events (ab_experiment_events) or traces (llm_traces), got %',
+            coalesce(metric_source, 'NULL') using errcode = '22023';
+    end if;
+    if sequential is null then
+        raise exception 'sequential: must be true or false' using errcode = '22004';
+    end if;
+    if cuped and kind = 'ratio' then
+        raise exception 'cuped: is available for binomial and mean metrics, not for the ratio metric %', metric using errcode = '22023';
+    end if;
+
+    if metric_source = 'events' and not cuped then
+        -- the per-unit totals kept by triggers (sql/023_experiment_totals.sql): no join of assignments and events
+        select m into groups from analytics._experiment_event_moments(e.id, ph, metric, kind) m;
+    else
+        select m into groups
+        from analytics._experiment_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type, pre) m;
+    end if;
+
+    control := (select x from jsonb_array_elements(groups) x where (x->>'is_control')::boolean);
+    srm_result := analytics.srm_check(
+        (select array_agg((x->'moments'->>'n')::int) from jsonb_array_elements(groups) x),
+        (select array_agg((x->>'weight')::double precision) from jsonb_array_elements(groups) x));
+
+    for g in select x from jsonb_array_elements(groups) x loop
+        t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning, lower,
+                                      prior_mean, prior_variance);
+        if sequential then
+            -- GrowthBook with sequential testing on: the always-valid p-value and interval replace the fixed-horizon
+            -- ones, and significance (after correction) follows them
+            t := t || jsonb_build_object('p_value', t->'sequential_p_value', 'ci_lower', t->'sequential_ci_lower',
+                                         'ci_upper', t->'sequential_ci_upper');
+        end if;
+        tests := tests || jsonb_build_object(g->>'key', t);
+    end loop;
+
+    -- correct the variants' p-values for comparing several variants with one control
+    select array_agg(k order by k), array_agg((tests->k->>'p_value')::double precision order by k)
+      into keys, adjusted
+    from jsonb_object_keys(tests) k
+    where tests->k->>'p_value' is not null
+      and not exists (select 1 from jsonb_array_elements(groups) x where x->>'key' = k and (x->>'is_control')::boolean);
+    if correction <> 'none' and keys is not null then
+        adjusted := analytics.adjust_p_values(adjusted, correction);
+    end if;
+
+    for g in select x from jsonb_array_elements(groups) x loop
+        t := tests->(g->>'key');
+        r.variant_key := g->>'key';
+        r.is_control := (g->>'is_control')::boolean;
+        r.units := (g->'moments'->>'n')::bigint;
+        r.value := (t->>'treatment_value')::double precision;
+        r.srm_p_value := (srm_result->>'p_value')::double precision;
+        r.srm := (srm_result->>'srm')::boolean;
+        if r.is_control then
+            r.effect := null; r.ci_lower := null; r.ci_upper := null; r.p_value := null; r.adjusted_p_value := null;
+            r.ci_lower_adjusted := null; r.ci_upper_adjusted := null;
+            r.significant := false; r.chance_to_beat_control := null; r.expected_loss := null; r.sequential_p_value := null;
+            r.sequential_ci_lower := null; r.sequential_ci_upper := null; r.variance_reduction := null;
+            r.note := srm_result->>'note';
+        else
+            r.effect := (t->>'effect')::double precision;
+            r.ci_lower := (t->>'ci_lower')::double precision;
+            r.ci_upper := (t->>'ci_upper')::double precision;
+            r.p_value := (t->>'p_value')::double precision;
+            r.adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, r.variant_key)] end;
+            r.significant := coalesce(r.adjusted_p_value < alpha, false);
+            -- the interval that goes with the corrected p-value (GrowthBook's ciAdjusted); without a correction, the
+            -- interval itself
+            if correction <> 'none' and r.adjusted_p_value is not null and r.effect is not null and r.ci_lower is not null then
+                adjusted_ci := analytics._adjusted_interval(r.effect, r.ci_lower, r.ci_upper, r.adjusted_p_value, alpha);
+                r.ci_lower_adjusted := adjusted_ci[1];
+                r.ci_upper_adjusted := adjusted_ci[2];
+            else
+                r.ci_lower_adjusted := r.ci_lower;
+                r.ci_upper_adjusted := r.ci_upper;
+            end if;
+            r.chance_to_beat_control := (t->>'chance_to_beat_control')::double precision;
+            r.expected_loss := (t->>'expected_loss')::double precision;
+            r.sequential_p_value := (t->>'sequential_p_value')::double precision;
+            r.sequential_ci_lower := (t->>'sequential_ci_lower')::double precision;
+            r.sequential_ci_upper := (t->>'sequential_ci_upper')::double precision;
+            r.variance_reduction := (t->>'variance_reduction')::double precision;
+            r.note := coalesce(t->>'note', srm_result->>'note');
+        end if;
+        return next r;
+    end loop;
+end
+$$;
+COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision) IS
+'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';
+
+CREATE OR REPLACE FUNCTION analytics._experiment_report(
+    experiment_key    text,
+    goal_metrics      jsonb,
+    guardrail_metrics jsonb            DEFAULT '[]',
+    correction        text             DEFAULT 'none',
+    alpha             double precision DEFAULT 0.05,
+    relative          boolean          DEFAULT true,
+    sequential        boolean          DEFAULT false,
+    phase             integer          DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    spec jsonb;
+    kind text;
+    i integer;
+    rows jsonb;
+    goals jsonb := '[]';
+    guards jsonb := '[]';
+    raw double precision[] := '{}';
+    adjusted double precision[];
+    k integer := 0;
+    m integer;
+    v integer;
+    ci double precision[];
+    rec jsonb;
+    first_rows jsonb;
+begin
+    if correction is null or correction not in ('holm', 'bh', 'none') then
+        raise exception 'correction: must be holm, bh or none, got %', coalesce(correction, 'NULL') using errcode = '22023';
+    end if;
+    if goal_metrics is null or jsonb_typeof(goal_metrics) <> 'array' or jsonb_array_length(goal_metrics) = 0 then
+        raise exception 'goal_metrics: must be a non-empty array of metrics ("signup" or {"metric": "signup", ...})'
+            using errcode = '22023';
+    end if;
+    if guardrail_metrics is null or jsonb_typeof(guardrail_metrics) <> 'array' then
+        raise exception 'guardrail_metrics: must be an array of metrics' using errcode = '22023';
+    end if;
+    for kind in select unnest(array['goal_metrics', 'guardrail_metrics']) loop
+        for i in 0 .. jsonb_array_length(case kind when 'goal_metrics' then goal_metrics else guardrail_metrics end) - 1 loop
+            spec := (case kind when 'goal_metrics' then goal_metrics else guardrail_metrics end)->i;
+            if jsonb_typeof(spec) = 'string' then
+                spec := jsonb_build_object('metric', spec #>> '{}');
+            end if;
+            if jsonb_typeof(spec) <> 'object' or jsonb_typeof(spec->'metric') is distinct from 'string' then
+                raise exception '%[%]: must be a metric name or an object with "metric"', kind, i using errcode = '22023';
+            end if;
+            if exists (select 1 from jsonb_object_keys(spec) f
+                       where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped')) then
+                raise exception '%[%]: unknown field "%"; allowed: metric, source, type, unit_source, operation_type, lower_is_better, cuped',
+                    kind, i, (select f from jsonb_object_keys(spec) f
+                              where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped')
+                              order by f limit 1) using errcode = '22023';
+            end if;
+            begin
+                select jsonb_agg(to_jsonb(r) - 'ordinality' order by r.ordinality) into rows
+                from analytics._experiment_results(experiment_key, spec->>'metric', spec->>'type', relative, alpha, 'none',
+                    phase, coalesce(spec->>'source', 'events'), coalesce(spec->>'unit_source', 'metadata'),
+                    spec->>'operation_type', coalesce((spec->>'cuped')::boolean, false), interval '14 days', 5000,
+                    (spec->>'lower_is_better')::boolean, sequential) with ordinality r;
+            exception when sqlstate '22023' or sqlstate '22004' or sqlstate '22P02' then
+                raise exception '%[%]: %', kind, i, sqlerrm using errcode = '22023';
+            end;
+            first_rows := coalesce(first_rows, rows);
+            if kind = 'goal_metrics' then
+                goals := goals || jsonb_build_array(jsonb_build_object('metric', spec->>'metric', 'spec', spec, 'results', rows));
+                -- in the rows' order, the order in which the loop below hands the adjusted values back
+                raw := raw || array(select (x->>'p_value')::double precision
+                                    from jsonb_array_elements(rows) with ordinality t(x, o)
+                                    where not (x->>'is_control')::boolean order by o);
+            else
+                guards := guards || jsonb_build_array(jsonb_build_object('metric', spec->>'metric', 'spec', spec, 'results', rows));
+            end if;
+        end loop;
+    end loop;
+
+    -- one correction over every variant of every goal metric (NULL p-values, a test without a result, count as 1)
+    adjusted := raw;
+    if correction <> 'none' and cardinality(raw) > 0 then
+        adjusted := analytics.adjust_p_values(array(select coalesce(p, 1) from unnest(raw) p), correction);
+    end if;
+    for m in 0 .. jsonb_array_length(goals) - 1 loop
+        rows := goals->m->'results';
+        for v in 0 .. jsonb_array_length(rows) - 1 loop
+            rec := rows->v;
+            if not (rec->>'is_control')::boolean then
+                k := k + 1;
+                rec := rec || jsonb_build_object('adjusted_p_value', case when rec->>'p_value' is null then null else adjusted[k] end);
+                if correction <> 'none' and rec->>'p_value' is not null and rec->>'effect' is not null and rec->>'ci_lower' is not null then
+                    ci := analytics._adjusted_interval((rec->>'effect')::double precision, (rec->>'ci_lower')::double precision,
+                        (rec->>'ci_upper')::double precision, adjusted[k], alpha);
+                    rec := rec || jsonb_build_object('ci_lower_adjusted', ci[1], 'ci_upper_adjusted', ci[2]);
+                end if;
+                rec := rec || jsonb_build_object('significant', coalesce((rec->>'adjusted_p_value')::double precision < alpha, false));
+                rows := jsonb_set(rows, array[v::text], rec);
+            end if;
+        end loop;
+        goals := jsonb_set(goals, array[m::text, 'results'], rows);
+    end loop;
+    -- guardrails: failing when significantly worse, uncorrected. "Worse" is the direction experiment_results' Bayesian
+    -- view already took from lower_is_better (and its default for trace metrics): a chance to beat control below 1/2
+    for m in 0 .. jsonb_array_length(guards) - 1 loop
+        rows := guards->m->'results';
+        for v in 0 .. jsonb_array_length(rows) - 1 loop
+            rec := rows->v;
+            if not (rec->>'is_control')::boolean then
+                rec := rec || jsonb_build_object('status', case
+                    when (rec->>'significant')::boolean and (rec->>'chance_to_beat_control')::double precision < 0.5
+                        then 'failing'
+                    else 'ok' end);
+                rows := jsonb_set(rows, array[v::text], rec);
+            end if;
+        end loop;
+        guards := jsonb_set(guards, array[m::text, 'results'], rows);
+    end loop;
+
+    return jsonb_build_object(
+        'experiment', e.key, 'status', e.status, 'phase', coalesce(_experiment_report.phase, e.phase),
+        'correction', correction, 'alpha', alpha, 'relative', relative, 'sequential', sequential,
+        'variants', (select jsonb_agg(jsonb_build_object('key', x->>'variant_key', 'is_control', (x->>'is_control')::boolean,
+                                                         'units', (x->>'units')::bigint))
+                     from jsonb_array_elements(first_rows) x),
+        'srm', jsonb_build_object('p_value', (first_rows->0->>'srm_p_value')::double precision,
+                                  'srm', (first_rows->0->>'srm')::boolean),
+        'goals', (select jsonb_agg(g - 'spec') from jsonb_array_elements(goals) g),
+        'guardrails', coalesce((select jsonb_agg(g - 'spec') from jsonb_array_elements(guards) g), '[]'));
+end
+$$;
+
+CREATE FUNCTION analytics.experiment_results(
+    experiment_key    text,
+    metric            text,
+    metric_type       text             DEFAULT NULL,
+    relative          boolean          DEFAULT true,
+    alpha             double precision DEFAULT 0.05,
+    correction        text             DEFAULT 'none',
+    phase             integer          DEFAULT NULL,
+    metric_source     text             DEFAULT 'events',
+    unit_source       text             DEFAULT 'metadata',
+    operation_type    text             DEFAULT NULL,
+    cuped             boolean          DEFAULT false,
+    cuped_lookback    interval         DEFAULT '14 days',
+    sequential_tuning double precision DEFAULT 5000,
+    lower_is_better   boolean          DEFAULT NULL,
+    sequential        boolean          DEFAULT false,
+    prior_mean        double precision DEFAULT NULL,
+    prior_variance    double precision DEFAULT NULL,
+    cache             boolean          DEFAULT true
+) RETURNS SETOF analytics.experiment_result_row
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('experiment_results',
+        jsonb_build_array(experiment_key, metric, metric_type, relative, alpha, correction, phase, metric_source,
+                          unit_source, operation_type, cuped, cuped_lookback, sequential_tuning, lower_is_better,
+                          sequential, prior_mean, prior_variance), cache);
+begin
+    if not c.hit and not c.fill then
+        return query select * from analytics._experiment_results(experiment_key, metric, metric_type, relative, alpha,
+            correction, phase, metric_source, unit_source, operation_type, cuped, cuped_lookback, sequential_tuning,
+            lower_is_better, sequential, prior_mean, prior_variance);
+        return;
+    end if;
+    if c.fill then
+        select coalesce(jsonb_agg(to_jsonb(r) order by r.ordinality), '[]') into c.result
+        from analytics._experiment_results(experiment_results.experiment_key, experiment_results.metric,
+            experiment_results.metric_type, experiment_results.relative, experiment_results.alpha,
+            experiment_results.correction, experiment_results.phase, experiment_results.metric_source,
+            experiment_results.unit_source, experiment_results.operation_type, experiment_results.cuped,
+            experiment_results.cuped_lookback, experiment_results.sequential_tuning,
+            experiment_results.lower_is_better, experiment_results.sequential, experiment_results.prior_mean,
+            experiment_results.prior_variance) with ordinality r;
+        perform analytics._cache_put(c);
+    end if;
+    return query select * from jsonb_populate_recordset(null::analytics.experiment_result_row, c.result);
+end
+$$;
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean) IS
+$$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (correction: none by default as GrowthBook, holm or bh) with the interval that goes with it (ci_lower_adjusted/ci_upper_adjusted, GrowthBook's ciAdjusted), significance, chance to beat control and expected loss (Bayesian, Gaussian; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
+metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
+metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
+cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). prior_mean and prior_variance (both, or neither for the flat prior) are GrowthBook's informative Gaussian prior on the effect for chance_to_beat_control and expected_loss. sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
+Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
+
+COMMENT ON FUNCTION analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, boolean) IS
+$$An experiment's results page as one jsonb document, for PostgREST clients: {"experiment", "status", "phase", "correction", "alpha", "variants": [{"key", "is_control", "units"}], "srm": {"p_value", "srm"}, "goals": [{"metric", "results": [experiment_results rows]}], "guardrails": [{"metric", "results": [... with "status": "ok" | "failing"]}]}.
+goal_metrics and guardrail_metrics are arrays of metric names or of {"metric", "source" (events | traces), "type", "unit_source", "operation_type", "lower_is_better", "cuped"}. The correction (none by default, holm or bh) covers every variant of every goal metric together, as GrowthBook, with adjusted intervals; guardrails are not corrected and fail when a variant is significantly worse. Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
+Example: select analytics.experiment_report('checkout-cta', '["signup", {"metric": "spend", "type": "mean"}]', correction => 'holm');$$;
+
+REVOKE EXECUTE ON FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval),
+    analytics._experiment_event_moments(uuid, integer, text, text),
+    analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision),
+    analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean) FROM PUBLIC;
+
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval),
+                analytics._experiment_event_moments(uuid, integer, text, text),
+                analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision),
+                analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, boolean) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
 -- ---- Keys that include user_id, undone ----------------------------------------------------------------------------
 ALTER TABLE analytics.ab_experiment_variants DROP CONSTRAINT ab_experiment_variants_experiment_fk;
 ALTER TABLE analytics.ab_experiment_assignments DROP CONSTRAINT ab_experiment_assignments_experiment_fk,

@@ -241,3 +241,78 @@ select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaa
 select variant_key, round(value::numeric, 2) as latency_ms_unchanged
 from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces') order by 1;
 commit;
+
+-- ---- metric capping (GrowthBook's capping settings): every figure against the capped values computed here --------
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+-- a whale: the first grey buyer spends 10,000 after assignment, which swamps green's +2
+insert into analytics.ab_experiment_events (experiment_id, unit_id, metric, value, occurred_at)
+select a.experiment_id, a.unit_id, 'spend', 10000, a.assigned_at + interval '2 hours'
+from analytics.ab_experiment_assignments a join analytics.ab_experiment_variants v on v.id = a.variant_id
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'checkout-cta') and v.key = 'grey'
+order by a.unit_id limit 1;
+-- each unit's spend after assignment (y) and in the 14 days before it (x), by hand
+create temp table unit_spend on commit drop as
+select v.is_control, a.unit_id,
+       coalesce(sum(ev.value) filter (where ev.occurred_at >= a.assigned_at), 0)::double precision as y,
+       coalesce(sum(ev.value) filter (where ev.occurred_at < a.assigned_at), 0)::double precision as x
+from analytics.ab_experiment_assignments a
+join analytics.ab_experiment_variants v on v.id = a.variant_id
+left join analytics.ab_experiment_events ev
+       on ev.unit_id = a.unit_id and ev.metric = 'spend' and (ev.experiment_id = a.experiment_id or ev.experiment_id is null)
+      and ev.occurred_at >= a.assigned_at - interval '14 days'
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'checkout-cta')
+group by v.is_control, a.unit_id;
+create temp table caps on commit drop as
+select * from (values
+    ('absolute', 60::double precision, false, 60::double precision),
+    ('percentile', 0.99, false, (select percentile_cont(0.99) within group (order by y) from unit_spend)),
+    ('percentile', 0.5, true, (select percentile_cont(0.5) within group (order by y) from unit_spend where y <> 0))
+) c(capping, cap_value, ignore_zeros, cap);
+-- the moments of the capped values, as compare_groups takes them, per cap and group
+create temp table capped_moments on commit drop as
+select c.capping, c.cap_value, c.ignore_zeros, u.is_control,
+       jsonb_build_object('n', count(*), 'sum', sum(least(u.y, c.cap)), 'sum_squares', sum(least(u.y, c.cap) ^ 2),
+                          'pre_sum', sum(least(u.x, c.cap)), 'pre_sum_squares', sum(least(u.x, c.cap) ^ 2),
+                          'pre_cross_sum', sum(least(u.x, c.cap) * least(u.y, c.cap))) as m
+from caps c cross join unit_spend u
+group by 1, 2, 3, 4;
+select c.capping, c.cap_value, c.ignore_zeros, round(c.cap::numeric, 6) as cap_by_hand, r.capped_at = c.cap as capped_at_matches, cuped,
+       round(r.effect::numeric, 3) as difference, r.significant,
+       abs(r.effect - (t->>'effect')::double precision) < 1e-9 and abs(r.p_value - (t->>'p_value')::double precision) < 1e-9
+           and abs(r.ci_lower - (t->>'ci_lower')::double precision) < 1e-9 as matches_compare_groups
+from caps c cross join (values (false), (true)) k(cuped)
+cross join lateral analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', relative => false,
+    cuped => k.cuped, capping => c.capping, cap_value => c.cap_value, cap_ignore_zeros => c.ignore_zeros) r
+cross join lateral analytics.compare_groups(
+    (select m from capped_moments cm where (cm.capping, cm.cap_value, cm.ignore_zeros) = (c.capping, c.cap_value, c.ignore_zeros) and cm.is_control),
+    (select m from capped_moments cm where (cm.capping, cm.cap_value, cm.ignore_zeros) = (c.capping, c.cap_value, c.ignore_zeros) and not cm.is_control),
+    'mean', false, cuped => k.cuped) t
+where not r.is_control
+order by 1, 2, 3, cuped;
+-- without capping the whale hides green's lift
+select round(effect::numeric, 3) as uncapped_difference, significant, capped_at
+from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', relative => false) where not is_control;
+-- per metric in experiment_report
+select x->>'capped_at' as capped_at, x->>'significant' as significant
+from (select analytics.experiment_report('checkout-cta', '[{"metric": "spend", "type": "mean", "capping": "absolute", "cap_value": 60}]',
+          relative => false) as doc) r, jsonb_array_elements(r.doc->'goals'->0->'results') x
+where not (x->>'is_control')::boolean;
+-- capping a trace metric (per-unit cost): no unit's capped cost exceeds the cap, so neither does a variant's mean
+-- (but for the last bits of a floating-point sum)
+select bool_and(value <= capped_at * (1 + 1e-12)) as means_within_cap, count(*) as variants
+from analytics.experiment_results('model-swap', 'cost_usd', metric_source => 'traces', capping => 'percentile', cap_value => 0.5);
+-- bad capping settings
+select regress.attempt(stmt) as outcome from (values
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', capping => 'winsorize', cap_value => 5)$$),
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', capping => 'absolute', cap_value => 5)$$),
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', capping => 'absolute', cap_value => -5)$$),
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', capping => 'absolute')$$),
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', capping => 'percentile', cap_value => 99)$$),
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', cap_value => 99)$$),
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', capping => 'absolute', cap_value => 5, cap_ignore_zeros => true)$$),
+  ($$select * from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces', capping => 'percentile', cap_value => 0.99)$$),
+  ($$select analytics.experiment_report('checkout-cta', '[{"metric": "spend", "type": "mean", "capping": "absolute", "cap_value": "lots"}]')$$)
+) v(stmt);
+commit;

@@ -3,13 +3,15 @@
 -- events (analytics._experiment_moments), for binomial and mean metrics; users read but cannot write them; another
 -- owner's events never reach them. Sessions behave like PostgREST: role authenticated + JWT claims.
 
--- the check: moments from the totals equal moments from the plain join (to 1e-9), for both metric types
+-- the check: moments from the totals equal moments from the plain join (to 1e-9), for both metric types, uncapped and
+-- capped
 create function regress.totals_agree(experiment_key text, metric text) returns boolean
 language sql as $$
     with m as (
-        select analytics._experiment_event_moments(e.id, e.phase, totals_agree.metric, kind) as from_totals,
-               analytics._experiment_moments(e.id, e.key, e.phase, totals_agree.metric, kind, 'events', 'metadata', null, '0') as from_join
+        select analytics._experiment_event_moments(e.id, e.phase, totals_agree.metric, kind, cap) as from_totals,
+               analytics._experiment_moments(e.id, e.key, e.phase, totals_agree.metric, kind, 'events', 'metadata', null, '0', cap) as from_join
         from analytics.ab_experiments e cross join unnest(array['binomial', 'mean']) kind
+        cross join (values (null::double precision), (2.0)) c(cap)  -- uncapped, and values capped at 2 (metric capping)
         where e.key = totals_agree.experiment_key
     )
     select bool_and(abs((t.x->'moments'->>k)::float8 - (r.x->'moments'->>k)::float8)
