@@ -92,22 +92,29 @@ fn upsert_unpartitioned() -> String {
 /// batch's spans, `STORED_STARTS` finds where each span of the batch is stored (its start_time, NULL if it is not),
 /// and one statement updates the stored ones, merging them with the batch (the rules of `MERGE_SET`) and taking
 /// the new start_time (so moving a span to its partition when a re-send changed it), and inserts the others.
-/// $29 is `STORED_STARTS`' array, in the batch's order; returns the number of spans written.
+/// $29 is `STORED_STARTS`' array, in the batch's order; returns the number of spans written. With `new_spans` false
+/// (every span of the batch is stored: a re-send) the statement is the UPDATE alone, which reads the batch once.
 ///
 /// Each stored span is found by its exact key, (user_id, trace_id, span_id, start_time): a join that the planner
 /// runs as one index probe per span in the one partition of that start_time. (With a range of start times instead,
 /// it could take the range's index as the outer side and scan every span of the range for each batch.)
-fn merge_spans() -> String {
+fn merge_spans(new_spans: bool) -> String {
     let rows = span_rows!()
         .replace("$27::jsonb[], $28::text[])", "$27::jsonb[], $28::text[], $29::timestamptz[])")
         .replace("reasoning_tokens, cost_usd, input, output, metadata, tags)", "reasoning_tokens, cost_usd, input, output, metadata, tags, stored_start)")
         .replace("coalesce(r.tags::text[], '{}'::text[]) as tags", "coalesce(r.tags::text[], '{}'::text[]) as tags, r.stored_start");
-    format!(
-        "with updated as (
-        update analytics.llm_traces t set{set}    from ({rows}) r
+    let update = format!(
+        "update analytics.llm_traces t set{set}    from ({rows}) r
         where r.stored_start is not null
           and t.user_id = r.user_id and t.trace_id = r.trace_id and t.span_id = r.span_id and t.start_time = r.stored_start
-        returning 1),
+        returning 1",
+        set = MERGE_SET.replace("excluded.", "r.")
+    );
+    if !new_spans {
+        return format!("with updated as ({update})\n    select count(*) from updated");
+    }
+    format!(
+        "with updated as ({update}),
     inserted as ({insert}
         select r.user_id, r.trace_id, r.span_id, r.parent_span_id, r.conversation_id, r.message_id, r.session_id, r.name,
                r.operation_type, r.status, r.status_message, r.level, r.start_time, r.end_time, r.completion_start_time,
@@ -117,7 +124,6 @@ fn merge_spans() -> String {
         where r.stored_start is null
         returning 1)
     select (select count(*) from updated) + (select count(*) from inserted)",
-        set = MERGE_SET.replace("excluded.", "r."),
         insert = insert_spans!()
     )
 }
@@ -401,8 +407,9 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
                         ],
                     )?
                     .unwrap_or_default();
+                    let new_spans = stored_starts.len() < spans.len() || stored_starts.iter().any(Option::is_none);
                     args.push(stored_starts.into());
-                    let written = client.update(merge_spans().as_str(), Some(1), &args)?.first().get_one::<i64>()?;
+                    let written = client.update(merge_spans(new_spans).as_str(), Some(1), &args)?.first().get_one::<i64>()?;
                     stored = Some(written.unwrap_or_default() as u64);
                 }
                 client.update(CHECKS_DONE, None, &[])?;
