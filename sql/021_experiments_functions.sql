@@ -52,5 +52,11 @@ COMMENT ON FUNCTION analytics.minimum_detectable_effect(double precision, bigint
 $$The smallest increase (relative by default) that a test with units_per_variant units in every variant detects with the given power; the inverse of sample_size, by the same method ('growthbook': GrowthBook's closed form; 'statsmodels'). Returns {"effect", "treatment_value", "alpha_per_comparison"}.
 Example: select analytics.minimum_detectable_effect(baseline => 0.10, units_per_variant => 20000);$$;
 
+COMMENT ON FUNCTION analytics.power_analysis(double precision, double precision, bigint, text, double precision, integer, double precision, double precision, text, double precision, double precision, double precision) IS
+$$GrowthBook's power calculator for one metric: the power of an experiment with units in all (split evenly over variants) to detect the lift effect (0.05 = +5%) in a two-sided test, and the MDE, the smallest lift it detects with the given power. baseline is the control's conversion rate (metric_type 'binomial') or mean ('mean', with std_dev of the per-unit value); the control's variance is used for both groups, the lift's error by the delta method.
+engine 'frequentist' (fixed horizon; sequential_tuning: GrowthBook's sequential testing, whose wider always-valid intervals lower the power) or 'bayesian' (flat prior, or the proper prior N(prior_mean, prior_std_dev²) on the lift; the MDE by GrowthBook's grid of 0.001 then 0.00001). Reproduces GrowthBook's own test figures to 5 decimals.
+Returns {"power", "mde", "units_per_variant"}, with "mde": null and a "note" when no lift reaches the power.
+Example: select analytics.power_analysis(baseline => 0.10, effect => 0.05, units => 100000);$$;
+
 COMMENT ON FUNCTION analytics._adjusted_interval(double precision, double precision, double precision, double precision, double precision) IS
 'Internal: the interval that goes with a corrected p-value, as GrowthBook''s ciAdjusted: effect ± z(1 - alpha/2)·|effect / z(1 - p_adjusted/2)| when that is wider than the interval given, the whole line when p_adjusted is 1; {lower, upper}. Used by experiment_results.';

@@ -571,7 +571,7 @@ begin
     elsif kind <> 'mean' then
         raise exception 'capping: applies to mean metrics (a value per unit), not to the % metric %', kind, metric
             using errcode = '22023';
-    elsif capping = 'absolute' and (cap_value is null or not cap_value > 0 or cap_value = 'Infinity') then
+    elsif capping = 'absolute' and (cap_value is null or not cap_value > 0 or cap_value in ('Infinity', 'NaN')) then
         raise exception 'cap_value: must be a positive number for absolute capping, got %', coalesce(cap_value::text, 'NULL')
             using errcode = '22023';
     elsif capping = 'percentile' and (cap_value is null or not (cap_value > 0 and cap_value <= 1)) then

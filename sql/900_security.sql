@@ -81,6 +81,7 @@ BEGIN
             analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision),
             analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer, text),
             analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text),
+            analytics.power_analysis(double precision, double precision, bigint, text, double precision, integer, double precision, double precision, text, double precision, double precision, double precision),
             analytics.detect_anomalies(double precision[], text, jsonb), analytics.anomaly_params(text, jsonb),
             analytics.detect_series_anomalies(timestamptz[], double precision[], text, jsonb, interval) TO anon;
         -- a project's db_pre_request function runs for anonymous requests too (they are never limited: no sub)

@@ -3413,7 +3413,7 @@ begin
     elsif kind <> 'mean' then
         raise exception 'capping: applies to mean metrics (a value per unit), not to the % metric %', kind, metric
             using errcode = '22023';
-    elsif capping = 'absolute' and (cap_value is null or not cap_value > 0 or cap_value = 'Infinity') then
+    elsif capping = 'absolute' and (cap_value is null or not cap_value > 0 or cap_value in ('Infinity', 'NaN')) then
         raise exception 'cap_value: must be a positive number for absolute capping, got %', coalesce(cap_value::text, 'NULL')
             using errcode = '22023';
     elsif capping = 'percentile' and (cap_value is null or not (cap_value > 0 and cap_value <= 1)) then
@@ -3732,6 +3732,42 @@ BEGIN
                 analytics._experiment_event_moments(uuid, integer, text, text, double precision),
                 analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean),
                 analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, boolean) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- ---- GrowthBook's power calculator (src/experiments/sql.rs, sql/021_experiments_functions.sql): power_analysis ----
+CREATE FUNCTION analytics."power_analysis"(
+	"baseline" double precision, /* Option < f64 > */
+	"effect" double precision, /* Option < f64 > */
+	"units" bigint, /* Option < i64 > */
+	"metric_type" TEXT DEFAULT 'binomial', /* Option < & str > */
+	"std_dev" double precision DEFAULT NULL, /* Option < f64 > */
+	"variants" INT DEFAULT 2, /* Option < i32 > */
+	"alpha" double precision DEFAULT 0.05, /* Option < f64 > */
+	"power" double precision DEFAULT 0.8, /* Option < f64 > */
+	"engine" TEXT DEFAULT 'frequentist', /* Option < & str > */
+	"sequential_tuning" double precision DEFAULT NULL, /* Option < f64 > */
+	"prior_mean" double precision DEFAULT NULL, /* Option < f64 > */
+	"prior_std_dev" double precision DEFAULT NULL /* Option < f64 > */
+) RETURNS jsonb /* pgrx :: JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'power_analysis_wrapper';
+COMMENT ON FUNCTION analytics.power_analysis(double precision, double precision, bigint, text, double precision, integer, double precision, double precision, text, double precision, double precision, double precision) IS
+$$GrowthBook's power calculator for one metric: the power of an experiment with units in all (split evenly over variants) to detect the lift effect (0.05 = +5%) in a two-sided test, and the MDE, the smallest lift it detects with the given power. baseline is the control's conversion rate (metric_type 'binomial') or mean ('mean', with std_dev of the per-unit value); the control's variance is used for both groups, the lift's error by the delta method.
+engine 'frequentist' (fixed horizon; sequential_tuning: GrowthBook's sequential testing, whose wider always-valid intervals lower the power) or 'bayesian' (flat prior, or the proper prior N(prior_mean, prior_std_dev²) on the lift; the MDE by GrowthBook's grid of 0.001 then 0.00001). Reproduces GrowthBook's own test figures to 5 decimals.
+Returns {"power", "mde", "units_per_variant"}, with "mde": null and a "note" when no lift reaches the power.
+Example: select analytics.power_analysis(baseline => 0.10, effect => 0.05, units => 100000);$$;
+REVOKE EXECUTE ON FUNCTION analytics.power_analysis(double precision, double precision, bigint, text, double precision, integer, double precision, double precision, text, double precision, double precision, double precision) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.power_analysis(double precision, double precision, bigint, text, double precision, integer, double precision, double precision, text, double precision, double precision, double precision) TO %I', r);
         END IF;
     END LOOP;
 END

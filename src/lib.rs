@@ -62,7 +62,8 @@ extension_sql_file!(
         experiments::sql::adjusted_interval,
         experiments::sql::compare_two_groups,
         experiments::sql::plan_sample_size,
-        experiments::sql::plan_minimum_detectable_effect
+        experiments::sql::plan_minimum_detectable_effect,
+        experiments::sql::power_analysis
     ]
 );
 extension_sql_file!(

@@ -380,6 +380,59 @@ pub fn plan_minimum_detectable_effect(
     json(&power::minimum_detectable_effect(&p, required(units_per_variant, "units_per_variant") as f64).or_raise())
 }
 
+/// `analytics.power_analysis(baseline, effect, units, metric_type = 'binomial', std_dev = NULL, variants = 2,
+/// alpha = 0.05, power = 0.8, engine = 'frequentist', sequential_tuning = NULL, prior_mean = NULL,
+/// prior_std_dev = NULL) returns jsonb`
+///
+/// GrowthBook's power calculator for one metric: the power of an experiment with `units` in all (split evenly over
+/// `variants`) to detect the lift `effect`, and the MDE (the smallest lift) at `power`; frequentist (fixed horizon,
+/// or sequential with `sequential_tuning`) or Bayesian (flat prior, or the proper prior N(prior_mean,
+/// prior_std_dev²) on the lift). `analytics_core::experiments::power::power_analysis`.
+#[pg_extern(immutable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
+pub fn power_analysis(
+    baseline: Option<f64>,
+    effect: Option<f64>,
+    units: Option<i64>,
+    metric_type: default!(Option<&str>, "'binomial'"),
+    std_dev: default!(Option<f64>, "NULL"),
+    variants: default!(Option<i32>, 2),
+    alpha: default!(Option<f64>, 0.05),
+    power: default!(Option<f64>, 0.8),
+    engine: default!(Option<&str>, "'frequentist'"),
+    sequential_tuning: default!(Option<f64>, "NULL"),
+    prior_mean: default!(Option<f64>, "NULL"),
+    prior_std_dev: default!(Option<f64>, "NULL"),
+) -> pgrx::JsonB {
+    let p = plan(metric_type, baseline, std_dev, Some(true), alpha, power, variants);
+    let engine = match required(engine, "engine") {
+        "frequentist" => power::Engine::Frequentist { sequential_tuning },
+        "bayesian" if sequential_tuning.is_some() => {
+            AnalyticsError::invalid("sequential_tuning: applies to the frequentist engine (GrowthBook's sequential testing)").raise()
+        }
+        "bayesian" => power::Engine::Bayesian {
+            prior: match (prior_mean, prior_std_dev) {
+                (Some(m), Some(sd)) => Some((m, sd)),
+                (None, None) => None,
+                _ => AnalyticsError::invalid("prior_mean, prior_std_dev: give both (a proper prior on the lift) or neither (flat)").raise(),
+            },
+        },
+        other => AnalyticsError::invalid(format!("engine: must be frequentist or bayesian, got \"{other}\"")).raise(),
+    };
+    if matches!(engine, power::Engine::Frequentist { .. }) && (prior_mean.is_some() || prior_std_dev.is_some()) {
+        AnalyticsError::invalid("prior_mean, prior_std_dev: apply to the bayesian engine").raise();
+    }
+    let plan = power::PowerPlan {
+        metric_type: p.metric_type,
+        baseline: p.baseline,
+        std_dev: p.std_dev,
+        variants: p.variants,
+        alpha: p.alpha,
+        engine,
+    };
+    json(&power::power_analysis(&plan, required(effect, "effect"), required(units, "units") as f64, p.power).or_raise())
+}
+
 /// The 0.1.0 SQL's `analytics.sample_size` (symbol `sample_size_wrapper`, statsmodels): kept, without SQL of its
 /// own, so that a database still at 0.1.0 works with this library (docs/upgrading.md).
 #[pg_extern(sql = false, immutable, parallel_safe)]

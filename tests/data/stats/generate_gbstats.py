@@ -3,7 +3,7 @@
 random two-group comparisons, the oracle for analytics_ext's experiment statistics. The Rust unit tests in
 crates/analytics-core/src/experiments/analysis.rs and stats.rs compare every field to 1e-9 relative.
 
-    python3 -m venv /tmp/gb && /tmp/gb/bin/pip install gbstats==0.8.0
+    python3 -m venv /tmp/gb && /tmp/gb/bin/pip install gbstats==0.8.0 numpy==1.26.4 scipy==1.17.1 pandas==1.5.3
     /tmp/gb/bin/python tests/data/stats/generate_gbstats.py > tests/data/stats/gbstats.json
 
 Covered so far: the frequentist two-sided t-test (gbstats' TwoSidedTTest), the sequential test
@@ -24,11 +24,20 @@ from gbstats.frequentist.tests import (
     SequentialTwoSidedTTest,
     TwoSidedTTest,
 )
-from gbstats.models.statistics import ProportionStatistic, SampleMeanStatistic
+from gbstats.models.statistics import (
+    ProportionStatistic,
+    RatioStatistic,
+    RegressionAdjustedStatistic,
+    SampleMeanStatistic,
+    compute_theta,
+)
 from gbstats.utils import check_srm
 
 GBSTATS_VERSION = "0.8.0"
 assert importlib.metadata.version("gbstats") == GBSTATS_VERSION, "pip install gbstats==" + GBSTATS_VERSION
+# the numbers move in the 13th digit with scipy's version: the fixture was made with these
+for package, version in (("numpy", "1.26.4"), ("scipy", "1.17.1")):
+    assert importlib.metadata.version(package) == version, f"pip install {package}=={version}"
 
 rng = random.Random(20261125)
 
@@ -142,5 +151,100 @@ while len(priors) < 80:
                    "expected": r.expected, "ci": list(r.ci), "chance_to_win": r.chance_to_win, "risk": list(r.risk),
                    "error": r.error_message})
 
+# ratio metrics (RatioStatistic: relative and absolute) and CUPED (RegressionAdjustedStatistic with gbstats' pooled
+# theta; absolute only: for a relative lift this crate follows GrowthBook's main branch, which changed the formula
+# after 0.8.0), a generator of their own again
+rng = random.Random(20261204)
+
+
+def moments(n, mean_y, sd_y, mean_x, sd_x, rho):
+    """Sums of n units whose y and x have these means, deviations and correlation."""
+    sy, sx = mean_y * n, mean_x * n
+    return (sy, sd_y * sd_y * (n - 1) + sy * sy / n, sx, sd_x * sd_x * (n - 1) + sx * sx / n,
+            rho * sd_x * sd_y * (n - 1) + sx * sy / n)
+
+
+def ratio_params():
+    d_mean = rng.uniform(1.0, 6.0)
+    m_mean = d_mean * rng.choice([0.05, 1.0, 800.0]) * rng.uniform(0.8, 1.2)
+    return {"m_mean": m_mean, "m_sd": m_mean * rng.uniform(0.2, 1.5), "d_mean": d_mean,
+            "d_sd": d_mean * rng.uniform(0.1, 0.8), "rho": rng.uniform(0.1, 0.9)}
+
+
+def ratio_group(p, n, lift=0.0):
+    """Numerator (e.g. total latency per unit) and denominator (spans per unit, positive) sums of n units; the
+    treatment's numerator mean moved by lift."""
+    sy, syy, sd, sdd, syd = moments(n, p["m_mean"] * (1 + lift), p["m_sd"], p["d_mean"], p["d_sd"], p["rho"])
+    return {"n": n, "sum": sy, "sum_squares": syy, "den_sum": sd, "den_sum_squares": sdd, "cross_sum": syd}
+
+
+def cuped_params(kind):
+    if kind == "binomial":
+        return {"y": rng.uniform(0.05, 0.6), "x": rng.uniform(0.05, 0.6), "overlap": rng.random()}
+    mean = rng.choice([1.0, 12.5, 250.0]) * rng.uniform(0.8, 1.2)
+    return {"mean": mean, "sd": mean * rng.uniform(0.2, 2.0), "pre_mean": mean * rng.uniform(0.7, 1.1),
+            "pre_sd": mean * rng.uniform(0.2, 2.0), "rho": rng.uniform(-0.3, 0.95)}
+
+
+def cuped_group(kind, p, n, lift=0.0):
+    """Post (y) and pre-period (x) sums of n units; the treatment's post mean moved by lift."""
+    if kind == "binomial":
+        y, x = round(n * min(0.95, p["y"] * (1 + lift))), round(n * p["x"])
+        # units converted both before and after: somewhere between what the two counts allow
+        lo, hi = max(0, x + y - n), min(x, y)
+        xy = lo + round((hi - lo) * p["overlap"])
+        return {"n": n, "sum": y, "sum_squares": y, "pre_sum": x, "pre_sum_squares": x, "pre_cross_sum": xy}
+    sy, syy, sx, sxx, sxy = moments(n, p["mean"] * (1 + lift), p["sd"], p["pre_mean"], p["pre_sd"], p["rho"])
+    return {"n": n, "sum": sy, "sum_squares": syy, "pre_sum": sx, "pre_sum_squares": sxx, "pre_cross_sum": sxy}
+
+
+def ratio_stat(g):
+    return RatioStatistic(n=g["n"], m_statistic=SampleMeanStatistic(n=g["n"], sum=g["sum"], sum_squares=g["sum_squares"]),
+                          d_statistic=SampleMeanStatistic(n=g["n"], sum=g["den_sum"], sum_squares=g["den_sum_squares"]),
+                          m_d_sum_of_products=g["cross_sum"])
+
+
+def cuped_stats(kind, a, b):
+    def one(g):
+        post = stat(kind, g)
+        pre = (ProportionStatistic(n=g["n"], sum=g["pre_sum"]) if kind == "binomial"
+               else SampleMeanStatistic(n=g["n"], sum=g["pre_sum"], sum_squares=g["pre_sum_squares"]))
+        return RegressionAdjustedStatistic(n=g["n"], post_statistic=post, pre_statistic=pre,
+                                           post_pre_sum_of_products=g["pre_cross_sum"], theta=0)
+    sa, sb = one(a), one(b)
+    theta = compute_theta(sa, sb)
+    sa.theta = theta
+    sb.theta = theta
+    return sa, sb
+
+
+ratio_cuped = []
+for i in range(120):
+    n = rng.choice([rng.randint(20, 200), rng.randint(200, 20000), rng.randint(20000, 300000)])
+    n_treatment = max(20, int(n * rng.uniform(0.9, 1.1)))
+    lift = rng.choice([0.0, 0.01, -0.02, 0.05, 0.2])
+    if i < 60:
+        kind, cuped, relative = "ratio", False, i % 2 == 0
+        p = ratio_params()
+        control, treatment = ratio_group(p, n), ratio_group(p, n_treatment, lift)
+        a, b = ratio_stat(control), ratio_stat(treatment)
+    else:
+        kind, cuped, relative = ("binomial" if i % 2 == 0 else "mean"), True, False
+        p = cuped_params(kind)
+        control, treatment = cuped_group(kind, p, n), cuped_group(kind, p, n_treatment, lift)
+        a, b = cuped_stats(kind, control, treatment)
+    alpha = rng.choice([0.05, 0.05, 0.1, 0.01])
+    tuning = rng.choice([5000.0, 1000.0, 20000.0])
+    difference = "relative" if relative else "absolute"
+    fixed = TwoSidedTTest(a, b, FrequentistConfig(alpha=alpha, difference_type=difference)).compute_result()
+    seq = SequentialTwoSidedTTest(a, b, SequentialConfig(alpha=alpha, difference_type=difference,
+                                                         sequential_tuning_parameter=tuning)).compute_result()
+    bayes = EffectBayesianABTest(a, b, EffectBayesianConfig(alpha=alpha, difference_type=difference)).compute_result()
+    ratio_cuped.append({"metric_type": kind, "cuped": cuped, "relative": relative, "alpha": alpha,
+                        "sequential_tuning": tuning, "control": control, "treatment": treatment,
+                        "frequentist": result(fixed), "sequential": result(seq),
+                        "bayesian": {"chance_to_win": bayes.chance_to_win, "risk": list(bayes.risk),
+                                     "error": bayes.error_message}})
+
 print(json.dumps({"source": "gbstats " + GBSTATS_VERSION + " (PyPI), generate_gbstats.py",
-                  "comparisons": cases, "srm": srm, "priors": priors}, indent=1))
+                  "comparisons": cases, "srm": srm, "priors": priors, "ratio_cuped": ratio_cuped}, indent=1))

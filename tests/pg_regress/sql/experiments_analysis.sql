@@ -207,6 +207,29 @@ select regress.attempt(stmt) as outcome from (values
   ($$select analytics.minimum_detectable_effect(0.1, 50)$$),
   ($$select analytics.sample_size(0.1, 0.02, method => 'bayes')$$)
 ) v(stmt);
+-- GrowthBook's power calculator through SQL: its published figures (packages/shared/test/power.test.ts), to 5
+-- decimals: a mean of 10 with variance 3909.9997749994377, +5%, 400,000 units over 3 variations
+select e.engine, round((p->>'power')::numeric, 5) as power, round((p->>'mde')::numeric, 5) as mde,
+       round((p->>'units_per_variant')::numeric, 1) as units_per_variant
+from (values ('fixed horizon', null::float8), ('sequential 5000', 5000)) e(engine, tuning),
+     analytics.power_analysis(10, 0.05, 400000, 'mean', std_dev => sqrt(3909.9997749994377), variants => 3,
+                              sequential_tuning => e.tuning) p;
+-- an anonymous caller may plan too (a pure function, as sample_size); too few units: no MDE, and why
+set role anon;
+select p->'mde' as mde, p->>'note' as note from analytics.power_analysis(0.10, 0.05, 40) p;
+reset role;
+select regress.attempt(stmt) as outcome from (values
+  ($$select analytics.power_analysis(0.10, 0.05, 1000, engine => 'bandit')$$),
+  ($$select analytics.power_analysis(0.10, 0.05, 1000, engine => 'bayesian', prior_mean => 0.1)$$),
+  ($$select analytics.power_analysis(0.10, 0.05, 1000, engine => 'bayesian', sequential_tuning => 5000)$$),
+  ($$select analytics.power_analysis(0.10, 0.05, 1000, prior_mean => 0, prior_std_dev => 1)$$),
+  ($$select analytics.power_analysis(0.10, 0.05, 1000, sequential_tuning => -1)$$),
+  ($$select analytics.power_analysis(0.10, 0.05, 1000, engine => 'bayesian', prior_mean => 0, prior_std_dev => 0)$$),
+  ($$select analytics.power_analysis(0.10, 0.05, 3)$$),
+  ($$select analytics.power_analysis(0.10, null, 1000)$$),
+  ($$select analytics.power_analysis(1.5, 0.05, 1000)$$),
+  ($$select analytics.power_analysis(10, 0.05, 1000, 'mean')$$)
+) v(stmt);
 
 -- ---- bad parameters of experiment_results ------------------------------------------------------------------------
 begin;
@@ -309,6 +332,7 @@ select regress.attempt(stmt) as outcome from (values
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', capping => 'absolute', cap_value => 5)$$),
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', capping => 'absolute', cap_value => -5)$$),
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', capping => 'absolute')$$),
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', capping => 'absolute', cap_value => 'NaN')$$),
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', capping => 'percentile', cap_value => 99)$$),
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', cap_value => 99)$$),
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', capping => 'absolute', cap_value => 5, cap_ignore_zeros => true)$$),

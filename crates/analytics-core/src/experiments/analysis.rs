@@ -244,25 +244,48 @@ fn plain_summary(m: &Moments) -> Summary {
     Summary { n: m.n, mean, var: sample_cov(m.n, m.sum, m.sum, m.sum_squares).max(0.0) }
 }
 
-/// CUPED (Deng, Xu, Kohavi, Walker 2013): θ = cov(y, x) / var(x) over both groups pooled; each group's mean
-/// becomes ȳ - θ(x̄ - x̄_pooled) and its variance s_y² + θ²s_x² - 2θ s_xy. Returns the adjusted summaries, θ and
-/// the share of the difference's variance removed.
-fn cuped(c: &Moments, t: &Moments) -> (Summary, Summary, f64, Option<f64>) {
-    let pre = |m: &Moments| (m.pre_sum.unwrap_or(0.0), m.pre_sum_squares.unwrap_or(0.0), m.pre_cross_sum.unwrap_or(0.0));
-    let ((cx, cxx, cxy), (tx, txx, txy)) = (pre(c), pre(t));
-    let n = c.n + t.n;
-    let var_x = sample_cov(n, cx + tx, cx + tx, cxx + txx);
-    let cov_xy = sample_cov(n, cx + tx, c.sum + t.sum, cxy + txy);
-    let theta = if var_x > 0.0 { cov_xy / var_x } else { 0.0 };
-    let x_pooled = if n > 0.0 { (cx + tx) / n } else { 0.0 };
-    let adjust = |m: &Moments, x: f64, xx: f64, xy: f64| {
-        let s = plain_summary(m);
-        let x_mean = if m.n > 0.0 { x / m.n } else { 0.0 };
-        let var = s.var + theta * theta * sample_cov(m.n, x, x, xx) - 2.0 * theta * sample_cov(m.n, x, m.sum, xy);
-        Summary { n: m.n, mean: s.mean - theta * (x_mean - x_pooled), var: var.max(0.0) }
+/// One group's parts of CUPED: (mean of y, variance of y, variance of x, covariance of x and y), the variances as
+/// GrowthBook's statistics have them: p(1 - p) for a binomial metric's y and x (its ProportionStatistic), the sample
+/// variance for a mean metric; the covariance is the sample covariance either way (its RegressionAdjustedStatistic).
+fn cuped_parts(m: &Moments, binomial: bool) -> (f64, f64, f64, f64) {
+    let (x, xx, xy) = (m.pre_sum.unwrap_or(0.0), m.pre_sum_squares.unwrap_or(0.0), m.pre_cross_sum.unwrap_or(0.0));
+    let variance = |sum: f64, sum_squares: f64| {
+        if binomial {
+            let p = if m.n > 0.0 { sum / m.n } else { 0.0 };
+            p * (1.0 - p)
+        } else {
+            sample_cov(m.n, sum, sum, sum_squares)
+        }
     };
-    let (ac, at) = (adjust(c, cx, cxx, cxy), adjust(t, tx, txx, txy));
-    let (pc, pt) = (plain_summary(c), plain_summary(t));
+    let mean = if m.n > 0.0 { m.sum / m.n } else { 0.0 };
+    (mean, variance(m.sum, m.sum_squares), variance(x, xx), sample_cov(m.n, x, m.sum, xy))
+}
+
+/// CUPED (Deng, Xu, Kohavi, Walker 2013): θ = cov(y, x) / var(x) over both groups pooled; each group's mean
+/// becomes ȳ - θ(x̄ - x̄_pooled) and its variance s_y² + θ²s_x² - 2θ s_xy (variances as `cuped_parts`, which makes
+/// it gbstats' RegressionAdjustedStatistic with its pooled theta). Returns the adjusted summaries, θ and the share
+/// of the difference's variance removed.
+fn cuped(c: &Moments, t: &Moments, binomial: bool) -> (Summary, Summary, f64, Option<f64>) {
+    let pooled = Moments {
+        n: c.n + t.n,
+        sum: c.sum + t.sum,
+        sum_squares: c.sum_squares + t.sum_squares,
+        pre_sum: Some(c.pre_sum.unwrap_or(0.0) + t.pre_sum.unwrap_or(0.0)),
+        pre_sum_squares: Some(c.pre_sum_squares.unwrap_or(0.0) + t.pre_sum_squares.unwrap_or(0.0)),
+        pre_cross_sum: Some(c.pre_cross_sum.unwrap_or(0.0) + t.pre_cross_sum.unwrap_or(0.0)),
+        ..Moments::default()
+    };
+    let (_, var_y, var_x, cov_xy) = cuped_parts(&pooled, binomial);
+    let theta = if var_x > 0.0 && var_y > 0.0 { cov_xy / var_x } else { 0.0 };
+    let x_mean = |m: &Moments| if m.n > 0.0 { m.pre_sum.unwrap_or(0.0) / m.n } else { 0.0 };
+    let x_pooled = x_mean(&pooled);
+    let adjust = |m: &Moments| {
+        let (mean, vy, vx, cov) = cuped_parts(m, binomial);
+        Summary { n: m.n, mean: mean - theta * (x_mean(m) - x_pooled), var: (vy + theta * theta * vx - 2.0 * theta * cov).max(0.0) }
+    };
+    let (ac, at) = (adjust(c), adjust(t));
+    let plain = |m: &Moments| Summary { n: m.n, mean: 0.0, var: cuped_parts(m, binomial).1.max(0.0) };
+    let (pc, pt) = (plain(c), plain(t));
     let before = if pc.n > 0.0 && pt.n > 0.0 { pc.var / pc.n + pt.var / pt.n } else { 0.0 };
     let after = if ac.n > 0.0 && at.n > 0.0 { ac.var / ac.n + at.var / at.n } else { 0.0 };
     let reduction = (before > 0.0).then(|| 1.0 - after / before);
@@ -279,17 +302,8 @@ fn cuped(c: &Moments, t: &Moments) -> (Summary, Summary, f64, Option<f64>) {
 /// (the delta method for ((ȳb - θx̄b) - (ȳa - θx̄a)) / ȳa, its gradient taken where the pre-period means agree, as
 /// randomisation makes them), and Welch's degrees of freedom of the adjusted groups. With θ = 0 it is the plain
 /// relative test.
-fn relative_cuped_test(control: &Moments, treatment: &Moments, ac: &Summary, at: &Summary, theta: f64, alpha: f64) -> Result<TestResult, AnalyticsError> {
-    let parts = |m: &Moments| {
-        let (x, xx, xy) = (m.pre_sum.unwrap_or(0.0), m.pre_sum_squares.unwrap_or(0.0), m.pre_cross_sum.unwrap_or(0.0));
-        (
-            m.sum / m.n,
-            sample_cov(m.n, m.sum, m.sum, m.sum_squares),
-            sample_cov(m.n, x, x, xx),
-            sample_cov(m.n, x, m.sum, xy),
-        )
-    };
-    let ((ya, vya, vxa, cova), (yb, vyb, vxb, covb)) = (parts(control), parts(treatment));
+fn relative_cuped_test(control: &Moments, treatment: &Moments, binomial: bool, ac: &Summary, at: &Summary, theta: f64, alpha: f64) -> Result<TestResult, AnalyticsError> {
+    let ((ya, vya, vxa, cova), (yb, vyb, vxb, covb)) = (cuped_parts(control, binomial), cuped_parts(treatment, binomial));
     let v_trt = (vyb + theta * theta * vxb - 2.0 * theta * covb) / (treatment.n * ya * ya);
     let v_ctrl = (vya * yb * yb / (ya * ya) - 2.0 * theta * cova * yb / ya + theta * theta * vxa) / (control.n * ya * ya);
     let effect = (at.mean - ac.mean) / ya.abs();
@@ -347,7 +361,7 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
     // each group as (n, mean, variance) the way GrowthBook's statistics see it
     let (mut cuped_theta, mut variance_reduction) = (None, None);
     let summaries = if o.cuped {
-        let (c, t, theta, reduction) = cuped(control, treatment);
+        let (c, t, theta, reduction) = cuped(control, treatment, o.metric_type == MetricType::Binomial);
         cuped_theta = Some(theta);
         variance_reduction = reduction;
         Some((c, t))
@@ -384,7 +398,7 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
         return Ok(comparison(control, treatment, o, test, (Some(0.5), Some(0.0), (Some(1.0), None, None)), cuped_theta, variance_reduction));
     }
     let test = match (o.cuped && o.relative, cuped_theta) {
-        (true, Some(theta)) => relative_cuped_test(control, treatment, &c, &t, theta, o.alpha)?,
+        (true, Some(theta)) => relative_cuped_test(control, treatment, o.metric_type == MetricType::Binomial, &c, &t, theta, o.alpha)?,
         _ => stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?,
     };
     let (mut chance, mut loss, mut seq, mut posterior) = (None, None, (None, None, None), (None, None, None));
@@ -473,9 +487,8 @@ mod tests {
         let data: Value = serde_json::from_str(GBSTATS).unwrap();
         let (mut checked, mut errors, mut flipped) = (0, 0, 0usize);
         for (i, c) in data["comparisons"].as_array().unwrap().iter().enumerate() {
-            let metric_type = MetricType::parse(c["metric_type"].as_str().unwrap()).unwrap();
             let o = CompareOptions {
-                metric_type,
+                metric_type: MetricType::parse(c["metric_type"].as_str().unwrap()).unwrap(),
                 relative: c["relative"].as_bool().unwrap(),
                 alpha: c["alpha"].as_f64().unwrap(),
                 cuped: false,
@@ -483,58 +496,93 @@ mod tests {
                 lower_is_better: false,
                 prior: None,
             };
-            let r = compare(&fixture_group(&c["control"]), &fixture_group(&c["treatment"]), &o).unwrap();
-            let (f, s) = (&c["frequentist"], &c["sequential"]);
-            let what = |field: &str| format!("case {i} ({} {}): {field}", c["metric_type"], if o.relative { "relative" } else { "absolute" });
-            if let Some(code) = f["error"].as_str() {
-                // GrowthBook's "no result": p = 1 (sequential too), chance 0.5, the same error code
-                assert_eq!(s["error"].as_str(), Some(code));
-                assert_eq!((r.test.p_value, r.sequential_p_value, r.chance_to_beat_control), (Some(1.0), Some(1.0), Some(0.5)), "{}", what("no result"));
-                assert!(r.test.note.as_deref().is_some_and(|n| n.starts_with(&format!("{code}:"))), "{}: {:?}", what("error"), r.test.note);
-                assert_eq!(f["p_value"].as_f64(), Some(1.0));
-                errors += 1;
-                continue;
+            match check_gbstats_case(i, c, &o) {
+                GbstatsCase::NoResult => errors += 1,
+                GbstatsCase::Checked { flipped: f } => {
+                    checked += 1;
+                    flipped += usize::from(f);
+                }
             }
-            // A relative lift over a negative control mean: gbstats 0.8.0 divides by the signed mean
-            // (mean2 / mean1 - 1), GrowthBook's later relative-CUPED code and this crate by its absolute value, so
-            // that the lift's sign is the direction of the change (issue #12, item 1). The same numbers, mirrored:
-            // effect and intervals change sign, the chance to win is 1 minus gbstats', the risks swap sides.
-            let flip = o.relative && c["control"]["sum"].as_f64().unwrap() < 0.0;
-            let sign = if flip { -1.0 } else { 1.0 };
-            let (lo, hi) = if flip { (1, 0) } else { (0, 1) };
-            near(r.test.effect, sign * f["effect"].as_f64().unwrap(), &what("effect"));
-            near(r.test.ci_lower, sign * f["ci"][lo].as_f64().unwrap(), &what("ci_lower"));
-            near(r.test.ci_upper, sign * f["ci"][hi].as_f64().unwrap(), &what("ci_upper"));
-            near(r.test.p_value, f["p_value"].as_f64().unwrap(), &what("p_value"));
-            near(r.sequential_p_value, s["p_value"].as_f64().unwrap(), &what("sequential_p_value"));
-            near(r.sequential_ci_lower, sign * s["ci"][lo].as_f64().unwrap(), &what("sequential_ci_lower"));
-            near(r.sequential_ci_upper, sign * s["ci"][hi].as_f64().unwrap(), &what("sequential_ci_upper"));
-            // the Bayesian view with GrowthBook's default flat prior: chance to win, and the risk of the treatment
-            let b = &c["bayesian"];
-            assert!(b["error"].is_null(), "{}", what("bayesian error"));
-            let chance = b["chance_to_win"].as_f64().unwrap();
-            near(r.chance_to_beat_control, if flip { 1.0 - chance } else { chance }, &what("chance_to_beat_control"));
-            // gbstats gets the risk from scipy's truncated-normal means, ours is the closed form se·φ(z) - Δ·Φ(-z):
-            // they differ in the tenth digit, so 1e-7 relative here
-            let (got, want) = (r.expected_loss.unwrap(), b["risk"][if flip { 0 } else { 1 }].as_f64().unwrap());
-            assert!((got - want).abs() <= (1e-7 * want.abs()).max(1e-12), "{}: got {got}, want {want}", what("expected_loss"));
-            checked += 1;
-            flipped += usize::from(flip);
         }
         assert_eq!((checked, errors), (400, 16));
         assert!(flipped > 10, "the fixture has relative cases over a negative control: {flipped}");
+    }
+
+    /// gbstats 0.8.0 on ratio metrics (RatioStatistic, relative and absolute: the delta method) and on CUPED
+    /// (RegressionAdjustedStatistic with its pooled theta; absolute, binomial and mean): 120 cases, every field of the
+    /// three tests as in `agrees_with_gbstats`.
+    #[test]
+    fn agrees_with_gbstats_ratio_and_cuped() {
+        let data: Value = serde_json::from_str(GBSTATS).unwrap();
+        let cases = data["ratio_cuped"].as_array().unwrap();
+        let mut kinds = std::collections::BTreeMap::new();
+        for (i, c) in cases.iter().enumerate() {
+            let o = CompareOptions {
+                metric_type: MetricType::parse(c["metric_type"].as_str().unwrap()).unwrap(),
+                relative: c["relative"].as_bool().unwrap(),
+                alpha: c["alpha"].as_f64().unwrap(),
+                cuped: c["cuped"].as_bool().unwrap(),
+                sequential_tuning: c["sequential_tuning"].as_f64().unwrap(),
+                lower_is_better: false,
+                prior: None,
+            };
+            assert!(matches!(check_gbstats_case(i, c, &o), GbstatsCase::Checked { .. }), "case {i}: no result");
+            *kinds.entry(format!("{} cuped={} relative={}", c["metric_type"], o.cuped, o.relative)).or_insert(0) += 1;
+        }
+        assert_eq!(cases.len(), 120, "{kinds:?}");
+        assert_eq!(kinds.len(), 4, "{kinds:?}"); // ratio relative, ratio absolute, CUPED binomial, CUPED mean
+    }
+
+    enum GbstatsCase {
+        NoResult,
+        Checked { flipped: bool },
+    }
+
+    /// One case of the gbstats fixture against `compare`: GrowthBook's "no result", or the effect, interval and
+    /// p-value of the frequentist and sequential tests and the chance to win and risk of the Bayesian test.
+    fn check_gbstats_case(i: usize, c: &Value, o: &CompareOptions) -> GbstatsCase {
+        let r = compare(&fixture_group(&c["control"]), &fixture_group(&c["treatment"]), o).unwrap();
+        let (f, s) = (&c["frequentist"], &c["sequential"]);
+        let what = |field: &str| format!("case {i} ({} {}): {field}", c["metric_type"], if o.relative { "relative" } else { "absolute" });
+        if let Some(code) = f["error"].as_str() {
+            // GrowthBook's "no result": p = 1 (sequential too), chance 0.5, the same error code
+            assert_eq!(s["error"].as_str(), Some(code));
+            assert_eq!((r.test.p_value, r.sequential_p_value, r.chance_to_beat_control), (Some(1.0), Some(1.0), Some(0.5)), "{}", what("no result"));
+            assert!(r.test.note.as_deref().is_some_and(|n| n.starts_with(&format!("{code}:"))), "{}: {:?}", what("error"), r.test.note);
+            assert_eq!(f["p_value"].as_f64(), Some(1.0));
+            return GbstatsCase::NoResult;
+        }
+        // A relative lift over a negative control mean: gbstats 0.8.0 divides by the signed mean
+        // (mean2 / mean1 - 1), GrowthBook's later relative-CUPED code and this crate by its absolute value, so
+        // that the lift's sign is the direction of the change (issue #12, item 1). The same numbers, mirrored:
+        // effect and intervals change sign, the chance to win is 1 minus gbstats', the risks swap sides.
+        let flip = o.relative && c["control"]["sum"].as_f64().unwrap() < 0.0;
+        let sign = if flip { -1.0 } else { 1.0 };
+        let (lo, hi) = if flip { (1, 0) } else { (0, 1) };
+        near(r.test.effect, sign * f["effect"].as_f64().unwrap(), &what("effect"));
+        near(r.test.ci_lower, sign * f["ci"][lo].as_f64().unwrap(), &what("ci_lower"));
+        near(r.test.ci_upper, sign * f["ci"][hi].as_f64().unwrap(), &what("ci_upper"));
+        near(r.test.p_value, f["p_value"].as_f64().unwrap(), &what("p_value"));
+        near(r.sequential_p_value, s["p_value"].as_f64().unwrap(), &what("sequential_p_value"));
+        near(r.sequential_ci_lower, sign * s["ci"][lo].as_f64().unwrap(), &what("sequential_ci_lower"));
+        near(r.sequential_ci_upper, sign * s["ci"][hi].as_f64().unwrap(), &what("sequential_ci_upper"));
+        // the Bayesian view with GrowthBook's default flat prior: chance to win, and the risk of the treatment
+        let b = &c["bayesian"];
+        assert!(b["error"].is_null(), "{}", what("bayesian error"));
+        let chance = b["chance_to_win"].as_f64().unwrap();
+        near(r.chance_to_beat_control, if flip { 1.0 - chance } else { chance }, &what("chance_to_beat_control"));
+        // gbstats gets the risk from scipy's truncated-normal means, ours is the closed form se·φ(z) - Δ·Φ(-z):
+        // they differ in the tenth digit, so 1e-7 relative here
+        let (got, want) = (r.expected_loss.unwrap(), b["risk"][if flip { 0 } else { 1 }].as_f64().unwrap());
+        assert!((got - want).abs() <= (1e-7 * want.abs()).max(1e-12), "{}: got {got}, want {want}", what("expected_loss"));
+        GbstatsCase::Checked { flipped: flip }
     }
 
     /// GrowthBook's published binomial case, and the case where the pooled z-test said "significant" beside an
     /// interval containing 0 (100/5000 vs 130/5000): the p-value now tests the lift the interval is of.
     /// A group of the gbstats fixture: {"n", "sum", "sum_squares"}.
     fn fixture_group(g: &Value) -> Moments {
-        Moments {
-            n: g["n"].as_f64().unwrap(),
-            sum: g["sum"].as_f64().unwrap(),
-            sum_squares: g["sum_squares"].as_f64().unwrap(),
-            ..Moments::default()
-        }
+        serde_json::from_value(g.clone()).expect("a group of the fixture")
     }
 
     /// GrowthBook's Bayesian test with an informative Gaussian prior on the effect (gbstats 0.8.0's
