@@ -410,7 +410,18 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
                     let new_spans = stored_starts.len() < spans.len() || stored_starts.iter().any(Option::is_none);
                     args.push(stored_starts.into());
                     let written = client.update(merge_spans(new_spans).as_str(), Some(1), &args)?.first().get_one::<i64>()?;
-                    stored = Some(written.unwrap_or_default() as u64);
+                    let written = written.unwrap_or_default() as u64;
+                    if written != spans.len() as u64 {
+                        // a stored span was deleted (retention, a DBA) between finding it and updating it, which
+                        // span locks do not hold off: nothing of the batch is kept rather than a span silently lost
+                        pgrx::ereport!(
+                            pgrx::PgLogLevel::ERROR,
+                            PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                            format!("spans: {} of the batch's {} spans were deleted by another transaction while this call wrote them; retry the call",
+                                    spans.len() as u64 - written.min(spans.len() as u64), spans.len())
+                        );
+                    }
+                    stored = Some(written);
                 }
                 client.update(CHECKS_DONE, None, &[])?;
                 Ok(stored.unwrap_or_default())
