@@ -583,6 +583,9 @@ begin
     end if;
     if capping = 'absolute' then
         cap := cap_value;
+    elsif capping = 'percentile' and metric_source = 'events' and not cuped then
+        -- the same from the per-unit totals the triggers keep (sql/023_experiment_totals.sql): no pass over the events
+        cap := analytics._experiment_event_cap(e.id, ph, metric, cap_value, cap_ignore_zeros);
     elsif capping = 'percentile' then
         -- the quantile of every assigned unit's value, all variants together (zeros left out with cap_ignore_zeros), as
         -- GrowthBook computes its cap: one more pass over the units

@@ -223,3 +223,71 @@ AS $$
     where v.experiment_id = _experiment_event_moments.experiment_id
 $$;
 COMMENT ON FUNCTION analytics._experiment_event_moments(uuid, integer, text, text, double precision) IS 'Internal: per-variant moments of an event metric from ab_experiment_unit_totals, unit totals capped at cap (NULL: none).';
+
+-- The percentile cap of an event metric (metric capping) from the per-unit totals, without a pass over the events:
+-- percentile_cont(q) of every assigned unit's total, a unit without events counting 0 (left out with ignore_zeros),
+-- as analytics.experiment_results computes it from the per-unit values. The zeros are not materialised: the k-th
+-- smallest of the N values is the k-th negative total, a 0, or the (k - negatives - zeros)-th positive total, and the
+-- quantile interpolates between two of them exactly as percentile_cont does.
+CREATE FUNCTION analytics._experiment_event_cap(experiment_id uuid, phase integer, metric text, q double precision,
+                                                ignore_zeros boolean)
+RETURNS double precision
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+declare
+    n bigint;
+    negatives bigint;
+    zeros bigint;
+    h double precision;
+    lo double precision;
+    hi double precision;
+begin
+    if ignore_zeros then
+        return (select percentile_cont(q) within group (order by t.total)
+                from analytics.ab_experiment_unit_totals t
+                where t.experiment_id = _experiment_event_cap.experiment_id and t.metric = _experiment_event_cap.metric
+                  and t.phase = _experiment_event_cap.phase and t.total <> 0);
+    end if;
+    select count(*) into n from analytics.ab_experiment_assignments a
+    where a.experiment_id = _experiment_event_cap.experiment_id and a.phase = _experiment_event_cap.phase;
+    if n = 0 then
+        return null;
+    end if;
+    select count(*) filter (where t.total < 0), n - count(*) filter (where t.total <> 0) into negatives, zeros
+    from analytics.ab_experiment_unit_totals t
+    where t.experiment_id = _experiment_event_cap.experiment_id and t.metric = _experiment_event_cap.metric
+      and t.phase = _experiment_event_cap.phase;
+    h := q * (n - 1);
+    lo := analytics._experiment_event_nth(experiment_id, phase, metric, floor(h)::bigint, negatives, zeros);
+    if h = floor(h) then
+        return lo;
+    end if;
+    hi := analytics._experiment_event_nth(experiment_id, phase, metric, ceil(h)::bigint, negatives, zeros);
+    return lo + (hi - lo) * (h - floor(h));
+end
+$$;
+COMMENT ON FUNCTION analytics._experiment_event_cap(uuid, integer, text, double precision, boolean) IS 'Internal: the percentile cap of an event metric (percentile_cont of every assigned unit''s total, 0 without events) from ab_experiment_unit_totals.';
+
+-- The k-th smallest (from 0) of an experiment's unit totals with `zeros` zero values among them and `negatives` below.
+CREATE FUNCTION analytics._experiment_event_nth(experiment_id uuid, phase integer, metric text, k bigint,
+                                                negatives bigint, zeros bigint)
+RETURNS double precision
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    select case
+        when k < negatives then
+            (select t.total from analytics.ab_experiment_unit_totals t
+             where t.experiment_id = _experiment_event_nth.experiment_id and t.metric = _experiment_event_nth.metric
+               and t.phase = _experiment_event_nth.phase and t.total < 0
+             order by t.total offset k limit 1)
+        when k < negatives + zeros then 0
+        else
+            (select t.total from analytics.ab_experiment_unit_totals t
+             where t.experiment_id = _experiment_event_nth.experiment_id and t.metric = _experiment_event_nth.metric
+               and t.phase = _experiment_event_nth.phase and t.total > 0
+             order by t.total offset k - negatives - zeros limit 1)
+    end
+$$;
+COMMENT ON FUNCTION analytics._experiment_event_nth(uuid, integer, text, bigint, bigint, bigint) IS 'Internal: the k-th smallest unit total of an event metric, zeros included (analytics._experiment_event_cap).';

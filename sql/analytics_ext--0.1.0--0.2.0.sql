@@ -3315,6 +3315,66 @@ AS $$
     where v.experiment_id = _experiment_event_moments.experiment_id
 $$;
 COMMENT ON FUNCTION analytics._experiment_event_moments(uuid, integer, text, text, double precision) IS 'Internal: per-variant moments of an event metric from ab_experiment_unit_totals, unit totals capped at cap (NULL: none).';
+CREATE FUNCTION analytics._experiment_event_cap(experiment_id uuid, phase integer, metric text, q double precision,
+                                                ignore_zeros boolean)
+RETURNS double precision
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+declare
+    n bigint;
+    negatives bigint;
+    zeros bigint;
+    h double precision;
+    lo double precision;
+    hi double precision;
+begin
+    if ignore_zeros then
+        return (select percentile_cont(q) within group (order by t.total)
+                from analytics.ab_experiment_unit_totals t
+                where t.experiment_id = _experiment_event_cap.experiment_id and t.metric = _experiment_event_cap.metric
+                  and t.phase = _experiment_event_cap.phase and t.total <> 0);
+    end if;
+    select count(*) into n from analytics.ab_experiment_assignments a
+    where a.experiment_id = _experiment_event_cap.experiment_id and a.phase = _experiment_event_cap.phase;
+    if n = 0 then
+        return null;
+    end if;
+    select count(*) filter (where t.total < 0), n - count(*) filter (where t.total <> 0) into negatives, zeros
+    from analytics.ab_experiment_unit_totals t
+    where t.experiment_id = _experiment_event_cap.experiment_id and t.metric = _experiment_event_cap.metric
+      and t.phase = _experiment_event_cap.phase;
+    h := q * (n - 1);
+    lo := analytics._experiment_event_nth(experiment_id, phase, metric, floor(h)::bigint, negatives, zeros);
+    if h = floor(h) then
+        return lo;
+    end if;
+    hi := analytics._experiment_event_nth(experiment_id, phase, metric, ceil(h)::bigint, negatives, zeros);
+    return lo + (hi - lo) * (h - floor(h));
+end
+$$;
+COMMENT ON FUNCTION analytics._experiment_event_cap(uuid, integer, text, double precision, boolean) IS 'Internal: the percentile cap of an event metric (percentile_cont of every assigned unit''s total, 0 without events) from ab_experiment_unit_totals.';
+CREATE FUNCTION analytics._experiment_event_nth(experiment_id uuid, phase integer, metric text, k bigint,
+                                                negatives bigint, zeros bigint)
+RETURNS double precision
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    select case
+        when k < negatives then
+            (select t.total from analytics.ab_experiment_unit_totals t
+             where t.experiment_id = _experiment_event_nth.experiment_id and t.metric = _experiment_event_nth.metric
+               and t.phase = _experiment_event_nth.phase and t.total < 0
+             order by t.total offset k limit 1)
+        when k < negatives + zeros then 0
+        else
+            (select t.total from analytics.ab_experiment_unit_totals t
+             where t.experiment_id = _experiment_event_nth.experiment_id and t.metric = _experiment_event_nth.metric
+               and t.phase = _experiment_event_nth.phase and t.total > 0
+             order by t.total offset k - negatives - zeros limit 1)
+    end
+$$;
+COMMENT ON FUNCTION analytics._experiment_event_nth(uuid, integer, text, bigint, bigint, bigint) IS 'Internal: the k-th smallest unit total of an event metric, zeros included (analytics._experiment_event_cap).';
 
 CREATE FUNCTION analytics._experiment_results(
     experiment_key    text,
@@ -3425,6 +3485,9 @@ begin
     end if;
     if capping = 'absolute' then
         cap := cap_value;
+    elsif capping = 'percentile' and metric_source = 'events' and not cuped then
+        -- the same from the per-unit totals the triggers keep (sql/023_experiment_totals.sql): no pass over the events
+        cap := analytics._experiment_event_cap(e.id, ph, metric, cap_value, cap_ignore_zeros);
     elsif capping = 'percentile' then
         -- the quantile of every assigned unit's value, all variants together (zeros left out with cap_ignore_zeros), as
         -- GrowthBook computes its cap: one more pass over the units
@@ -3718,6 +3781,8 @@ Example: select analytics.experiment_report('checkout-cta', '["signup", {"metric
 REVOKE EXECUTE ON FUNCTION analytics._experiment_unit_values(uuid, text, integer, text, text, text, text, text, interval),
     analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval, double precision),
     analytics._experiment_event_moments(uuid, integer, text, text, double precision),
+    analytics._experiment_event_cap(uuid, integer, text, double precision, boolean),
+    analytics._experiment_event_nth(uuid, integer, text, bigint, bigint, bigint),
     analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean),
     analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, boolean) FROM PUBLIC;
 
@@ -3730,6 +3795,8 @@ BEGIN
             EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._experiment_unit_values(uuid, text, integer, text, text, text, text, text, interval),
                 analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval, double precision),
                 analytics._experiment_event_moments(uuid, integer, text, text, double precision),
+                analytics._experiment_event_cap(uuid, integer, text, double precision, boolean),
+                analytics._experiment_event_nth(uuid, integer, text, bigint, bigint, bigint),
                 analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean),
                 analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, boolean) TO %I', r);
         END IF;

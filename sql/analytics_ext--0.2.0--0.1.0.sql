@@ -13,6 +13,8 @@ DROP FUNCTION analytics._experiment_results(text, text, text, boolean, double pr
 DROP FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval, double precision);
 DROP FUNCTION analytics._experiment_unit_values(uuid, text, integer, text, text, text, text, text, interval);
 DROP FUNCTION analytics._experiment_event_moments(uuid, integer, text, text, double precision);
+DROP FUNCTION analytics._experiment_event_cap(uuid, integer, text, double precision, boolean);
+DROP FUNCTION analytics._experiment_event_nth(uuid, integer, text, bigint, bigint, bigint);
 ALTER TYPE analytics.experiment_result_row DROP ATTRIBUTE capped_at;
 
 CREATE FUNCTION analytics._experiment_moments(experiment_id uuid, experiment_key text, phase integer, metric text, kind text,

@@ -67,6 +67,21 @@ select regress.totals_agree('totals', 'purchase') as after_assignment_changes;
 -- an assignment deleted: its totals go with it
 delete from analytics.ab_experiment_assignments where unit_id = 'u31' and experiment_id = (select id from analytics.ab_experiments where key = 'totals');
 select regress.totals_agree('totals', 'purchase') as after_assignment_delete;
+-- a percentile cap from the totals (zeros of the units without events counted, not stored) equals percentile_cont
+-- over every unit's value from the plain join, for a metric with negative, zero and positive totals and units
+-- without events, at quantiles that fall on the negatives, the zeros and the positives
+insert into analytics.ab_experiment_events (experiment_id, unit_id, metric, value, occurred_at)
+select null, 'u' || i, 'balance', case i % 5 when 0 then -7.5 when 1 then 0 when 2 then 3 else i % 50 + 1 end, now() + interval '1 minute'
+from generate_series(1, 240) i where i % 7 <> 0;
+insert into analytics.ab_experiment_events (experiment_id, unit_id, metric, value, occurred_at)
+select null, 'u' || i, 'balance', -i, now() + interval '2 minutes' from generate_series(1, 40) i where i % 2 = 0;
+select q, ignore_zeros, analytics._experiment_event_cap(e.id, e.phase, 'balance', q, ignore_zeros) = (
+           select percentile_cont(q) within group (order by u.y)
+           from analytics._experiment_unit_values(e.id, e.key, e.phase, 'balance', 'mean', 'events', 'metadata', null, '0') u
+           where not ignore_zeros or u.y <> 0) as cap_from_totals_equals_join
+from analytics.ab_experiments e, unnest(array[0.01, 0.05, 0.3, 0.5, 0.77, 0.99]) q, unnest(array[false, true]) ignore_zeros
+where e.key = 'totals'
+order by ignore_zeros, q;
 commit;
 
 -- ---- Bob: the same unit ids, his own events; he sees none of Alice's totals and cannot write any ----------------
