@@ -470,7 +470,9 @@ CREATE TYPE analytics.experiment_result_row AS (
     srm_p_value            double precision,
     srm                    boolean,
     note                   text,
-    capped_at              double precision
+    capped_at              double precision,
+    std_error              double precision,
+    control_risk           double precision
 );
 COMMENT ON TYPE analytics.experiment_result_row IS 'One variant of analytics.experiment_results.';
 
@@ -641,7 +643,7 @@ begin
         r.capped_at := cap;
         if r.is_control then
             r.effect := null; r.ci_lower := null; r.ci_upper := null; r.p_value := null; r.adjusted_p_value := null;
-            r.ci_lower_adjusted := null; r.ci_upper_adjusted := null;
+            r.ci_lower_adjusted := null; r.ci_upper_adjusted := null; r.std_error := null; r.control_risk := null;
             r.significant := false; r.chance_to_beat_control := null; r.expected_loss := null; r.sequential_p_value := null;
             r.sequential_ci_lower := null; r.sequential_ci_upper := null; r.variance_reduction := null;
             r.note := srm_result->>'note';
@@ -664,6 +666,8 @@ begin
             end if;
             r.chance_to_beat_control := (t->>'chance_to_beat_control')::double precision;
             r.expected_loss := (t->>'expected_loss')::double precision;
+            r.control_risk := (t->>'control_risk')::double precision;
+            r.std_error := (t->>'std_error')::double precision;
             r.sequential_p_value := (t->>'sequential_p_value')::double precision;
             r.sequential_ci_lower := (t->>'sequential_ci_lower')::double precision;
             r.sequential_ci_upper := (t->>'sequential_ci_upper')::double precision;

@@ -15,7 +15,8 @@ DROP FUNCTION analytics._experiment_unit_values(uuid, text, integer, text, text,
 DROP FUNCTION analytics._experiment_event_moments(uuid, integer, text, text, double precision);
 DROP FUNCTION analytics._experiment_event_cap(uuid, integer, text, double precision, boolean);
 DROP FUNCTION analytics._experiment_event_nth(uuid, integer, text, bigint, bigint, bigint);
-ALTER TYPE analytics.experiment_result_row DROP ATTRIBUTE capped_at;
+ALTER TYPE analytics.experiment_result_row DROP ATTRIBUTE capped_at, DROP ATTRIBUTE std_error,
+    DROP ATTRIBUTE control_risk;
 
 CREATE FUNCTION analytics._experiment_moments(experiment_id uuid, experiment_key text, phase integer, metric text, kind text,
                                               metric_source text, unit_source text, operation_type text, pre interval)

@@ -304,7 +304,11 @@ group by 1, 2, 3, 4;
 select c.capping, c.cap_value, c.ignore_zeros, round(c.cap::numeric, 6) as cap_by_hand, r.capped_at = c.cap as capped_at_matches, cuped,
        round(r.effect::numeric, 3) as difference, r.significant,
        abs(r.effect - (t->>'effect')::double precision) < 1e-9 and abs(r.p_value - (t->>'p_value')::double precision) < 1e-9
-           and abs(r.ci_lower - (t->>'ci_lower')::double precision) < 1e-9 as matches_compare_groups
+           and abs(r.ci_lower - (t->>'ci_lower')::double precision) < 1e-9
+           and abs(r.std_error - (t->>'std_error')::double precision) < 1e-9
+           and abs(r.control_risk - (t->>'control_risk')::double precision) < 1e-9
+           -- the two risks differ by the effect: E[max(0, d)] - E[max(0, -d)] = E[d]
+           and abs(r.control_risk - r.expected_loss - r.effect) < 1e-9 as matches_compare_groups
 from caps c cross join (values (false), (true)) k(cuped)
 cross join lateral analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', relative => false,
     cuped => k.cuped, capping => c.capping, cap_value => c.cap_value, cap_ignore_zeros => c.ignore_zeros) r

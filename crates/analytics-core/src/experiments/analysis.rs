@@ -125,8 +125,11 @@ pub struct Comparison {
     /// lower_is_better), flat prior, Gaussian
     pub chance_to_beat_control: Option<f64>,
     /// expected loss of shipping the treatment: E[max(0, -effect)] (E[max(0, effect)] when lower is better), in
-    /// the effect's units
+    /// the effect's units (GrowthBook's risk of the treatment)
     pub expected_loss: Option<f64>,
+    /// expected loss of keeping the control: E[max(0, effect)] (E[max(0, -effect)] when lower is better)
+    /// (GrowthBook's risk of the control)
+    pub control_risk: Option<f64>,
     /// the Bayesian view's effect and credible interval at 1 - alpha: the measured effect and its normal interval
     /// under the flat prior, shrunk towards the prior mean under an informative one (GrowthBook's "expected" and ci)
     pub posterior_mean: Option<f64>,
@@ -311,16 +314,18 @@ fn relative_cuped_test(control: &Moments, treatment: &Moments, binomial: bool, a
     stats::t_test_of_estimate(effect, (v_trt + v_ctrl).max(0.0).sqrt(), df, true, alpha)
 }
 
-/// Chance to beat control Φ(effect / se) and expected loss E[max(0, -Δ)] = se·φ(z) - effect·Φ(-z) of a Gaussian
-/// posterior N(effect, se²) (flat prior). A zero standard error is a certain effect.
-pub fn bayesian(effect: f64, se: f64) -> (f64, f64) {
+/// Chance to beat control Φ(effect / se), the expected loss of shipping the treatment E[max(0, -Δ)] =
+/// se·φ(z) - effect·Φ(-z) and that of keeping the control E[max(0, Δ)] = se·φ(z) + effect·Φ(z) (GrowthBook's two
+/// risks) of a Gaussian posterior N(effect, se²). A zero standard error is a certain effect.
+pub fn bayesian(effect: f64, se: f64) -> (f64, f64, f64) {
     if se == 0.0 {
         let chance = if effect > 0.0 { 1.0 } else if effect < 0.0 { 0.0 } else { 0.5 };
-        return (chance, (-effect).max(0.0));
+        return (chance, (-effect).max(0.0), effect.max(0.0));
     }
     let normal = Normal::new(0.0, 1.0).expect("standard normal");
     let z = effect / se;
-    (normal.cdf(z), (se * normal.pdf(z) - effect * normal.cdf(-z)).max(0.0))
+    let density = se * normal.pdf(z);
+    (normal.cdf(z), (density - effect * normal.cdf(-z)).max(0.0), (density + effect * normal.cdf(z)).max(0.0))
 }
 
 /// The always-valid (sequential) view of an estimate with standard error `se` from `n_total` units: the
@@ -374,7 +379,7 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
     };
     let Some((c, t)) = summaries else {
         let test = TestResult::empty(o.relative, o.alpha, "a group has no units or a zero denominator");
-        return Ok(comparison(control, treatment, o, test, (None, None, (None, None, None)), cuped_theta, variance_reduction));
+        return Ok(comparison(control, treatment, o, test, (None, (None, None), (None, None, None)), cuped_theta, variance_reduction));
     };
     // GrowthBook's rules for "no result" (gbstats' TTest.compute_result): a control mean of 0, or a group without
     // variance (every unit alike, or fewer than 2 units). GrowthBook then answers p = 1 and chance to win 0.5 with
@@ -395,17 +400,17 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
     if let Some((code, why)) = unusable {
         let mut test = TestResult::empty(o.relative, o.alpha, &format!("{code}: {why}; no result, as GrowthBook"));
         test.p_value = Some(1.0);
-        return Ok(comparison(control, treatment, o, test, (Some(0.5), Some(0.0), (Some(1.0), None, None)), cuped_theta, variance_reduction));
+        return Ok(comparison(control, treatment, o, test, (Some(0.5), (Some(0.0), Some(0.0)), (Some(1.0), None, None)), cuped_theta, variance_reduction));
     }
     let test = match (o.cuped && o.relative, cuped_theta) {
         (true, Some(theta)) => relative_cuped_test(control, treatment, o.metric_type == MetricType::Binomial, &c, &t, theta, o.alpha)?,
         _ => stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?,
     };
-    let (mut chance, mut loss, mut seq, mut posterior) = (None, None, (None, None, None), (None, None, None));
+    let (mut chance, mut loss, mut seq, mut posterior) = (None, (None, None), (None, None, None), (None, None, None));
     if let (Some(effect), Some(se)) = (test.effect, test.std_error) {
         let (m, sd) = o.prior.map_or((effect, se), |p| p.posterior(effect, se));
-        let (c, l) = bayesian(if o.lower_is_better { -m } else { m }, sd);
-        (chance, loss) = (Some(c), Some(l));
+        let (c, treatment_risk, control_risk) = bayesian(if o.lower_is_better { -m } else { m }, sd);
+        (chance, loss) = (Some(c), (Some(treatment_risk), Some(control_risk)));
         let z = Normal::new(0.0, 1.0).expect("standard normal").inverse_cdf(1.0 - o.alpha / 2.0);
         posterior = (Some(m), Some(m - z * sd), Some(m + z * sd));
         let (p, lo, hi) = sequential(effect, se, control.n + treatment.n, o.alpha, o.sequential_tuning)?;
@@ -416,8 +421,9 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
     Ok(r)
 }
 
-/// The views of a comparison: (chance to beat control, expected loss, (sequential p, lower, upper)).
-type Views = (Option<f64>, Option<f64>, (Option<f64>, Option<f64>, Option<f64>));
+/// The views of a comparison: (chance to beat control, (risk of the treatment, of the control), (sequential p,
+/// lower, upper)).
+type Views = (Option<f64>, (Option<f64>, Option<f64>), (Option<f64>, Option<f64>, Option<f64>));
 
 fn comparison(
     control: &Moments,
@@ -433,7 +439,8 @@ fn comparison(
         treatment_value: value(treatment, o.metric_type),
         test,
         chance_to_beat_control: chance,
-        expected_loss: loss,
+        expected_loss: loss.0,
+        control_risk: loss.1,
         posterior_mean: None,
         posterior_ci_lower: None,
         posterior_ci_upper: None,
@@ -575,6 +582,8 @@ mod tests {
         // they differ in the tenth digit, so 1e-7 relative here
         let (got, want) = (r.expected_loss.unwrap(), b["risk"][if flip { 0 } else { 1 }].as_f64().unwrap());
         assert!((got - want).abs() <= (1e-7 * want.abs()).max(1e-12), "{}: got {got}, want {want}", what("expected_loss"));
+        let (got, want) = (r.control_risk.unwrap(), b["risk"][if flip { 1 } else { 0 }].as_f64().unwrap());
+        assert!((got - want).abs() <= (1e-7 * want.abs()).max(1e-12), "{}: got {got}, want {want}", what("control_risk"));
         GbstatsCase::Checked { flipped: flip }
     }
 
@@ -609,6 +618,8 @@ mod tests {
             near(r.chance_to_beat_control, c["chance_to_win"].as_f64().unwrap(), &what("chance_to_beat_control"));
             let (got, want) = (r.expected_loss.unwrap(), c["risk"][1].as_f64().unwrap());
             assert!((got - want).abs() <= (1e-7 * want.abs()).max(1e-12), "{}: got {got}, want {want}", what("expected_loss"));
+            let (got, want) = (r.control_risk.unwrap(), c["risk"][0].as_f64().unwrap());
+            assert!((got - want).abs() <= (1e-7 * want.abs()).max(1e-12), "{}: got {got}, want {want}", what("control_risk"));
         }
         // a prior shrinks the effect towards its mean; bad priors name the argument
         assert!(GaussianPrior::from_args(Some(0.0), Some(0.0)).unwrap_err().message.starts_with("prior_variance:"));
@@ -720,9 +731,13 @@ mod tests {
     #[test]
     fn bayesian_and_sequential_by_hand() {
         // effect 0 => chance 1/2, loss se·φ(0)
-        let (c, l) = bayesian(0.0, 2.0);
+        let (c, l, lc) = bayesian(0.0, 2.0);
         close(c, 0.5, "chance");
         close(l, 2.0 / (2.0 * std::f64::consts::PI).sqrt(), "loss");
+        close(lc, l, "the control's risk equals the treatment's at effect 0");
+        // the two risks differ by the effect: E[max(0, Δ)] - E[max(0, -Δ)] = E[Δ]
+        let (_, l, lc) = bayesian(0.7, 0.4);
+        close(lc - l, 0.7, "control risk - treatment risk");
         // the always-valid p-value is never below the fixed-horizon one, and its interval is wider
         for (effect, se, n) in [(0.1f64, 0.05f64, 1000.0), (0.3, 0.1, 200.0), (0.01, 0.002, 1e6), (0.0, 0.1, 50.0)] {
             let fixed = 2.0 * Normal::new(0.0, 1.0).unwrap().sf((effect / se).abs());
