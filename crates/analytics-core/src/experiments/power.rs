@@ -9,6 +9,10 @@
 //!   statsmodels' NormalIndPower), Bonferroni-adjusted alpha when several treatments share one control; checked
 //!   against statsmodels in `tests/data/stats/reference.json`. 10% baseline, +5%: 57,760 units per variant.
 //!
+//! And GrowthBook's power calculator as it answers for a planned number of units (`power_analysis`): the power to
+//! detect a lift and the MDE at a target power, frequentist (fixed horizon or sequential) or Bayesian (flat or
+//! proper prior on the lift), checked against the figures of GrowthBook's own tests (`power.test.ts`).
+//!
 //! Plain Rust.
 
 use serde::Serialize;
