@@ -125,25 +125,21 @@ impl Plan {
         if self.relative { effect } else { effect / self.baseline }
     }
 
-    /// GrowthBook: variance of one unit's value, the control's, used for both groups.
-    fn control_variance(&self) -> f64 {
-        match self.metric_type {
-            MetricType::Binomial => self.baseline * (1.0 - self.baseline),
-            _ => self.std_dev.unwrap_or(1.0).powi(2),
+    /// This plan as GrowthBook's power calculator takes it, for one variant's units (fixed horizon).
+    fn calculator(&self, alpha: f64) -> PowerPlan {
+        PowerPlan {
+            metric_type: self.metric_type,
+            baseline: self.baseline,
+            std_dev: self.std_dev,
+            variants: 1,
+            alpha,
+            engine: Engine::Frequentist { sequential_tuning: None },
         }
-    }
-
-    /// GrowthBook: the standard error of the relative lift `lift` with n units per variant.
-    fn lift_standard_error(&self, n: f64, lift: f64) -> f64 {
-        let (v, m) = (self.control_variance(), self.baseline);
-        (v / (m * m * n) + v * (m * (1.0 + lift)).powi(2) / (m.powi(4) * n)).sqrt()
     }
 
     /// GrowthBook: power of the two-sided test of the relative lift with n units per variant.
     fn growthbook_power(&self, n: f64, lift: f64, alpha: f64) -> f64 {
-        let z = normal().inverse_cdf(1.0 - alpha / 2.0);
-        let standardized = lift / self.lift_standard_error(n, lift);
-        1.0 - normal().cdf(z - standardized) + normal().cdf(-z - standardized)
+        self.calculator(alpha).power(lift, n)
     }
 
     fn treatment_value(&self, effect: f64) -> f64 {
@@ -265,7 +261,7 @@ fn growthbook_mde(plan: &Plan, n: f64, alpha: f64) -> Result<DetectableEffect, A
     }
     let m = plan.baseline;
     let z = normal().inverse_cdf(1.0 - alpha / 2.0) - normal().inverse_cdf(1.0 - plan.power);
-    let v = plan.control_variance();
+    let v = plan.calculator(alpha).variance();
     if n <= v * z * z / (m * m) {
         return Err(AnalyticsError::invalid(format!(
             "units_per_variant: {n} units cannot reach power {} for any increase (more units, or fewer variants)",
@@ -355,6 +351,7 @@ impl PowerPlan {
         }
     }
 
+    /// The variance of one unit's value, the control's, used for both groups.
     fn variance(&self) -> f64 {
         match self.metric_type {
             MetricType::Binomial => self.baseline * (1.0 - self.baseline),
