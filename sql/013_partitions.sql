@@ -90,37 +90,41 @@ AS $$
 declare
     n_spans integer;
     n_traces integer;
-    waited boolean;
+    spans_locked boolean;
+    traces_locked boolean;
+    lvl record;
+    waited boolean := false;
 begin
     select count(distinct (o, t, s)), count(distinct (o, t)) into n_spans, n_traces
     from unnest(owners, trace_ids, span_ids) as x(o, t, s) where o is not null;
-    -- each level in one statement: rows in key order, each lock tried first and waited for when taken (waited: true)
-    select coalesce(bool_or(w), false) into waited from (
-        select case when n_traces > max_trace_locks and n_spans > max_span_locks
-                    then case when pg_catalog.pg_try_advisory_xact_lock(k) then false
-                              else pg_catalog.pg_advisory_xact_lock(k) is not null end
-                    else case when pg_catalog.pg_try_advisory_xact_lock_shared(k) then false
-                              else pg_catalog.pg_advisory_xact_lock_shared(k) is not null end end as w
-        from (select distinct pg_catalog.hashtextextended(o::text, 1) as k from unnest(owners) as x(o)
-              where o is not null order by 1) owner_keys) l;
-    if n_spans > max_span_locks and n_traces <= max_trace_locks then
-        select waited or coalesce(bool_or(w), false) into waited from (
-            select case when pg_catalog.pg_try_advisory_xact_lock(k) then false
-                        else pg_catalog.pg_advisory_xact_lock(k) is not null end as w
-            from (select distinct pg_catalog.hashtextextended(o::text || '/' || t, 2) as k
-                  from unnest(owners, trace_ids) as x(o, t) where o is not null order by 1) trace_keys) l;
-    elsif n_spans <= max_span_locks then
-        select waited or coalesce(bool_or(w), false) into waited from (
-            select case when pg_catalog.pg_try_advisory_xact_lock_shared(k) then false
-                        else pg_catalog.pg_advisory_xact_lock_shared(k) is not null end as w
-            from (select distinct pg_catalog.hashtextextended(o::text || '/' || t, 2) as k
-                  from unnest(owners, trace_ids) as x(o, t) where o is not null order by 1) trace_keys) l;
-        select waited or coalesce(bool_or(w), false) into waited from (
-            select case when pg_catalog.pg_try_advisory_xact_lock(k) then false
-                        else pg_catalog.pg_advisory_xact_lock(k) is not null end as w
-            from (select distinct pg_catalog.hashtextextended(o::text || '/' || t || '/' || s, 3) as k
-                  from unnest(owners, trace_ids, span_ids) as x(o, t, s) where o is not null order by 1) span_keys) l;
-    end if;
+    spans_locked := n_spans <= max_span_locks;
+    traces_locked := spans_locked or n_traces <= max_trace_locks;
+    -- the levels in order, each with its keys in ascending order (a level not locked has none) and whether its locks
+    -- are exclusive: the lowest level locked is exclusive, the ones above it shared
+    for lvl in
+        select l.keys, l.exclusive
+        from (values
+            (1, array(select distinct pg_catalog.hashtextextended(o::text, 1) from unnest(owners) as x(o)
+                      where o is not null order by 1), not traces_locked),
+            (2, case when traces_locked then
+                    array(select distinct pg_catalog.hashtextextended(o::text || '/' || t, 2)
+                          from unnest(owners, trace_ids) as x(o, t) where o is not null order by 1) end, not spans_locked),
+            (3, case when spans_locked then
+                    array(select distinct pg_catalog.hashtextextended(o::text || '/' || t || '/' || s, 3)
+                          from unnest(owners, trace_ids, span_ids) as x(o, t, s) where o is not null order by 1) end, true)
+        ) l(level, keys, exclusive)
+        where l.keys is not null
+        order by l.level
+    loop
+        -- one statement per level, its keys in array order: each lock tried first, and waited for when taken
+        select waited or coalesce(bool_or(case
+                   when lvl.exclusive then case when pg_catalog.pg_try_advisory_xact_lock(k) then false
+                                                else pg_catalog.pg_advisory_xact_lock(k) is not null end
+                   else case when pg_catalog.pg_try_advisory_xact_lock_shared(k) then false
+                             else pg_catalog.pg_advisory_xact_lock_shared(k) is not null end end), false)
+          into waited
+        from unnest(lvl.keys) as k;
+    end loop;
     -- under REPEATABLE READ the snapshot predates what the other writer committed: retry rather than miss it
     if waited and current_setting('transaction_isolation') <> 'read committed' then
         raise exception 'spans: another transaction wrote the same spans concurrently; retry the call'
