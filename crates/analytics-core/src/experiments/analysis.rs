@@ -287,9 +287,9 @@ fn cuped(c: &Moments, t: &Moments, binomial: bool) -> (Summary, Summary, f64, Op
         Summary { n: m.n, mean: mean - theta * (x_mean(m) - x_pooled), var: (vy + theta * theta * vx - 2.0 * theta * cov).max(0.0) }
     };
     let (ac, at) = (adjust(c), adjust(t));
-    let plain = |m: &Moments| Summary { n: m.n, mean: 0.0, var: cuped_parts(m, binomial).1.max(0.0) };
-    let (pc, pt) = (plain(c), plain(t));
-    let before = if pc.n > 0.0 && pt.n > 0.0 { pc.var / pc.n + pt.var / pt.n } else { 0.0 };
+    // the difference's variance without the adjustment: each group's unadjusted variance over its units
+    let unadjusted = |m: &Moments| cuped_parts(m, binomial).1.max(0.0) / m.n;
+    let before = if c.n > 0.0 && t.n > 0.0 { unadjusted(c) + unadjusted(t) } else { 0.0 };
     let after = if ac.n > 0.0 && at.n > 0.0 { ac.var / ac.n + at.var / at.n } else { 0.0 };
     let reduction = (before > 0.0).then(|| 1.0 - after / before);
     (ac, at, theta, reduction)
