@@ -19,23 +19,34 @@ use crate::jsonb::{varlena_array, JsonbText, RawDatum, RawJsonb};
 /// The batch as rows, from typed arrays (no JSON or timestamp text is parsed); alias r.
 macro_rules! span_rows {
     () => {
-        r#"
+        span_rows!("", "", "")
+    };
+    // with one more column: its select expression, its array argument and its name (each after a comma)
+    ($select:literal, $argument:literal, $column:literal) => {
+        concat!(
+            r#"
     select r.user_id, r.trace_id, r.span_id, r.parent_span_id, r.conversation_id, r.message_id, r.session_id,
            r.name, coalesce(r.operation_type, 'unknown') as operation_type, coalesce(r.status, 'unset') as status,
            r.status_message, coalesce(r.level, 'default') as level, r.start_time, r.end_time, r.completion_start_time,
            r.provider, r.model, r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens,
            r.cache_write_tokens, r.reasoning_tokens, r.cost_usd, r.input, r.output,
-           coalesce(r.metadata, '{}'::jsonb) as metadata, coalesce(r.tags::text[], '{}'::text[]) as tags
+           coalesce(r.metadata, '{}'::jsonb) as metadata, coalesce(r.tags::text[], '{}'::text[]) as tags"#,
+            $select,
+            r#"
     from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                 $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[],
                 $15::timestamptz[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[],
                 $21::bigint[], $22::bigint[], $23::bigint[], $24::double precision[], $25::jsonb[], $26::jsonb[],
-                $27::jsonb[], $28::text[])
+                $27::jsonb[], $28::text[]"#,
+            $argument,
+            r#")
          as r(user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name,
               operation_type, status, status_message, level, start_time, end_time, completion_start_time, provider,
               model, input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
-              reasoning_tokens, cost_usd, input, output, metadata, tags)
-"#
+              reasoning_tokens, cost_usd, input, output, metadata, tags"#,
+            $column,
+            ")\n"
+        )
     };
 }
 
@@ -99,10 +110,7 @@ fn upsert_unpartitioned() -> String {
 /// runs as one index probe per span in the one partition of that start_time. (With a range of start times instead,
 /// it could take the range's index as the outer side and scan every span of the range for each batch.)
 fn merge_spans(new_spans: bool) -> String {
-    let rows = span_rows!()
-        .replace("$27::jsonb[], $28::text[])", "$27::jsonb[], $28::text[], $29::timestamptz[])")
-        .replace("reasoning_tokens, cost_usd, input, output, metadata, tags)", "reasoning_tokens, cost_usd, input, output, metadata, tags, stored_start)")
-        .replace("coalesce(r.tags::text[], '{}'::text[]) as tags", "coalesce(r.tags::text[], '{}'::text[]) as tags, r.stored_start");
+    let rows = span_rows!(", r.stored_start", ", $29::timestamptz[]", ", stored_start");
     let update = format!(
         "update analytics.llm_traces t set{set}    from ({rows}) r
         where r.stored_start is not null
