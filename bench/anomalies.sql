@@ -1,6 +1,6 @@
 -- detect_anomalies over 1,000,000 points (rolling z-score, window 30) against the equivalent SQL window-function
 -- z-score query over the same series, in the same run; then MAD (median over the window), seasonal and likelihood
--- (over EWMA) for scale. Medians of 3.
+-- (over EWMA) for scale, and surprise (the best on NAB) against the same SQL baseline. Medians of 3.
 \set ON_ERROR_STOP 1
 \pset footer off
 \i bench/common.sql
@@ -22,11 +22,15 @@ select pg_temp.bench($$select count(*) from series_array s, analytics.detect_ano
        pg_temp.bench($$select count(*) from series_array s, analytics.detect_anomalies(s.v, 'seasonal', '{"period": 288}') d
                        where d.is_anomaly$$, 1) as detect_seasonal_ms,
        pg_temp.bench($$select count(*) from series_array s, analytics.detect_anomalies(s.v, 'likelihood') d
-                       where d.is_anomaly$$, 3) as detect_likelihood_ms;
+                       where d.is_anomaly$$, 3) as detect_likelihood_ms,
+       pg_temp.bench($$select count(*) from series_array s, analytics.detect_anomalies(s.v, 'surprise') d
+                       where d.is_anomaly$$, 3) as detect_surprise_ms;
 select round(detect_zscore_ms) as detect_anomalies_zscore_ms, round(sql_window_ms) as sql_window_zscore_ms,
        round((detect_zscore_ms / sql_window_ms)::numeric, 2) as ratio,
        round(detect_mad_ms) as detect_anomalies_mad_ms, round(detect_seasonal_ms) as detect_anomalies_seasonal_ms,
-       round(detect_likelihood_ms) as detect_anomalies_likelihood_ms
+       round(detect_likelihood_ms) as detect_anomalies_likelihood_ms,
+       round(detect_surprise_ms) as detect_anomalies_surprise_ms,
+       round((detect_surprise_ms / sql_window_ms)::numeric, 2) as surprise_ratio
 from results;
 -- both find the same anomalies (same definition: trailing 30 points, sample sd, |z| > 3; 99 spikes injected)
 select (select count(*) from series_array s, analytics.detect_anomalies(s.v, 'zscore', '{"window": 30}') d where d.is_anomaly) as rust_found,

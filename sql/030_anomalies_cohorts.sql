@@ -32,7 +32,7 @@ CREATE TABLE analytics.anomaly_detections (
     CONSTRAINT anomaly_detections_parameters_is_object CHECK (jsonb_typeof(parameters) = 'object'),
     CONSTRAINT anomaly_detections_bucket_width_positive CHECK (bucket_width > interval '0'),
     CONSTRAINT anomaly_detections_severity_check CHECK (severity IN ('info', 'warning', 'critical')),
-    CONSTRAINT anomaly_detections_method_check CHECK (method IN ('zscore', 'mad', 'iqr', 'ewma', 'seasonal', 'cusum', 'likelihood')),
+    CONSTRAINT anomaly_detections_method_check CHECK (method IN ('zscore', 'mad', 'iqr', 'ewma', 'seasonal', 'cusum', 'likelihood', 'surprise')),
     CONSTRAINT anomaly_detections_status_check CHECK (status IN ('open', 'acknowledged', 'resolved')),
     CONSTRAINT anomaly_detections_observed_finite CHECK (observed > '-Infinity'::double precision AND observed < 'Infinity'::double precision),
     CONSTRAINT anomaly_detections_bounds_ordered CHECK (lower_bound <= upper_bound),

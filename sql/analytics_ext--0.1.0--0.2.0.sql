@@ -3847,3 +3847,42 @@ BEGIN
     END LOOP;
 END
 $grants$;
+
+-- ---- NAB: detect_anomalies reports an anomaly score in [0, 1] (new symbol; 0.1.0's stays); the surprise detector --
+ALTER TABLE analytics.anomaly_detections DROP CONSTRAINT anomaly_detections_method_check,
+    ADD CONSTRAINT anomaly_detections_method_check CHECK (method IN ('zscore', 'mad', 'iqr', 'ewma', 'seasonal', 'cusum', 'likelihood', 'surprise'));
+DROP FUNCTION analytics.detect_anomalies(double precision[], text, jsonb);
+CREATE FUNCTION analytics."detect_anomalies"(
+	"values" double precision[], /* Vec < Option < f64 > > */
+	"method" TEXT DEFAULT 'mad', /* & str */
+	"params" jsonb DEFAULT '{}' /* pgrx :: JsonB */
+) RETURNS TABLE (
+	"idx" INT,  /* i32 */
+	"value" double precision,  /* Option < f64 > */
+	"score" double precision,  /* Option < f64 > */
+	"anomaly_score" double precision,  /* Option < f64 > */
+	"is_anomaly" bool,  /* bool */
+	"alert" bool,  /* bool */
+	"expected" double precision,  /* Option < f64 > */
+	"lower_bound" double precision,  /* Option < f64 > */
+	"upper_bound" double precision  /* Option < f64 > */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'detect_anomalies_scored_wrapper';
+COMMENT ON FUNCTION analytics.detect_anomalies(double precision[], text, jsonb) IS
+$$Runs an anomaly detector over a series (NULL or NaN elements are gaps): one row per element with idx (1-based), value, signed score, anomaly_score (in [0, 1], higher = more anomalous: the score on the log scale of Numenta's anomaly likelihood, for surprise u / (1 + u); what NAB's scorer sweeps a threshold over), is_anomaly, alert (the anomaly starts an episode: no other anomaly in the cooldown points before it), expected value and lower/upper bound. Causal: each point is judged against the points before it only.
+Methods: zscore (rolling mean/sd, threshold 3), mad (median/MAD modified z, 3.5), iqr (Tukey fences, k 1.5), ewma (EW mean/sd, 3), seasonal (same phase in past seasons + robust residual z, 3.5), cusum (level shifts, h 8), likelihood (Numenta's anomaly likelihood over a base detector's scores, default ewma with alpha 0.1; threshold 4), surprise (robust z in a short and a long window, relative to the series' own 99th-percentile surprise, once per episode; threshold 1.35; best on NAB). params: window, threshold, min_history, alpha (ewma), period (seasonal), slack (cusum), direction (both, up, down), base, short, history (likelihood, surprise), long, rest (surprise), cooldown (alerts; default 0).
+Example: select idx, value, score, anomaly_score from analytics.detect_anomalies('{10,11,10,12,11,10,11,10,50,11}', 'mad', '{"window": 5}') where is_anomaly;$$;
+REVOKE EXECUTE ON FUNCTION analytics.detect_anomalies(double precision[], text, jsonb) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.detect_anomalies(double precision[], text, jsonb) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;

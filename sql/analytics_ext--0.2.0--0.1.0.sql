@@ -4,6 +4,57 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- NAB's anomaly score and the surprise detector, undone. 0.1.0 has no surprise detector: a downgrade with its
+-- findings in analytics.anomaly_detections refuses.
+DO $refuse$
+DECLARE
+    n bigint := (SELECT count(*) FROM analytics.anomaly_detections WHERE method = 'surprise');
+BEGIN
+    IF n > 0 THEN
+        RAISE EXCEPTION 'analytics_ext 0.2.0 -> 0.1.0 would lose % finding% of the surprise detector: 0.1.0 has no such method',
+            n, CASE WHEN n = 1 THEN '' ELSE 's' END
+            USING ERRCODE = '55000',
+                  HINT = 'Delete them (DELETE FROM analytics.anomaly_detections WHERE method = ''surprise'') or stay at 0.2.0.';
+    END IF;
+END
+$refuse$;
+ALTER TABLE analytics.anomaly_detections DROP CONSTRAINT anomaly_detections_method_check,
+    ADD CONSTRAINT anomaly_detections_method_check CHECK (method IN ('zscore', 'mad', 'iqr', 'ewma', 'seasonal', 'cusum', 'likelihood'));
+DROP FUNCTION analytics.detect_anomalies(double precision[], text, jsonb);
+CREATE FUNCTION analytics."detect_anomalies"(
+	"values" double precision[], /* Vec < Option < f64 > > */
+	"method" TEXT DEFAULT 'mad', /* & str */
+	"params" jsonb DEFAULT '{}' /* pgrx :: JsonB */
+) RETURNS TABLE (
+	"idx" INT,  /* i32 */
+	"value" double precision,  /* Option < f64 > */
+	"score" double precision,  /* Option < f64 > */
+	"is_anomaly" bool,  /* bool */
+	"alert" bool,  /* bool */
+	"expected" double precision,  /* Option < f64 > */
+	"lower_bound" double precision,  /* Option < f64 > */
+	"upper_bound" double precision  /* Option < f64 > */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'detect_anomalies_wrapper';
+COMMENT ON FUNCTION analytics.detect_anomalies(double precision[], text, jsonb) IS
+$$Runs an anomaly detector over a series (NULL or NaN elements are gaps): one row per element with idx (1-based), value, signed score, is_anomaly, alert (the anomaly starts an episode: no other anomaly in the cooldown points before it), expected value and lower/upper bound. Causal: each point is judged against the points before it only.
+Methods: zscore (rolling mean/sd, threshold 3), mad (median/MAD modified z, 3.5), iqr (Tukey fences, k 1.5), ewma (EW mean/sd, 3), seasonal (same phase in past seasons + robust residual z, 3.5), cusum (level shifts, h 8), likelihood (Numenta's anomaly likelihood over a base detector's scores, default ewma with alpha 0.1; threshold 4). params: window, threshold, min_history, alpha (ewma), period (seasonal), slack (cusum), direction (both, up, down), base, short, history (likelihood), cooldown (alerts; default 0).
+Example: select idx, value, score from analytics.detect_anomalies('{10,11,10,12,11,10,11,10,50,11}', 'mad', '{"window": 5}') where is_anomaly;$$;
+REVOKE EXECUTE ON FUNCTION analytics.detect_anomalies(double precision[], text, jsonb) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.detect_anomalies(double precision[], text, jsonb) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
 -- ---- GrowthBook's power calculator, undone -------------------------------------------------------------------------
 DROP FUNCTION analytics.power_analysis(double precision, double precision, bigint, text, double precision, integer, double precision, double precision, text, double precision, double precision, double precision);
 

@@ -80,7 +80,7 @@ extension_sql_file!("../sql/030_anomalies_cohorts.sql", name = "anomaly_cohort_t
 extension_sql_file!(
     "../sql/031_anomaly_functions.sql",
     name = "anomaly_functions",
-    requires = ["anomaly_cohort_tables", "traces_functions", anomaly::sql::detect_anomalies, anomaly::sql::anomaly_params]
+    requires = ["anomaly_cohort_tables", "traces_functions", anomaly::sql::detect_anomalies_scored, anomaly::sql::anomaly_params]
 );
 extension_sql_file!(
     "../sql/040_rate_limits.sql",

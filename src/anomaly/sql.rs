@@ -10,12 +10,48 @@ use crate::bind::OrRaise;
 /// `analytics.detect_anomalies(values float8[], method text = 'mad', params jsonb = '{}')`
 ///
 /// Runs a detector over a series (NULL or NaN elements are gaps) and returns one row per element, in order:
-/// its 1-based position, the value, the signed score, whether it is an anomaly, whether that anomaly starts an
-/// episode (an alert: no other anomaly in the `cooldown` points before it), the expected value and the band.
-/// Methods: zscore, mad, iqr, ewma, seasonal, cusum, likelihood; params: window, threshold, min_history, alpha,
-/// period, slack, direction, base, short, history, cooldown (see README). Unknown methods or parameters, a window not smaller than the series, and
-/// infinite values are errors (22023) naming the argument.
-#[pg_extern(immutable, strict, parallel_safe)]
+/// its 1-based position, the value, the signed score, the anomaly score in [0, 1] (what NAB's scorer sweeps a
+/// threshold over), whether it is an anomaly, whether that anomaly starts an episode (an alert: no other anomaly
+/// in the `cooldown` points before it), the expected value and the band. Methods: zscore, mad, iqr, ewma,
+/// seasonal, cusum, likelihood, surprise; params: see docs/anomalies.md. Unknown methods or parameters, a window
+/// not smaller than the series, and infinite values are errors (22023) naming the argument.
+#[pg_extern(immutable, strict, parallel_safe, name = "detect_anomalies")]
+pub fn detect_anomalies_scored(
+    values: Vec<Option<f64>>,
+    method: default!(&str, "'mad'"),
+    params: default!(pgrx::JsonB, "'{}'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(idx, i32),
+        name!(value, Option<f64>),
+        name!(score, Option<f64>),
+        name!(anomaly_score, Option<f64>),
+        name!(is_anomaly, bool),
+        name!(alert, bool),
+        name!(expected, Option<f64>),
+        name!(lower_bound, Option<f64>),
+        name!(upper_bound, Option<f64>),
+    ),
+> {
+    TableIterator::new(
+        run(&values, method, &params)
+            .into_iter()
+            .enumerate()
+            .map(|(i, pt)| (i as i32 + 1, values[i], pt.score, pt.probability, pt.is_anomaly, pt.alert, pt.expected, pt.lower, pt.upper))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn run(values: &[Option<f64>], method: &str, params: &pgrx::JsonB) -> Vec<detectors::Point> {
+    let method = Method::parse(method).or_raise();
+    let p = Params::from_json(method, &params.0).or_raise();
+    detectors::detect(values, method, &p).or_raise()
+}
+
+/// The 0.1.0 SQL's `analytics.detect_anomalies` (symbol `detect_anomalies_wrapper`, without anomaly_score): kept,
+/// without SQL of its own, so that a database still at 0.1.0 works with this library (docs/upgrading.md).
+#[pg_extern(sql = false, immutable, strict, parallel_safe)]
 pub fn detect_anomalies(
     values: Vec<Option<f64>>,
     method: default!(&str, "'mad'"),
@@ -33,15 +69,11 @@ pub fn detect_anomalies(
         name!(upper_bound, Option<f64>),
     ),
 > {
-    let method = Method::parse(method).or_raise();
-    let p = Params::from_json(method, &params.0).or_raise();
-    let points = detectors::detect(&values, method, &p).or_raise();
     TableIterator::new(
-        values
+        run(&values, method, &params)
             .into_iter()
-            .zip(points)
             .enumerate()
-            .map(|(i, (v, pt))| (i as i32 + 1, v, pt.score, pt.is_anomaly, pt.alert, pt.expected, pt.lower, pt.upper))
+            .map(|(i, pt)| (i as i32 + 1, values[i], pt.score, pt.is_anomaly, pt.alert, pt.expected, pt.lower, pt.upper))
             .collect::<Vec<_>>(),
     )
 }
@@ -69,6 +101,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(hit, Some(41));
+    }
+
+    #[pg_test]
+    fn anomaly_score_is_in_unit_interval_and_surprise_runs() {
+        let (lo, hi, hit) = Spi::get_three::<f64, f64, i32>(
+            "select min(anomaly_score), max(anomaly_score), min(idx) filter (where is_anomaly)
+             from analytics.detect_anomalies(
+                 array(select 10 + sin(i) from generate_series(1, 300) i) || array[40::float8, 10, 11], 'surprise')",
+        )
+        .unwrap();
+        assert!(lo.unwrap() >= 0.0 && hi.unwrap() <= 1.0 && hi.unwrap() > 0.5, "{lo:?} {hi:?}");
+        assert_eq!(hit, Some(301));
     }
 
     #[pg_test(error = "params.window: 50 is not smaller than the series (10 points)")]

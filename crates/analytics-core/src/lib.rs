@@ -47,6 +47,7 @@ pub mod experiments {
 pub mod anomaly {
     //! Anomaly detection over metric series: rolling z-score, MAD, IQR, EWMA, seasonal, CUSUM and likelihood.
     pub mod detectors;
+    pub mod nab;
 }
 
 pub mod cache;

@@ -128,3 +128,17 @@ from analytics.run_anomaly_detection('latency_p95', '1 hour', '3 days', group_by
 commit;
 -- without an identity a job must name the owner
 select regress.attempt($$select * from analytics.run_anomaly_detection('latency_p95')$$) as no_identity;
+
+-- anomaly_score: in [0, 1] for every method, higher for the injected spike than for any ordinary point; surprise
+-- flags the spike alone
+with s as (
+    select array(select 100 + 3 * sin(i / 5.0) + (i * 7919 % 13) / 13.0 + case when i = 400 then 60 else 0 end
+                 from generate_series(1, 500) i)::float8[] as v
+)
+select m as method,
+       bool_and(d.anomaly_score between 0 and 1) filter (where d.anomaly_score is not null) as in_unit_interval,
+       max(d.anomaly_score) filter (where d.idx = 400) > max(d.anomaly_score) filter (where d.idx <> 400) as spike_highest,
+       array_agg(d.idx order by d.idx) filter (where d.is_anomaly and m = 'surprise') as surprise_anomalies
+from s, unnest(array['zscore', 'mad', 'iqr', 'ewma', 'seasonal', 'cusum', 'likelihood', 'surprise']) m,
+     analytics.detect_anomalies(s.v, m) d
+group by m order by m;

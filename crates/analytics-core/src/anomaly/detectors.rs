@@ -40,6 +40,7 @@ pub enum Method {
     Seasonal,
     Cusum,
     Likelihood,
+    Surprise,
 }
 
 impl Serialize for Method {
@@ -51,8 +52,16 @@ impl Serialize for Method {
 impl Method {
     /// Every method, in the order the docs list them. The CHECK on `analytics.anomaly_detections.method` must list
     /// the same names (a #[pg_test] compares them).
-    pub const ALL: [Method; 7] =
-        [Method::ZScore, Method::Mad, Method::Iqr, Method::Ewma, Method::Seasonal, Method::Cusum, Method::Likelihood];
+    pub const ALL: [Method; 8] = [
+        Method::ZScore,
+        Method::Mad,
+        Method::Iqr,
+        Method::Ewma,
+        Method::Seasonal,
+        Method::Cusum,
+        Method::Likelihood,
+        Method::Surprise,
+    ];
 
     pub fn parse(s: &str) -> Result<Method, AnalyticsError> {
         Method::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
@@ -70,6 +79,7 @@ impl Method {
             Method::Seasonal => "seasonal",
             Method::Cusum => "cusum",
             Method::Likelihood => "likelihood",
+            Method::Surprise => "surprise",
         }
     }
 }
@@ -107,13 +117,26 @@ pub struct Params {
     pub history: usize,
     /// an anomaly within this many points after another one is not a new alert
     pub cooldown: usize,
+    /// surprise: points in the long robust window (the short one is `window`)
+    pub long: usize,
+    /// surprise: a point counts only if its surprise is higher than every one of the `rest` points before it
+    pub rest: usize,
 }
 
-const KEYS: &str = "window, threshold, min_history, alpha, period, slack, direction, base, short, history, cooldown";
+const KEYS: &str = "window, threshold, min_history, alpha, period, slack, direction, base, short, history, cooldown, long, rest";
 
 /// Averaged base scores needed (per `short` point) before the likelihood scores: its mean and spread need some
 /// history to mean anything.
 const LIKELIHOOD_WARMUP: usize = 10;
+
+/// surprise: valid points in its robust windows before it computes a surprise, and surprises in its history
+/// before it scores one against them.
+const SURPRISE_WARMUP: usize = 20;
+const SURPRISE_CALIBRATION: usize = 50;
+/// surprise: the quantile of its own past surprises a new one is measured against.
+const SURPRISE_QUANTILE: f64 = 0.99;
+/// surprise: no scale is taken smaller than this share of the range of values seen so far.
+const SURPRISE_SCALE_FLOOR: f64 = 0.01;
 
 impl Params {
     pub fn defaults(method: Method) -> Params {
@@ -125,6 +148,7 @@ impl Params {
             Method::Seasonal => (4, 3.5),
             Method::Cusum => (30, 8.0),
             Method::Likelihood => (30, 4.0),
+            Method::Surprise => (100, 1.35),
         };
         let period = 24;
         let alpha = if method == Method::Likelihood { 0.1 } else { 0.3 };
@@ -142,6 +166,8 @@ impl Params {
             short: 10,
             history: 1000,
             cooldown: 0,
+            long: 1000,
+            rest: 100,
         }
     }
 
@@ -152,6 +178,7 @@ impl Params {
             Method::Seasonal => 2 * period,
             Method::Ewma => 10,
             Method::Likelihood => Params::default_min_history(base, base, window, period),
+            Method::Surprise => SURPRISE_WARMUP + SURPRISE_CALIBRATION,
             _ => window,
         }
     }
@@ -185,17 +212,19 @@ impl Params {
                 "short" => p.short = count(1.0)?,
                 "history" => p.history = count(2.0)?,
                 "cooldown" => p.cooldown = count(0.0)?,
+                "long" => p.long = count(2.0)?,
+                "rest" => p.rest = count(0.0)?,
                 "base" => {
                     p.base = match v.as_str().map(Method::parse) {
                         Some(Ok(Method::Likelihood)) | None => {
                             return Err(AnalyticsError::invalid(format!(
-                                "params.base: must name another detector (zscore, mad, iqr, ewma, seasonal, cusum), got {v}"
+                                "params.base: must name another detector (zscore, mad, iqr, ewma, seasonal, cusum, surprise), got {v}"
                             )))
                         }
                         Some(Ok(m)) => m,
                         Some(Err(_)) => {
                             return Err(AnalyticsError::invalid(format!(
-                                "params.base: unknown method {v}; allowed: zscore, mad, iqr, ewma, seasonal, cusum"
+                                "params.base: unknown method {v}; allowed: zscore, mad, iqr, ewma, seasonal, cusum, surprise"
                             )))
                         }
                     }
@@ -244,14 +273,20 @@ impl Params {
         }
     }
 
-    /// The parameters as recorded with a finding: the likelihood's own keys only for the likelihood.
+    /// The parameters as recorded with a finding: the likelihood's and surprise's own keys only for them.
     pub fn to_json(&self, method: Method) -> Value {
         let mut v = serde_json::to_value(self).expect("params serialise");
-        if method != Method::Likelihood {
-            if let Value::Object(o) = &mut v {
-                for k in ["base", "short", "history"] {
-                    o.remove(k);
-                }
+        if let Value::Object(o) = &mut v {
+            if method != Method::Likelihood {
+                o.remove("base");
+                o.remove("short");
+            }
+            if method != Method::Likelihood && method != Method::Surprise {
+                o.remove("history");
+            }
+            if method != Method::Surprise {
+                o.remove("long");
+                o.remove("rest");
             }
         }
         v
@@ -272,12 +307,14 @@ pub struct Point {
     pub is_anomaly: bool,
     /// the first anomaly of an episode (see `cooldown`)
     pub alert: bool,
+    /// the score as a probability-like anomaly score in [0, 1] (see [`anomaly_probability`]); None where score is
+    pub probability: Option<f64>,
     pub expected: Option<f64>,
     pub lower: Option<f64>,
     pub upper: Option<f64>,
 }
 
-const NONE: Point = Point { score: None, is_anomaly: false, alert: false, expected: None, lower: None, upper: None };
+const NONE: Point = Point { score: None, is_anomaly: false, alert: false, probability: None, expected: None, lower: None, upper: None };
 
 /// Runs `method` over `values` (None or NaN = gap). Errors name the parameter: a window longer than the series,
 /// for instance, could never score a point.
@@ -293,7 +330,8 @@ pub fn detect(values: &[Option<f64>], method: Method, p: &Params) -> Result<Vec<
     }
     let horizon = match scorer {
         Method::Seasonal => p.window * p.period,
-        Method::Ewma => 0,
+        // its windows are caps: it scores as soon as it has its warm-up and calibration points
+        Method::Ewma | Method::Surprise => 0,
         _ => p.window,
     };
     if n > 0 && horizon >= n {
@@ -316,12 +354,43 @@ pub fn detect(values: &[Option<f64>], method: Method, p: &Params) -> Result<Vec<
     // alerts: anomalies more than `cooldown` points after the previous anomaly
     let mut last: Option<usize> = None;
     for (i, pt) in out.iter_mut().enumerate() {
+        pt.probability = pt.score.map(|s| match method {
+            Method::Likelihood => anomaly_probability(s, Direction::Up),
+            // its score is already a ratio to its own usual surprise: u / (1 + u), 0.5 = as surprising as the
+            // 99th percentile of its history
+            Method::Surprise => {
+                let u = match p.direction {
+                    Direction::Both => s.abs(),
+                    Direction::Up => s.max(0.0),
+                    Direction::Down => (-s).max(0.0),
+                };
+                u / (1.0 + u)
+            }
+            _ => anomaly_probability(s, p.direction),
+        });
         if pt.is_anomaly {
             pt.alert = last.is_none_or(|l| i - l > p.cooldown);
             last = Some(i);
         }
     }
     Ok(out)
+}
+
+/// The anomaly score in [0, 1] of a signed score, on the log scale of Numenta's anomaly likelihood (what NAB's
+/// threshold sweep expects): the score's two-sided normal tail probability t = erfc(|s|/√2) (only the side the
+/// direction watches counts) mapped to ln(t) / ln(1e-10), capped at 1. 0 = nothing unusual, 0.5 = a 1-in-100,000
+/// deviation (|s| ≈ 4.4), 1 = one in 10^10 or rarer (|s| ≥ 6.5).
+pub fn anomaly_probability(score: f64, direction: Direction) -> f64 {
+    let a = match direction {
+        Direction::Both => score.abs(),
+        Direction::Up => score.max(0.0),
+        Direction::Down => (-score).max(0.0),
+    };
+    if a.is_infinite() {
+        return 1.0;
+    }
+    let tail = statrs::function::erf::erfc(a / std::f64::consts::SQRT_2);
+    (tail.ln() / 1e-10f64.ln()).clamp(0.0, 1.0)
 }
 
 /// One detector's points, the minimum-history rule (counted in valid points) applied.
@@ -333,6 +402,7 @@ fn scores(clean: &[Option<f64>], method: Method, p: &Params) -> Vec<Point> {
         Method::Ewma => ewma(clean, p),
         Method::Seasonal => seasonal(clean, p),
         Method::Cusum => cusum(clean, p),
+        Method::Surprise => surprise(clean, p),
         Method::Likelihood => unreachable!("detect() rejects a likelihood base"),
     };
     limit_history(clean, &mut out, p.history_needed(method));
@@ -377,7 +447,7 @@ fn likelihood(base: &[Point], p: &Params) -> Vec<Point> {
         if past.len() >= warmup.max(2) {
             let (mean, sd) = (past.mean(), past.sd());
             let z = standardise_at(m, mean, sd, mean.abs().max(m.abs()).max(1.0));
-            out[i] = Point { score: Some(z), is_anomaly: z > p.threshold, alert: false, expected: pt.expected, lower: None, upper: None };
+            out[i] = Point { score: Some(z), is_anomaly: z > p.threshold, alert: false, probability: None, expected: pt.expected, lower: None, upper: None };
         }
         past.push(m);
     }
@@ -422,7 +492,7 @@ fn scored_at(x: f64, expected: f64, scale: f64, p: &Params, magnitude: f64) -> P
     Point {
         score: Some(score),
         is_anomaly: flagged(score, p.threshold, p.direction),
-        alert: false,
+        alert: false, probability: None,
         expected: Some(expected),
         lower: Some(expected - p.threshold * scale),
         upper: Some(expected + p.threshold * scale),
@@ -522,7 +592,7 @@ fn robust(v: &[Option<f64>], p: &Params, fences: bool) -> Vec<Point> {
                     0.0
                 };
                 let is_anomaly = score != 0.0 && flagged(score, 0.0, p.direction);
-                out[i] = Point { score: Some(score), is_anomaly, alert: false, expected: Some(med), lower: Some(lo), upper: Some(hi) };
+                out[i] = Point { score: Some(score), is_anomaly, alert: false, probability: None, expected: Some(med), lower: Some(lo), upper: Some(hi) };
             } else {
                 dev.clear();
                 dev.extend(sorted.iter().map(|y| (y - med).abs()));
@@ -676,11 +746,107 @@ fn cusum(v: &[Option<f64>], p: &Params) -> Vec<Point> {
         out[i] = Point {
             score: Some(score),
             is_anomaly,
-            alert: false,
+            alert: false, probability: None,
             expected: Some(exp),
             lower: Some(exp - (p.threshold + p.slack) * scale),
             upper: Some(exp + (p.threshold + p.slack) * scale),
         };
+    }
+    out
+}
+
+/// The last `cap` values pushed, kept sorted as well, for quantiles over a trailing window.
+struct SortedWindow {
+    order: Trailing,
+    sorted: Vec<f64>,
+}
+
+impl SortedWindow {
+    fn new(cap: usize) -> SortedWindow {
+        SortedWindow { order: Trailing::new(cap), sorted: Vec::with_capacity(cap + 1) }
+    }
+    fn push(&mut self, x: f64) {
+        let at = self.sorted.partition_point(|y| *y < x);
+        self.sorted.insert(at, x);
+        if let Some(old) = self.order.push(x) {
+            let at = self.sorted.partition_point(|y| *y < old);
+            self.sorted.remove(at);
+        }
+    }
+    fn len(&self) -> usize {
+        self.sorted.len()
+    }
+    fn quantile(&self, q: f64) -> f64 {
+        quantile(&self.sorted, q)
+    }
+    /// median and a robust standard deviation (IQR / 1.349), the latter no smaller than `floor`
+    fn location_scale(&self, floor: f64) -> (f64, f64) {
+        let iqr = self.quantile(0.75) - self.quantile(0.25);
+        (self.quantile(0.5), (iqr / 1.349).max(floor))
+    }
+}
+
+/// Surprise: how unusual a point is in two contexts at once, measured against how unusual this series usually
+/// is, counted once per episode. Built and tuned on NAB (docs/anomalies.md#nab):
+///
+/// 1. z_s and z_l: the point's robust z (median, IQR / 1.349) in the short (`window`) and long (`long`) trailing
+///    windows; no scale below 1% of the range seen so far. raw = √(|z_s| · |z_l|): a point must stand out both
+///    against the last hours and against the longer run (a new level stops surprising the short window soon, a
+///    daily burst is ordinary in the long one).
+/// 2. u = raw / the 99th percentile of the last `history` raws: 1 = as surprising as this series gets one
+///    time in a hundred. This is what makes one threshold work across series as calm and as noisy as they come.
+/// 3. A point counts only while u is higher than every u of the `rest` points before it: the first, or worst,
+///    point of an episode is scored, the rest of it scores 0.
+///
+/// Score: u, signed by the side of the long median. Expected value: the long median; band: where a point
+/// surprising both windows alike would reach the threshold (median ± threshold · q99 · long scale).
+/// One pass, bounded state (three sorted windows of at most `long`, `window` and `history` values).
+fn surprise(v: &[Option<f64>], p: &Params) -> Vec<Point> {
+    let mut out = vec![NONE; v.len()];
+    let mut short = SortedWindow::new(p.window);
+    let mut long = SortedWindow::new(p.long);
+    let mut past = SortedWindow::new(p.history);
+    // previous (index, u) in decreasing u: the maximum of the last `rest` points in O(1) amortised
+    let mut peaks: std::collections::VecDeque<(usize, f64)> = std::collections::VecDeque::new();
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for (i, x) in v.iter().enumerate() {
+        let Some(x) = *x else { continue };
+        lo = lo.min(x);
+        hi = hi.max(x);
+        let floor = ((hi - lo) * SURPRISE_SCALE_FLOOR).max(f64::MIN_POSITIVE);
+        if short.len() >= SURPRISE_WARMUP.min(p.window) && long.len() >= SURPRISE_WARMUP.min(p.long) {
+            let (ms, ss) = short.location_scale(floor);
+            let (ml, sl) = long.location_scale(floor);
+            let raw = (((x - ms) / ss).abs() * ((x - ml) / sl).abs()).sqrt().min(1e6);
+            if past.len() >= SURPRISE_CALIBRATION {
+                let usual = past.quantile(SURPRISE_QUANTILE).max(f64::MIN_POSITIVE);
+                let u = raw / usual;
+                while peaks.front().is_some_and(|(j, _)| j + p.rest < i) {
+                    peaks.pop_front();
+                }
+                let counts = peaks.front().is_none_or(|(_, top)| u > *top);
+                while peaks.back().is_some_and(|(_, b)| *b <= u) {
+                    peaks.pop_back();
+                }
+                if p.rest > 0 {
+                    peaks.push_back((i, u));
+                }
+                let score = if counts { u.copysign(x - ml) } else { 0.0 };
+                let band = p.threshold * usual * sl;
+                out[i] = Point {
+                    score: Some(score),
+                    is_anomaly: flagged(score, p.threshold, p.direction),
+                    alert: false,
+                    probability: None,
+                    expected: Some(ml),
+                    lower: Some(ml - band),
+                    upper: Some(ml + band),
+                };
+            }
+            past.push(raw);
+        }
+        short.push(x);
+        long.push(x);
     }
     out
 }
@@ -790,11 +956,87 @@ mod tests {
         assert!(!z[at].is_anomaly, "a plain z-score cannot see it");
     }
 
+    /// Standard normal noise (Box–Muller over `noise`).
+    fn gaussian(n: usize, seed: u64) -> Vec<f64> {
+        let u = noise(2 * n, seed);
+        (0..n)
+            .map(|i| {
+                let (a, b) = ((u[2 * i] + 1.0) / 2.0, (u[2 * i + 1] + 1.0) / 2.0);
+                (-2.0 * (1.0 - a).ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+            })
+            .collect()
+    }
+
+    /// The calm-data bar for the detector we recommend (issue #17): on white noise at most one alert per 1,000
+    /// points; a single 10-sigma spike and a 5-sigma level shift flagged within 5 points.
+    #[test]
+    fn surprise_is_quiet_on_noise_and_sees_spikes_and_shifts() {
+        let p = Params::defaults(Method::Surprise);
+        for seed in [1, 2, 3] {
+            let xs: Vec<f64> = gaussian(100_000, seed).iter().map(|e| 50.0 + 2.0 * e).collect();
+            let alerts = detect(&series(&xs), Method::Surprise, &p).unwrap().iter().filter(|p| p.alert).count();
+            assert!(alerts <= 100, "seed {seed}: {alerts} alerts on 100,000 points of white noise");
+            for at in [1_500usize, 20_000, 77_777] {
+                let mut spike = xs[..at + 50].to_vec();
+                spike[at] = 50.0 + 10.0 * 2.0;
+                let r = detect(&series(&spike), Method::Surprise, &p).unwrap();
+                assert!(r[at].is_anomaly && r[at].score.unwrap() > 0.0, "seed {seed}: 10-sigma spike at {at}: {:?}", r[at]);
+                let mut down = xs[..at + 50].to_vec();
+                down[at] = 50.0 - 10.0 * 2.0;
+                assert!(detect(&series(&down), Method::Surprise, &p).unwrap()[at].is_anomaly, "seed {seed}: a 10-sigma drop at {at}");
+                let shifted: Vec<f64> = xs[..at + 50].iter().enumerate().map(|(i, x)| if i >= at { x + 5.0 * 2.0 } else { *x }).collect();
+                let r = detect(&series(&shifted), Method::Surprise, &p).unwrap();
+                assert!((at..at + 5).any(|i| r[i].is_anomaly), "seed {seed}: 5-sigma level shift at {at} not flagged within 5 points");
+            }
+        }
+    }
+
+    /// The peak rule: an episode is scored at its first (or worst) point, and its scores are ratios to the series'
+    /// own 99th-percentile surprise, so the same spike is less surprising in a noisier series.
+    #[test]
+    fn surprise_counts_an_episode_once_and_scales_with_the_series() {
+        let p = Params::defaults(Method::Surprise);
+        let calm: Vec<f64> = gaussian(3000, 5).iter().map(|e| 10.0 + e).collect();
+        let mut xs = calm.clone();
+        for x in &mut xs[2000..2010] {
+            *x += 30.0;
+        }
+        let r = detect(&series(&xs), Method::Surprise, &p).unwrap();
+        assert!(r[2000].is_anomaly);
+        assert!(r[2001..2010].iter().all(|pt| !pt.is_anomaly || pt.score.unwrap() > r[2000].score.unwrap()), "later points count only if worse");
+        let u = r[2000].score.unwrap();
+        assert!((r[2000].probability.unwrap() - u / (1.0 + u)).abs() < 1e-12);
+        let noisy: Vec<f64> = gaussian(3000, 5).iter().map(|e| 10.0 + 3.0 * e).collect();
+        let mut ys = noisy.clone();
+        ys[2000] += 30.0;
+        let mut zs = calm.clone();
+        zs[2000] += 30.0;
+        let (a, b) = (
+            detect(&series(&ys), Method::Surprise, &p).unwrap()[2000].score.unwrap(),
+            detect(&series(&zs), Method::Surprise, &p).unwrap()[2000].score.unwrap(),
+        );
+        assert!(a < b, "a 30 jump scores less over noise of sd 3 ({a}) than of sd 1 ({b})");
+        // no score before warm-up and calibration (70 points), gaps keep their place
+        assert!(r[..70].iter().all(|pt| pt.score.is_none()) && r[70].score.is_some());
+    }
+
+    #[test]
+    fn anomaly_probability_is_a_log_tail() {
+        assert_eq!(anomaly_probability(0.0, Direction::Both), 0.0);
+        assert_eq!(anomaly_probability(f64::INFINITY, Direction::Both), 1.0);
+        assert_eq!(anomaly_probability(-5.0, Direction::Up), 0.0);
+        // |s| = 4.417: two-sided tail 1e-5 -> 0.5
+        assert!((anomaly_probability(4.417173, Direction::Both) - 0.5).abs() < 1e-4);
+        assert!(anomaly_probability(3.0, Direction::Both) < anomaly_probability(-4.0, Direction::Both));
+        assert_eq!(anomaly_probability(40.0, Direction::Down), 0.0);
+        assert_eq!(anomaly_probability(-40.0, Direction::Down), 1.0);
+    }
+
     /// Flat noise: the false-positive rate of every detector with its defaults stays under 1% (stated bound).
     #[test]
     fn flat_noise_is_not_flagged() {
         let xs: Vec<f64> = noise(5000, 11).iter().map(|e| 50.0 + e).collect();
-        for m in [Method::ZScore, Method::Mad, Method::Iqr, Method::Ewma, Method::Seasonal, Method::Cusum, Method::Likelihood] {
+        for m in Method::ALL {
             let r = detect(&series(&xs), m, &Params::defaults(m)).unwrap();
             let rate = r.iter().filter(|p| p.is_anomaly).count() as f64 / xs.len() as f64;
             assert!(rate < 0.01, "{m:?} flags {:.2}% of flat noise", rate * 100.0);
