@@ -307,7 +307,7 @@ pub struct Point {
     pub is_anomaly: bool,
     /// the first anomaly of an episode (see `cooldown`)
     pub alert: bool,
-    /// the score as a probability-like anomaly score in [0, 1] (see [`anomaly_probability`]); None where score is
+    /// the score as a probability-like anomaly score in [0, 1] (see [`anomaly_probability`]); None where score is None
     pub probability: Option<f64>,
     pub expected: Option<f64>,
     pub lower: Option<f64>,
@@ -492,7 +492,8 @@ fn scored_at(x: f64, expected: f64, scale: f64, p: &Params, magnitude: f64) -> P
     Point {
         score: Some(score),
         is_anomaly: flagged(score, p.threshold, p.direction),
-        alert: false, probability: None,
+        alert: false,
+        probability: None,
         expected: Some(expected),
         lower: Some(expected - p.threshold * scale),
         upper: Some(expected + p.threshold * scale),
@@ -746,7 +747,8 @@ fn cusum(v: &[Option<f64>], p: &Params) -> Vec<Point> {
         out[i] = Point {
             score: Some(score),
             is_anomaly,
-            alert: false, probability: None,
+            alert: false,
+        probability: None,
             expected: Some(exp),
             lower: Some(exp - (p.threshold + p.slack) * scale),
             upper: Some(exp + (p.threshold + p.slack) * scale),
@@ -787,7 +789,7 @@ impl SortedWindow {
 }
 
 /// Surprise: how unusual a point is in two contexts at once, measured against how unusual this series usually
-/// is, counted once per episode. Built and tuned on NAB (docs/anomalies.md#nab):
+/// is, counted once per episode. Built and tuned on NAB (docs/benchmarks.md#numenta-anomaly-benchmark):
 ///
 /// 1. z_s and z_l: the point's robust z (median, IQR / 1.349) in the short (`window`) and long (`long`) trailing
 ///    windows; no scale below 1% of the range seen so far. raw = √(|z_s| · |z_l|): a point must stand out both
