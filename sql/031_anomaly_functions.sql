@@ -7,14 +7,15 @@
 CREATE FUNCTION analytics.detect_series_anomalies(
     timestamps   timestamptz[],
     observations double precision[],
-    method       text     DEFAULT 'mad',
+    method       text     DEFAULT 'surprise',
     params       jsonb    DEFAULT '{}',
     bucket       interval DEFAULT NULL
 ) RETURNS TABLE (
-    ts          timestamptz,
-    value       double precision,
-    score       double precision,
-    is_anomaly  boolean,
+    ts            timestamptz,
+    value         double precision,
+    score         double precision,
+    anomaly_score double precision,
+    is_anomaly    boolean,
     alert       boolean,
     expected    double precision,
     lower_bound double precision,
@@ -65,7 +66,7 @@ begin
     ), scored as (
         select d.* from analytics.detect_anomalies(array(select g.v from grid g order by g.k), method, params) d
     )
-    select g.t, g.v, s.score, s.is_anomaly, s.alert, s.expected, s.lower_bound, s.upper_bound
+    select g.t, g.v, s.score, s.anomaly_score, s.is_anomaly, s.alert, s.expected, s.lower_bound, s.upper_bound
     from grid g join scored s on s.idx = g.k
     join points p on p.t = g.t
     order by g.t;
@@ -78,7 +79,7 @@ CREATE FUNCTION analytics.run_anomaly_detection(
     bucket   interval    DEFAULT '1 hour',
     lookback interval    DEFAULT '7 days',
     group_by text[]      DEFAULT '{}',
-    method   text        DEFAULT 'mad',
+    method   text        DEFAULT 'surprise',
     params   jsonb       DEFAULT '{}',
     end_time timestamptz DEFAULT now(),
     user_id  uuid        DEFAULT NULL
@@ -295,12 +296,12 @@ $$;
 
 COMMENT ON FUNCTION analytics.detect_anomalies(double precision[], text, jsonb) IS
 $$Runs an anomaly detector over a series (NULL or NaN elements are gaps): one row per element with idx (1-based), value, signed score, anomaly_score (in [0, 1], higher = more anomalous: the score on the log scale of Numenta's anomaly likelihood, for surprise u / (1 + u); what NAB's scorer sweeps a threshold over), is_anomaly, alert (the anomaly starts an episode: no other anomaly in the cooldown points before it), expected value and lower/upper bound. Causal: each point is judged against the points before it only.
-Methods: zscore (rolling mean/sd, threshold 3), mad (median/MAD modified z, 3.5), iqr (Tukey fences, k 1.5), ewma (EW mean/sd, 3), seasonal (same phase in past seasons + robust residual z, 3.5), cusum (level shifts, h 8), likelihood (Numenta's anomaly likelihood over a base detector's scores, default ewma with alpha 0.1; threshold 4), surprise (robust z in a short and a long window, relative to the series' own 99th-percentile surprise, once per episode; threshold 1.35; best on NAB). params: window, threshold, min_history, alpha (ewma), period (seasonal), slack (cusum), direction (both, up, down), base, short, history (likelihood, surprise), long, rest (surprise), cooldown (alerts; default 0).
+Methods (default surprise): zscore (rolling mean/sd, threshold 3), mad (median/MAD modified z, 3.5), iqr (Tukey fences, k 1.5), ewma (EW mean/sd, 3), seasonal (same phase in past seasons + robust residual z, 3.5), cusum (level shifts, h 8), likelihood (Numenta's anomaly likelihood over a base detector's scores, default ewma with alpha 0.1; threshold 4), surprise (robust z in a short and a long window and against the same time of day in past periods, relative to the series' own 99th-percentile surprise, once per episode; threshold 1.8; the best on NAB). params: window, threshold, min_history, alpha (ewma), period (seasonal, surprise: points per day), slack (cusum), direction (both, up, down), base, short, history (likelihood, surprise), long, rest, seasons (surprise), cooldown (alerts; default 0).
 Example: select idx, value, score, anomaly_score from analytics.detect_anomalies('{10,11,10,12,11,10,11,10,50,11}', 'mad', '{"window": 5}') where is_anomaly;$$;
 COMMENT ON FUNCTION analytics.anomaly_params(text, jsonb) IS
 $$The parameters a detector runs with: its defaults overridden by params, validated (unknown keys and bad values raise 22023). Example: select analytics.anomaly_params('seasonal', '{"period": 168}');$$;
 COMMENT ON FUNCTION analytics.detect_series_anomalies(timestamptz[], double precision[], text, jsonb, interval) IS
-$$detect_anomalies over (ts, value) pairs, returned in time order. With bucket, the points must lie on a grid of that width starting at the first timestamp, and missing buckets are gaps (so seasonal periods stay aligned); without, the points follow each other in time order.
+$$detect_anomalies over (ts, value) pairs (default method surprise), returned in time order with the same columns. With bucket, the points must lie on a grid of that width starting at the first timestamp, and missing buckets are gaps (so seasonal periods stay aligned); without, the points follow each other in time order.
 Example: select ts, value, score from analytics.detect_series_anomalies(array_agg(t order by t), array_agg(v order by t), 'zscore', '{"window": 24}', '1 hour') d where is_anomaly;$$;
 COMMENT ON FUNCTION analytics.run_anomaly_detection(text, interval, interval, text[], text, jsonb, timestamptz, uuid) IS
 $$Builds a metric series from the caller's spans (the definitions of trace_metrics: request_count, error_count, error_rate, latency_p50/p90/p95/p99, ttft_p50/p95 in ms, input_tokens, output_tokens, tokens, cost), one per group_by dimension, over the whole buckets of lookback before end_time; runs the detector; records each anomaly in anomaly_detections (one row per owner, metric, dimension, bucket and method: a re-run updates, never duplicates; status and acknowledgement are kept) and returns the rows recorded. New warning/critical findings that are alerts (with a cooldown in params, only the first anomaly of an episode) are announced with pg_notify('analytics_anomalies', json). Severity: critical at twice the threshold (iqr: beyond the outer fence), else warning.

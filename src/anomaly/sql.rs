@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 use super::detectors::{self, Method, Params};
 use crate::bind::OrRaise;
 
-/// `analytics.detect_anomalies(values float8[], method text = 'mad', params jsonb = '{}')`
+/// `analytics.detect_anomalies(values float8[], method text = 'surprise', params jsonb = '{}')`
 ///
 /// Runs a detector over a series (NULL or NaN elements are gaps) and returns one row per element, in order:
 /// its 1-based position, the value, the signed score, the anomaly score in [0, 1] (what NAB's scorer sweeps a
@@ -18,7 +18,7 @@ use crate::bind::OrRaise;
 #[pg_extern(immutable, strict, parallel_safe, name = "detect_anomalies")]
 pub fn detect_anomalies_scored(
     values: Vec<Option<f64>>,
-    method: default!(&str, "'mad'"),
+    method: default!(&str, "'surprise'"),
     params: default!(pgrx::JsonB, "'{}'"),
 ) -> TableIterator<
     'static,

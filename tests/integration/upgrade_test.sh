@@ -7,7 +7,7 @@
 #      that of a fresh install of the released version (pg_dump --binary-upgrade --schema-only, OIDs masked);
 #   4. over a database with rows in every table: released -> current -> released -> current, every table's rows
 #      unchanged after each step (tables the released version lacks start empty); a downgrade that would lose rows
-#      of such a table refuses with 55000 and changes nothing;
+#      of such a table (or findings of a detector it lacks) refuses with 55000 and changes nothing;
 #   5. the pg_regress suite passes on a database created at the released version and updated to current.
 # Needs the cluster of tests/integration/run.sh (PGHOST, PGPORT, CLUSTER_DIR) with the extension installed.
 set -euo pipefail
@@ -146,6 +146,25 @@ for prev in $released; do
     refuses_to_lose rate_limits \
         "insert into analytics.rate_limits (user_id, action, max_calls, per) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ingest', 1000, '1 minute')" \
         "would lose 1 rate limit"
+    # findings of a detector the released version lacks (0.2.0's surprise): the downgrade refuses the same way
+    if [ "$(sql -d up_data -c "select count(*) from pg_constraint where conname = 'anomaly_detections_method_check'
+                                and pg_get_constraintdef(oid) like '%surprise%'")" = 1 ]; then
+        sql -d up_data -c "insert into analytics.anomaly_detections (user_id, metric, dimension, bucket_start, bucket_width,
+                               observed, expected, lower_bound, upper_bound, score, severity, method)
+                           values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'cost', '{}', '2026-01-02 10:00+00', '1 hour',
+                                   9, 1, 0, 2, 4.2, 'critical', 'surprise')"
+        if out=$(PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d up_data \
+                 -c "alter extension analytics_ext update to '$prev'" 2>&1); then
+            echo "FAIL: the downgrade to $prev went through with findings of the surprise detector"; exit 1
+        fi
+        echo "$out" | grep -q "55000" && echo "$out" | grep -q "would lose 1 finding of the surprise detector" \
+            || { echo "FAIL: the downgrade refused with an unexpected error: $out"; exit 1; }
+        [ "$(sql -d up_data -c "select extversion from pg_extension where extname = 'analytics_ext'")" = "$current" ]
+        [ "$(sql -d up_data -c "select count(*) from analytics.anomaly_detections where method = 'surprise'")" = 1 ]
+        sql -d up_data -c "delete from analytics.anomaly_detections where method = 'surprise'" \
+            -c "alter extension analytics_ext update to '$prev'" -c "alter extension analytics_ext update to '$current'"
+        echo "ok: the downgrade to $prev refuses (55000) while findings of the surprise detector would be lost, and goes through without"
+    fi
 
     # 5. the regression suite on a database that was updated from the released version
     fresh_db up_regress

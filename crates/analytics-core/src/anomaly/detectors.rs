@@ -121,9 +121,11 @@ pub struct Params {
     pub long: usize,
     /// surprise: a point counts only if its surprise is higher than every one of the `rest` points before it
     pub rest: usize,
+    /// surprise: past periods (`period` points each, a day) whose same time of day a point is compared with
+    pub seasons: usize,
 }
 
-const KEYS: &str = "window, threshold, min_history, alpha, period, slack, direction, base, short, history, cooldown, long, rest";
+const KEYS: &str = "window, threshold, min_history, alpha, period, slack, direction, base, short, history, cooldown, long, rest, seasons";
 
 /// Averaged base scores needed (per `short` point) before the likelihood scores: its mean and spread need some
 /// history to mean anything.
@@ -137,6 +139,10 @@ const SURPRISE_CALIBRATION: usize = 50;
 const SURPRISE_QUANTILE: f64 = 0.99;
 /// surprise: no scale is taken smaller than this share of the range of values seen so far.
 const SURPRISE_SCALE_FLOOR: f64 = 0.01;
+/// surprise: points on each side of the same time of day in a past season that count as that time.
+const SURPRISE_PHASE_JITTER: usize = 3;
+/// surprise: past same-time points needed before the time-of-day comparison counts.
+const SURPRISE_PHASE_MIN: usize = 5;
 
 impl Params {
     pub fn defaults(method: Method) -> Params {
@@ -148,7 +154,7 @@ impl Params {
             Method::Seasonal => (4, 3.5),
             Method::Cusum => (30, 8.0),
             Method::Likelihood => (30, 4.0),
-            Method::Surprise => (100, 1.35),
+            Method::Surprise => (100, 1.8),
         };
         let period = 24;
         let alpha = if method == Method::Likelihood { 0.1 } else { 0.3 };
@@ -168,6 +174,7 @@ impl Params {
             cooldown: 0,
             long: 1000,
             rest: 100,
+            seasons: if method == Method::Surprise { 5 } else { 0 },
         }
     }
 
@@ -214,6 +221,7 @@ impl Params {
                 "cooldown" => p.cooldown = count(0.0)?,
                 "long" => p.long = count(2.0)?,
                 "rest" => p.rest = count(0.0)?,
+                "seasons" => p.seasons = count(0.0)?,
                 "base" => {
                     p.base = match v.as_str().map(Method::parse) {
                         Some(Ok(Method::Likelihood)) | None => {
@@ -287,6 +295,7 @@ impl Params {
             if method != Method::Surprise {
                 o.remove("long");
                 o.remove("rest");
+                o.remove("seasons");
             }
         }
         v
@@ -795,6 +804,10 @@ impl SortedWindow {
 ///    windows; no scale below 1% of the range seen so far. raw = √(|z_s| · |z_l|): a point must stand out both
 ///    against the last hours and against the longer run (a new level stops surprising the short window soon, a
 ///    daily burst is ordinary in the long one).
+///    With `seasons` > 0 and a `period` (the points in a day: 24 for hourly buckets, 288 for 5-minute ones) raw is
+///    also compared with what happened at this time of day before: raw = √(raw · d / long scale), d the distance to
+///    the nearest value within ±3 points of the same time in the last `seasons` periods. A burst that comes every
+///    day at nine stops surprising after its first day; a value never seen at that time still surprises.
 /// 2. u = raw / the 99th percentile of the last `history` raws: 1 = as surprising as this series gets one
 ///    time in a hundred. This is what makes one threshold work across series as calm and as noisy as they come.
 /// 3. A point counts only while u is higher than every u of the `rest` points before it: the first, or worst,
@@ -819,7 +832,20 @@ fn surprise(v: &[Option<f64>], p: &Params) -> Vec<Point> {
         if short.len() >= SURPRISE_WARMUP.min(p.window) && long.len() >= SURPRISE_WARMUP.min(p.long) {
             let (ms, ss) = short.location_scale(floor);
             let (ml, sl) = long.location_scale(floor);
-            let raw = (((x - ms) / ss).abs() * ((x - ml) / sl).abs()).sqrt().min(1e6);
+            let mut raw = (((x - ms) / ss).abs() * ((x - ml) / sl).abs()).sqrt();
+            // the nearest value at the same time of day (± jitter) in the last `seasons` periods, in long scales
+            let (mut nearest, mut seen) = (f64::INFINITY, 0usize);
+            for s in 1..=p.seasons {
+                let Some(c) = i.checked_sub(s * p.period) else { break };
+                for y in v[c.saturating_sub(SURPRISE_PHASE_JITTER)..=(c + SURPRISE_PHASE_JITTER).min(i - 1)].iter().flatten() {
+                    nearest = nearest.min((x - y).abs());
+                    seen += 1;
+                }
+            }
+            if seen >= SURPRISE_PHASE_MIN {
+                raw = (raw * nearest / sl).sqrt();
+            }
+            let raw = raw.min(1e6);
             if past.len() >= SURPRISE_CALIBRATION {
                 let usual = past.quantile(SURPRISE_QUANTILE).max(f64::MIN_POSITIVE);
                 let u = raw / usual;
@@ -1020,6 +1046,32 @@ mod tests {
         assert!(a < b, "a 30 jump scores less over noise of sd 3 ({a}) than of sd 1 ({b})");
         // no score before warm-up and calibration (70 points), gaps keep their place
         assert!(r[..70].iter().all(|pt| pt.score.is_none()) && r[70].score.is_some());
+    }
+
+    /// Time of day: a burst at 09:00 every day (5-minute points, period 288) is news on its first day and then
+    /// scores far less; the same burst at 15:00 is news. With seasons 0 (no time-of-day memory) it stays news every
+    /// day: one point a day is too rare for the 99th percentile to absorb.
+    #[test]
+    fn surprise_learns_a_daily_routine() {
+        let (days, day) = (12, 288);
+        let mut xs: Vec<f64> = gaussian(day * days, 9).iter().map(|e| 50.0 + e).collect();
+        for d in 0..days {
+            xs[d * day + 108] += 12.0;
+        }
+        let odd = 10 * day + 180;
+        xs[odd] += 12.0;
+        let p = Params::from_json(Method::Surprise, &serde_json::json!({"period": day})).unwrap();
+        let with = detect(&series(&xs), Method::Surprise, &p).unwrap();
+        let blind = detect(&series(&xs), Method::Surprise, &Params { seasons: 0, ..p.clone() }).unwrap();
+        assert!(with[108].is_anomaly && blind[108].is_anomaly, "the first burst is news either way");
+        assert!(with[odd].is_anomaly, "the same burst at 15:00 is news: {:?}", with[odd]);
+        let routine = |r: &[Point]| -> (f64, usize) {
+            let later: Vec<&Point> = (3..days).map(|d| &r[d * day + 108]).collect();
+            (later.iter().map(|pt| pt.score.unwrap()).sum::<f64>() / later.len() as f64, later.iter().filter(|pt| pt.is_anomaly).count())
+        };
+        let ((mean_with, flags_with), (mean_blind, flags_blind)) = (routine(&with), routine(&blind));
+        assert!(mean_with < 0.5 * mean_blind, "routine bursts score {mean_with:.2} with the memory, {mean_blind:.2} without");
+        assert!(flags_with * 3 <= flags_blind, "days 3-11 flagged: {flags_with} with the memory, {flags_blind} without");
     }
 
     #[test]
