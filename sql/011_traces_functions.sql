@@ -37,9 +37,10 @@ SET search_path = ''
 AS $$
 declare
     stored analytics.llm_traces;
+    result jsonb;
 begin
     -- the same validation and upsert as a batch of one (errors name the field as spans[0].<field>)
-    perform analytics.ingest_spans(jsonb_build_array(jsonb_build_object(
+    result := analytics.ingest_spans(jsonb_build_array(jsonb_build_object(
         'trace_id', record_span.trace_id, 'span_id', record_span.span_id, 'name', record_span.name,
         'start_time', record_span.start_time, 'end_time', record_span.end_time,
         'parent_span_id', record_span.parent_span_id, 'operation_type', record_span.operation_type,
@@ -52,6 +53,11 @@ begin
         'cache_write_tokens', record_span.cache_write_tokens, 'reasoning_tokens', record_span.reasoning_tokens,
         'cost_usd', record_span.cost_usd, 'input', record_span.input, 'output', record_span.output,
         'metadata', record_span.metadata, 'tags', to_jsonb(record_span.tags), 'user_id', record_span.user_id)));
+    if result ? 'code' then
+        -- refused through PostgREST (recorded in ingest_failures, status 400 set): a span row cannot carry the
+        -- error, so it is raised after all, and the record rolls back with it
+        raise exception using errcode = result->>'code', message = result->>'message';
+    end if;
     select t.* into stored
     from analytics.llm_traces t
     where t.user_id = coalesce(record_span.user_id, analytics.current_user_id())

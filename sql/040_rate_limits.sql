@@ -277,9 +277,16 @@ CREATE FUNCTION analytics.ingest_spans(spans jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = ''
 AS $$
+declare
+    result jsonb;
 begin
     perform analytics.check_rate_limit('ingest');
-    return analytics._ingest_spans(spans);
+    result := analytics._ingest_spans(spans);
+    if result ? 'error' then
+        -- refused by validation, nothing stored: recorded and answered (sql/042_ingest_failures.sql)
+        return analytics._ingest_failed('ingest_spans', result->'error', spans);
+    end if;
+    return result;
 end
 $$;
 
@@ -287,16 +294,23 @@ CREATE FUNCTION analytics.ingest_otlp(payload jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = ''
 AS $$
+declare
+    result jsonb;
 begin
     perform analytics.check_rate_limit('ingest');
-    return analytics._ingest_otlp(payload);
+    result := analytics._ingest_otlp(payload);
+    if result ? 'error' then
+        -- refused by validation, nothing stored: recorded and answered (sql/042_ingest_failures.sql)
+        return analytics._ingest_failed('ingest_otlp', result->'error', payload);
+    end if;
+    return result;
 end
 $$;
 
 COMMENT ON FUNCTION analytics.ingest_spans(jsonb) IS
 $$Stores a batch of spans (JSON array of span objects, at most 100,000) in one all-or-nothing statement.
 Re-sending a span (same owner, trace_id, span_id) updates it: fields sent win, fields left out keep their value, metadata objects are merged.
-Children may arrive before their parents. Errors name the element and field, e.g. 'spans[3].end_time: is before start_time' (22023).
+Children may arrive before their parents. Errors name the element and field, e.g. 'spans[3].end_time: is before start_time' (22023); a batch with an error stores no span. Through PostgREST such a refusal is answered with HTTP 400 and the error body instead of an exception, and recorded in analytics.ingest_failures; elsewhere it raises.
 Returns {"received", "stored" (rows inserted or updated), "merged_duplicates", "traces"}.
 Rate limited (action 'ingest', default 100 calls per minute per user): over the limit it raises HTTP 429 through PostgREST, see analytics.check_rate_limit.
 Example: select analytics.ingest_spans('[{"trace_id":"t1","span_id":"s1","name":"chat","start_time":"2026-11-20T09:00:00Z"}]');$$;

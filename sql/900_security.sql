@@ -106,7 +106,9 @@ BEGIN
     --    owners read theirs, only the DBA or service_role writes them, and applying retention is a DBA's job (pg_cron)
     --  * the rate limiter's state is written by analytics.check_rate_limit only (SECURITY DEFINER): an owner who
     --    could delete their own row would reset their limit
+    --  * ingest failures are a log: the ingest functions insert the caller's, the owner reads and deletes them
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
+        REVOKE UPDATE ON analytics.ingest_failures FROM authenticated;
         REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.retention_policies,
             analytics.rate_limits, analytics.rate_limit_state FROM authenticated;
         REVOKE ALL ON analytics.cache_entries, analytics.cache_writes, analytics.cache_events, analytics.cache_counters

@@ -4083,3 +4083,255 @@ begin
     using bucket, from_time, to_time, group_by, owner, method, params, metric, zero_fill, threshold, settings;
 end
 $$;
+
+-- ---- Ingest failures recorded (sql/042_ingest_failures.sql): a batch refused by validation is answered through
+-- PostgREST with status 400 and recorded in analytics.ingest_failures; the wrappers and record_span pass it on
+CREATE TABLE analytics.ingest_failures (
+    id            bigint GENERATED ALWAYS AS IDENTITY,
+    user_id       uuid        NOT NULL DEFAULT analytics.current_user_id(),
+    failed_at     timestamptz NOT NULL DEFAULT now(),
+    function      text        NOT NULL,
+    sqlstate      text        NOT NULL,
+    message       text        NOT NULL,
+    location      text,
+    span_index    integer,
+    trace_id      text,
+    span_id       text,
+    batch_size    integer,
+    payload_bytes integer     NOT NULL,
+    CONSTRAINT ingest_failures_pkey PRIMARY KEY (user_id, id),
+    CONSTRAINT ingest_failures_function_check CHECK (function IN ('ingest_spans', 'ingest_otlp'))
+);
+CREATE INDEX ingest_failures_user_time_idx ON analytics.ingest_failures (user_id, failed_at);
+COMMENT ON TABLE analytics.ingest_failures IS
+'Ingest calls refused by validation through PostgREST (no span of the batch was stored): when, which function, the SQLSTATE and message the client got, the offending location (spans[3].end_time), index and span, the batch size and payload bytes. One row per refused call; the owner reads and deletes their own.';
+
+ALTER TABLE analytics.ingest_failures ENABLE ROW LEVEL SECURITY;
+ALTER TABLE analytics.ingest_failures FORCE ROW LEVEL SECURITY;
+CREATE POLICY ingest_failures_select_own ON analytics.ingest_failures FOR SELECT
+    USING (user_id = (select analytics.current_user_id()));
+CREATE POLICY ingest_failures_insert_own ON analytics.ingest_failures FOR INSERT
+    WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY ingest_failures_update_own ON analytics.ingest_failures FOR UPDATE
+    USING (user_id = (select analytics.current_user_id())) WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY ingest_failures_delete_own ON analytics.ingest_failures FOR DELETE
+    USING (user_id = (select analytics.current_user_id()));
+SELECT pg_catalog.pg_extension_config_dump('analytics.ingest_failures'::regclass, '');
+REVOKE ALL ON analytics.ingest_failures FROM PUBLIC;
+DO $grants$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
+        GRANT SELECT, INSERT, DELETE ON analytics.ingest_failures TO authenticated;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
+        GRANT SELECT, INSERT, UPDATE, DELETE ON analytics.ingest_failures TO service_role;
+    END IF;
+END
+$grants$;
+CREATE FUNCTION analytics._ingest_failed(function text, error jsonb, payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    code text := error->>'code';
+    msg text := error->>'message';
+    location text := substring(msg from '^([^:]+): ');
+    idx integer;
+    span jsonb;
+    spans integer;
+begin
+    if nullif(pg_catalog.current_setting('request.method', true), '') is null
+       or analytics.current_user_id() is null then
+        -- not a PostgREST request (or nobody to record it for): the error as an error
+        raise exception using errcode = code, message = msg;
+    end if;
+    if _ingest_failed.function = 'ingest_spans' then
+        idx := substring(location from '^spans\[([0-9]+)\]')::integer;
+        span := case when jsonb_typeof(payload) = 'array' and idx is not null then payload->idx end;
+        spans := case when jsonb_typeof(payload) = 'array' then jsonb_array_length(payload) end;
+    else
+        spans := jsonb_array_length(jsonb_path_query_array(payload, 'lax $.resourceSpans[*].scopeSpans[*].spans[*]'));
+    end if;
+    insert into analytics.ingest_failures (function, sqlstate, message, location, span_index, trace_id, span_id,
+                                           batch_size, payload_bytes)
+    values (_ingest_failed.function, code, msg, location, idx,
+            case when jsonb_typeof(span) = 'object' then left(span->>'trace_id', 256) end,
+            case when jsonb_typeof(span) = 'object' then left(span->>'span_id', 256) end,
+            spans, coalesce(octet_length(payload::text), 0));
+    perform pg_catalog.set_config('response.status', '400', true);
+    return jsonb_build_object('code', code, 'message', msg, 'details', null,
+        'hint', 'No span of this batch was stored; the failure is recorded in analytics.ingest_failures.');
+end
+$$;
+COMMENT ON FUNCTION analytics._ingest_failed(text, jsonb, jsonb) IS
+'Called by ingest_spans and ingest_otlp with a batch that failed validation: in a PostgREST request it records the failure in analytics.ingest_failures, sets response.status 400 and returns the error body {code, message, details, hint}; elsewhere it raises the error. Internal.';
+
+REVOKE EXECUTE ON FUNCTION analytics._ingest_failed(text, jsonb, jsonb) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._ingest_failed(text, jsonb, jsonb) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+CREATE FUNCTION analytics.ingest_failure_summary(
+    from_time timestamptz DEFAULT now() - interval '1 day',
+    to_time   timestamptz DEFAULT now(),
+    bucket    interval    DEFAULT '1 hour'
+) RETURNS TABLE (
+    bucket_start   timestamptz,
+    rejected_calls bigint,
+    rejected_spans bigint,
+    payload_bytes  bigint,
+    error_codes    jsonb,
+    last_message   text
+)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+begin
+    if bucket is null or bucket <= interval '0' or extract(month from bucket) <> 0 or extract(year from bucket) <> 0 then
+        raise exception 'bucket: must be a positive interval of days, hours, minutes or seconds, got %',
+            coalesce(bucket::text, 'NULL') using errcode = '22023';
+    end if;
+    if from_time is null or to_time is null or to_time <= from_time then
+        raise exception 'to_time: must be after from_time' using errcode = '22023';
+    end if;
+    return query
+    with f as (
+        select date_bin(bucket, x.failed_at, timestamptz '2000-01-01 00:00+00') as b, x.*
+        from analytics.ingest_failures x
+        where x.failed_at >= from_time and x.failed_at < to_time
+    ), codes as (
+        select f.b, jsonb_object_agg(f.sqlstate, f.n) as c
+        from (select f.b, f.sqlstate, count(*) as n from f group by 1, 2) f
+        group by 1
+    )
+    select f.b, count(*), coalesce(sum(f.batch_size), 0)::bigint, sum(f.payload_bytes)::bigint, c.c,
+           (array_agg(f.message order by f.failed_at desc, f.id desc))[1]
+    from f join codes c on c.b = f.b
+    group by f.b, c.c
+    order by f.b;
+end
+$$;
+COMMENT ON FUNCTION analytics.ingest_failure_summary(timestamptz, timestamptz, interval) IS
+$$The caller's refused ingest calls per time bucket (RLS: only their own): rejected calls, the spans those batches held, their payload bytes, the count per SQLSTATE ({"22023": 3}) and the latest message. Buckets without failures are left out.
+Example: select * from analytics.ingest_failure_summary(now() - interval '1 day', now(), '1 hour');$$;
+REVOKE EXECUTE ON FUNCTION analytics.ingest_failure_summary(timestamptz, timestamptz, interval) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.ingest_failure_summary(timestamptz, timestamptz, interval) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+CREATE OR REPLACE FUNCTION analytics.ingest_spans(spans jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    result jsonb;
+begin
+    perform analytics.check_rate_limit('ingest');
+    result := analytics._ingest_spans(spans);
+    if result ? 'error' then
+        -- refused by validation, nothing stored: recorded and answered (sql/042_ingest_failures.sql)
+        return analytics._ingest_failed('ingest_spans', result->'error', spans);
+    end if;
+    return result;
+end
+$$;
+CREATE OR REPLACE FUNCTION analytics.ingest_otlp(payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    result jsonb;
+begin
+    perform analytics.check_rate_limit('ingest');
+    result := analytics._ingest_otlp(payload);
+    if result ? 'error' then
+        -- refused by validation, nothing stored: recorded and answered (sql/042_ingest_failures.sql)
+        return analytics._ingest_failed('ingest_otlp', result->'error', payload);
+    end if;
+    return result;
+end
+$$;
+COMMENT ON FUNCTION analytics.ingest_spans(jsonb) IS
+$$Stores a batch of spans (JSON array of span objects, at most 100,000) in one all-or-nothing statement.
+Re-sending a span (same owner, trace_id, span_id) updates it: fields sent win, fields left out keep their value, metadata objects are merged.
+Children may arrive before their parents. Errors name the element and field, e.g. 'spans[3].end_time: is before start_time' (22023); a batch with an error stores no span. Through PostgREST such a refusal is answered with HTTP 400 and the error body instead of an exception, and recorded in analytics.ingest_failures; elsewhere it raises.
+Returns {"received", "stored" (rows inserted or updated), "merged_duplicates", "traces"}.
+Rate limited (action 'ingest', default 100 calls per minute per user): over the limit it raises HTTP 429 through PostgREST, see analytics.check_rate_limit.
+Example: select analytics.ingest_spans('[{"trace_id":"t1","span_id":"s1","name":"chat","start_time":"2026-11-20T09:00:00Z"}]');$$;
+CREATE OR REPLACE FUNCTION analytics.record_span(
+    trace_id              text,
+    span_id               text,
+    name                  text,
+    start_time            timestamptz,
+    end_time              timestamptz      DEFAULT NULL,
+    parent_span_id        text             DEFAULT NULL,
+    operation_type        text             DEFAULT NULL,
+    status                text             DEFAULT NULL,
+    status_message        text             DEFAULT NULL,
+    level                 text             DEFAULT NULL,
+    conversation_id       text             DEFAULT NULL,
+    message_id            text             DEFAULT NULL,
+    session_id            text             DEFAULT NULL,
+    completion_start_time timestamptz      DEFAULT NULL,
+    provider              text             DEFAULT NULL,
+    model                 text             DEFAULT NULL,
+    input_tokens          bigint           DEFAULT NULL,
+    output_tokens         bigint           DEFAULT NULL,
+    total_tokens          bigint           DEFAULT NULL,
+    cache_read_tokens     bigint           DEFAULT NULL,
+    cache_write_tokens    bigint           DEFAULT NULL,
+    reasoning_tokens      bigint           DEFAULT NULL,
+    cost_usd              double precision DEFAULT NULL,
+    input                 jsonb            DEFAULT NULL,
+    output                jsonb            DEFAULT NULL,
+    metadata              jsonb            DEFAULT NULL,
+    tags                  text[]           DEFAULT NULL,
+    user_id               uuid             DEFAULT NULL
+) RETURNS analytics.llm_traces
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    stored analytics.llm_traces;
+    result jsonb;
+begin
+    -- the same validation and upsert as a batch of one (errors name the field as spans[0].<field>)
+    result := analytics.ingest_spans(jsonb_build_array(jsonb_build_object(
+        'trace_id', record_span.trace_id, 'span_id', record_span.span_id, 'name', record_span.name,
+        'start_time', record_span.start_time, 'end_time', record_span.end_time,
+        'parent_span_id', record_span.parent_span_id, 'operation_type', record_span.operation_type,
+        'status', record_span.status, 'status_message', record_span.status_message, 'level', record_span.level,
+        'conversation_id', record_span.conversation_id, 'message_id', record_span.message_id,
+        'session_id', record_span.session_id, 'completion_start_time', record_span.completion_start_time,
+        'provider', record_span.provider, 'model', record_span.model,
+        'input_tokens', record_span.input_tokens, 'output_tokens', record_span.output_tokens,
+        'total_tokens', record_span.total_tokens, 'cache_read_tokens', record_span.cache_read_tokens,
+        'cache_write_tokens', record_span.cache_write_tokens, 'reasoning_tokens', record_span.reasoning_tokens,
+        'cost_usd', record_span.cost_usd, 'input', record_span.input, 'output', record_span.output,
+        'metadata', record_span.metadata, 'tags', to_jsonb(record_span.tags), 'user_id', record_span.user_id)));
+    if result ? 'code' then
+        -- refused through PostgREST (recorded in ingest_failures, status 400 set): a span row cannot carry the
+        -- error, so it is raised after all, and the record rolls back with it
+        raise exception using errcode = result->>'code', message = result->>'message';
+    end if;
+    select t.* into stored
+    from analytics.llm_traces t
+    where t.user_id = coalesce(record_span.user_id, analytics.current_user_id())
+      and t.trace_id = record_span.trace_id and t.span_id = record_span.span_id;
+    return stored;
+end
+$$;

@@ -4,6 +4,107 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- Ingest failures, undone. 0.1.0 has no analytics.ingest_failures: a downgrade with failures recorded refuses.
+DO $refuse$
+DECLARE
+    n bigint := (SELECT count(*) FROM analytics.ingest_failures);
+BEGIN
+    IF n > 0 THEN
+        RAISE EXCEPTION 'analytics_ext 0.2.0 -> 0.1.0 would lose % ingest failure%: analytics.ingest_failures does not exist in 0.1.0',
+            n, CASE WHEN n = 1 THEN '' ELSE 's' END
+            USING ERRCODE = '55000',
+                  HINT = 'Keep a copy (\copy analytics.ingest_failures to ''ingest_failures.csv'' csv) and delete the rows, then update again.';
+    END IF;
+END
+$refuse$;
+CREATE OR REPLACE FUNCTION analytics.ingest_spans(spans jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+begin
+    perform analytics.check_rate_limit('ingest');
+    return analytics._ingest_spans(spans);
+end
+$$;
+CREATE OR REPLACE FUNCTION analytics.ingest_otlp(payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+begin
+    perform analytics.check_rate_limit('ingest');
+    return analytics._ingest_otlp(payload);
+end
+$$;
+COMMENT ON FUNCTION analytics.ingest_spans(jsonb) IS
+$$Stores a batch of spans (JSON array of span objects, at most 100,000) in one all-or-nothing statement.
+Re-sending a span (same owner, trace_id, span_id) updates it: fields sent win, fields left out keep their value, metadata objects are merged.
+Children may arrive before their parents. Errors name the element and field, e.g. 'spans[3].end_time: is before start_time' (22023).
+Returns {"received", "stored" (rows inserted or updated), "merged_duplicates", "traces"}.
+Rate limited (action 'ingest', default 100 calls per minute per user): over the limit it raises HTTP 429 through PostgREST, see analytics.check_rate_limit.
+Example: select analytics.ingest_spans('[{"trace_id":"t1","span_id":"s1","name":"chat","start_time":"2026-11-20T09:00:00Z"}]');$$;
+CREATE OR REPLACE FUNCTION analytics.record_span(
+    trace_id              text,
+    span_id               text,
+    name                  text,
+    start_time            timestamptz,
+    end_time              timestamptz      DEFAULT NULL,
+    parent_span_id        text             DEFAULT NULL,
+    operation_type        text             DEFAULT NULL,
+    status                text             DEFAULT NULL,
+    status_message        text             DEFAULT NULL,
+    level                 text             DEFAULT NULL,
+    conversation_id       text             DEFAULT NULL,
+    message_id            text             DEFAULT NULL,
+    session_id            text             DEFAULT NULL,
+    completion_start_time timestamptz      DEFAULT NULL,
+    provider              text             DEFAULT NULL,
+    model                 text             DEFAULT NULL,
+    input_tokens          bigint           DEFAULT NULL,
+    output_tokens         bigint           DEFAULT NULL,
+    total_tokens          bigint           DEFAULT NULL,
+    cache_read_tokens     bigint           DEFAULT NULL,
+    cache_write_tokens    bigint           DEFAULT NULL,
+    reasoning_tokens      bigint           DEFAULT NULL,
+    cost_usd              double precision DEFAULT NULL,
+    input                 jsonb            DEFAULT NULL,
+    output                jsonb            DEFAULT NULL,
+    metadata              jsonb            DEFAULT NULL,
+    tags                  text[]           DEFAULT NULL,
+    user_id               uuid             DEFAULT NULL
+) RETURNS analytics.llm_traces
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    stored analytics.llm_traces;
+begin
+    -- the same validation and upsert as a batch of one (errors name the field as spans[0].<field>)
+    perform analytics.ingest_spans(jsonb_build_array(jsonb_build_object(
+        'trace_id', record_span.trace_id, 'span_id', record_span.span_id, 'name', record_span.name,
+        'start_time', record_span.start_time, 'end_time', record_span.end_time,
+        'parent_span_id', record_span.parent_span_id, 'operation_type', record_span.operation_type,
+        'status', record_span.status, 'status_message', record_span.status_message, 'level', record_span.level,
+        'conversation_id', record_span.conversation_id, 'message_id', record_span.message_id,
+        'session_id', record_span.session_id, 'completion_start_time', record_span.completion_start_time,
+        'provider', record_span.provider, 'model', record_span.model,
+        'input_tokens', record_span.input_tokens, 'output_tokens', record_span.output_tokens,
+        'total_tokens', record_span.total_tokens, 'cache_read_tokens', record_span.cache_read_tokens,
+        'cache_write_tokens', record_span.cache_write_tokens, 'reasoning_tokens', record_span.reasoning_tokens,
+        'cost_usd', record_span.cost_usd, 'input', record_span.input, 'output', record_span.output,
+        'metadata', record_span.metadata, 'tags', to_jsonb(record_span.tags), 'user_id', record_span.user_id)));
+    select t.* into stored
+    from analytics.llm_traces t
+    where t.user_id = coalesce(record_span.user_id, analytics.current_user_id())
+      and t.trace_id = record_span.trace_id and t.span_id = record_span.span_id;
+    return stored;
+end
+$$;
+DROP FUNCTION analytics.ingest_failure_summary(timestamptz, timestamptz, interval);
+DROP FUNCTION analytics._ingest_failed(text, jsonb, jsonb);
+-- out of the extension first, which also takes it off the extension's list of dumped tables
+ALTER EXTENSION analytics_ext DROP TABLE analytics.ingest_failures;
+DROP TABLE analytics.ingest_failures;
+
 -- ---- NAB's anomaly score and the surprise detector (and 'mad' as the default again), undone. 0.1.0 has no surprise detector: a downgrade with its
 -- findings in analytics.anomaly_detections refuses.
 DO $refuse$

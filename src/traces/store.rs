@@ -10,7 +10,7 @@ use pgrx::{pg_sys, Uuid};
 use serde_json::json;
 
 use super::{ingest, otlp};
-use crate::bind::{required, AnalyticsError, ErrorKind, OrRaise, Raise};
+use crate::bind::{AnalyticsError, ErrorKind, OrRaise, Raise};
 use crate::identity::caller_id;
 use crate::jsonb::{varlena_array, JsonbText, RawDatum, RawJsonb};
 
@@ -463,10 +463,17 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
 /// Returns `{"received", "stored", "merged_duplicates", "traces"}` (`stored`: rows inserted or updated). The argument is read
 /// in its binary form (see `jsonb_spans`): no JSON text is produced or parsed. Runs only once
 /// `analytics.check_rate_limit('ingest')` has admitted the call (see `take_admission`).
+///
+/// A batch that fails validation (nothing written yet) is not raised but handed back as
+/// `{"error": {"code": SQLSTATE, "message"}}`, so that the wrapper can record the failure and answer it
+/// (`analytics._ingest_failed`, sql/042_ingest_failures.sql).
 #[pg_extern(name = "_ingest_spans", volatile, parallel_unsafe)]
 pub fn ingest_spans_admitted(spans: Option<RawJsonb>) -> pgrx::JsonB {
     take_admission("ingest", "analytics._ingest_spans", "analytics.ingest_spans");
-    store_spans(spans, Layout::Partitioned)
+    match spans_batch(spans) {
+        Ok(batch) => store_batch(batch, Layout::Partitioned),
+        Err(e) => rejected(&e),
+    }
 }
 
 /// `analytics._ingest_otlp(payload jsonb) returns jsonb`, behind the PL/pgSQL `analytics.ingest_otlp`
@@ -477,7 +484,15 @@ pub fn ingest_spans_admitted(spans: Option<RawJsonb>) -> pgrx::JsonB {
 #[pg_extern(name = "_ingest_otlp", volatile, parallel_unsafe)]
 pub fn ingest_otlp_admitted(payload: Option<JsonbText>) -> pgrx::JsonB {
     take_admission("ingest", "analytics._ingest_otlp", "analytics.ingest_otlp");
-    store_otlp(payload, Layout::Partitioned)
+    match otlp_batch(payload) {
+        Ok(batch) => store_batch(batch, Layout::Partitioned),
+        Err(e) => rejected(&e),
+    }
+}
+
+/// A batch refused before any write, as data: `{"error": {"code", "message"}}`.
+fn rejected(e: &AnalyticsError) -> pgrx::JsonB {
+    pgrx::JsonB(json!({"error": {"code": e.kind.sqlstate(), "message": e.message}}))
 }
 
 /// The 0.1.0 SQL's `analytics.ingest_spans` (symbol `ingest_spans_wrapper`): kept, without SQL of its own, so that a
@@ -489,12 +504,17 @@ pub fn ingest_spans(spans: Option<RawJsonb>) -> pgrx::JsonB {
 }
 
 fn store_spans(spans: Option<RawJsonb>, layout: Layout) -> pgrx::JsonB {
-    let datum = required(spans, "spans").into_datum().expect("a jsonb datum");
+    store_batch(spans_batch(spans).or_raise(), layout)
+}
+
+/// The validated batch of a `spans` argument, or the first error found (nothing is written here).
+fn spans_batch(spans: Option<RawJsonb>) -> Result<ingest::Batch, AnalyticsError> {
+    let spans = spans.ok_or_else(|| AnalyticsError::new(ErrorKind::NullValue, "spans: is required"))?;
+    let datum = spans.into_datum().expect("a jsonb datum");
     let caller = caller_id();
-    // SAFETY: the argument (and its detoasted copy) lives until this function returns, after the insert
-    let raw = unsafe { super::jsonb_spans::raw_spans(datum) }.or_raise();
-    let batch = ingest::build_batch(raw.into_iter().enumerate().map(|(i, r)| (ingest::SpanAt(i), r)), caller.as_deref()).or_raise();
-    store_batch(batch, layout)
+    // SAFETY: the argument (and its detoasted copy) lives until the calling function returns, after the insert
+    let raw = unsafe { super::jsonb_spans::raw_spans(datum) }?;
+    ingest::build_batch(raw.into_iter().enumerate().map(|(i, r)| (ingest::SpanAt(i), r)), caller.as_deref())
 }
 
 /// The 0.1.0 SQL's `analytics.ingest_otlp` (symbol `ingest_otlp_wrapper`), kept like `ingest_spans`.
@@ -504,9 +524,12 @@ pub fn ingest_otlp(payload: Option<JsonbText>) -> pgrx::JsonB {
 }
 
 fn store_otlp(payload: Option<JsonbText>, layout: Layout) -> pgrx::JsonB {
-    let text = required(payload, "payload").0;
-    let batch = otlp::parse_otlp(&text, caller_id().as_deref()).or_raise();
-    store_batch(batch, layout)
+    store_batch(otlp_batch(payload).or_raise(), layout)
+}
+
+fn otlp_batch(payload: Option<JsonbText>) -> Result<ingest::Batch, AnalyticsError> {
+    let text = payload.ok_or_else(|| AnalyticsError::new(ErrorKind::NullValue, "payload: is required"))?.0;
+    otlp::parse_otlp(&text, caller_id().as_deref())
 }
 
 /// The setting through which `analytics.check_rate_limit(action)` (PL/pgSQL, sql/040_rate_limits.sql) tells the

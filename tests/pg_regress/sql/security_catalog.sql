@@ -58,7 +58,8 @@ order by 1;
 
 -- table privileges per API role: anon none, authenticated and service_role full DML (RLS confines authenticated),
 -- except ab_experiment_unit_totals, which only its triggers write, retention_policies and rate_limits, which
--- owners only read, and rate_limit_state, which only analytics.check_rate_limit writes
+-- owners only read, rate_limit_state, which only analytics.check_rate_limit writes, and ingest_failures, a log
+-- owners read, add to (through the ingest functions) and delete from, but do not update
 select c.relname,
        has_table_privilege('anon', c.oid, 'select, insert, update, delete') as anon,
        has_table_privilege('authenticated', c.oid, 'select') and has_table_privilege('authenticated', c.oid, 'insert')
