@@ -10,7 +10,7 @@
 -- (psql, a back end's SQL) it raises the error as before: the caller sees it, and nothing is recorded.
 
 CREATE TABLE analytics.ingest_failures (
-    id            bigint GENERATED ALWAYS AS IDENTITY,
+    id            uuid        NOT NULL DEFAULT gen_random_uuid(),
     user_id       uuid        NOT NULL DEFAULT analytics.current_user_id(),
     failed_at     timestamptz NOT NULL DEFAULT now(),
     function      text        NOT NULL,
@@ -103,7 +103,7 @@ begin
         group by 1
     )
     select f.b, count(*), coalesce(sum(f.batch_size), 0)::bigint, sum(f.payload_bytes)::bigint, c.c,
-           (array_agg(f.message order by f.failed_at desc, f.id desc))[1]
+           (array_agg(f.message order by f.failed_at desc, f.message))[1]
     from f join codes c on c.b = f.b
     group by f.b, c.c
     order by f.b;

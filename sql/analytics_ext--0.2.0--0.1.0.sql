@@ -4,6 +4,27 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- Alert rules, undone. 0.1.0 has no alert rules: a downgrade with rules defined refuses.
+DO $refuse$
+DECLARE
+    n bigint := (SELECT count(*) FROM analytics.alert_rules);
+BEGIN
+    IF n > 0 THEN
+        RAISE EXCEPTION 'analytics_ext 0.2.0 -> 0.1.0 would lose % alert rule%: analytics.alert_rules does not exist in 0.1.0',
+            n, CASE WHEN n = 1 THEN '' ELSE 's' END
+            USING ERRCODE = '55000',
+                  HINT = 'Keep a copy (\copy analytics.alert_rules to ''alert_rules.csv'' csv) and delete the rows (their alerts go with them), then update again.';
+    END IF;
+END
+$refuse$;
+DROP FUNCTION analytics.evaluate_alert_rules(timestamptz, uuid);
+DROP FUNCTION analytics._alert_metric(text, uuid, timestamptz, timestamptz);
+-- out of the extension first, which also takes them off the extension's list of dumped tables
+ALTER EXTENSION analytics_ext DROP TABLE analytics.alerts;
+ALTER EXTENSION analytics_ext DROP TABLE analytics.alert_rules;
+DROP TABLE analytics.alerts;
+DROP TABLE analytics.alert_rules;
+
 -- ---- Ingest failures, undone. 0.1.0 has no analytics.ingest_failures: a downgrade with failures recorded refuses.
 DO $refuse$
 DECLARE

@@ -102,8 +102,13 @@ extension_sql_file!(
         cache::cache_pending
     ]
 );
-// last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/042_ingest_failures.sql", name = "ingest_failures", requires = ["identity", "cache"]);
+extension_sql_file!(
+    "../sql/043_alert_rules.sql",
+    name = "alert_rules",
+    requires = ["identity", "traces_functions", "ingest_failures", "cache"]
+);
+// last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/900_security.sql", name = "security", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]

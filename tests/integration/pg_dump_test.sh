@@ -14,6 +14,13 @@ psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.rate_limits 
     -c "select set_config('request.jwt.claims', '{\"sub\":\"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\"}', false)" \
     -c "set role authenticated" -c "select analytics.check_rate_limit('export_csv')" \
     -c "select count(*) from analytics.trace_metrics('1 hour', '2026-01-01', '2027-01-01')"
+psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.ingest_failures (user_id, failed_at, function, sqlstate,
+        message, location, span_index, trace_id, span_id, batch_size, payload_bytes)
+    values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', '2026-01-01 10:00+00', 'ingest_spans', '22023',
+            'spans[1].end_time: is before start_time', 'spans[1].end_time', 1, 't1', 's2', 2, 310)" \
+    -c "insert into analytics.alert_rules (user_id, key, metric, operator, threshold)
+        values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ingest-failing', 'ingest_failures', '>=', 1)" \
+    -c "select count(*) from analytics.evaluate_alert_rules('2026-01-01 10:05+00', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa')"
 
 # spans in time partitions made by maintenance (not extension members: dumped as tables of their own, with their
 # row-level security) and in the default partition (a member, its rows registered for the dump)

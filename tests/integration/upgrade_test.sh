@@ -119,8 +119,8 @@ for prev in $released; do
     done
 
     # a downgrade that would lose data refuses, changes nothing, and goes through once the data is gone
-    # (0.2.0 added analytics.retention_policies, analytics.rate_limits and analytics.ingest_failures, which 0.1.0 has
-    # no place for)
+    # (0.2.0 added analytics.retention_policies, analytics.rate_limits, analytics.ingest_failures and
+    # analytics.alert_rules, which 0.1.0 has no place for)
     refuses_to_lose() {  # TABLE INSERT_SQL MESSAGE
         local table=$1 insert=$2 message=$3 out
         if [ "$(sql -d up_data -c "select to_regclass('analytics.$table') is not null")" != t ] \
@@ -150,6 +150,9 @@ for prev in $released; do
     refuses_to_lose ingest_failures \
         "insert into analytics.ingest_failures (user_id, function, sqlstate, message, payload_bytes) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ingest_spans', '22023', 'spans[0].name: is required', 40)" \
         "would lose 1 ingest failure"
+    refuses_to_lose alert_rules \
+        "insert into analytics.alert_rules (user_id, key, metric, threshold) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'slow', 'latency_p95', 2000)" \
+        "would lose 1 alert rule"
     # findings of a detector the released version lacks (0.2.0's surprise): the downgrade refuses the same way
     if [ "$(sql -d up_data -c "select count(*) from pg_constraint where conname = 'anomaly_detections_method_check'
                                 and pg_get_constraintdef(oid) like '%surprise%'")" = 1 ]; then
