@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # evaluate_alert_rules announces a new alert episode with pg_notify('analytics_alerts', json): a session that LISTENs
-# (a worker, or Supabase Realtime on the analytics.alerts rows) receives one notification when ingest failures cross
-# the rule's threshold, none while the same episode goes on (the failures continue for three windows), none when it
-# resolves, and one again for a new episode after the cooldown.
+# (a worker, or Supabase Realtime on the analytics.alerts rows) receives one notification when the ingest failure rate
+# crosses the rule's threshold, none while the same episode goes on (the failures continue for three windows), none
+# when it resolves, and one again for a new episode after the cooldown.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 db=alert_notify_test
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "create database $db"
 psql -X -q -v ON_ERROR_STOP=1 -d "$db" <<'SQL'
 create extension analytics_ext;
--- a failure every minute from 12:00 to 12:14 (three 5-minute windows), then calm, then again from 12:40
+-- a span every minute from 12:00 to 12:59 and a refused batch of 2 spans every minute from 12:00 to 12:14 (three
+-- 5-minute windows: failure rate 10 / (10 + 5) = 0.67), then only spans, then refused batches again from 12:40
 insert into analytics.ingest_failures (user_id, failed_at, function, sqlstate, message, payload_bytes)
 select 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa'::uuid, timestamptz '2026-11-20 12:00+00' + make_interval(mins => m),
        'ingest_spans', '22023', 'spans[0].name: is required', 50
@@ -17,8 +18,12 @@ from generate_series(0, 14) m union all
 select 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', timestamptz '2026-11-20 12:40+00' + make_interval(mins => m),
        'ingest_spans', '22023', 'spans[0].name: is required', 50
 from generate_series(0, 4) m;
+update analytics.ingest_failures set batch_size = 2;
+insert into analytics.llm_traces (user_id, trace_id, span_id, name, start_time)
+select 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ok-' || m, 's', 'chat', timestamptz '2026-11-20 12:00+00' + make_interval(mins => m)
+from generate_series(0, 59) m;
 insert into analytics.alert_rules (user_id, key, metric, operator, threshold, window_length, cooldown)
-values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ingest-failing', 'ingest_failures', '>=', 3, '5 minutes', '10 minutes');
+values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ingest-failing', 'ingest_failure_rate', '>', 0.5, '5 minutes', '10 minutes');
 SQL
 # one evaluation as the owner would run it through PostgREST, in its own session that LISTENs
 evaluate() {
@@ -36,7 +41,7 @@ notifications() { grep -c 'Asynchronous notification "analytics_alerts"' <<< "$1
 out=$(evaluate '2026-11-20 12:05:00+00')
 [ "$(notifications "$out")" -eq 1 ] || { echo "$out"; echo "expected one notification when the episode opens"; exit 1; }
 grep 'Asynchronous notification' <<< "$out" | grep -q '"rule": "ingest-failing"' || { echo "$out"; echo "payload lacks the rule"; exit 1; }
-grep 'Asynchronous notification' <<< "$out" | grep -q '"value": 5' || { echo "$out"; echo "payload lacks the value"; exit 1; }
+grep 'Asynchronous notification' <<< "$out" | grep -q '"value": 0.666' || { echo "$out"; echo "payload lacks the value"; exit 1; }
 for t in '2026-11-20 12:05:30+00' '2026-11-20 12:10:00+00' '2026-11-20 12:15:00+00' '2026-11-20 12:20:00+00' '2026-11-20 12:30:00+00'; do
     out=$(evaluate "$t")
     [ "$(notifications "$out")" -eq 0 ] || { echo "$out"; echo "announced again at $t"; exit 1; }
