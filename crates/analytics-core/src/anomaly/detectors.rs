@@ -95,6 +95,17 @@ pub enum Direction {
     Down,
 }
 
+impl Direction {
+    /// The size of a signed score on the side this direction watches (0 on the other side).
+    pub fn watched(self, score: f64) -> f64 {
+        match self {
+            Direction::Both => score.abs(),
+            Direction::Up => score.max(0.0),
+            Direction::Down => (-score).max(0.0),
+        }
+    }
+}
+
 /// Detector parameters, all optional in the JSON (`{"window": 48, "threshold": 4}`); unknown keys are errors.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Params {
@@ -370,11 +381,7 @@ pub fn detect(values: &[Option<f64>], method: Method, p: &Params) -> Result<Vec<
             // its score is already a ratio to its own usual surprise: u / (1 + u), 0.5 = as surprising as the
             // 99th percentile of its history
             Method::Surprise => {
-                let u = match p.direction {
-                    Direction::Both => s.abs(),
-                    Direction::Up => s.max(0.0),
-                    Direction::Down => (-s).max(0.0),
-                };
+                let u = p.direction.watched(s);
                 if u.is_infinite() { 1.0 } else { u / (1.0 + u) }
             }
             _ => anomaly_probability(s, p.direction),
@@ -392,11 +399,7 @@ pub fn detect(values: &[Option<f64>], method: Method, p: &Params) -> Result<Vec<
 /// direction watches counts) mapped to ln(t) / ln(1e-10), capped at 1. 0 = nothing unusual, 0.5 = a 1-in-100,000
 /// deviation (|s| ≈ 4.4), 1 = one in 10^10 or rarer (|s| ≥ 6.5).
 pub fn anomaly_probability(score: f64, direction: Direction) -> f64 {
-    let a = match direction {
-        Direction::Both => score.abs(),
-        Direction::Up => score.max(0.0),
-        Direction::Down => (-score).max(0.0),
-    };
+    let a = direction.watched(score);
     if a.is_infinite() {
         return 1.0;
     }
@@ -447,12 +450,7 @@ fn likelihood(base: &[Point], p: &Params) -> Vec<Point> {
     let warmup = LIKELIHOOD_WARMUP * p.short;
     for (i, pt) in base.iter().enumerate() {
         let Some(score) = pt.score else { continue };
-        let a = match p.direction {
-            Direction::Both => score.abs(),
-            Direction::Up => score.max(0.0),
-            Direction::Down => (-score).max(0.0),
-        }
-        .min(1000.0);
+        let a = p.direction.watched(score).min(1000.0);
         recent.push(a);
         let m = recent.mean();
         if past.len() >= warmup.max(2) {
@@ -584,15 +582,14 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// Median and MAD-based modified z (mad), or Tukey's fences (iqr), over the trailing window.
 fn robust(v: &[Option<f64>], p: &Params, fences: bool) -> Vec<Point> {
     let mut out = vec![NONE; v.len()];
-    let mut w = Trailing::new(p.window);
-    let mut sorted: Vec<f64> = Vec::with_capacity(p.window + 1);
+    let mut window = SortedWindow::new(p.window);
     let mut dev: Vec<f64> = Vec::with_capacity(p.window + 1);
     for (i, x) in v.iter().enumerate() {
         let Some(x) = *x else { continue };
-        if sorted.len() >= 2 {
-            let med = quantile(&sorted, 0.5);
+        if window.len() >= 2 {
+            let med = window.quantile(0.5);
             if fences {
-                let (q1, q3) = (quantile(&sorted, 0.25), quantile(&sorted, 0.75));
+                let (q1, q3) = (window.quantile(0.25), window.quantile(0.75));
                 let iqr = q3 - q1;
                 let (lo, hi) = (q1 - p.threshold * iqr, q3 + p.threshold * iqr);
                 // score: how far beyond the fence, in IQRs (0 inside); infinite past a zero-width fence
@@ -607,7 +604,7 @@ fn robust(v: &[Option<f64>], p: &Params, fences: bool) -> Vec<Point> {
                 out[i] = Point { score: Some(score), is_anomaly, alert: false, probability: None, expected: Some(med), lower: Some(lo), upper: Some(hi) };
             } else {
                 dev.clear();
-                dev.extend(sorted.iter().map(|y| (y - med).abs()));
+                dev.extend(window.sorted.iter().map(|y| (y - med).abs()));
                 dev.sort_by(f64::total_cmp);
                 let mad = quantile(&dev, 0.5);
                 // MAD = 0 (more than half the window equal): Iglewicz–Hoaglin's mean absolute deviation fallback
@@ -619,12 +616,7 @@ fn robust(v: &[Option<f64>], p: &Params, fences: bool) -> Vec<Point> {
                 out[i] = scored(x, med, scale, p);
             }
         }
-        let pos = sorted.partition_point(|y| *y < x);
-        sorted.insert(pos, x);
-        if let Some(old) = w.push(x) {
-            let pos = sorted.partition_point(|y| *y < old);
-            sorted.remove(pos);
-        }
+        window.push(x);
     }
     out
 }
