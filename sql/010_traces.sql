@@ -48,6 +48,9 @@ CREATE TABLE analytics.llm_traces (
     cache_write_tokens    bigint,
     reasoning_tokens      bigint,
     cost_usd              double precision,
+    -- true: cost_usd was computed at ingest from a price (analytics.model_prices or the built-in list), so
+    -- analytics.recompute_costs may redo it; false: sent by the client (or not known)
+    cost_computed         boolean NOT NULL DEFAULT false,
     input                 jsonb,
     output                jsonb,
     metadata              jsonb NOT NULL DEFAULT '{}'::jsonb,
@@ -104,6 +107,8 @@ CREATE TABLE analytics.model_prices (
     -- the price applies to spans that start at or after this time (the latest applicable one wins)
     effective_from           timestamptz NOT NULL DEFAULT '-infinity',
     created_at               timestamptz NOT NULL DEFAULT now(),
+    -- NULL: the output price (reasoning tokens are part of the output tokens)
+    reasoning_usd_per_mtok   double precision,
 
     CONSTRAINT model_prices_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT model_prices_key UNIQUE NULLS NOT DISTINCT (user_id, model, provider, effective_from),
@@ -112,8 +117,10 @@ CREATE TABLE analytics.model_prices (
         input_usd_per_mtok >= 0 AND input_usd_per_mtok < 'Infinity'::double precision
         AND output_usd_per_mtok >= 0 AND output_usd_per_mtok < 'Infinity'::double precision
         AND cache_read_usd_per_mtok >= 0 AND cache_read_usd_per_mtok < 'Infinity'::double precision
-        AND cache_write_usd_per_mtok >= 0 AND cache_write_usd_per_mtok < 'Infinity'::double precision)
+        AND cache_write_usd_per_mtok >= 0 AND cache_write_usd_per_mtok < 'Infinity'::double precision),
+    CONSTRAINT model_prices_reasoning_check CHECK (
+        reasoning_usd_per_mtok >= 0 AND reasoning_usd_per_mtok < 'Infinity'::double precision)
 );
 
 COMMENT ON TABLE analytics.model_prices IS
-'Prices per million tokens by model (exact name or prefix*), optionally per provider, from effective_from on. Ingest uses them to compute cost_usd of spans sent without one.';
+'An owner''s prices per million tokens by model (exact name or prefix*), optionally per provider, from effective_from on: input, output, cache read and write (NULL: the input price), reasoning (NULL: the output price). Ingest uses them, before the built-in list (analytics.builtin_model_prices), to compute cost_usd of spans sent without one; analytics.recompute_costs applies changed prices to stored spans.';

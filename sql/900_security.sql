@@ -70,7 +70,8 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'anon') THEN
         GRANT USAGE ON SCHEMA analytics TO anon;
         GRANT EXECUTE ON FUNCTION analytics.current_user_id(), analytics.current_role_claim() TO anon;
-        -- pure computations that read no table (an edge function may bucket anonymous visitors)
+        -- pure computations that read no table (an edge function may bucket anonymous visitors; a pricing page may
+        -- list the built-in model prices)
         GRANT EXECUTE ON FUNCTION analytics.gb_hash(text, text, integer), analytics.equal_weights(integer),
             analytics.bucket_ranges(integer, double precision, double precision[]),
             analytics.choose_variation(double precision, double precision[]),
@@ -83,7 +84,8 @@ BEGIN
             analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text),
             analytics.power_analysis(double precision, double precision, bigint, text, double precision, integer, double precision, double precision, text, double precision, double precision, double precision),
             analytics.detect_anomalies(double precision[], text, jsonb), analytics.anomaly_params(text, jsonb),
-            analytics.detect_series_anomalies(timestamptz[], double precision[], text, jsonb, interval) TO anon;
+            analytics.detect_series_anomalies(timestamptz[], double precision[], text, jsonb, interval),
+            analytics.builtin_model_prices() TO anon;
         -- a project's db_pre_request function runs for anonymous requests too (they are never limited: no sub)
         GRANT EXECUTE ON FUNCTION analytics.check_rate_limit(text) TO anon;
     END IF;

@@ -2308,6 +2308,9 @@ CREATE TABLE analytics.llm_traces (
     cache_write_tokens    bigint,
     reasoning_tokens      bigint,
     cost_usd              double precision,
+    -- true: cost_usd was computed at ingest from a price (analytics.model_prices or the built-in list), so
+    -- analytics.recompute_costs may redo it; false: sent by the client (or not known)
+    cost_computed         boolean NOT NULL DEFAULT false,
     input                 jsonb,
     output                jsonb,
     metadata              jsonb NOT NULL DEFAULT '{}'::jsonb,
@@ -4552,6 +4555,420 @@ BEGIN
     FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
             EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.evaluate_alert_rules(timestamptz, uuid) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- ---- LLM costs (sql/044_costs.sql): a reasoning-token price, the built-in price list, which price applies, and
+-- recomputing stored costs. (llm_traces.cost_computed is a column of the partitioned table created above.)
+ALTER TABLE analytics.model_prices ADD COLUMN reasoning_usd_per_mtok double precision;
+ALTER TABLE analytics.model_prices ADD CONSTRAINT model_prices_reasoning_check CHECK (
+        reasoning_usd_per_mtok >= 0 AND reasoning_usd_per_mtok < 'Infinity'::double precision);
+COMMENT ON TABLE analytics.model_prices IS
+'An owner''s prices per million tokens by model (exact name or prefix*), optionally per provider, from effective_from on: input, output, cache read and write (NULL: the input price), reasoning (NULL: the output price). Ingest uses them, before the built-in list (analytics.builtin_model_prices), to compute cost_usd of spans sent without one; analytics.recompute_costs applies changed prices to stored spans.';
+CREATE FUNCTION analytics."builtin_model_prices"() RETURNS TABLE (
+	"model" TEXT,  /* String */
+	"provider" TEXT,  /* String */
+	"input_usd_per_mtok" double precision,  /* f64 */
+	"output_usd_per_mtok" double precision,  /* f64 */
+	"cache_read_usd_per_mtok" double precision,  /* f64 */
+	"cache_write_usd_per_mtok" double precision,  /* f64 */
+	"reasoning_usd_per_mtok" double precision,  /* f64 */
+	"as_of" date,  /* pgrx :: datum :: Date */
+	"source" TEXT  /* String */
+)
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'builtin_model_prices_wrapper';
+COMMENT ON FUNCTION analytics.builtin_model_prices() IS
+$$The built-in price list, one row per model name: USD per million input, output, cache-read, cache-write and reasoning tokens (standard tier, prompts up to 200k tokens, 5-minute cache writes), the day the price was read (as_of) and its source. Ingest prices a span sent without cost_usd from it when the owner has no matching row in analytics.model_prices; the setting analytics.builtin_prices = off switches it off.
+Example: select model, input_usd_per_mtok, output_usd_per_mtok from analytics.builtin_model_prices() where provider = 'anthropic';$$;
+REVOKE EXECUTE ON FUNCTION analytics.builtin_model_prices() FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.builtin_model_prices() TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+CREATE FUNCTION analytics."model_price"(
+	"model" TEXT, /* Option < & str > */
+	"provider" TEXT DEFAULT NULL, /* Option < & str > */
+	"at" timestamp with time zone DEFAULT now(), /* Option < TimestampWithTimeZone > */
+	"user_id" uuid DEFAULT NULL /* Option < Uuid > */
+) RETURNS TABLE (
+	"origin" TEXT,  /* String */
+	"price_model" TEXT,  /* String */
+	"price_provider" TEXT,  /* Option < String > */
+	"input_usd_per_mtok" double precision,  /* f64 */
+	"output_usd_per_mtok" double precision,  /* f64 */
+	"cache_read_usd_per_mtok" double precision,  /* f64 */
+	"cache_write_usd_per_mtok" double precision,  /* f64 */
+	"reasoning_usd_per_mtok" double precision,  /* f64 */
+	"source" TEXT  /* String */
+)
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'model_price_wrapper';
+COMMENT ON FUNCTION analytics.model_price(text, text, timestamptz, uuid) IS
+$$The price ingest applies to a span of this model (and provider) starting at `at`, for the caller (or user_id): the owner's most specific row of analytics.model_prices (origin 'owner'), else the built-in one (origin 'builtin'), else no row. Cache prices default to the input price, the reasoning price to the output price.
+Example: select origin, input_usd_per_mtok, output_usd_per_mtok from analytics.model_price('gpt-4o-mini');$$;
+REVOKE EXECUTE ON FUNCTION analytics.model_price(text, text, timestamptz, uuid) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.model_price(text, text, timestamptz, uuid) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+CREATE FUNCTION analytics."recompute_costs"(
+	"from_time" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_time" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"model" TEXT DEFAULT NULL, /* Option < & str > */
+	"include_sent" bool DEFAULT false /* Option < bool > */
+) RETURNS TABLE (
+	"spans_examined" bigint,  /* i64 */
+	"spans_updated" bigint,  /* i64 */
+	"cost_before_usd" double precision,  /* f64 */
+	"cost_after_usd" double precision  /* f64 */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'recompute_costs_wrapper';
+COMMENT ON FUNCTION analytics.recompute_costs(timestamptz, timestamptz, text, boolean) IS
+$$Applies today's prices (analytics.model_prices, then the built-in list) to the caller's stored spans that started in [from_time, to_time), optionally of one model: a cost computed at ingest (cost_computed) or missing is recomputed; a cost the client sent is kept unless include_sent. A span no price applies to any more loses its computed cost. Returns the spans examined and updated and the total cost before and after. Reads and writes in chunks of 10,000 spans.
+Example: select * from analytics.recompute_costs(now() - interval '30 days', now());$$;
+REVOKE EXECUTE ON FUNCTION analytics.recompute_costs(timestamptz, timestamptz, text, boolean) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.recompute_costs(timestamptz, timestamptz, text, boolean) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- ---- Budgets (sql/045_budgets.sql): spend limits per day or month, alerts at thresholds, HTTP 429 from hard budgets.
+CREATE TABLE analytics.budgets (
+    user_id    uuid             NOT NULL DEFAULT analytics.current_user_id(),
+    key        text             NOT NULL,
+    amount_usd double precision NOT NULL,
+    period     text             NOT NULL DEFAULT 'month',
+    -- NULL: every model; an exact name or a prefix ending in '*' (as analytics.model_prices)
+    model      text,
+    -- NULL: every provider
+    provider   text,
+    -- percentages of amount_usd at which an alert fires
+    thresholds double precision[] NOT NULL DEFAULT '{50,80,100}',
+    -- hard: analytics.check_budget refuses (HTTP 429) once the period's spend reaches amount_usd
+    hard       boolean          NOT NULL DEFAULT false,
+    enabled    boolean          NOT NULL DEFAULT true,
+    created_at timestamptz      NOT NULL DEFAULT now(),
+    CONSTRAINT budgets_pkey PRIMARY KEY (user_id, key),
+    CONSTRAINT budgets_key_check CHECK (key ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'),
+    CONSTRAINT budgets_amount_check CHECK (amount_usd > 0 AND amount_usd < 'Infinity'::double precision),
+    CONSTRAINT budgets_period_check CHECK (period IN ('day', 'month')),
+    CONSTRAINT budgets_model_check CHECK (model IS NULL OR (length(model) BETWEEN 1 AND 256 AND model <> '*')),
+    CONSTRAINT budgets_thresholds_check CHECK (
+        cardinality(thresholds) BETWEEN 1 AND 10 AND array_position(thresholds, NULL) IS NULL
+        AND 0 < ALL (thresholds) AND 1000 >= ALL (thresholds))
+);
+COMMENT ON TABLE analytics.budgets IS
+'An owner''s LLM spend budgets: amount_usd per period (day or month, UTC), for every model or one model (exact or prefix*) / provider; alerts at thresholds (percent of the amount, default 50, 80, 100) via analytics.evaluate_budgets; hard budgets make analytics.check_budget raise HTTP 429 once spent.';
+
+CREATE TABLE analytics.budget_alerts (
+    id           uuid             NOT NULL DEFAULT gen_random_uuid(),
+    user_id      uuid             NOT NULL DEFAULT analytics.current_user_id(),
+    budget_key   text             NOT NULL,
+    period_start timestamptz      NOT NULL,
+    threshold    double precision NOT NULL,
+    spent_usd    double precision NOT NULL,
+    amount_usd   double precision NOT NULL,
+    fired_at     timestamptz      NOT NULL DEFAULT now(),
+    CONSTRAINT budget_alerts_pkey PRIMARY KEY (user_id, id),
+    -- once per threshold and period
+    CONSTRAINT budget_alerts_once UNIQUE (user_id, budget_key, period_start, threshold),
+    CONSTRAINT budget_alerts_budget_fkey FOREIGN KEY (user_id, budget_key) REFERENCES analytics.budgets (user_id, key)
+        ON DELETE CASCADE ON UPDATE CASCADE
+);
+COMMENT ON TABLE analytics.budget_alerts IS
+'Thresholds of analytics.budgets crossed: one row per budget, period and threshold, written (and announced with pg_notify(''analytics_alerts'')) by analytics.evaluate_budgets. Supabase Realtime can deliver the rows.';
+
+ALTER TABLE analytics.budgets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE analytics.budgets FORCE ROW LEVEL SECURITY;
+CREATE POLICY budgets_select_own ON analytics.budgets FOR SELECT
+    USING (user_id = (select analytics.current_user_id()));
+CREATE POLICY budgets_insert_own ON analytics.budgets FOR INSERT
+    WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY budgets_update_own ON analytics.budgets FOR UPDATE
+    USING (user_id = (select analytics.current_user_id())) WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY budgets_delete_own ON analytics.budgets FOR DELETE
+    USING (user_id = (select analytics.current_user_id()));
+SELECT pg_catalog.pg_extension_config_dump('analytics.budgets'::regclass, '');
+REVOKE ALL ON analytics.budgets FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON analytics.budgets TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+ALTER TABLE analytics.budget_alerts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE analytics.budget_alerts FORCE ROW LEVEL SECURITY;
+CREATE POLICY budget_alerts_select_own ON analytics.budget_alerts FOR SELECT
+    USING (user_id = (select analytics.current_user_id()));
+CREATE POLICY budget_alerts_insert_own ON analytics.budget_alerts FOR INSERT
+    WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY budget_alerts_update_own ON analytics.budget_alerts FOR UPDATE
+    USING (user_id = (select analytics.current_user_id())) WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY budget_alerts_delete_own ON analytics.budget_alerts FOR DELETE
+    USING (user_id = (select analytics.current_user_id()));
+SELECT pg_catalog.pg_extension_config_dump('analytics.budget_alerts'::regclass, '');
+REVOKE ALL ON analytics.budget_alerts FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON analytics.budget_alerts TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+-- ---- spend of one budget over [from_time, to_time) ---------------------------------------------------------------------
+CREATE FUNCTION analytics._budget_spent(owner uuid, model text, provider text, from_time timestamptz, to_time timestamptz)
+RETURNS double precision
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+    select coalesce(sum(t.cost_usd), 0)
+    from analytics.llm_traces t
+    where t.user_id = _budget_spent.owner
+      and t.start_time >= _budget_spent.from_time and t.start_time < _budget_spent.to_time
+      and (_budget_spent.model is null
+           or (right(_budget_spent.model, 1) = '*' and starts_with(t.model, left(_budget_spent.model, -1)))
+           or t.model = _budget_spent.model)
+      and (_budget_spent.provider is null or t.provider = _budget_spent.provider)
+$$;
+COMMENT ON FUNCTION analytics._budget_spent(uuid, text, text, timestamptz, timestamptz) IS
+'The cost_usd sum of an owner''s spans that started in [from_time, to_time), of a model (exact or prefix*) and provider (NULL: any). Internal: analytics.budget_status.';
+REVOKE EXECUTE ON FUNCTION analytics._budget_spent(uuid, text, text, timestamptz, timestamptz) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._budget_spent(uuid, text, text, timestamptz, timestamptz) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- ---- budget_status ----------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.budget_status(
+    as_of   timestamptz DEFAULT now(),
+    user_id uuid        DEFAULT NULL
+) RETURNS TABLE (
+    budget_key       text,
+    period           text,
+    period_start     timestamptz,
+    period_end       timestamptz,
+    model            text,
+    provider         text,
+    amount_usd       double precision,
+    spent_usd        double precision,
+    remaining_usd    double precision,
+    used_percent     double precision,
+    projected_usd    double precision,
+    hard             boolean,
+    exceeded         boolean,
+    thresholds_crossed double precision[]
+)
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+#variable_conflict use_column
+declare
+    owner uuid := coalesce(budget_status.user_id, analytics.current_user_id());
+begin
+    if owner is null then
+        raise exception 'user_id: no caller identity (request.jwt.claims has no sub); pass user_id => the owner whose budgets to read'
+            using errcode = '42501';
+    end if;
+    if as_of is null then
+        raise exception 'as_of: is required' using errcode = '22004';
+    end if;
+    return query
+    with p as (
+        select b.*,
+               date_trunc(b.period, as_of, 'UTC') as p_start,
+               date_trunc(b.period, as_of, 'UTC') + case b.period when 'day' then interval '1 day' else interval '1 month' end as p_end
+        from analytics.budgets b
+        where b.user_id = owner and b.enabled
+    ), s as (
+        -- spans that started in the period up to and including as_of (timestamps have microsecond resolution)
+        select p.*, analytics._budget_spent(owner, p.model, p.provider, p.p_start, least(p.p_end, as_of + interval '1 microsecond')) as spent
+        from p
+    )
+    select s.key, s.period, s.p_start, s.p_end, s.model, s.provider, s.amount_usd, s.spent,
+           greatest(s.amount_usd - s.spent, 0), 100 * s.spent / s.amount_usd,
+           -- the period's spend at the run rate so far (elapsed share of the period)
+           case when as_of > s.p_start
+                then s.spent * extract(epoch from s.p_end - s.p_start) / extract(epoch from least(as_of, s.p_end) - s.p_start)
+           end,
+           s.hard, s.spent >= s.amount_usd,
+           coalesce((select array_agg(x order by x) from unnest(s.thresholds) x where 100 * s.spent / s.amount_usd >= x), '{}')
+    from s
+    order by s.key;
+end
+$$;
+COMMENT ON FUNCTION analytics.budget_status(timestamptz, uuid) IS
+$$The caller's (or user_id's) enabled budgets in the period containing as_of (UTC days or months): amount, spend so far (cost_usd of the spans that started in the period up to as_of), remaining, percent used, the period's projected spend at the run rate so far, whether a hard budget is exceeded, and the thresholds crossed. An app can read it before calling an LLM; analytics.check_budget raises instead.
+Example: select budget_key, spent_usd, remaining_usd, used_percent from analytics.budget_status();$$;
+REVOKE EXECUTE ON FUNCTION analytics.budget_status(timestamptz, uuid) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.budget_status(timestamptz, uuid) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- ---- evaluate_budgets: alerts at thresholds, once per threshold and period ------------------------------------------
+CREATE FUNCTION analytics.evaluate_budgets(
+    as_of   timestamptz DEFAULT now(),
+    user_id uuid        DEFAULT NULL
+) RETURNS SETOF analytics.budget_alerts
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+#variable_conflict use_column
+declare
+    owner uuid := coalesce(evaluate_budgets.user_id, analytics.current_user_id());
+    st record;
+    x double precision;
+    done analytics.budget_alerts;
+begin
+    if owner is null then
+        raise exception 'user_id: no caller identity (request.jwt.claims has no sub); pass user_id => the owner whose budgets to evaluate'
+            using errcode = '42501';
+    end if;
+    for st in select * from analytics.budget_status(as_of, owner) loop
+        foreach x in array st.thresholds_crossed loop
+            done := null;
+            insert into analytics.budget_alerts as a (user_id, budget_key, period_start, threshold, spent_usd, amount_usd, fired_at)
+            values (owner, st.budget_key, st.period_start, x, st.spent_usd, st.amount_usd, as_of)
+            on conflict (user_id, budget_key, period_start, threshold) do nothing
+            returning a.* into done;
+            if done.id is not null then
+                perform pg_catalog.pg_notify('analytics_alerts', jsonb_build_object(
+                    'kind', 'budget', 'user_id', owner, 'alert_id', done.id, 'budget', st.budget_key,
+                    'period_start', st.period_start, 'period_end', st.period_end, 'threshold_percent', x,
+                    'spent_usd', st.spent_usd, 'amount_usd', st.amount_usd, 'hard', st.hard)::text);
+                return next done;
+            end if;
+        end loop;
+    end loop;
+end
+$$;
+COMMENT ON FUNCTION analytics.evaluate_budgets(timestamptz, uuid) IS
+$$Checks the caller's (or user_id's, for a scheduled job without a JWT) budgets at as_of: each threshold crossed in the current period for the first time writes a row of analytics.budget_alerts and announces it once with pg_notify('analytics_alerts', json with kind 'budget'). Returns the alerts written by this run; re-running writes nothing new until another threshold or period is reached. A pg_cron job calls it (docs/operations.md#budgets).
+Example: select budget_key, threshold, spent_usd from analytics.evaluate_budgets();$$;
+REVOKE EXECUTE ON FUNCTION analytics.evaluate_budgets(timestamptz, uuid) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.evaluate_budgets(timestamptz, uuid) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- ---- check_budget: HTTP 429 from a hard budget ------------------------------------------------------------------------
+CREATE FUNCTION analytics.check_budget(
+    model    text DEFAULT NULL,
+    provider text DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := analytics.current_user_id();
+    st record;
+    retry integer;
+    info text;
+    msg text;
+    hnt text;
+    result jsonb := '[]';
+begin
+    if owner is null then
+        raise exception 'check_budget: no caller identity (request.jwt.claims has no sub)' using errcode = '42501';
+    end if;
+    for st in
+        select s.* from analytics.budget_status(now(), owner) s
+        where (s.model is null or check_budget.model is null
+               or (right(s.model, 1) = '*' and starts_with(check_budget.model, left(s.model, -1)))
+               or s.model = check_budget.model)
+          and (s.provider is null or check_budget.provider is null or s.provider = check_budget.provider)
+        order by s.budget_key
+    loop
+        if st.hard and st.exceeded then
+            retry := greatest(1, ceil(extract(epoch from st.period_end - now()))::integer);
+            info := jsonb_build_object('budget', st.budget_key, 'period', st.period, 'amount_usd', st.amount_usd,
+                'spent_usd', st.spent_usd, 'period_end', st.period_end, 'retry_after_seconds', retry)::text;
+            msg := format('budget exceeded: %s allows %s USD per %s, %s USD spent; retry after %s s',
+                          st.budget_key, st.amount_usd, st.period, round(st.spent_usd::numeric, 6), retry);
+            hnt := format('The budget resets at %s; raise amount_usd in analytics.budgets to allow more.', st.period_end);
+            if pg_catalog.current_setting('analytics.rate_limit_sqlstate', true) = 'PT429' then
+                raise sqlstate 'PT429' using message = msg, detail = info, hint = hnt;
+            end if;
+            raise sqlstate 'PGRST' using
+                message = jsonb_build_object('code', 'budget_exceeded', 'message', msg, 'details', info, 'hint', hnt)::text,
+                detail = jsonb_build_object('status', 429, 'headers',
+                    jsonb_build_object('Retry-After', retry::text))::text;
+        end if;
+        result := result || jsonb_build_object('budget', st.budget_key, 'remaining_usd', st.remaining_usd,
+            'used_percent', st.used_percent, 'hard', st.hard);
+    end loop;
+    return jsonb_build_object('allowed', true, 'budgets', result);
+end
+$$;
+COMMENT ON FUNCTION analytics.check_budget(text, text) IS
+$$Before an LLM call: raises SQLSTATE 'PGRST' that PostgREST (>= 12) answers with HTTP 429, Retry-After (seconds to the end of the period) and a body with code 'budget_exceeded' when a hard budget of the caller that covers this model / provider (NULL: any budget) is spent; with analytics.rate_limit_sqlstate = 'PT429' it raises PT429 (PostgREST < 12), as analytics.check_rate_limit does. Otherwise returns {"allowed": true, "budgets": [{budget, remaining_usd, used_percent, hard}]}.
+Example: select analytics.check_budget('gpt-4o-mini');$$;
+REVOKE EXECUTE ON FUNCTION analytics.check_budget(text, text) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.check_budget(text, text) TO %I', r);
         END IF;
     END LOOP;
 END

@@ -4,6 +4,51 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- Budgets, undone. 0.1.0 has no budgets: a downgrade with budgets defined refuses.
+DO $refuse$
+DECLARE
+    n bigint := (SELECT count(*) FROM analytics.budgets);
+BEGIN
+    IF n > 0 THEN
+        RAISE EXCEPTION 'analytics_ext 0.2.0 -> 0.1.0 would lose % budget%: analytics.budgets does not exist in 0.1.0',
+            n, CASE WHEN n = 1 THEN '' ELSE 's' END
+            USING ERRCODE = '55000',
+                  HINT = 'Keep a copy (\copy analytics.budgets to ''budgets.csv'' csv) and delete the rows (their alerts go with them), then update again.';
+    END IF;
+END
+$refuse$;
+DROP FUNCTION analytics.check_budget(text, text);
+DROP FUNCTION analytics.evaluate_budgets(timestamptz, uuid);
+DROP FUNCTION analytics.budget_status(timestamptz, uuid);
+DROP FUNCTION analytics._budget_spent(uuid, text, text, timestamptz, timestamptz);
+-- out of the extension first, which also takes them off the extension's list of dumped tables
+ALTER EXTENSION analytics_ext DROP TABLE analytics.budget_alerts;
+ALTER EXTENSION analytics_ext DROP TABLE analytics.budgets;
+DROP TABLE analytics.budget_alerts;
+DROP TABLE analytics.budgets;
+
+-- ---- LLM costs, undone. 0.1.0 has no reasoning-token price: a downgrade with one set refuses. (Whether a cost was
+-- computed, llm_traces.cost_computed, goes with the partitioned table below; the costs themselves are kept.)
+DO $refuse$
+DECLARE
+    n bigint := (SELECT count(*) FROM analytics.model_prices WHERE reasoning_usd_per_mtok IS NOT NULL);
+BEGIN
+    IF n > 0 THEN
+        RAISE EXCEPTION 'analytics_ext 0.2.0 -> 0.1.0 would lose % reasoning-token price%: analytics.model_prices has no reasoning_usd_per_mtok in 0.1.0',
+            n, CASE WHEN n = 1 THEN '' ELSE 's' END
+            USING ERRCODE = '55000',
+                  HINT = 'Set reasoning_usd_per_mtok to NULL (reasoning tokens then cost the output price), then update again.';
+    END IF;
+END
+$refuse$;
+DROP FUNCTION analytics.recompute_costs(timestamptz, timestamptz, text, boolean);
+DROP FUNCTION analytics.model_price(text, text, timestamptz, uuid);
+DROP FUNCTION analytics.builtin_model_prices();
+ALTER TABLE analytics.model_prices DROP CONSTRAINT model_prices_reasoning_check;
+ALTER TABLE analytics.model_prices DROP COLUMN reasoning_usd_per_mtok;
+COMMENT ON TABLE analytics.model_prices IS
+'Prices per million tokens by model (exact name or prefix*), optionally per provider, from effective_from on. Ingest uses them to compute cost_usd of spans sent without one.';
+
 -- ---- Alert rules, undone. 0.1.0 has no alert rules: a downgrade with rules defined refuses.
 DO $refuse$
 DECLARE

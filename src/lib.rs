@@ -108,6 +108,12 @@ extension_sql_file!(
     name = "alert_rules",
     requires = ["identity", "traces_functions", "ingest_failures", "cache"]
 );
+extension_sql_file!(
+    "../sql/044_costs.sql",
+    name = "costs",
+    requires = ["traces_tables", traces::costs::builtin_model_prices, traces::costs::model_price, traces::costs::recompute_costs]
+);
+extension_sql_file!("../sql/045_budgets.sql", name = "budgets", requires = ["identity", "traces_tables", "costs", "cache"]);
 // last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/900_security.sql", name = "security", finalize);
 

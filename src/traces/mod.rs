@@ -8,12 +8,14 @@
 //!   `span_ancestors`, `trace_waterfall`, `trace_waterfall_svg`)
 //! - `tree_jsonb`: the nested jsonb document of `get_trace_tree`
 //! - `search`: `search_spans` and the argument checks `search_traces` (PL/pgSQL) shares with it
+//! - `costs`: `builtin_model_prices`, `model_price`, `recompute_costs` (prices and costs of stored spans)
 //! - `plans`: kept plans run as generic plans (partition pruning when they start)
 //!
 //! The PL/pgSQL functions (`record_span`, `search_traces`, `trace_metrics`) are in `sql/011_traces_functions.sql`.
 
 pub use analytics_core::traces::{ingest, otlp, pricing, svg, tree};
 
+pub mod costs;
 pub mod jsonb_spans;
 pub(crate) mod plans;
 pub mod read;

@@ -58,12 +58,19 @@ macro_rules! insert_spans {
         user_id, trace_id, span_id, parent_span_id, conversation_id, message_id, session_id, name, operation_type,
         status, status_message, level, start_time, end_time, completion_start_time, provider, model,
         input_tokens, output_tokens, total_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
-        cost_usd, input, output, metadata, tags)"#
+        cost_usd, input, output, metadata, tags"#
     };
 }
 
-/// One row per span of the batch.
-const INSERT_SPANS: &str = concat!(insert_spans!(), span_rows!());
+/// One row per span of the batch (0.1.0's table).
+const INSERT_SPANS_0_1_0: &str = concat!(insert_spans!(), ")", span_rows!());
+
+/// One row per span of the batch, with `cost_computed` ($29).
+const INSERT_SPANS: &str = concat!(
+    insert_spans!(),
+    ", cost_computed)",
+    span_rows!(", coalesce(r.cost_computed, false)", ", $29::boolean[]", ", cost_computed")
+);
 
 /// ...merged into existing rows: fields sent win, fields not sent keep their value, metadata objects merge.
 const MERGE_SET: &str = r#"
@@ -96,23 +103,29 @@ const MERGE_SET: &str = r#"
 
 /// 0.1.0's unpartitioned table: one INSERT ... ON CONFLICT on its unique key (user_id, trace_id, span_id).
 fn upsert_unpartitioned() -> String {
-    format!("{INSERT_SPANS}\n    on conflict (user_id, trace_id, span_id) do update set{MERGE_SET}")
+    format!("{INSERT_SPANS_0_1_0}\n    on conflict (user_id, trace_id, span_id) do update set{MERGE_SET}")
 }
 
 /// The partitioned table has no unique index across partitions for ON CONFLICT to use. Under the locks of the
 /// batch's spans, `STORED_STARTS` finds where each span of the batch is stored (its start_time, NULL if it is not),
 /// and one statement updates the stored ones, merging them with the batch (the rules of `MERGE_SET`) and taking
 /// the new start_time (so moving a span to its partition when a re-send changed it), and inserts the others.
-/// $29 is `STORED_STARTS`' array, in the batch's order; returns the number of spans written. With `new_spans` false
+/// $29 is `cost_computed` and $30 `STORED_STARTS`' array, in the batch's order; returns the number of spans written. With `new_spans` false
 /// (every span of the batch is stored: a re-send) the statement is the UPDATE alone, which reads the batch once.
 ///
 /// Each stored span is found by its exact key, (user_id, trace_id, span_id, start_time): a join that the planner
 /// runs as one index probe per span in the one partition of that start_time. (With a range of start times instead,
 /// it could take the range's index as the outer side and scan every span of the range for each batch.)
 fn merge_spans(new_spans: bool) -> String {
-    let rows = span_rows!(", r.stored_start", ", $29::timestamptz[]", ", stored_start");
+    let rows = span_rows!(
+        ", coalesce(r.cost_computed, false) as cost_computed, r.stored_start",
+        ", $29::boolean[], $30::timestamptz[]",
+        ", cost_computed, stored_start"
+    );
     let update = format!(
-        "update analytics.llm_traces t set{set}    from ({rows}) r
+        "update analytics.llm_traces t set{set},
+        cost_computed         = case when r.cost_usd is null then t.cost_computed else r.cost_computed end
+    from ({rows}) r
         where r.stored_start is not null
           and t.user_id = r.user_id and t.trace_id = r.trace_id and t.span_id = r.span_id and t.start_time = r.stored_start
         returning 1",
@@ -127,12 +140,12 @@ fn merge_spans(new_spans: bool) -> String {
         select r.user_id, r.trace_id, r.span_id, r.parent_span_id, r.conversation_id, r.message_id, r.session_id, r.name,
                r.operation_type, r.status, r.status_message, r.level, r.start_time, r.end_time, r.completion_start_time,
                r.provider, r.model, r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens,
-               r.cache_write_tokens, r.reasoning_tokens, r.cost_usd, r.input, r.output, r.metadata, r.tags
+               r.cache_write_tokens, r.reasoning_tokens, r.cost_usd, r.input, r.output, r.metadata, r.tags, r.cost_computed
         from ({rows}) r
         where r.stored_start is null
         returning 1)
     select (select count(*) from updated) + (select count(*) from inserted)",
-        insert = insert_spans!()
+        insert = concat!(insert_spans!(), ", cost_computed)")
     )
 }
 
@@ -222,7 +235,7 @@ fn tags_literal(tags: &[String]) -> String {
 }
 
 /// A uuid from its canonical text (validated by ingest), or None.
-fn uuid_from_text(s: &str) -> Option<Uuid> {
+pub(crate) fn uuid_from_text(s: &str) -> Option<Uuid> {
     let hex: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
     let mut bytes = [0u8; 16];
     for (k, pair) in hex.chunks(2).enumerate().take(16) {
@@ -240,53 +253,71 @@ fn pg_timestamp(t: ingest::Timestamp) -> TimestampWithTimeZone {
     TimestampWithTimeZone::try_from(t.0 - PG_EPOCH_OFFSET_US).expect("validated timestamps are in range")
 }
 
-/// The owners' model prices, when some span of the batch lacks a cost but has a model (one small query).
-fn load_prices(spans: &[ingest::Span]) -> Vec<super::pricing::Price> {
+/// The owners' model prices, when some span of the batch lacks a cost but has a model (one small query), and whether
+/// the built-in list applies (the setting `analytics.builtin_prices`, on unless 'off'). 0.1.0's SQL (the
+/// unpartitioned layout) has no reasoning price and no built-in list: its behaviour is kept.
+fn load_prices(spans: &[ingest::Span], layout: Layout) -> (Vec<super::pricing::Price>, bool) {
     let owners: std::collections::HashSet<&str> = spans
         .iter()
         .filter(|s| s.cost_usd.is_none() && s.model.is_some())
         .filter_map(|s| s.user_id.as_deref())
         .collect();
     if owners.is_empty() {
-        return Vec::new();
+        return (Vec::new(), false);
     }
+    let builtin = layout == Layout::Partitioned && builtin_prices_on();
     let owners: Vec<Option<Uuid>> = owners.into_iter().map(uuid_from_text).collect();
-    const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
-    Spi::connect(|client| {
-        let rows = client.select(
-            "select user_id::text, model, provider, input_usd_per_mtok, output_usd_per_mtok, cache_read_usd_per_mtok, \
-                    cache_write_usd_per_mtok, effective_from from analytics.model_prices where user_id = any($1)",
-            None,
-            &[owners.into()],
-        )?;
+    let reasoning = if layout == Layout::Partitioned { "reasoning_usd_per_mtok" } else { "null::double precision" };
+    let query = format!(
+        "select user_id::text, model, provider, input_usd_per_mtok, output_usd_per_mtok, cache_read_usd_per_mtok, \
+                cache_write_usd_per_mtok, {reasoning}, effective_from from analytics.model_prices where user_id = any($1)"
+    );
+    let prices = Spi::connect(|client| {
+        let rows = client.select(query.as_str(), None, &[owners.into()])?;
         rows.map(|r| {
-            let from: Option<TimestampWithTimeZone> = r.get(8)?;
+            let from: Option<TimestampWithTimeZone> = r.get(9)?;
             Ok(super::pricing::Price {
                 user_id: r.get(1)?.unwrap_or_default(),
                 model: r.get(2)?.unwrap_or_default(),
                 provider: r.get(3)?,
-                input_usd_per_mtok: r.get(4)?.unwrap_or(0.0),
-                output_usd_per_mtok: r.get(5)?.unwrap_or(0.0),
-                cache_read_usd_per_mtok: r.get(6)?,
-                cache_write_usd_per_mtok: r.get(7)?,
-                effective_from_us: match from {
-                    Some(t) if t.is_infinity() => i64::MAX, // never
-                    Some(t) if t.is_finite() => pg_sys::TimestampTz::from(t) + PG_EPOCH_OFFSET_US,
-                    _ => i64::MIN, // -infinity: always
+                rates: super::pricing::Rates {
+                    input: r.get(4)?.unwrap_or(0.0),
+                    output: r.get(5)?.unwrap_or(0.0),
+                    cache_read: r.get(6)?,
+                    cache_write: r.get(7)?,
+                    reasoning: r.get(8)?,
                 },
+                effective_from_us: micros(from),
             })
         })
         .collect::<Result<Vec<_>, pgrx::spi::Error>>()
     })
-    .unwrap_or_else(|e| AnalyticsError::invalid(format!("model_prices: {e}")).raise())
+    .unwrap_or_else(|e| AnalyticsError::invalid(format!("model_prices: {e}")).raise());
+    (prices, builtin)
+}
+
+/// The setting `analytics.builtin_prices`: the built-in price list applies unless it is 'off' (or 'false', '0').
+pub(crate) fn builtin_prices_on() -> bool {
+    let setting = Spi::get_one::<String>("select current_setting('analytics.builtin_prices', true)").ok().flatten();
+    !matches!(setting.as_deref().map(str::trim).map(str::to_ascii_lowercase).as_deref(), Some("off" | "false" | "0" | "no"))
+}
+
+/// A timestamptz as microseconds since the Unix epoch; NULL and -infinity as i64::MIN, infinity as i64::MAX.
+pub(crate) fn micros(t: Option<TimestampWithTimeZone>) -> i64 {
+    const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+    match t {
+        Some(t) if t.is_infinity() => i64::MAX, // never
+        Some(t) if t.is_finite() => pg_sys::TimestampTz::from(t) + PG_EPOCH_OFFSET_US,
+        _ => i64::MIN, // -infinity: always
+    }
 }
 
 /// Stores a parsed batch with one statement over typed arrays (a plain INSERT when none of its traces is stored,
 /// else the merge of `merge_spans`, or 0.1.0's INSERT ... ON CONFLICT for 0.1.0's table); returns the summary.
 /// Blobs that point into a jsonb argument must still be alive.
 pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::JsonB {
-    let prices = load_prices(&batch.spans);
-    super::pricing::fill_costs(&mut batch.spans, &prices);
+    let (prices, builtin) = load_prices(&batch.spans, layout);
+    let computed = super::pricing::fill_costs(&mut batch.spans, &prices, builtin);
     let spans = &batch.spans;
     let traces: std::collections::HashSet<(&str, &str)> =
         spans.iter().map(|s| (s.user_id.as_deref().unwrap_or_default(), s.trace_id.as_str())).collect();
@@ -372,6 +403,7 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
                 // every writer), stored spans are updated and the rest inserted; the statement trigger that checks
                 // plain SQL writes for the same is told this batch was checked
                 client.update(LOCK_SPANS, None, &[lock_owners.clone().into(), lock_traces.clone().into(), lock_spans.clone().into()])?;
+                args.push(computed.iter().map(|c| Some(*c)).collect::<Vec<Option<bool>>>().into());
                 let traces_arg = || [pair_owners.clone().into(), pair_traces.clone().into()];
                 let trace_times = |client: &mut pgrx::spi::SpiClient<'_>| {
                     super::plans::select_two::<TimestampWithTimeZone, TimestampWithTimeZone>(
@@ -438,7 +470,7 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
                 let seen = client.select(ANY_TRACE_STORED, Some(1), &[pair_owners.into(), pair_traces.into()])?.first().get_one::<bool>()?;
                 if seen == Some(false) {
                     // new traces only: a plain INSERT, without ON CONFLICT's per-row speculative insertion
-                    if let Some(n) = try_plain_insert(client, INSERT_SPANS, &args) {
+                    if let Some(n) = try_plain_insert(client, INSERT_SPANS_0_1_0, &args) {
                         return Ok(n);
                     }
                 }

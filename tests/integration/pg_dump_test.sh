@@ -21,6 +21,9 @@ psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.ingest_failu
     -c "insert into analytics.alert_rules (user_id, key, metric, operator, threshold)
         values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ingest-failing', 'ingest_failures', '>=', 1)" \
     -c "select count(*) from analytics.evaluate_alert_rules('2026-01-01 10:05+00', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa')"
+psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.budgets (user_id, key, amount_usd, period)
+        values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'daily', 0.000001, 'day')" \
+    -c "select count(*) from analytics.evaluate_budgets('2026-01-01 23:00+00', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa')"
 
 # spans in time partitions made by maintenance (not extension members: dumped as tables of their own, with their
 # row-level security) and in the default partition (a member, its rows registered for the dump)

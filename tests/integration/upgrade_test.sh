@@ -23,21 +23,40 @@ sql() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_ST
 fresh_db() { sql -d postgres -c "drop database if exists $1" -c "create database $1"; }
 
 # the schema of the extension's objects, comparable across databases: binary-upgrade dumps list extension members;
-# OIDs, xids and the dump's random restrict key are masked
+# OIDs, xids and the dump's random restrict key are masked, and so are dropped columns (a downgrade that drops a
+# column 0.2.0 added leaves an invisible placeholder in pg_attribute that only binary-upgrade dumps show: no query,
+# plain dump or restore sees it)
 schema_of() {
     pg_dump --binary-upgrade --schema-only -d "$1" \
         | grep -v -e 'binary_upgrade_set_next' -e '^\\restrict' -e '^\\unrestrict' -e 'relfrozenxid' -e '^-- Dumped' \
+        | awk '/^-- For binary upgrade, recreate dropped column\.$/ { skip = 1; next }
+               skip && /DROP COLUMN "\.+pg\.dropped\.[0-9]+\.+";$/ { skip = 0; blank = 1; next }
+               skip { next }
+               blank && /^$/ { blank = 0; next }
+               { blank = 0 }
+               /^ +"\.+pg\.dropped\.[0-9]+\.+" [A-Z]+ \/\* dummy \*\/,$/ { next }
+               { print }' \
         | sed -E -e "s/'\{[0-9,]+\}'/'{oids}'/" -e "s/WHERE oid = '[0-9]+'/WHERE oid = 'N'/"
 }
 
-# count and checksum of every table's rows, one line per table
-rows_of() {
-    local tables
+# the columns of every table, one line per table: "table col,col,..." (the released version's columns are the ones
+# whose values must survive; columns a newer version adds are not compared)
+columns_of() {
+    sql -d "$1" -c "select c.relname || ' ' || string_agg(quote_ident(a.attname), ',' order by a.attnum)
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+        where n.nspname = 'analytics' and c.relkind in ('r', 'p') group by c.relname order by 1"
+}
+
+# count and checksum of every table's rows, one line per table, over the columns COLUMNS_FILE names for it (else all)
+rows_of() {  # DB [COLUMNS_FILE]
+    local tables cols
     tables=$(sql -d "$1" -c "select string_agg(c.relname, ' ' order by c.relname) from pg_class c
         join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'analytics' and c.relkind in ('r', 'p')")
     for t in $tables; do
-        echo "$t $(sql -d "$1" -c "select count(*) || ' ' || coalesce(md5(string_agg(t::text, '|' order by t::text)), '')
-            from analytics.$t t")"
+        cols=$( [ -n "${2:-}" ] && awk -v t="$t" '$1 == t { print $2 }' "$2" )
+        echo "$t $(sql -d "$1" -c "select count(*) || ' ' || coalesce(md5(string_agg(r::text, '|' order by r::text)), '')
+            from (select ${cols:-t.*} from analytics.$t t) r")"
     done
 }
 
@@ -98,7 +117,8 @@ for prev in $released; do
     # 4. rows survive every step
     fresh_db up_data
     sql -d up_data -c "create extension analytics_ext version '$prev'" -f tests/integration/seed_every_table.sql
-    rows_of up_data > "$work/rows_before.txt"
+    columns_of up_data > "$work/columns_before.txt"
+    rows_of up_data "$work/columns_before.txt" > "$work/rows_before.txt"
     awk '$2 == 0 { print "FAIL: the seed left " $1 " empty"; bad = 1 } END { exit bad }' "$work/rows_before.txt"
     for step in "$current" "$prev" "$current"; do
         sql -d up_data -c "alter extension analytics_ext update to '$step'"
@@ -110,7 +130,7 @@ for prev in $released; do
             parts=$(sql -d up_data -c "select count(*) from analytics.span_partitions() where from_time is not null")
             [ "$parts" -gt 0 ] || { echo "FAIL: maintenance made no partition"; exit 1; }
         fi
-        rows_of up_data > "$work/rows_all.txt"
+        rows_of up_data "$work/columns_before.txt" > "$work/rows_all.txt"
         # the tables of the released version keep their rows; tables it lacks start empty
         awk 'NR == FNR { old[$1] = 1; next } ($1 in old) { print; next } $2 != 0 { print "FAIL: new table " $1 " has rows" }' \
             "$work/rows_before.txt" "$work/rows_all.txt" > "$work/rows_after.txt"
@@ -119,8 +139,8 @@ for prev in $released; do
     done
 
     # a downgrade that would lose data refuses, changes nothing, and goes through once the data is gone
-    # (0.2.0 added analytics.retention_policies, analytics.rate_limits, analytics.ingest_failures and
-    # analytics.alert_rules, which 0.1.0 has no place for)
+    # (0.2.0 added analytics.retention_policies, analytics.rate_limits, analytics.ingest_failures,
+    # analytics.alert_rules and analytics.budgets, which 0.1.0 has no place for)
     refuses_to_lose() {  # TABLE INSERT_SQL MESSAGE
         local table=$1 insert=$2 message=$3 out
         if [ "$(sql -d up_data -c "select to_regclass('analytics.$table') is not null")" != t ] \
@@ -153,6 +173,23 @@ for prev in $released; do
     refuses_to_lose alert_rules \
         "insert into analytics.alert_rules (user_id, key, metric, threshold) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'slow', 'latency_p95', 2000)" \
         "would lose 1 alert rule"
+    refuses_to_lose budgets \
+        "insert into analytics.budgets (user_id, key, amount_usd) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'monthly', 100)" \
+        "would lose 1 budget"
+    # a reasoning-token price (a column 0.2.0 added to analytics.model_prices)
+    if [ "$(sql -d up_data -c "select count(*) from information_schema.columns where table_schema = 'analytics'
+                                and table_name = 'model_prices' and column_name = 'reasoning_usd_per_mtok'")" = 1 ]; then
+        sql -d up_data -c "insert into analytics.model_prices (user_id, model, input_usd_per_mtok, output_usd_per_mtok, reasoning_usd_per_mtok)
+                           values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'o3-upgrade-test', 2, 8, 4)"
+        if out=$(PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -d up_data \
+                 -c "alter extension analytics_ext update to '$prev'" 2>&1); then
+            echo "FAIL: the downgrade to $prev went through with a reasoning-token price"; exit 1
+        fi
+        echo "$out" | grep -q "would lose 1 reasoning-token price" \
+            || { echo "FAIL: the downgrade refused with an unexpected error: $out"; exit 1; }
+        sql -d up_data -c "delete from analytics.model_prices where model = 'o3-upgrade-test'"
+        echo "ok: the downgrade to $prev refuses (55000) while a reasoning-token price would be lost"
+    fi
     # findings of a detector the released version lacks (0.2.0's surprise): the downgrade refuses the same way
     if [ "$(sql -d up_data -c "select count(*) from pg_constraint where conname = 'anomaly_detections_method_check'
                                 and pg_get_constraintdef(oid) like '%surprise%'")" = 1 ]; then
