@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# What recording refused batches (sql/042_ingest_failures.sql) costs a call that succeeds. The ingest wrappers now
-# look at the result of analytics._ingest_spans for an "error" key before returning it; the version before that
-# change (check_rate_limit + return _ingest_spans(...)) is recreated here as bench_before.ingest_spans and both are
+# What recording refused batches and counting accepted ones (sql/042_ingest_failures.sql) cost a call that succeeds.
+# The ingest wrappers now look at the result of analytics._ingest_spans for an "error" key and count the call in
+# analytics.ingest_stats before returning it; the version before both changes
+# (check_rate_limit + return _ingest_spans(...)) is recreated here as bench_before.ingest_spans and both are
 # called in the same run, one call per transaction as PostgREST runs it (role authenticated, JWT claims,
 # request.method set), alternating which goes first, median of 10 short rounds; for one span and for 1,000 spans.
 # The owner's ingest limit is lifted (unlimited plan) so that neither side is refused. Run by scripts/bench.sh.

@@ -286,7 +286,8 @@ begin
         -- refused by validation, nothing stored: recorded and answered (sql/042_ingest_failures.sql)
         return analytics._ingest_failed('ingest_spans', result->'error', spans);
     end if;
-    return result;
+    -- stored: counted for the owner's ingest health (sql/042_ingest_failures.sql)
+    return analytics._ingest_succeeded('ingest_spans', result, spans);
 end
 $$;
 
@@ -303,7 +304,8 @@ begin
         -- refused by validation, nothing stored: recorded and answered (sql/042_ingest_failures.sql)
         return analytics._ingest_failed('ingest_otlp', result->'error', payload);
     end if;
-    return result;
+    -- stored: counted for the owner's ingest health (sql/042_ingest_failures.sql)
+    return analytics._ingest_succeeded('ingest_otlp', result, payload);
 end
 $$;
 

@@ -25,7 +25,7 @@ CREATE TABLE analytics.alert_rules (
     CONSTRAINT alert_rules_cooldown_check CHECK (cooldown >= interval '0')
 );
 COMMENT ON TABLE analytics.alert_rules IS
-'An owner''s alert rules: metric operator threshold over the last whole window (ingest_failures: refused ingest calls; ingest_failure_rate: refused spans / (refused spans + spans that started in the window); the trace metrics of analytics.trace_metrics), evaluated by analytics.evaluate_alert_rules. cooldown: the quiet time after an episode is resolved before the rule may fire again.';
+'An owner''s alert rules: metric operator threshold over the last whole window (ingest_failures: refused ingest calls; ingest_failure_rate: refused spans / (refused spans + spans stored by the calls accepted in the window, counted per minute); the trace metrics of analytics.trace_metrics), evaluated by analytics.evaluate_alert_rules. cooldown: the quiet time after an episode is resolved before the rule may fire again.';
 
 CREATE TABLE analytics.alerts (
     id          uuid             NOT NULL DEFAULT gen_random_uuid(),
@@ -70,8 +70,9 @@ begin
         select coalesce(sum(greatest(coalesce(f.batch_size, 1), 1)), 0) into rejected
         from analytics.ingest_failures f
         where f.user_id = owner and f.failed_at >= from_time and f.failed_at < to_time;
-        select count(*) into started from analytics.llm_traces t
-        where t.user_id = owner and t.start_time >= from_time and t.start_time < to_time;
+        -- spans stored by the calls accepted in the window (ingest_stats: per minute)
+        select coalesce(sum(s.spans), 0) into started from analytics.ingest_stats s
+        where s.user_id = owner and s.bucket_start >= from_time and s.bucket_start < to_time;
         return case when rejected + started > 0 then rejected::double precision / (rejected + started) end;
     end if;
     select * into m from analytics._trace_metrics(to_time - from_time, from_time, to_time, user_id => owner) limit 1;

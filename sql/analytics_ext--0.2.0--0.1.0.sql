@@ -4,6 +4,49 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- Ingest health, undone. 0.1.0 does not count ingest calls: a downgrade with counts recorded refuses. (The ingest
+-- functions that count are replaced by the steps below.)
+DO $refuse$
+DECLARE
+    n bigint := (SELECT count(*) FROM analytics.ingest_stats);
+BEGIN
+    IF n > 0 THEN
+        RAISE EXCEPTION 'analytics_ext 0.2.0 -> 0.1.0 would lose % ingest count%: analytics.ingest_stats does not exist in 0.1.0',
+            n, CASE WHEN n = 1 THEN '' ELSE 's' END
+            USING ERRCODE = '55000',
+                  HINT = 'Keep a copy (\copy analytics.ingest_stats to ''ingest_stats.csv'' csv) and delete the rows, then update again.';
+    END IF;
+END
+$refuse$;
+DROP FUNCTION analytics.ingest_health(timestamptz, timestamptz, interval);
+DROP FUNCTION analytics._ingest_succeeded(text, jsonb, jsonb);
+ALTER EXTENSION analytics_ext DROP TABLE analytics.ingest_stats;
+DROP TABLE analytics.ingest_stats;
+
+-- ---- Storage and usage, undone. 0.1.0 has no usage snapshots: a downgrade with snapshots refuses.
+DO $refuse$
+DECLARE
+    n bigint := (SELECT count(*) FROM analytics.usage_snapshots);
+BEGIN
+    IF n > 0 THEN
+        RAISE EXCEPTION 'analytics_ext 0.2.0 -> 0.1.0 would lose % usage snapshot%: analytics.usage_snapshots does not exist in 0.1.0',
+            n, CASE WHEN n = 1 THEN '' ELSE 's' END
+            USING ERRCODE = '55000',
+                  HINT = 'Keep a copy (\copy analytics.usage_snapshots to ''usage_snapshots.csv'' csv) and delete the rows, then update again.';
+    END IF;
+END
+$refuse$;
+DROP FUNCTION analytics.cost_report(timestamptz, timestamptz, text[]);
+DROP FUNCTION analytics.usage_projection(text, integer[], integer, double precision, date, uuid);
+DROP FUNCTION analytics.snapshot_usage(date, uuid);
+ALTER EXTENSION analytics_ext DROP TABLE analytics.usage_snapshots;
+DROP TABLE analytics.usage_snapshots;
+DROP FUNCTION analytics.storage_by_trace(timestamptz, timestamptz, integer, uuid);
+DROP FUNCTION analytics.storage_summary();
+DROP FUNCTION analytics._span_bytes(analytics.llm_traces);
+DROP FUNCTION analytics._span_relation_sizes();
+DROP FUNCTION analytics._project_trend(double precision[], double precision[], double precision, integer[], boolean, double precision);
+
 -- ---- Budgets, undone. 0.1.0 has no budgets: a downgrade with budgets defined refuses.
 DO $refuse$
 DECLARE

@@ -1,7 +1,7 @@
 //! analytics_ext: LLM-application analytics inside PostgreSQL. This crate is the extension: SQL bindings only.
 //!
 //! Layers (docs/architecture.md): the algorithms live in the pure core crate `crates/analytics-core` (no pgrx,
-//! plain `#[test]`s); each capability folder here (`traces`, `experiments`, `anomaly`) binds them to SQL with
+//! plain `#[test]`s); each capability folder here (`traces`, `experiments`, `anomaly`, `usage`) binds them to SQL with
 //! `#[pg_extern]`s and tests them with `#[pg_test]`s; `bind` (errors raised with their SQLSTATE, required
 //! arguments), `identity` (the caller) and `jsonb` (binary jsonb in and out) serve every capability. Tables,
 //! policies and PL/pgSQL are SQL files under `sql/`, included here in a declared order, security last.
@@ -17,6 +17,7 @@ pub mod experiments;
 pub mod identity;
 pub mod jsonb;
 pub mod traces;
+pub mod usage;
 
 // ---- DDL, in dependency order -------------------------------------------------------------------------------
 // identity functions first: every table's default and every policy calls analytics.current_user_id()
@@ -114,6 +115,11 @@ extension_sql_file!(
     requires = ["traces_tables", traces::costs::builtin_model_prices, traces::costs::model_price, traces::costs::recompute_costs]
 );
 extension_sql_file!("../sql/045_budgets.sql", name = "budgets", requires = ["identity", "traces_tables", "costs", "cache"]);
+extension_sql_file!(
+    "../sql/046_usage.sql",
+    name = "usage",
+    requires = ["identity", "traces_tables", "partitions", "budgets", usage::project_trend]
+);
 // last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/900_security.sql", name = "security", finalize);
 

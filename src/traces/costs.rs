@@ -10,16 +10,17 @@ use super::pricing::{self, Price, PriceKey, PriceRef, Rates, Tokens};
 use super::store::{builtin_prices_on, micros, uuid_from_text};
 use crate::bind::{required, AnalyticsError, ErrorKind, Raise};
 
-/// The owners' prices (those the caller may read), or of one owner.
-fn owner_prices(owner: Option<Uuid>) -> Vec<Price> {
+/// The prices of `owners` (None: every owner the caller may read) in `analytics.model_prices`; `with_reasoning` false
+/// for 0.1.0's table, which has no reasoning price. Shared by ingest (`store::load_prices`) and the functions here.
+pub(crate) fn read_prices(owners: Option<Vec<Option<Uuid>>>, with_reasoning: bool) -> Vec<Price> {
+    let reasoning = if with_reasoning { "reasoning_usd_per_mtok" } else { "null::double precision" };
+    let query = format!(
+        "select user_id::text, model, provider, input_usd_per_mtok, output_usd_per_mtok, cache_read_usd_per_mtok, \
+                cache_write_usd_per_mtok, {reasoning}, effective_from \
+         from analytics.model_prices where $1::uuid[] is null or user_id = any($1)"
+    );
     Spi::connect(|client| {
-        let rows = client.select(
-            "select user_id::text, model, provider, input_usd_per_mtok, output_usd_per_mtok, cache_read_usd_per_mtok, \
-                    cache_write_usd_per_mtok, reasoning_usd_per_mtok, effective_from \
-             from analytics.model_prices where $1::uuid is null or user_id = $1",
-            None,
-            &[owner.into()],
-        )?;
+        let rows = client.select(query.as_str(), None, &[owners.into()])?;
         rows.map(|r| {
             Ok(Price {
                 user_id: r.get(1)?.unwrap_or_default(),
@@ -107,7 +108,7 @@ pub fn model_price(
     let at = required(at, "at");
     let owner = user_id.map(|u| u.to_string()).or_else(crate::identity::caller_id);
     let prices = match owner.as_deref() {
-        Some(o) => owner_prices(uuid_from_text(o)),
+        Some(o) => read_prices(Some(vec![uuid_from_text(o)]), true),
         None => Vec::new(),
     };
     let key = PriceKey { user_id: owner.as_deref(), model: Some(model), provider, start_us: micros(Some(at)) };
@@ -175,7 +176,7 @@ pub fn recompute_costs(
     if micros(Some(to_time)) <= micros(Some(from_time)) {
         AnalyticsError::new(ErrorKind::InvalidParameter, "to_time: must be after from_time".to_string()).raise();
     }
-    let prices = owner_prices(None);
+    let prices = read_prices(None, true);
     let builtin = builtin_prices_on();
     let (mut examined, mut updated, mut before, mut after) = (0i64, 0i64, 0f64, 0f64);
     Spi::connect_mut(|client| {

@@ -124,12 +124,16 @@ fn merge_spans(new_spans: bool) -> String {
     );
     let update = format!(
         "update analytics.llm_traces t set{set},
-        cost_computed         = case when r.cost_usd is null then t.cost_computed else r.cost_computed end
+        cost_computed         = case when r.cost_usd is null or {keep_sent} then t.cost_computed else r.cost_computed end
     from ({rows}) r
         where r.stored_start is not null
           and t.user_id = r.user_id and t.trace_id = r.trace_id and t.span_id = r.span_id and t.start_time = r.stored_start
         returning 1",
-        set = MERGE_SET.replace("excluded.", "r.")
+        set = MERGE_SET.replace("excluded.", "r.").replace(
+            "cost_usd              = coalesce(r.cost_usd, t.cost_usd)",
+            &format!("cost_usd              = case when {KEEP_SENT_COST} then t.cost_usd else coalesce(r.cost_usd, t.cost_usd) end")
+        ),
+        keep_sent = KEEP_SENT_COST
     );
     if !new_spans {
         return format!("with updated as ({update})\n    select count(*) from updated");
@@ -148,6 +152,9 @@ fn merge_spans(new_spans: bool) -> String {
         insert = concat!(insert_spans!(), ", cost_computed)")
     )
 }
+
+/// A cost the client sent is kept when a re-send without one gets a cost computed from its tokens.
+const KEEP_SENT_COST: &str = "(r.cost_computed and t.cost_usd is not null and not t.cost_computed)";
 
 /// Where each span of the batch is stored: its start_time, or NULL. $4 and $5 bound the start times of the stored
 /// spans of the batch's traces (`TRACE_TIMES`), so only the partitions of that range are searched; the LATERAL ...
@@ -267,33 +274,7 @@ fn load_prices(spans: &[ingest::Span], layout: Layout) -> (Vec<super::pricing::P
     }
     let builtin = layout == Layout::Partitioned && builtin_prices_on();
     let owners: Vec<Option<Uuid>> = owners.into_iter().map(uuid_from_text).collect();
-    let reasoning = if layout == Layout::Partitioned { "reasoning_usd_per_mtok" } else { "null::double precision" };
-    let query = format!(
-        "select user_id::text, model, provider, input_usd_per_mtok, output_usd_per_mtok, cache_read_usd_per_mtok, \
-                cache_write_usd_per_mtok, {reasoning}, effective_from from analytics.model_prices where user_id = any($1)"
-    );
-    let prices = Spi::connect(|client| {
-        let rows = client.select(query.as_str(), None, &[owners.into()])?;
-        rows.map(|r| {
-            let from: Option<TimestampWithTimeZone> = r.get(9)?;
-            Ok(super::pricing::Price {
-                user_id: r.get(1)?.unwrap_or_default(),
-                model: r.get(2)?.unwrap_or_default(),
-                provider: r.get(3)?,
-                rates: super::pricing::Rates {
-                    input: r.get(4)?.unwrap_or(0.0),
-                    output: r.get(5)?.unwrap_or(0.0),
-                    cache_read: r.get(6)?,
-                    cache_write: r.get(7)?,
-                    reasoning: r.get(8)?,
-                },
-                effective_from_us: micros(from),
-            })
-        })
-        .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-    })
-    .unwrap_or_else(|e| AnalyticsError::invalid(format!("model_prices: {e}")).raise());
-    (prices, builtin)
+    (super::costs::read_prices(Some(owners), layout == Layout::Partitioned), builtin)
 }
 
 /// The setting `analytics.builtin_prices`: the built-in price list applies unless it is 'off' (or 'false', '0').

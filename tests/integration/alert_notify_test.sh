@@ -9,7 +9,7 @@ db=alert_notify_test
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "create database $db"
 psql -X -q -v ON_ERROR_STOP=1 -d "$db" <<'SQL'
 create extension analytics_ext;
--- a span every minute from 12:00 to 12:59 and a refused batch of 2 spans every minute from 12:00 to 12:14 (three
+-- an accepted call of one span every minute from 12:00 to 12:59 and a refused batch of 2 spans every minute from 12:00 to 12:14 (three
 -- 5-minute windows: failure rate 10 / (10 + 5) = 0.67), then only spans, then refused batches again from 12:40
 insert into analytics.ingest_failures (user_id, failed_at, function, sqlstate, message, payload_bytes)
 select 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa'::uuid, timestamptz '2026-11-20 12:00+00' + make_interval(mins => m),
@@ -19,8 +19,9 @@ select 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', timestamptz '2026-11-20 12:40+00'
        'ingest_spans', '22023', 'spans[0].name: is required', 50
 from generate_series(0, 4) m;
 update analytics.ingest_failures set batch_size = 2;
-insert into analytics.llm_traces (user_id, trace_id, span_id, name, start_time)
-select 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ok-' || m, 's', 'chat', timestamptz '2026-11-20 12:00+00' + make_interval(mins => m)
+-- the accepted calls, as the ingest functions count them (one call of one span a minute)
+insert into analytics.ingest_stats (user_id, bucket_start, function, backend_pid, calls, spans, bytes)
+select 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', timestamptz '2026-11-20 12:00+00' + make_interval(mins => m), 'ingest_spans', 4242, 1, 1, 120
 from generate_series(0, 59) m;
 insert into analytics.alert_rules (user_id, key, metric, operator, threshold, window_length, cooldown)
 values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ingest-failing', 'ingest_failure_rate', '>', 0.5, '5 minutes', '10 minutes');

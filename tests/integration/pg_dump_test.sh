@@ -24,6 +24,9 @@ psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.ingest_failu
 psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.budgets (user_id, key, amount_usd, period)
         values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'daily', 0.000001, 'day')" \
     -c "select count(*) from analytics.evaluate_budgets('2026-01-01 23:00+00', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa')"
+psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "select analytics.snapshot_usage('2026-01-01')"
+psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.ingest_stats (user_id, bucket_start, function, backend_pid, calls, spans, bytes)
+    values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', '2026-01-01 10:00+00', 'ingest_spans', 4242, 3, 30, 9000)"
 
 # spans in time partitions made by maintenance (not extension members: dumped as tables of their own, with their
 # row-level security) and in the default partition (a member, its rows registered for the dump)

@@ -140,7 +140,8 @@ for prev in $released; do
 
     # a downgrade that would lose data refuses, changes nothing, and goes through once the data is gone
     # (0.2.0 added analytics.retention_policies, analytics.rate_limits, analytics.ingest_failures,
-    # analytics.alert_rules and analytics.budgets, which 0.1.0 has no place for)
+    # analytics.alert_rules, analytics.budgets, analytics.usage_snapshots and analytics.ingest_stats, which 0.1.0 has no
+    # place for)
     refuses_to_lose() {  # TABLE INSERT_SQL MESSAGE
         local table=$1 insert=$2 message=$3 out
         if [ "$(sql -d up_data -c "select to_regclass('analytics.$table') is not null")" != t ] \
@@ -176,6 +177,12 @@ for prev in $released; do
     refuses_to_lose budgets \
         "insert into analytics.budgets (user_id, key, amount_usd) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'monthly', 100)" \
         "would lose 1 budget"
+    refuses_to_lose usage_snapshots \
+        "insert into analytics.usage_snapshots (user_id, day, spans_stored, bytes_stored, spans, traces, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', '2026-11-20', 10, 9000, 2, 1, 100, 50, 0, 0, 0, 0.01)" \
+        "would lose 1 usage snapshot"
+    refuses_to_lose ingest_stats \
+        "insert into analytics.ingest_stats (user_id, bucket_start, function, backend_pid, calls, spans, bytes) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', '2026-11-20 12:00+00', 'ingest_spans', 1, 1, 2, 300)" \
+        "would lose 1 ingest count"
     # a reasoning-token price (a column 0.2.0 added to analytics.model_prices)
     if [ "$(sql -d up_data -c "select count(*) from information_schema.columns where table_schema = 'analytics'
                                 and table_name = 'model_prices' and column_name = 'reasoning_usd_per_mtok'")" = 1 ]; then

@@ -8,9 +8,11 @@
 //! - `experiments`: GrowthBook assignment, statistics, analyses, power
 //! - `anomaly`: the detectors
 //! - `cache`: the per-connection tally of cache hits and misses and when to write it
+//! - `usage`: least-squares trends of daily usage and their prediction intervals
 
 pub mod errors;
 pub mod textfmt;
+pub mod usage;
 
 pub mod traces {
     //! Traces: hierarchical LLM spans.

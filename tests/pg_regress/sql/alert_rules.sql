@@ -25,6 +25,9 @@ insert into analytics.llm_traces (trace_id, span_id, name, start_time, end_time)
 select 't' || i, 's', 'chat', timestamptz '2026-11-20 12:05+00' + make_interval(secs => 10 * i),
        timestamptz '2026-11-20 12:05+00' + make_interval(secs => 10 * i + 3)
 from generate_series(1, 20) i;
+-- ...and the ingest calls that stored them (as ingest_spans counts them for ingest_failure_rate)
+insert into analytics.ingest_stats (bucket_start, function, backend_pid, calls, spans, bytes)
+values ('2026-11-20 12:06+00', 'ingest_spans', 1, 20, 20, 4000);
 
 -- 12:05: the failures window breaches (4 >= 3): one episode opens
 select rule_key, metric, value, status, fired_at from analytics.evaluate_alert_rules('2026-11-20 12:05:30+00');

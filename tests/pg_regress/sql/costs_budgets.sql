@@ -43,6 +43,11 @@ select span_id, cost_usd, cost_computed from analytics.llm_traces where span_id 
 select analytics.ingest_spans('[{"trace_id":"c1","span_id":"own","name":"chat again","start_time":"2026-12-01T10:00:03Z"}]') ->> 'stored' as resent;
 select analytics.ingest_spans('[{"trace_id":"c1","span_id":"o3","name":"chat","start_time":"2026-12-01T10:00:01Z","cost_usd":1.25}]') ->> 'stored' as resent;
 select span_id, name, cost_usd, cost_computed from analytics.llm_traces where span_id in ('own', 'o3') order by span_id;
+-- a sent cost is not replaced by one computed for a re-send that carries tokens but no cost
+select analytics.ingest_spans('[{"trace_id":"c1","span_id":"paid","name":"chat","start_time":"2026-12-01T10:00:04Z","model":"gpt-4o","input_tokens":10,"cost_usd":0.7}]') ->> 'stored' as sent;
+select analytics.ingest_spans('[{"trace_id":"c1","span_id":"paid","name":"chat","start_time":"2026-12-01T10:00:04Z","model":"gpt-4o","input_tokens":2000,"output_tokens":100}]') ->> 'stored' as resent;
+select span_id, input_tokens, cost_usd, cost_computed from analytics.llm_traces where span_id = 'paid';
+delete from analytics.llm_traces where span_id = 'paid';
 -- bad input names its field
 select regress.attempt($$select * from analytics.recompute_costs('2026-12-02', '2026-12-01')$$) as backwards,
        regress.attempt($$select * from analytics.recompute_costs(null, '2026-12-01')$$) as no_from,

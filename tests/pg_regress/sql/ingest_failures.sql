@@ -62,6 +62,33 @@ select regress.attempt($$select analytics.ingest_spans('[{"trace_id":"t1","span_
 commit;
 select user_id, function, count(*) from analytics.ingest_failures group by 1, 2 order by 1, 2;
 
+-- ingest health: accepted calls are counted (through PostgREST, per owner), refused ones come from the failures
+delete from analytics.ingest_stats;
+select status from regress.postgrest('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', $$select analytics.ingest_spans('[
+    {"trace_id":"h1","span_id":"s1","name":"chat","start_time":"2026-11-20T09:00:00Z"},
+    {"trace_id":"h1","span_id":"s2","name":"tool","start_time":"2026-11-20T09:00:01Z"}]')$$);
+select status from regress.postgrest('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', $$select analytics.ingest_otlp('{"resourceSpans":[{"scopeSpans":[{"spans":[
+    {"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"chat","startTimeUnixNano":"1763629200000000000"}]}]}]}')$$);
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select function, sum(calls) as calls, sum(spans) as spans, sum(bytes) > 0 as bytes from analytics.ingest_stats group by 1 order by 1;
+select calls, rejected_calls, spans_stored, rejected_spans, bytes > 0 as bytes, round(failure_rate::numeric, 3) as failure_rate, error_codes
+from analytics.ingest_health(now() - interval '1 hour', now() + interval '1 hour', '1 day');
+commit;
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true) is not null as bob;
+select calls, rejected_calls, spans_stored, rejected_spans, round(failure_rate::numeric, 3) as failure_rate, error_codes
+from analytics.ingest_health(now() - interval '1 hour', now() + interval '1 hour', '1 day');
+commit;
+-- outside PostgREST's identity (psql without a JWT sub) a call is not counted
+select analytics.ingest_spans('[{"trace_id":"h2","span_id":"s1","name":"chat","start_time":"2026-11-20T09:00:00Z","user_id":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"}]') ->> 'stored' as stored;
+select sum(calls) as calls_counted from analytics.ingest_stats;
+select regress.attempt($$select * from analytics.ingest_health(bucket => '30 seconds')$$) as small_bucket,
+       regress.attempt($$select * from analytics.ingest_health(now(), now() - interval '1 day')$$) as backwards;
+delete from analytics.ingest_stats;
+
 -- bad arguments of the summary
 select regress.attempt($$select * from analytics.ingest_failure_summary(now(), now() - interval '1 day')$$) as backwards,
        regress.attempt($$select * from analytics.ingest_failure_summary(bucket => '1 month')$$) as month_bucket;

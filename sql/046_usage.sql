@@ -1,0 +1,355 @@
+-- Storage and usage: what an owner's spans take on disk (measured per row, indexes apportioned), biggest traces,
+-- a daily usage snapshot per owner written idempotently by a pg_cron job, projections of storage and spend from
+-- a least-squares trend over the snapshots (analytics_core::usage), and a cost report.
+--
+-- Bytes of a span: its heap tuple as stored — header, null bitmap and data, with values TOASTed out of line counted at
+-- their stored (compressed) size; pg_column_size of the whole row — aligned to 8 bytes, plus its 4-byte line pointer.
+-- Index bytes are apportioned by row count: each index of llm_traces has one entry per span, so an owner's share of
+-- the indexes is their share of the rows (of the planner's row estimate, pg_class.reltuples, which autovacuum and
+-- ANALYZE keep). Not attributed to anyone: free space in pages, dead rows not yet vacuumed, TOAST chunk headers and
+-- the free space and visibility maps; storage_summary reports the tables' total beside the owners' figures.
+
+COMMENT ON FUNCTION analytics._project_trend(double precision[], double precision[], double precision, integer[], boolean, double precision) IS
+'A least-squares line through (xs, ys) and, per horizon, a stock''s value or a flow''s total ahead of last_x with its prediction interval (analytics_core::usage). Internal: analytics.usage_projection.';
+
+-- ---- sizes of the span table ------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics._span_relation_sizes(OUT table_bytes bigint, OUT index_bytes bigint, OUT rows_estimate bigint)
+RETURNS record
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    select coalesce(sum(pg_catalog.pg_table_size(p.relid)), 0)::bigint,
+           coalesce(sum(pg_catalog.pg_indexes_size(p.relid)), 0)::bigint,
+           coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint
+    from pg_catalog.pg_partition_tree('analytics.llm_traces'::regclass) p
+    join pg_catalog.pg_class c on c.oid = p.relid
+    where p.isleaf
+$$;
+COMMENT ON FUNCTION analytics._span_relation_sizes() IS
+'The partitions of analytics.llm_traces together: table bytes (heap, TOAST, maps), index bytes, and the planner''s row estimate. Internal: storage_summary, storage_by_trace, snapshot_usage.';
+
+-- the stored bytes of one span row (no SET clause, so that it is inlined into the queries that call it)
+CREATE FUNCTION analytics._span_bytes(s analytics.llm_traces)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+AS $$
+    select ((pg_catalog.pg_column_size(s) + 7) / 8 * 8 + 4)::bigint
+$$;
+COMMENT ON FUNCTION analytics._span_bytes(analytics.llm_traces) IS
+'The bytes a span row takes in its table: the tuple (TOASTed values at their stored size) aligned to 8 bytes, plus its line pointer. Internal.';
+
+-- ---- storage_summary --------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.storage_summary()
+RETURNS TABLE (
+    user_id           uuid,
+    spans             bigint,
+    traces            bigint,
+    row_bytes         bigint,
+    index_bytes       bigint,
+    total_bytes       bigint,
+    bytes_per_span    double precision,
+    bytes_per_trace   double precision,
+    table_total_bytes bigint
+)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+#variable_conflict use_column
+declare
+    sz record;
+begin
+    select * into sz from analytics._span_relation_sizes();
+    return query
+    with o as (
+        select t.user_id as owner, count(*) as n, count(distinct t.trace_id) as tr, sum(analytics._span_bytes(t)) as rb
+        from analytics.llm_traces t
+        group by t.user_id
+    ), tot as (
+        select coalesce(sum(o.n), 0) as n from o
+    )
+    select o.owner, o.n, o.tr, o.rb::bigint,
+           (sz.index_bytes::numeric * o.n / greatest(sz.rows_estimate, tot.n, 1))::bigint,
+           (o.rb + sz.index_bytes::numeric * o.n / greatest(sz.rows_estimate, tot.n, 1))::bigint,
+           ((o.rb + sz.index_bytes::numeric * o.n / greatest(sz.rows_estimate, tot.n, 1)) / o.n)::double precision,
+           ((o.rb + sz.index_bytes::numeric * o.n / greatest(sz.rows_estimate, tot.n, 1)) / o.tr)::double precision,
+           sz.table_bytes + sz.index_bytes
+    from o, tot
+    order by 6 desc, 1;
+end
+$$;
+COMMENT ON FUNCTION analytics.storage_summary() IS
+$$Storage of spans per owner the caller may read (a user: themselves; the DBA, service_role or a BYPASSRLS job: every owner): spans, traces, measured row bytes (TOASTed values at their stored size), the owner's share of the indexes (by row count), their total, bytes per span and per trace, and the span tables' total size (pg_total_relation_size of every partition) for comparison: the difference is free space, dead rows not yet vacuumed and TOAST overhead.
+Example: select spans, traces, total_bytes, round(bytes_per_span) as bytes_per_span from analytics.storage_summary();$$;
+
+-- ---- storage_by_trace: the biggest traces -------------------------------------------------------------------------------
+CREATE FUNCTION analytics.storage_by_trace(
+    from_time timestamptz DEFAULT now() - interval '7 days',
+    to_time   timestamptz DEFAULT now(),
+    "limit"   integer     DEFAULT 20,
+    user_id   uuid        DEFAULT NULL
+) RETURNS TABLE (
+    trace_id       text,
+    spans          bigint,
+    started_at     timestamptz,
+    total_bytes    bigint,
+    row_bytes      bigint,
+    index_bytes    bigint,
+    input_bytes    bigint,
+    output_bytes   bigint,
+    metadata_bytes bigint
+)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+#variable_conflict use_column
+declare
+    owner uuid := coalesce(storage_by_trace.user_id, analytics.current_user_id());
+    sz record;
+    total_rows bigint;
+begin
+    if owner is null then
+        raise exception 'user_id: no caller identity (request.jwt.claims has no sub); pass user_id => the owner whose traces to measure'
+            using errcode = '42501';
+    end if;
+    if from_time is null or to_time is null or to_time <= from_time then
+        raise exception 'to_time: must be after from_time' using errcode = '22023';
+    end if;
+    if "limit" is null or "limit" < 1 or "limit" > 1000 then
+        raise exception 'limit: must be between 1 and 1000, got %', coalesce("limit"::text, 'NULL') using errcode = '22023';
+    end if;
+    select * into sz from analytics._span_relation_sizes();
+    total_rows := greatest(sz.rows_estimate, 1);
+    return query
+    select t.trace_id, count(*), min(t.start_time),
+           (sum(analytics._span_bytes(t)) + sz.index_bytes::numeric * count(*) / total_rows)::bigint,
+           sum(analytics._span_bytes(t))::bigint,
+           (sz.index_bytes::numeric * count(*) / total_rows)::bigint,
+           coalesce(sum(pg_catalog.pg_column_size(t.input)), 0)::bigint,
+           coalesce(sum(pg_catalog.pg_column_size(t.output)), 0)::bigint,
+           sum(pg_catalog.pg_column_size(t.metadata))::bigint
+    from analytics.llm_traces t
+    where t.user_id = owner and t.start_time >= from_time and t.start_time < to_time
+    group by t.trace_id
+    order by 4 desc, 1
+    limit "limit";
+end
+$$;
+COMMENT ON FUNCTION analytics.storage_by_trace(timestamptz, timestamptz, integer, uuid) IS
+$$The caller's (or user_id's) biggest traces among the spans that started in [from_time, to_time): spans, first start, total bytes (measured rows plus the index share by row count), and the stored (compressed) bytes of input, output and metadata — where the bytes go. Up to "limit" traces (1 to 1000), biggest first.
+Example: select trace_id, spans, total_bytes, output_bytes from analytics.storage_by_trace(now() - interval '1 day', now(), 5);$$;
+
+-- ---- usage snapshots --------------------------------------------------------------------------------------------------
+CREATE TABLE analytics.usage_snapshots (
+    user_id            uuid             NOT NULL DEFAULT analytics.current_user_id(),
+    day                date             NOT NULL,
+    -- stored when the snapshot was taken: spans that started before the end of the day, and their bytes
+    spans_stored       bigint           NOT NULL,
+    bytes_stored       bigint           NOT NULL,
+    -- the day's activity: spans and traces that started on it, their tokens and LLM cost
+    spans              bigint           NOT NULL,
+    traces             bigint           NOT NULL,
+    input_tokens       bigint           NOT NULL,
+    output_tokens      bigint           NOT NULL,
+    cache_read_tokens  bigint           NOT NULL,
+    cache_write_tokens bigint           NOT NULL,
+    reasoning_tokens   bigint           NOT NULL,
+    cost_usd           double precision NOT NULL,
+    taken_at           timestamptz      NOT NULL DEFAULT now(),
+    CONSTRAINT usage_snapshots_pkey PRIMARY KEY (user_id, day)
+);
+COMMENT ON TABLE analytics.usage_snapshots IS
+'One row per owner and day (UTC), written by analytics.snapshot_usage: spans and bytes stored (spans that started before the end of the day, as of taken_at; bytes as analytics.storage_summary measures them), and the day''s spans, traces, tokens by kind and LLM cost. The history analytics.usage_projection fits.';
+
+CREATE FUNCTION analytics.snapshot_usage(
+    day     date DEFAULT ((now() AT TIME ZONE 'UTC')::date - 1),
+    user_id uuid DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+#variable_conflict use_column
+declare
+    day_start timestamptz;
+    day_end timestamptz;
+    sz record;
+    written integer;
+begin
+    if snapshot_usage.day is null then
+        raise exception 'day: is required' using errcode = '22004';
+    end if;
+    day_start := snapshot_usage.day::timestamp AT TIME ZONE 'UTC';
+    day_end := day_start + interval '1 day';
+    select * into sz from analytics._span_relation_sizes();
+    -- every owner the caller may read (a job: all of them), or one
+    with stored as (
+        select t.user_id as owner, count(*) as n, sum(analytics._span_bytes(t)) as rb
+        from analytics.llm_traces t
+        where t.start_time < day_end and (snapshot_usage.user_id is null or t.user_id = snapshot_usage.user_id)
+        group by t.user_id
+    ), total as (
+        select greatest(sz.rows_estimate, coalesce(sum(stored.n), 0), 1) as n from stored
+    ), active as (
+        select t.user_id as owner, count(*) as spans, count(distinct t.trace_id) as traces,
+               sum(t.input_tokens)::bigint as input_tokens, sum(t.output_tokens)::bigint as output_tokens,
+               sum(t.cache_read_tokens)::bigint as cache_read_tokens, sum(t.cache_write_tokens)::bigint as cache_write_tokens,
+               sum(t.reasoning_tokens)::bigint as reasoning_tokens, sum(t.cost_usd) as cost_usd
+        from analytics.llm_traces t
+        where t.start_time >= day_start and t.start_time < day_end
+          and (snapshot_usage.user_id is null or t.user_id = snapshot_usage.user_id)
+        group by t.user_id
+    )
+    insert into analytics.usage_snapshots as u (user_id, day, spans_stored, bytes_stored, spans, traces, input_tokens,
+        output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, taken_at)
+    select s.owner, snapshot_usage.day, s.n, (s.rb + sz.index_bytes::numeric * s.n / total.n)::bigint,
+           coalesce(d.spans, 0), coalesce(d.traces, 0), coalesce(d.input_tokens, 0), coalesce(d.output_tokens, 0),
+           coalesce(d.cache_read_tokens, 0), coalesce(d.cache_write_tokens, 0), coalesce(d.reasoning_tokens, 0),
+           coalesce(d.cost_usd, 0), now()
+    from stored s cross join total left join active d on d.owner = s.owner
+    on conflict (user_id, day) do update set
+        spans_stored = excluded.spans_stored, bytes_stored = excluded.bytes_stored, spans = excluded.spans,
+        traces = excluded.traces, input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
+        cache_read_tokens = excluded.cache_read_tokens, cache_write_tokens = excluded.cache_write_tokens,
+        reasoning_tokens = excluded.reasoning_tokens, cost_usd = excluded.cost_usd, taken_at = excluded.taken_at;
+    get diagnostics written = row_count;
+    return written;
+end
+$$;
+COMMENT ON FUNCTION analytics.snapshot_usage(date, uuid) IS
+$$Writes the usage snapshot of one day (UTC; default yesterday) for every owner the caller may read — a pg_cron job: all of them — or for user_id: one row per owner in analytics.usage_snapshots, replaced when run again for the same day (idempotent). Returns the number of owners written.
+Example: select analytics.snapshot_usage(current_date - 1);$$;
+
+-- ---- usage_projection -------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.usage_projection(
+    metric   text      DEFAULT 'cost_usd',
+    horizons integer[] DEFAULT '{30,90,365}',
+    history  integer   DEFAULT 90,
+    level    double precision DEFAULT 0.95,
+    as_of    date      DEFAULT ((now() AT TIME ZONE 'UTC')::date),
+    user_id  uuid      DEFAULT NULL
+) RETURNS TABLE (
+    horizon_days  integer,
+    until_day     date,
+    projected     double precision,
+    lower_bound   double precision,
+    upper_bound   double precision,
+    slope_per_day double precision,
+    r_squared     double precision,
+    days_fitted   integer
+)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+#variable_conflict use_column
+declare
+    owner uuid := coalesce(usage_projection.user_id, analytics.current_user_id());
+    stock boolean;
+    xs double precision[];
+    ys double precision[];
+    last_day date;
+begin
+    if owner is null then
+        raise exception 'user_id: no caller identity (request.jwt.claims has no sub); pass user_id => the owner whose usage to project'
+            using errcode = '42501';
+    end if;
+    stock := case metric when 'bytes_stored' then true when 'spans_stored' then true
+                         when 'cost_usd' then false when 'spans' then false when 'tokens' then false
+                         when 'input_tokens' then false when 'output_tokens' then false end;
+    if stock is null then
+        raise exception 'metric: must be one of bytes_stored, spans_stored (stored on a day) or cost_usd, spans, tokens, input_tokens, output_tokens (per day), got %',
+            coalesce(metric, 'NULL') using errcode = '22023';
+    end if;
+    if history is null or history < 2 or history > 3660 then
+        raise exception 'history: must be between 2 and 3660 days, got %', coalesce(history::text, 'NULL') using errcode = '22023';
+    end if;
+    if as_of is null then
+        raise exception 'as_of: is required' using errcode = '22004';
+    end if;
+    select array_agg((s.day - as_of)::double precision order by s.day),
+           array_agg(case metric when 'bytes_stored' then s.bytes_stored::double precision
+                                 when 'spans_stored' then s.spans_stored::double precision
+                                 when 'cost_usd' then s.cost_usd when 'spans' then s.spans::double precision
+                                 when 'tokens' then (s.input_tokens + s.output_tokens)::double precision
+                                 when 'input_tokens' then s.input_tokens::double precision
+                                 else s.output_tokens::double precision end order by s.day),
+           max(s.day)
+    into xs, ys, last_day
+    from analytics.usage_snapshots s
+    where s.user_id = owner and s.day < as_of and s.day >= as_of - history;
+    if coalesce(cardinality(xs), 0) < 2 then
+        raise exception 'usage_snapshots: % day% of history before % for this owner; a trend needs at least 2 (analytics.snapshot_usage writes one a day)',
+            coalesce(cardinality(xs), 0), case when cardinality(xs) = 1 then '' else 's' end, as_of
+            using errcode = 'P0002';
+    end if;
+    return query
+    select p.horizon_days, last_day + p.horizon_days, p.projected, p.lower_bound, p.upper_bound, p.slope_per_day,
+           p.r_squared, p.days_fitted
+    from analytics._project_trend(xs, ys, (last_day - as_of)::double precision, horizons, stock, level) p;
+end
+$$;
+COMMENT ON FUNCTION analytics.usage_projection(text, integer[], integer, double precision, date, uuid) IS
+$$Projects the caller's (or user_id's) usage from a least-squares line through the daily snapshots of the last `history` days before as_of: for a stock (bytes_stored, spans_stored) its value `h` days after the last snapshot, for a flow (cost_usd, spans, tokens, input_tokens, output_tokens) the total of the next `h` days, each with the prediction interval at `level` (the fit's uncertainty and the days' own scatter; NULL bounds with only two days). Values and bounds are floored at 0. Raises P0002 with fewer than two snapshots.
+Example: select horizon_days, projected, lower_bound, upper_bound from analytics.usage_projection('cost_usd', '{30,90,365}');$$;
+
+-- ---- cost_report ------------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.cost_report(
+    from_time timestamptz DEFAULT now() - interval '30 days',
+    to_time   timestamptz DEFAULT now(),
+    group_by  text[]      DEFAULT '{model}'
+) RETURNS TABLE (
+    day                date,
+    model              text,
+    provider           text,
+    operation_type     text,
+    spans              bigint,
+    input_tokens       bigint,
+    output_tokens      bigint,
+    cache_read_tokens  bigint,
+    cache_write_tokens bigint,
+    reasoning_tokens   bigint,
+    cost_usd           double precision,
+    unpriced_spans     bigint
+)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+#variable_conflict use_column
+declare
+    by_day boolean;
+    by_model boolean;
+    by_provider boolean;
+    by_operation boolean;
+    bad text;
+begin
+    if from_time is null or to_time is null or to_time <= from_time then
+        raise exception 'to_time: must be after from_time' using errcode = '22023';
+    end if;
+    if group_by is null then
+        raise exception 'group_by: is required (an array of day, model, provider, operation_type; {} for one total)' using errcode = '22004';
+    end if;
+    select g into bad from unnest(group_by) g where g is null or g not in ('day', 'model', 'provider', 'operation_type') limit 1;
+    if found then
+        raise exception 'group_by: must name day, model, provider or operation_type, got %', coalesce(bad, 'NULL') using errcode = '22023';
+    end if;
+    by_day := 'day' = any(group_by);
+    by_model := 'model' = any(group_by);
+    by_provider := 'provider' = any(group_by);
+    by_operation := 'operation_type' = any(group_by);
+    return query
+    select g.d, g.m, g.p, g.o, count(*), sum(g.input_tokens)::bigint, sum(g.output_tokens)::bigint,
+           sum(g.cache_read_tokens)::bigint, sum(g.cache_write_tokens)::bigint, sum(g.reasoning_tokens)::bigint,
+           coalesce(sum(g.cost_usd), 0),
+           count(*) filter (where g.cost_usd is null and (g.input_tokens is not null or g.output_tokens is not null))
+    from (select case when by_day then (t.start_time AT TIME ZONE 'UTC')::date end as d,
+                 case when by_model then t.model end as m,
+                 case when by_provider then t.provider end as p,
+                 case when by_operation then t.operation_type end as o,
+                 t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.reasoning_tokens, t.cost_usd
+          from analytics.llm_traces t
+          where t.start_time >= from_time and t.start_time < to_time) g
+    group by g.d, g.m, g.p, g.o
+    order by g.d nulls first, 11 desc, g.m, g.p, g.o;
+end
+$$;
+COMMENT ON FUNCTION analytics.cost_report(timestamptz, timestamptz, text[]) IS
+$$The caller's LLM spend over the spans that started in [from_time, to_time), grouped by any of day (UTC), model, provider and operation_type (columns not grouped by are NULL; '{}' gives one total): spans, tokens by kind, cost, and the spans with tokens but no cost (no price applied: add one to analytics.model_prices, then analytics.recompute_costs).
+Example: select model, spans, cost_usd from analytics.cost_report(now() - interval '30 days', now(), '{model}');$$;
