@@ -5264,10 +5264,8 @@ begin
     select * into sz from analytics._span_relation_sizes();
     -- every owner the caller may read (a job: all of them), or one
     with stored as (
-        select t.user_id as owner, count(*) as n, sum(analytics._span_bytes(t)) as rb
-        from analytics.llm_traces t
-        where t.start_time < day_end and (snapshot_usage.user_id is null or t.user_id = snapshot_usage.user_id)
-        group by t.user_id
+        select s.user_id as owner, s.spans as n, s.row_bytes as rb
+        from analytics._stored_by_owner(day_end, snapshot_usage.user_id) s
     ), total as (
         select greatest(sz.rows_estimate, coalesce(sum(stored.n), 0), 1) as n from stored
     ), active as (
@@ -5297,7 +5295,7 @@ begin
 end
 $$;
 COMMENT ON FUNCTION analytics.snapshot_usage(date, uuid) IS
-$$Writes the usage snapshot of one day (UTC; default yesterday) for every owner the caller may read — a pg_cron job: all of them — or for user_id: one row per owner in analytics.usage_snapshots, replaced when run again for the same day (idempotent). Returns the number of owners written.
+$$Writes the usage snapshot of one day (UTC; default yesterday) for every owner the caller may read — a pg_cron job: all of them — or for user_id: one row per owner in analytics.usage_snapshots, replaced when run again for the same day (idempotent). Returns the number of owners written. Run by a job that reads every owner (superuser or BYPASSRLS, with pg_read_all_stats), it measures only the days that are new or were written since its last run and reads the settled ones from its cache (analytics.usage_cache_days).
 Example: select analytics.snapshot_usage(current_date - 1);$$;
 REVOKE EXECUTE ON FUNCTION analytics.snapshot_usage(date, uuid) FROM PUBLIC;
 DO $grants$
@@ -5605,6 +5603,264 @@ BEGIN
     FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
             EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.ingest_health(timestamptz, timestamptz, interval) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- ---- Usage snapshot cache (sql/046_usage.sql): the settled days' stored spans and bytes per owner kept per partition,
+-- late writes logged by a row trigger; snapshot_usage (above) reads it through _stored_by_owner.
+-- ---- the cache of settled days: what makes the daily snapshot cheap ---------------------------------------------------
+-- "Stored on day D" needs every span that started before the end of D, measured row by row: a scan of the whole table
+-- and a pg_column_size of every row, every day. Spans of days that are over change rarely (a late span, a re-send, a
+-- deletion), so snapshot_usage keeps per partition, per UTC day and per owner the spans and row bytes of the days that
+-- are settled, and on later runs reads those and measures only what is new or changed:
+--
+--  * a day is settled once it ended more than a day before the run and before every transaction still open started
+--    (pg_stat_activity.xact_start): any write that could still commit after the run then either touches a later day or
+--    meets the trigger below;
+--  * a write (INSERT, UPDATE, DELETE) of a span that started more than a day before the writing moment fires a row
+--    trigger (its WHEN clause is all a write of a recent span pays) that logs the span's day in usage_cache_changes;
+--    the next snapshot measures that day again. The log rows are deleted before the day is measured again, so a write
+--    that commits in between is measured now and logged once more (measured again next time: never missed);
+--  * TRUNCATE and VACUUM FULL give a partition a new file node and drop its cache; a dropped or detached partition's
+--    cache is dropped with it; TRUNCATE usage_cache_partitions, usage_cache_days resets the cache.
+--
+-- The cache is used when the caller reads every owner's spans (superuser or BYPASSRLS, as a pg_cron job) and may read
+-- pg_stat_activity of every session (superuser or pg_read_all_stats); any other call measures directly. Its tables are
+-- local to the node: no API role has any privilege on them and they are not dumped (partition OIDs change on restore).
+CREATE TABLE analytics.usage_cache_partitions (
+    relid        oid         NOT NULL,
+    relfilenode  oid         NOT NULL,
+    from_time    timestamptz NOT NULL,
+    to_time      timestamptz NOT NULL,
+    cached_until timestamptz NOT NULL,
+    computed_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT usage_cache_partitions_pkey PRIMARY KEY (relid)
+);
+COMMENT ON TABLE analytics.usage_cache_partitions IS
+'Per partition of analytics.llm_traces: the days [from_time, cached_until) whose spans and row bytes per owner are in analytics.usage_cache_days, valid while the partition keeps its file node (relfilenode). Kept by analytics.snapshot_usage; TRUNCATE it with analytics.usage_cache_days to reset. Local to the node, not dumped.';
+
+CREATE TABLE analytics.usage_cache_days (
+    relid     oid    NOT NULL,
+    day       date   NOT NULL,
+    user_id   uuid   NOT NULL,
+    spans     bigint NOT NULL,
+    row_bytes bigint NOT NULL,
+    CONSTRAINT usage_cache_days_pkey PRIMARY KEY (relid, day, user_id)
+);
+COMMENT ON TABLE analytics.usage_cache_days IS
+'Per partition, UTC day and owner with spans that day: the spans and their row bytes (as analytics._span_bytes measures them), for the settled days of analytics.usage_cache_partitions. Kept by analytics.snapshot_usage. Local to the node, not dumped.';
+
+CREATE TABLE analytics.usage_cache_changes (
+    day       date        NOT NULL,
+    logged_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX usage_cache_changes_day_idx ON analytics.usage_cache_changes (day);
+COMMENT ON TABLE analytics.usage_cache_changes IS
+'UTC days of spans written more than a day after they started (late spans, re-sends, deletions), logged by a trigger of analytics.llm_traces once per day and transaction: analytics.snapshot_usage measures those days again and deletes the rows. Local to the node, not dumped.';
+
+-- node-local bookkeeping: RLS enabled, not forced, no policy, no privilege for API roles, not dumped (sql/900_security.sql)
+ALTER TABLE analytics.usage_cache_partitions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE analytics.usage_cache_days ENABLE ROW LEVEL SECURITY;
+ALTER TABLE analytics.usage_cache_changes ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON analytics.usage_cache_partitions, analytics.usage_cache_days, analytics.usage_cache_changes FROM PUBLIC;
+
+CREATE FUNCTION analytics._usage_log_change() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    d date;
+    seen text;
+begin
+    -- the old and the new day of the span (an UPDATE may move it); logging a day that is not settled is harmless
+    foreach d in array array[(old.start_time AT TIME ZONE 'UTC')::date, (new.start_time AT TIME ZONE 'UTC')::date] loop
+        continue when d is null;
+        seen := 'analytics.usage_logged_' || pg_catalog.to_char(d, 'YYYYMMDD');
+        -- once per day and transaction (a late batch of a thousand spans logs one row); the setting is transaction-local
+        if pg_catalog.current_setting(seen, true) is distinct from 'on' then
+            insert into analytics.usage_cache_changes (day) values (d);
+            perform pg_catalog.set_config(seen, 'on', true);
+        end if;
+    end loop;
+    return null;
+end
+$$;
+COMMENT ON FUNCTION analytics._usage_log_change() IS
+'Row trigger of analytics.llm_traces, fired only for spans that started more than a day before the write: logs their UTC day in analytics.usage_cache_changes (once per day and transaction). SECURITY DEFINER because API roles have no privilege on that table; it reads nothing and returns nothing. Internal.';
+
+REVOKE EXECUTE ON FUNCTION analytics._usage_log_change() FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._usage_log_change() TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+CREATE TRIGGER llm_traces_usage_insert AFTER INSERT ON analytics.llm_traces FOR EACH ROW
+    WHEN (new.start_time < pg_catalog.clock_timestamp() - interval '1 day')
+    EXECUTE FUNCTION analytics._usage_log_change();
+CREATE TRIGGER llm_traces_usage_update AFTER UPDATE ON analytics.llm_traces FOR EACH ROW
+    WHEN (old.start_time < pg_catalog.clock_timestamp() - interval '1 day' OR new.start_time < pg_catalog.clock_timestamp() - interval '1 day')
+    EXECUTE FUNCTION analytics._usage_log_change();
+CREATE TRIGGER llm_traces_usage_delete AFTER DELETE ON analytics.llm_traces FOR EACH ROW
+    WHEN (old.start_time < pg_catalog.clock_timestamp() - interval '1 day')
+    EXECUTE FUNCTION analytics._usage_log_change();
+
+-- Spans per owner that started before `until` and their row bytes: from the cache where it is valid (filling and
+-- repairing it on the way), measured for the rest. One owner, or a caller who does not read every owner, is measured
+-- directly.
+CREATE FUNCTION analytics._stored_by_owner(until timestamptz, only_user uuid)
+RETURNS TABLE (user_id uuid, spans bigint, row_bytes numeric)
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+#variable_conflict use_column
+declare
+    cutoff timestamptz;
+    p record;
+    st analytics.usage_cache_partitions;
+    want timestamptz;
+    bad date[];
+    fresh boolean;
+    rest_from timestamptz;
+    parts text[] := '{}';
+    -- the bytes of a row of a partition read directly: the same measure as analytics._span_bytes
+    bytes constant text := '((pg_catalog.pg_column_size(t.*) + 7) / 8 * 8 + 4)';
+begin
+    if only_user is not null or not exists (
+            select 1 from pg_catalog.pg_roles r
+            where r.rolname = current_user and (r.rolsuper or r.rolbypassrls)
+              and pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+              and pg_catalog.has_table_privilege('analytics.usage_cache_days', 'SELECT, INSERT, DELETE')
+              and pg_catalog.has_table_privilege('analytics.usage_cache_partitions', 'SELECT, INSERT, UPDATE, DELETE')
+              and pg_catalog.has_table_privilege('analytics.usage_cache_changes', 'DELETE')) then
+        return query
+        select t.user_id, count(*), sum(analytics._span_bytes(t))
+        from analytics.llm_traces t
+        where t.start_time < until and (only_user is null or t.user_id = only_user)
+        group by t.user_id;
+        return;
+    end if;
+
+    -- the settled days end here: a day before now, and before the oldest open transaction started; none while a
+    -- prepared transaction (whose writes may be older) waits
+    select pg_catalog.date_trunc('day', (least(pg_catalog.clock_timestamp(), min(a.xact_start)) - interval '1 day') AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+    into cutoff
+    from pg_catalog.pg_stat_activity a where a.xact_start is not null;
+    if exists (select 1 from pg_catalog.pg_prepared_xacts) then
+        cutoff := '-infinity';
+    end if;
+
+    -- days logged that no range partition holds (spans in the default partition, which is always measured) are of no use
+    delete from analytics.usage_cache_changes c
+    where not exists (select 1 from analytics.span_partitions() p
+                      where c.day >= (p.from_time AT TIME ZONE 'UTC')::date and c.day < (p.to_time AT TIME ZONE 'UTC')::date);
+    -- partitions that are gone (dropped, detached) or rewritten (TRUNCATE, VACUUM FULL) lose their cache
+    with gone as (
+        delete from analytics.usage_cache_partitions s
+        where not exists (select 1 from pg_catalog.pg_inherits i join pg_catalog.pg_class c on c.oid = i.inhrelid
+                          where i.inhparent = 'analytics.llm_traces'::regclass and i.inhrelid = s.relid
+                            and c.relfilenode = s.relfilenode)
+        returning s.relid
+    )
+    delete from analytics.usage_cache_days d using gone where d.relid = gone.relid;
+
+    for p in
+        select c.oid as relid, c.relfilenode, s.partition as name, s.from_time, s.to_time
+        from analytics.span_partitions() s join pg_catalog.pg_class c on c.oid = s.partition::regclass
+        order by c.oid
+    loop
+        if p.from_time is not null and p.from_time >= until then
+            continue;                                   -- later than the day: nothing to count
+        end if;
+        want := least(p.to_time, cutoff, until);
+        -- the default partition, a range that does not start and end at UTC midnight, or nothing settled yet: measured
+        if p.from_time is null or want <= p.from_time
+           or p.from_time <> pg_catalog.date_trunc('day', p.from_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+           or p.to_time <> pg_catalog.date_trunc('day', p.to_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' then
+            parts := parts || format('select t.user_id, count(*), sum(%s) from %s t where t.start_time < %L group by 1',
+                                     bytes, p.name, until);
+            continue;
+        end if;
+
+        insert into analytics.usage_cache_partitions (relid, relfilenode, from_time, to_time, cached_until)
+        values (p.relid, p.relfilenode, p.from_time, p.to_time, p.from_time)
+        on conflict (relid) do nothing
+        returning true into fresh;
+        if fresh then
+            delete from analytics.usage_cache_days d where d.relid = p.relid;   -- left over from a reset
+        end if;
+        select * into st from analytics.usage_cache_partitions s where s.relid = p.relid for update;
+        if st.from_time <> p.from_time or st.to_time <> p.to_time then    -- an OID reused by another partition
+            delete from analytics.usage_cache_days d where d.relid = p.relid;
+            update analytics.usage_cache_partitions s set from_time = p.from_time, to_time = p.to_time, cached_until = p.from_time
+            where s.relid = p.relid returning * into st;
+        end if;
+        -- days written since they were measured: their log rows go first (before the days are measured again)
+        with logged as (
+            delete from analytics.usage_cache_changes c
+            where c.day >= (p.from_time AT TIME ZONE 'UTC')::date and c.day < (p.to_time AT TIME ZONE 'UTC')::date
+            returning c.day
+        )
+        select coalesce(array_agg(distinct l.day) filter (where l.day < (st.cached_until AT TIME ZONE 'UTC')::date), '{}')
+        into bad from logged l;
+        if exists (select 1 from unnest(bad) b where b >= (cutoff AT TIME ZONE 'UTC')::date) then
+            -- a cached day is no longer settled (a clock set back, a prepared transaction): start the partition again
+            delete from analytics.usage_cache_days d where d.relid = p.relid;
+            update analytics.usage_cache_partitions s set cached_until = p.from_time where s.relid = p.relid returning * into st;
+            bad := '{}';
+        end if;
+        if cardinality(bad) > 0 or want > st.cached_until then
+            delete from analytics.usage_cache_days d
+            where d.relid = p.relid and (d.day = any (bad) or (d.day >= (st.cached_until AT TIME ZONE 'UTC')::date
+                                                            and d.day < (want AT TIME ZONE 'UTC')::date));
+            -- (each row's bytes are taken below the aggregate, OFFSET 0: sorting or hashing whole rows would spill)
+            execute format(
+                'insert into analytics.usage_cache_days (relid, day, user_id, spans, row_bytes)
+                 select %s, r.day, r.user_id, count(*), sum(r.bytes)
+                 from (select (t.start_time AT TIME ZONE ''UTC'')::date as day, t.user_id, %s as bytes
+                       from %s t
+                       where (t.start_time >= %L and t.start_time < %L) or (t.start_time AT TIME ZONE ''UTC'')::date = any (%L::date[])
+                       offset 0) r
+                 group by 2, 3',
+                p.relid, bytes, p.name, st.cached_until, greatest(want, st.cached_until), bad);
+            update analytics.usage_cache_partitions s
+            set cached_until = greatest(s.cached_until, want), computed_at = now()
+            where s.relid = p.relid returning * into st;
+        end if;
+        parts := parts || format('select d.user_id, d.spans, d.row_bytes from analytics.usage_cache_days d where d.relid = %s and d.day < %L',
+                                 p.relid, (least(st.cached_until, until) AT TIME ZONE 'UTC')::date);
+        rest_from := greatest(p.from_time, st.cached_until);
+        if least(p.to_time, until) > rest_from then
+            parts := parts || format('select t.user_id, count(*), sum(%s) from %s t where t.start_time >= %L and t.start_time < %L group by 1',
+                                     bytes, p.name, rest_from, least(p.to_time, until));
+        end if;
+    end loop;
+
+    if cardinality(parts) > 0 then
+        return query execute
+            'select x.user_id, sum(x.n)::bigint, sum(x.b) from (' || array_to_string(parts, ' union all ')
+            || ') x(user_id, n, b) group by 1';
+    end if;
+end
+$$;
+COMMENT ON FUNCTION analytics._stored_by_owner(timestamptz, uuid) IS
+'Spans that started before `until` and their row bytes per owner (or for only_user): settled days from analytics.usage_cache_days (kept up to date on the way), the rest measured. Internal: analytics.snapshot_usage.';
+REVOKE EXECUTE ON FUNCTION analytics._stored_by_owner(timestamptz, uuid) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._stored_by_owner(timestamptz, uuid) TO %I', r);
         END IF;
     END LOOP;
 END

@@ -4,6 +4,19 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- Usage snapshot cache, undone (derived data: nothing to keep). snapshot_usage is dropped with the usage section.
+DROP TRIGGER llm_traces_usage_insert ON analytics.llm_traces;
+DROP TRIGGER llm_traces_usage_update ON analytics.llm_traces;
+DROP TRIGGER llm_traces_usage_delete ON analytics.llm_traces;
+DROP FUNCTION analytics._stored_by_owner(timestamptz, uuid);
+DROP FUNCTION analytics._usage_log_change();
+ALTER EXTENSION analytics_ext DROP TABLE analytics.usage_cache_days;
+DROP TABLE analytics.usage_cache_days;
+ALTER EXTENSION analytics_ext DROP TABLE analytics.usage_cache_partitions;
+DROP TABLE analytics.usage_cache_partitions;
+ALTER EXTENSION analytics_ext DROP TABLE analytics.usage_cache_changes;
+DROP TABLE analytics.usage_cache_changes;
+
 -- ---- Ingest health, undone. 0.1.0 does not count ingest calls: a downgrade with counts recorded refuses. (The ingest
 -- functions that count are replaced by the steps below.)
 DO $refuse$

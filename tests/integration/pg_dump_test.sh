@@ -48,8 +48,9 @@ checksum() {
         from analytics.$2 t"
 }
 for t in $tables; do
-    if [ "$t" = rate_limit_state ] || [ "${t#cache_}" != "$t" ]; then
-        # the limiter's window and the result cache are not dumped (UNLOGGED; checked below in the dump itself)
+    if [ "$t" = rate_limit_state ] || [ "${t#cache_}" != "$t" ] || [ "${t#usage_cache_}" != "$t" ]; then
+        # the limiter's window and the result cache are not dumped (UNLOGGED), nor is the usage snapshot's cache
+        # (node-local: partition OIDs; the restore logs its old spans' days afresh); checked below in the dump itself
         echo "$t: source $(checksum dump_src "$t") (not dumped)"
         continue
     fi
@@ -71,7 +72,7 @@ for q in "select count(*) from analytics.span_partitions()" \
          "select string_agg(c.relname || ':' || (select count(*) from pg_index x where x.indrelid = c.oid), ',' order by c.relname) from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'analytics.llm_traces'::regclass"; do
     [ "$(psql -X -At -d dump_src -c "$q")" = "$(psql -X -At -d dump_dst -c "$q")" ] || { echo "partitions differ after restore: $q"; exit 1; }
 done
-for t in rate_limit_state cache_entries cache_writes cache_events cache_counters; do
+for t in rate_limit_state cache_entries cache_writes cache_events cache_counters usage_cache_partitions usage_cache_days usage_cache_changes; do
     if grep -q "COPY analytics.$t " "$CLUSTER_DIR/dump_src.data.sql"; then echo "$t was dumped"; exit 1; fi
 done
 echo "all $(echo "$tables" | wc -w) tables survive pg_dump/pg_restore"

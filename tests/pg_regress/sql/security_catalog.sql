@@ -4,7 +4,9 @@
 -- every table: RLS enabled AND forced, registered for pg_dump (except ab_experiment_unit_totals: derived, rebuilt
 -- by its triggers on restore; and rate_limit_state: the limiter's UNLOGGED window), an index that leads with user_id.
 -- The cache_* tables (UNLOGGED) are neither forced nor dumped: no API role has any privilege on them, and the
--- SECURITY DEFINER functions that reach them filter by the JWT's owner themselves (sql/041_cache.sql).
+-- SECURITY DEFINER functions that reach them filter by the JWT's owner themselves (sql/041_cache.sql). Nor are the
+-- usage_cache_* tables, the usage snapshot's node-local bookkeeping of partitions (sql/046_usage.sql): no API role has
+-- any privilege on them and they have no policy.
 -- llm_traces is partitioned: it has no rows of its own to dump, its partitions are (tests/pg_regress/sql/partitions.sql
 -- checks their security).
 select c.relname,

@@ -4,7 +4,13 @@
 \pset null '·'
 set timezone = 'UTC';
 delete from analytics.usage_snapshots;
-delete from analytics.llm_traces;
+-- (truncated, not deleted: the spans of earlier tests must not leave dead rows and free space in the partitions, which
+-- the 10 % comparison with pg_total_relation_size below would count)
+truncate analytics.llm_traces;
+-- the spans below live in a monthly partition (the DBA's maintenance makes it; tests/pg_regress/sql/partitions.sql may
+-- have already), as they would in production
+select count(*) >= 0 as maintained from analytics.maintain_span_partitions(premake => 0, as_of => '2026-11-15');
+select count(*) as november_partition from analytics.span_partitions() where from_time <= '2026-11-18' and to_time >= '2026-11-21';
 
 -- Alice: 3,000 spans over three days, every 50th with a large output (stored out of line in TOAST); Bob: 1,000
 insert into analytics.llm_traces (user_id, trace_id, span_id, name, start_time, end_time, model, provider, operation_type,
@@ -57,6 +63,59 @@ select count(*) as changed from (select user_id, day, spans_stored, bytes_stored
 -- the last day's stored figures agree with storage_summary
 select s.user_id, s.bytes_stored = (select m.total_bytes from analytics.storage_summary() m where m.user_id = s.user_id) as same_bytes
 from analytics.usage_snapshots s where s.day = '2026-11-20' order by 1;
+
+-- ---- the snapshot's cache of settled days ------------------------------------------------------------------------
+-- The job above read every owner and pg_stat_activity, so it measured the settled days (all three: they ended more
+-- than a day ago) once and kept them; stored figures from the cache equal a direct measurement of every row
+create function pg_temp.measured(until timestamptz) returns table (user_id uuid, spans bigint, row_bytes numeric)
+language sql as $$
+    select t.user_id, count(*), sum(analytics._span_bytes(t)) from analytics.llm_traces t where t.start_time < until group by 1
+$$;
+create function pg_temp.cache_agrees(until timestamptz) returns boolean language sql as $$
+    select not exists (select * from analytics._stored_by_owner(until, null) except select * from pg_temp.measured(until))
+       and not exists (select * from pg_temp.measured(until) except select * from analytics._stored_by_owner(until, null))
+$$;
+select count(distinct day) as days_cached, count(distinct user_id) as owners, sum(spans) as spans
+from analytics.usage_cache_days;
+select pg_temp.cache_agrees('2026-11-21') as all_days, pg_temp.cache_agrees('2026-11-19') as first_day;
+select count(*) as nothing_logged from analytics.usage_cache_changes where day >= '2026-11-01' and day < '2026-12-01';
+
+-- A late span of Bob's on 2026-11-19 sent through PostgREST (the day is settled: the trigger logs it, once), a span of
+-- Alice's moved from the 18th to the 20th by a re-send, and one of Alice's deleted: each changed day is measured again
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true) is not null as bob;
+select set_config('request.method', 'POST', true) is not null as post;
+select analytics.ingest_spans('[{"trace_id":"late","span_id":"a","name":"chat","start_time":"2026-11-19T12:00:00Z"},
+                                {"trace_id":"late","span_id":"b","name":"chat","start_time":"2026-11-19T12:00:01Z"}]')->>'stored' as stored;
+-- the log is not Bob's to read, nor to write, nor is the cache
+select regress.attempt($$select * from analytics.usage_cache_changes$$) as read_log,
+       regress.attempt($$insert into analytics.usage_cache_changes (day) values ('2026-11-19')$$) as write_log,
+       regress.attempt($$select * from analytics.usage_cache_days$$) as read_cache;
+commit;
+select day, count(*) as logged from analytics.usage_cache_changes where day >= '2026-11-01' and day < '2026-12-01' group by 1 order by 1;
+select pg_temp.cache_agrees('2026-11-21') as after_late_span;
+update analytics.llm_traces set start_time = start_time + interval '2 days', end_time = end_time + interval '2 days'
+where user_id = 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa' and trace_id = 'trace-5' and span_id = 's0';
+delete from analytics.llm_traces where user_id = 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa' and trace_id = 'trace-250' and span_id = 's3';
+select day, count(*) as logged from analytics.usage_cache_changes where day >= '2026-11-01' and day < '2026-12-01' group by 1 order by 1;
+select pg_temp.cache_agrees('2026-11-19') as after_move, pg_temp.cache_agrees('2026-11-21') as after_move_all;
+select count(*) as log_emptied from analytics.usage_cache_changes where day >= '2026-11-01' and day < '2026-12-01';
+select analytics.snapshot_usage('2026-11-20') as owners;
+select user_id, spans_stored, spans_stored = (select m.spans from pg_temp.measured('2026-11-21') m where m.user_id = s.user_id) as measured
+from analytics.usage_snapshots s where day = '2026-11-20' order by 1;
+-- a span that started within the last day is not logged (the trigger's WHEN: what a live write pays)
+insert into analytics.llm_traces (user_id, trace_id, span_id, name, start_time)
+values ('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'live', 'a', 'chat', now() - interval '1 hour');
+select count(*) as live_not_logged from analytics.usage_cache_changes where day >= current_date - 1;
+delete from analytics.llm_traces where trace_id = 'live';
+-- VACUUM FULL gives the partition a new file node: its cache is dropped and measured again, with the same figures
+create temporary table cached_before as select relid, day, user_id, spans, row_bytes from analytics.usage_cache_days;
+select format('vacuum full %s', partition) from analytics.span_partitions() where from_time <= '2026-11-18' and to_time >= '2026-11-21' \gexec
+select pg_temp.cache_agrees('2026-11-21') as after_vacuum_full,
+       (select count(*) from (select * from cached_before except select relid, day, user_id, spans, row_bytes from analytics.usage_cache_days) x) as changed;
+select bool_and(s.relfilenode = c.relfilenode) as on_the_new_file_node, count(*) > 0 as cached
+from analytics.usage_cache_partitions s join pg_class c on c.oid = s.relid;
 
 -- ---- projections --------------------------------------------------------------------------------------------------
 -- Alice's spend follows a known line, 2 + 0.5 x USD per day (x = day number), with a deterministic scatter of ±0.3:
