@@ -131,39 +131,21 @@ COMMENT ON FUNCTION analytics._builtin_rate_limits() IS
 'The built-in rate limits: ingest 100 per minute (ingest_spans, ingest_otlp, record_span), create_experiment 10 per hour, run_anomaly_detection 60 per hour. A row in analytics.rate_limits overrides them. Internal.';
 
 -- The clock of the limiter and the cache: clock_timestamp(), or a test clock (a setting), which only a session whose
--- login role is a superuser may set (tests move time without sleeping; an API caller cannot move it).
+-- login role is a superuser may set (tests move time without sleeping; an API caller cannot move it). In Rust
+-- (src/identity.rs): asked on every limited call, it reads the role cache rather than querying pg_roles.
 CREATE FUNCTION analytics._clock(setting text) RETURNS timestamptz
-LANGUAGE plpgsql VOLATILE PARALLEL SAFE
-SET search_path = ''
-AS $$
-declare
-    clock text := pg_catalog.current_setting(setting, true);
-begin
-    if clock is null or clock = '' then
-        return pg_catalog.clock_timestamp();
-    end if;
-    if not coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.rolname = session_user), false) then
-        raise exception '%: the test clock may only be set in a superuser''s session', setting using errcode = '42501';
-    end if;
-    return clock::timestamptz;
-end
-$$;
+LANGUAGE c VOLATILE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clock_wrapper';
 COMMENT ON FUNCTION analytics._clock(text) IS
 'clock_timestamp(), or the time in the given setting (analytics.rate_limit_clock, analytics.cache_clock) when the session''s login role is a superuser (tests). Internal.';
 
 -- Whether the role a call runs as sees every owner's rows (superuser, BYPASSRLS: service_role, a DBA's job): exempt
 -- from rate limits, not cached, sees every owner's cache statistics. Inside a SECURITY DEFINER function current_user
--- is its owner, while the setting role is what PostgREST's SET LOCAL ROLE (or a psql SET ROLE) chose.
--- (PL/pgSQL so that its plan is kept: a SQL function with a subquery is not inlined and is planned on every call.)
+-- is its owner, while the setting role is what PostgREST's SET LOCAL ROLE (or a psql SET ROLE) chose: Postgres's
+-- "outer" user. In Rust (src/identity.rs), from the role cache: no query on every limited or cached call.
 CREATE FUNCTION analytics._caller_is_privileged() RETURNS boolean
-LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET search_path = ''
-AS $$
-begin
-    return coalesce((select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r
-                     where r.rolname = coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user)), false);
-end
-$$;
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'caller_is_privileged_wrapper';
 COMMENT ON FUNCTION analytics._caller_is_privileged() IS
 'Whether the role the call runs as (the setting role, else the session user) is a superuser or has BYPASSRLS. Internal.';
 
@@ -180,6 +162,24 @@ $$;
 COMMENT ON FUNCTION analytics._window_text(interval) IS
 'A rate-limit window as text (''1 minute'', ''10 seconds''), independent of IntervalStyle. Internal.';
 
+-- The limit of an action for an owner: their row, else the default row (user_id NULL), else the built-in default;
+-- no row when the action has none. (SQL without a SET clause: inlined into the queries that use it.)
+CREATE FUNCTION analytics._rate_limit_rule(action text, owner uuid)
+RETURNS TABLE (max_calls integer, per interval, exempt_privileged boolean)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select r.max_calls, r.per, r.exempt_privileged
+    from (select l.max_calls, l.per, l.exempt_privileged, case when l.user_id is null then 1 else 0 end as rank
+          from analytics.rate_limits l
+          where l.action = _rate_limit_rule.action and (l.user_id = _rate_limit_rule.owner or l.user_id is null)
+          union all
+          select b.max_calls, b.per, true, 2 from analytics._builtin_rate_limits() b where b.action = _rate_limit_rule.action) r
+    order by r.rank
+    limit 1
+$$;
+COMMENT ON FUNCTION analytics._rate_limit_rule(text, uuid) IS
+'The rate limit of an action for an owner: their row of analytics.rate_limits, else the default row, else the built-in default (no row when none). Internal.';
+
 -- The limit that applies to the caller for an action, and whether the caller is exempt from it. PL/pgSQL so that
 -- its plans are cached (a SQL function with a SET clause is planned again on every call: 200 us).
 CREATE FUNCTION analytics._rate_limit_for(action text, owner uuid,
@@ -188,21 +188,9 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = ''
 AS $$
 begin
-    -- the owner's row, else the default row (user_id NULL sorts last), else the built-in default
-    select l.max_calls, l.per, l.exempt_privileged into max_calls, per, exempt
-    from analytics.rate_limits l
-    where l.action = _rate_limit_for.action and (l.user_id = _rate_limit_for.owner or l.user_id is null)
-    order by l.user_id nulls last
-    limit 1;
+    select r.max_calls, r.per, r.exempt_privileged and analytics._caller_is_privileged() into max_calls, per, exempt
+    from analytics._rate_limit_rule(_rate_limit_for.action, _rate_limit_for.owner) r;
     defined := found;
-    if not defined then
-        select b.max_calls, b.per, true into max_calls, per, exempt
-        from analytics._builtin_rate_limits() b where b.action = _rate_limit_for.action;
-        defined := found;
-    end if;
-    if exempt then
-        exempt := analytics._caller_is_privileged();
-    end if;
 end
 $$;
 COMMENT ON FUNCTION analytics._rate_limit_for(text, uuid) IS
@@ -214,7 +202,10 @@ SET search_path = ''
 AS $$
 declare
     owner uuid := analytics.current_user_id();
-    rule record;
+    lim_max integer;
+    lim_per interval;
+    lim_exempt boolean := false;
+    locked boolean := false;
     read_only boolean := pg_catalog.current_setting('transaction_read_only')::boolean;
     adm timestamptz[];
     n integer;
@@ -231,19 +222,37 @@ begin
     if check_rate_limit.action is null then
         raise exception 'action: is required' using errcode = '22004';
     end if;
-    select * into rule from analytics._rate_limit_for(check_rate_limit.action, owner);
-    if not rule.defined then
-        raise exception 'action: no rate limit is defined for "%"; insert one into analytics.rate_limits (built-in: ingest, create_experiment, run_anomaly_detection)',
-            check_rate_limit.action using errcode = 'P0002';
+    if owner is not null and not read_only and not analytics._caller_is_privileged() then
+        -- the common case, an API caller who has called before (a role that is neither superuser nor BYPASSRLS is
+        -- never exempt): one statement finds the limit and locks the owner's window. The row lock is held until the
+        -- caller's transaction ends, so a concurrent call counts this one once it commits (or not at all if it
+        -- rolls back); the time of the call is read after it (below).
+        select s.admitted, r.max_calls, r.per into adm, lim_max, lim_per
+        from analytics.rate_limit_state s
+        cross join analytics._rate_limit_rule(check_rate_limit.action, owner) r
+        where s.user_id = owner and s.action = check_rate_limit.action
+        for update of s;
+        locked := found;
+    end if;
+    if not locked then
+        select r.max_calls, r.per, r.exempt, r.defined into lim_max, lim_per, lim_exempt, locked
+        from analytics._rate_limit_for(check_rate_limit.action, owner) r;
+        if not locked then
+            raise exception 'action: no rate limit is defined for "%"; insert one into analytics.rate_limits (built-in: ingest, create_experiment, run_anomaly_detection)',
+                check_rate_limit.action using errcode = 'P0002';
+        end if;
+        locked := false;
     end if;
     -- the writing function that called us may now proceed (see analytics._ingest_spans)
-    perform pg_catalog.set_config('analytics.rate_limit_admitted', check_rate_limit.action, true);
+    info := pg_catalog.set_config('analytics.rate_limit_admitted', check_rate_limit.action, true);
     -- not limited: no owner to count against (a DBA's session, a back end without a user), an exempt role, no limit
-    if owner is null or rule.exempt or rule.max_calls is null then
+    if owner is null or lim_exempt or lim_max is null then
         return jsonb_build_object('action', check_rate_limit.action, 'limited', false);
     end if;
 
-    if read_only then
+    if locked then
+        null;   -- the window is read and locked above
+    elsif read_only then
         -- a READ ONLY transaction (PostgREST GET, a read replica) can check but not record: nothing is consumed
         select s.admitted into adm from analytics.rate_limit_state s
         where s.user_id = owner and s.action = check_rate_limit.action;
@@ -263,21 +272,21 @@ begin
     n := coalesce(array_length(adm, 1), 0);
     -- now, after the lock, never before the last admission: the times stay in order
     t := greatest(analytics._clock('analytics.rate_limit_clock'), adm[n]);
-    while i <= n and adm[i] <= t - rule.per loop
+    while i <= n and adm[i] <= t - lim_per loop
         i := i + 1;
     end loop;
     used := n - i + 1;
-    window_s := extract(epoch from rule.per);
+    window_s := extract(epoch from lim_per);
 
-    if used >= rule.max_calls then
+    if used >= lim_max then
         -- a slot frees when the admission at position used - max_calls + 1 of the window leaves it
-        win := analytics._window_text(rule.per);
-        retry := greatest(1, ceil(extract(epoch from adm[i + used - rule.max_calls] + rule.per - t))::integer);
-        info := jsonb_build_object('action', check_rate_limit.action, 'limit', rule.max_calls,
+        win := analytics._window_text(lim_per);
+        retry := greatest(1, ceil(extract(epoch from adm[i + used - lim_max] + lim_per - t))::integer);
+        info := jsonb_build_object('action', check_rate_limit.action, 'limit', lim_max,
             'window', win, 'window_seconds', window_s, 'remaining', 0,
             'retry_after_seconds', retry)::text;
         msg := format('rate limit exceeded: %s allows %s calls per %s; retry after %s s',
-                      check_rate_limit.action, rule.max_calls, win, retry);
+                      check_rate_limit.action, lim_max, win, retry);
         hnt := format('Retry after %s seconds.', retry);
         if pg_catalog.current_setting('analytics.rate_limit_sqlstate', true) = 'PT429' then
             -- PostgREST < 12: the status without headers
@@ -286,9 +295,9 @@ begin
         raise sqlstate 'PGRST' using
             message = jsonb_build_object('code', 'rate_limited', 'message', msg, 'details', info, 'hint', hnt)::text,
             detail = jsonb_build_object('status', 429, 'headers', jsonb_build_object(
-                'Retry-After', retry::text, 'RateLimit-Limit', rule.max_calls::text, 'RateLimit-Remaining', '0',
+                'Retry-After', retry::text, 'RateLimit-Limit', lim_max::text, 'RateLimit-Remaining', '0',
                 'RateLimit-Reset', retry::text,
-                'RateLimit-Policy', format('%s;w=%s', rule.max_calls, ceil(window_s)::bigint)))::text;
+                'RateLimit-Policy', format('%s;w=%s', lim_max, ceil(window_s)::bigint)))::text;
     end if;
 
     if not read_only then
@@ -296,9 +305,9 @@ begin
         where s.user_id = owner and s.action = check_rate_limit.action;
         used := used + 1;
     end if;
-    return jsonb_build_object('action', check_rate_limit.action, 'limited', true, 'limit', rule.max_calls,
-        'window_seconds', window_s, 'remaining', rule.max_calls - used,
-        'reset_seconds', ceil(extract(epoch from coalesce(adm[i], t) + rule.per - t))::integer);
+    return jsonb_build_object('action', check_rate_limit.action, 'limited', true, 'limit', lim_max,
+        'window_seconds', window_s, 'remaining', lim_max - used,
+        'reset_seconds', ceil(extract(epoch from coalesce(adm[i], t) + lim_per - t))::integer);
 end
 $$;
 COMMENT ON FUNCTION analytics.check_rate_limit(text) IS
@@ -592,7 +601,8 @@ CREATE POLICY rate_limit_state_delete_own ON analytics.rate_limit_state FOR DELE
 SELECT pg_catalog.pg_extension_config_dump('analytics.rate_limits'::regclass, '');
 REVOKE ALL ON analytics.rate_limits, analytics.rate_limit_state FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._clock(text), analytics._caller_is_privileged(), analytics._window_text(interval),
-    analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text), analytics.rate_limit_status(),
+    analytics._rate_limit_rule(text, uuid), analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text),
+    analytics.rate_limit_status(),
     analytics._ingest_spans(jsonb), analytics._ingest_otlp(jsonb), analytics.ingest_spans(jsonb),
     analytics.ingest_otlp(jsonb) FROM PUBLIC;
 DO $grants$
@@ -603,7 +613,8 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
         GRANT SELECT ON analytics.rate_limits, analytics.rate_limit_state TO authenticated;
         GRANT EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._clock(text), analytics._caller_is_privileged(), analytics._window_text(interval),
-            analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text), analytics.rate_limit_status(),
+            analytics._rate_limit_rule(text, uuid), analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text),
+            analytics.rate_limit_status(),
             analytics._ingest_spans(jsonb), analytics._ingest_otlp(jsonb), analytics.ingest_spans(jsonb),
             analytics.ingest_otlp(jsonb) TO authenticated;
     END IF;
@@ -611,7 +622,8 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE, DELETE ON analytics.rate_limits TO service_role;
         GRANT SELECT ON analytics.rate_limit_state TO service_role;
         GRANT EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._clock(text), analytics._caller_is_privileged(), analytics._window_text(interval),
-            analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text), analytics.rate_limit_status(),
+            analytics._rate_limit_rule(text, uuid), analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text),
+            analytics.rate_limit_status(),
             analytics._ingest_spans(jsonb), analytics._ingest_otlp(jsonb), analytics.ingest_spans(jsonb),
             analytics.ingest_otlp(jsonb) TO service_role;
     END IF;

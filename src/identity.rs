@@ -92,3 +92,57 @@ pub fn resolve_owner(user_id: Option<pgrx::Uuid>) -> String {
         }),
     }
 }
+
+/// Declared in sql/040_rate_limits.sql as `analytics._caller_is_privileged()`: whether the role a call runs as is a
+/// superuser or has BYPASSRLS — the role `SET ROLE` chose (PostgREST's `set local role`), else the session user;
+/// never the owner of a SECURITY DEFINER function the call is in (Postgres's "outer" user id). The same answer as
+/// `select rolsuper or rolbypassrls from pg_roles where rolname = coalesce(nullif(current_setting('role'), 'none'),
+/// session_user)`, from the role cache instead of a query: the limiter and the result cache ask on every call.
+#[pg_extern(stable, parallel_safe, sql = false)]
+pub fn caller_is_privileged() -> bool {
+    unsafe {
+        let role = pg_sys::GetOuterUserId();
+        pg_sys::superuser_arg(role) || pg_sys::has_bypassrls_privilege(role)
+    }
+}
+
+/// Declared in sql/040_rate_limits.sql as `analytics._clock(setting text)`: the clock of the rate limiter and the
+/// result cache. `clock_timestamp()`, or the time written in the setting (tests move time without sleeping), which
+/// only a session whose login role is a superuser may use: an API caller (PostgREST logs in as `authenticator`)
+/// cannot move its own limits' clock. A setting that is not a time raises as `::timestamptz` does (22007).
+#[pg_extern(volatile, parallel_safe, sql = false)]
+pub fn clock(setting_name: &str) -> TimestampWithTimeZone {
+    let name = CString::new(setting_name).unwrap_or_else(|_| {
+        AnalyticsError::new(ErrorKind::InvalidParameter, "setting: must not contain a NUL byte").raise()
+    });
+    let raw = match setting(&name) {
+        None => unsafe { pg_sys::Datum::from(pg_sys::GetCurrentTimestamp()) },
+        Some(text) => {
+            if !unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) } {
+                AnalyticsError::new(
+                    ErrorKind::InsufficientPrivilege,
+                    format!("{setting_name}: the test clock may only be set in a superuser's session"),
+                )
+                .raise()
+            }
+            unsafe {
+                direct_function_call_as_datum(
+                    pg_sys::timestamptz_in,
+                    &[
+                        Some(pg_sys::Datum::from(text.as_ptr())),
+                        Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                        Some(pg_sys::Datum::from(-1i32)),
+                    ],
+                )
+                // (timestamptz_in either returns a value or raises 22007 itself)
+                .unwrap_or_else(|| {
+                    AnalyticsError::new(ErrorKind::InvalidDatetime, format!("{setting_name}: is not a time")).raise()
+                })
+            }
+        }
+    };
+    // (in range: both sources produce valid timestamps)
+    TimestampWithTimeZone::try_from(raw).unwrap_or_else(|_| {
+        AnalyticsError::new(ErrorKind::InvalidDatetime, format!("{setting_name}: is out of range")).raise()
+    })
+}
