@@ -205,6 +205,7 @@ declare
     lim_max integer;
     lim_per interval;
     lim_exempt boolean := false;
+    defined boolean;
     locked boolean := false;
     read_only boolean := pg_catalog.current_setting('transaction_read_only')::boolean;
     adm timestamptz[];
@@ -235,13 +236,12 @@ begin
         locked := found;
     end if;
     if not locked then
-        select r.max_calls, r.per, r.exempt, r.defined into lim_max, lim_per, lim_exempt, locked
+        select r.max_calls, r.per, r.exempt, r.defined into lim_max, lim_per, lim_exempt, defined
         from analytics._rate_limit_for(check_rate_limit.action, owner) r;
-        if not locked then
+        if not defined then
             raise exception 'action: no rate limit is defined for "%"; insert one into analytics.rate_limits (built-in: ingest, create_experiment, run_anomaly_detection)',
                 check_rate_limit.action using errcode = 'P0002';
         end if;
-        locked := false;
     end if;
     -- the writing function that called us may now proceed (see analytics._ingest_spans)
     info := pg_catalog.set_config('analytics.rate_limit_admitted', check_rate_limit.action, true);
