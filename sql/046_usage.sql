@@ -28,15 +28,17 @@ $$;
 COMMENT ON FUNCTION analytics._span_relation_sizes() IS
 'The partitions of analytics.llm_traces together: table bytes (heap, TOAST, maps), index bytes, and the planner''s row estimate. Internal: storage_summary, storage_by_trace, snapshot_usage.';
 
--- the stored bytes of one span row (no SET clause, so that it is inlined into the queries that call it)
-CREATE FUNCTION analytics._span_bytes(s analytics.llm_traces)
+-- the stored bytes of one span row, read through analytics.llm_traces or from one of its partitions (no SET clause,
+-- and STABLE like pg_column_size, so that it is inlined into the queries that call it: a function declared IMMUTABLE
+-- around a STABLE one is not, and costs a call per row)
+CREATE FUNCTION analytics._span_bytes(s anyelement)
 RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
+LANGUAGE sql STABLE PARALLEL SAFE STRICT
 AS $$
     select ((pg_catalog.pg_column_size(s) + 7) / 8 * 8 + 4)::bigint
 $$;
-COMMENT ON FUNCTION analytics._span_bytes(analytics.llm_traces) IS
-'The bytes a span row takes in its table: the tuple (TOASTed values at their stored size) aligned to 8 bytes, plus its line pointer. Internal.';
+COMMENT ON FUNCTION analytics._span_bytes(anyelement) IS
+'The bytes a span row (of analytics.llm_traces or of one of its partitions) takes in its table: the tuple (TOASTed values at their stored size) aligned to 8 bytes, plus its line pointer. Internal.';
 
 -- ---- storage_summary --------------------------------------------------------------------------------------------------
 CREATE FUNCTION analytics.storage_summary()
@@ -262,8 +264,6 @@ declare
     fresh boolean;
     rest_from timestamptz;
     parts text[] := '{}';
-    -- the bytes of a row of a partition read directly: the same measure as analytics._span_bytes
-    bytes constant text := '((pg_catalog.pg_column_size(t.*) + 7) / 8 * 8 + 4)';
 begin
     if only_user is not null or not exists (
             select 1 from pg_catalog.pg_roles r
@@ -316,8 +316,8 @@ begin
         if p.from_time is null or want <= p.from_time
            or p.from_time <> pg_catalog.date_trunc('day', p.from_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
            or p.to_time <> pg_catalog.date_trunc('day', p.to_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' then
-            parts := parts || format('select t.user_id, count(*), sum(%s) from %s t where t.start_time < %L group by 1',
-                                     bytes, p.name, until);
+            parts := parts || format('select t.user_id, count(*), sum(analytics._span_bytes(t)) from %s t where t.start_time < %L group by 1',
+                                     p.name, until);
             continue;
         end if;
 
@@ -356,12 +356,12 @@ begin
             execute format(
                 'insert into analytics.usage_cache_days (relid, day, user_id, spans, row_bytes)
                  select %s, r.day, r.user_id, count(*), sum(r.bytes)
-                 from (select (t.start_time AT TIME ZONE ''UTC'')::date as day, t.user_id, %s as bytes
+                 from (select (t.start_time AT TIME ZONE ''UTC'')::date as day, t.user_id, analytics._span_bytes(t) as bytes
                        from %s t
                        where (t.start_time >= %L and t.start_time < %L) or (t.start_time AT TIME ZONE ''UTC'')::date = any (%L::date[])
                        offset 0) r
                  group by 2, 3',
-                p.relid, bytes, p.name, st.cached_until, greatest(want, st.cached_until), bad);
+                p.relid, p.name, st.cached_until, greatest(want, st.cached_until), bad);
             update analytics.usage_cache_partitions s
             set cached_until = greatest(s.cached_until, want), computed_at = now()
             where s.relid = p.relid returning * into st;
@@ -370,8 +370,8 @@ begin
                                  p.relid, (least(st.cached_until, until) AT TIME ZONE 'UTC')::date);
         rest_from := greatest(p.from_time, st.cached_until);
         if least(p.to_time, until) > rest_from then
-            parts := parts || format('select t.user_id, count(*), sum(%s) from %s t where t.start_time >= %L and t.start_time < %L group by 1',
-                                     bytes, p.name, rest_from, least(p.to_time, until));
+            parts := parts || format('select t.user_id, count(*), sum(analytics._span_bytes(t)) from %s t where t.start_time >= %L and t.start_time < %L group by 1',
+                                     p.name, rest_from, least(p.to_time, until));
         end if;
     end loop;
 

@@ -56,7 +56,7 @@ ALTER EXTENSION analytics_ext DROP TABLE analytics.usage_snapshots;
 DROP TABLE analytics.usage_snapshots;
 DROP FUNCTION analytics.storage_by_trace(timestamptz, timestamptz, integer, uuid);
 DROP FUNCTION analytics.storage_summary();
-DROP FUNCTION analytics._span_bytes(analytics.llm_traces);
+DROP FUNCTION analytics._span_bytes(anyelement);
 DROP FUNCTION analytics._span_relation_sizes();
 DROP FUNCTION analytics._project_trend(double precision[], double precision[], double precision, integer[], boolean, double precision);
 
