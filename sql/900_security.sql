@@ -26,6 +26,9 @@ BEGIN
         -- privilege on it, it has no policy (a role that does not bypass RLS sees no row), and the trigger that logs
         -- late writes (SECURITY DEFINER, as the table owner) may write it where the owner is not a superuser
         CONTINUE WHEN t.relname LIKE 'usage\_cache\_%';
+        -- likewise the version of the rate limits (sql/040_rate_limits.sql): one row, no owner, written by the
+        -- trigger on analytics.rate_limits and read by the limiter, both SECURITY DEFINER
+        CONTINUE WHEN t.relname = 'rate_limit_rules_version';
         EXECUTE format('ALTER TABLE analytics.%I FORCE ROW LEVEL SECURITY', t.relname);
         EXECUTE format(
             'CREATE POLICY %I ON analytics.%I FOR SELECT USING (user_id = (select analytics.current_user_id()))',
@@ -118,7 +121,8 @@ BEGIN
         REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.retention_policies,
             analytics.rate_limits, analytics.rate_limit_state FROM authenticated;
         REVOKE ALL ON analytics.cache_entries, analytics.cache_writes, analytics.cache_events, analytics.cache_counters,
-            analytics.usage_cache_partitions, analytics.usage_cache_days, analytics.usage_cache_changes FROM authenticated;
+            analytics.usage_cache_partitions, analytics.usage_cache_days, analytics.usage_cache_changes,
+            analytics.rate_limit_rules_version FROM authenticated;
         REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals(),
             analytics.apply_retention(integer, timestamptz), analytics._cache_note_writes(),
             analytics.maintain_span_partitions(text, integer, interval, timestamptz), analytics.span_partitions(),
@@ -129,7 +133,8 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
         REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.rate_limit_state FROM service_role;
         REVOKE ALL ON analytics.cache_entries, analytics.cache_writes, analytics.cache_events, analytics.cache_counters,
-            analytics.usage_cache_partitions, analytics.usage_cache_days, analytics.usage_cache_changes FROM service_role;
+            analytics.usage_cache_partitions, analytics.usage_cache_days, analytics.usage_cache_changes,
+            analytics.rate_limit_rules_version FROM service_role;
         REVOKE EXECUTE ON FUNCTION analytics._lock_unit_bucket(integer, boolean), analytics.rebuild_experiment_totals(),
             analytics.apply_retention(integer, timestamptz), analytics._cache_note_writes(),
             analytics.maintain_span_partitions(text, integer, interval, timestamptz), analytics.span_partitions(),

@@ -109,13 +109,69 @@ CREATE TRIGGER rate_limits_touch_updated_at BEFORE UPDATE ON analytics.rate_limi
 FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
 
 CREATE UNLOGGED TABLE analytics.rate_limit_state (
-    user_id  uuid NOT NULL,
-    action   text NOT NULL,
-    admitted timestamptz[] NOT NULL,
+    user_id       uuid NOT NULL,
+    action        text NOT NULL,
+    admitted      timestamptz[] NOT NULL,
+    max_calls     integer,
+    per           interval,
+    rules_version bigint NOT NULL,
     PRIMARY KEY (user_id, action)
 );
 COMMENT ON TABLE analytics.rate_limit_state IS
-'Per owner and action, the times of the calls admitted within the current window, oldest first; kept by analytics.check_rate_limit(). UNLOGGED: emptied by a crash, which resets the limits and loses no data. Owners read their own; nobody but the limiter writes it.';
+'Per owner and action, the times of the calls admitted within the current window, oldest first, and the limit that applied (max_calls per per, copied from analytics.rate_limits at rules_version); kept by analytics.check_rate_limit(). UNLOGGED: emptied by a crash, which resets the limits and loses no data. Owners read their own; nobody but the limiter writes it.';
+
+-- The version of the limits: every change to analytics.rate_limits adds one (statement trigger below), in the
+-- changing transaction. A window row carries the limit it was admitted under and the version it was read at, so an
+-- admission needs no lookup of the limits while the version is the same; a row read at an older version takes the
+-- lookup again. Whatever the order of a change and a first call, the copy cannot outlive a change: a copy read
+-- before the change committed carries the older version (the version is read before the limits).
+CREATE TABLE analytics.rate_limit_rules_version (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    version   bigint NOT NULL
+);
+INSERT INTO analytics.rate_limit_rules_version (version) VALUES (1);
+COMMENT ON TABLE analytics.rate_limit_rules_version IS
+'One row: the version of analytics.rate_limits, raised by every change to it. The rate limiter compares it with the version its copy of a limit was read at. Internal.';
+
+CREATE FUNCTION analytics._rate_limits_changed() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+begin
+    -- whoever may change the limits (the DBA, service_role) raises the version; the row lock is held until the
+    -- change commits, so two changes are ordered
+    update analytics.rate_limit_rules_version set version = version + 1;
+    return null;
+end
+$$;
+COMMENT ON FUNCTION analytics._rate_limits_changed() IS
+'Trigger on analytics.rate_limits: raises analytics.rate_limit_rules_version, so the limiter reads the changed limits on its next call. Internal.';
+CREATE TRIGGER rate_limits_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON analytics.rate_limits
+FOR EACH STATEMENT EXECUTE FUNCTION analytics._rate_limits_changed();
+
+-- The window arithmetic, in Rust (src/rate_limits.rs over analytics_core::rate_window): times in microseconds, a
+-- window a fixed duration (1 day = 86,400 s across a daylight-saving change), a call recorded at the later of the
+-- clock and the last admission.
+CREATE FUNCTION analytics._rate_window_room(admitted timestamptz[], t timestamptz, per interval, max_calls integer)
+RETURNS boolean LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'rate_window_room_wrapper';
+COMMENT ON FUNCTION analytics._rate_window_room(timestamptz[], timestamptz, interval, integer) IS
+'Whether a call at t fits in the window: fewer than max_calls admissions in the last per. Internal.';
+CREATE FUNCTION analytics._rate_window_admit(admitted timestamptz[], t timestamptz, per interval)
+RETURNS timestamptz[] LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'rate_window_admit_wrapper';
+COMMENT ON FUNCTION analytics._rate_window_admit(timestamptz[], timestamptz, interval) IS
+'The window after admitting a call at t: the admissions still in it, then the call. Internal.';
+CREATE FUNCTION analytics._rate_window_used(admitted timestamptz[], t timestamptz, per interval)
+RETURNS integer LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'rate_window_used_wrapper';
+COMMENT ON FUNCTION analytics._rate_window_used(timestamptz[], timestamptz, interval) IS
+'The admissions in the window at t. Internal.';
+CREATE FUNCTION analytics._rate_window_retry(admitted timestamptz[], t timestamptz, per interval, max_calls integer)
+RETURNS integer LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'rate_window_retry_wrapper';
+COMMENT ON FUNCTION analytics._rate_window_retry(timestamptz[], timestamptz, interval, integer) IS
+'Whole seconds (rounded up) until a call refused at t would be admitted; 0 when it would be now. Internal.';
+CREATE FUNCTION analytics._rate_window_reset(admitted timestamptz[], t timestamptz, per interval)
+RETURNS timestamptz LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'rate_window_reset_wrapper';
+COMMENT ON FUNCTION analytics._rate_window_reset(timestamptz[], timestamptz, interval) IS
+'When the oldest admission in the window at t leaves it; NULL when the window is empty. Internal.';
 
 -- The built-in defaults, used for an action without a row in analytics.rate_limits.
 -- (No SET clause: it is inlined into the queries of the limiter, whose search_path is ''; its body is constants.)
@@ -202,15 +258,14 @@ SET search_path = ''
 AS $$
 declare
     owner uuid := analytics.current_user_id();
+    read_only boolean := pg_catalog.current_setting('transaction_read_only')::boolean;
+    privileged boolean;
+    ver bigint;
     lim_max integer;
     lim_per interval;
     lim_exempt boolean := false;
     defined boolean;
-    locked boolean := false;
-    read_only boolean := pg_catalog.current_setting('transaction_read_only')::boolean;
     adm timestamptz[];
-    n integer;
-    i integer := 1;
     used integer;
     t timestamptz;
     retry integer;
@@ -223,25 +278,39 @@ begin
     if check_rate_limit.action is null then
         raise exception 'action: is required' using errcode = '22004';
     end if;
-    if owner is not null and not read_only and not analytics._caller_is_privileged() then
+    privileged := analytics._caller_is_privileged();
+    if owner is not null and not read_only and not privileged then
+        -- one admission at a time per owner and action, until the caller's transaction ends: a concurrent call counts
+        -- this one once it commits (or not at all if it rolls back). Every writer of the owner's window takes this
+        -- lock first, so nothing below waits once it is held, and the time of the call is read after it.
+        perform pg_catalog.pg_advisory_xact_lock(1634628204, pg_catalog.hashtext(owner::text || check_rate_limit.action));
+        t := analytics._clock('analytics.rate_limit_clock');
         -- the common case, an API caller who has called before (a role that is neither superuser nor BYPASSRLS is
-        -- never exempt): one statement finds the limit and locks the owner's window. The row lock is held until the
-        -- caller's transaction ends, so a concurrent call counts this one once it commits (or not at all if it
-        -- rolls back); the time of the call is read after it (below).
-        select s.admitted, r.max_calls, r.per into adm, lim_max, lim_per
-        from analytics.rate_limit_state s
-        cross join analytics._rate_limit_rule(check_rate_limit.action, owner) r
+        -- never exempt): one statement checks the window against the limit copied into it (still the current
+        -- version of the limits) and records the call
+        update analytics.rate_limit_state s
+        set admitted = analytics._rate_window_admit(s.admitted, t, s.per)
         where s.user_id = owner and s.action = check_rate_limit.action
-        for update of s;
-        locked := found;
-    end if;
-    if not locked then
-        select r.max_calls, r.per, r.exempt, r.defined into lim_max, lim_per, lim_exempt, defined
-        from analytics._rate_limit_for(check_rate_limit.action, owner) r;
-        if not defined then
-            raise exception 'action: no rate limit is defined for "%"; insert one into analytics.rate_limits (built-in: ingest, create_experiment, run_anomaly_detection)',
-                check_rate_limit.action using errcode = 'P0002';
+          and s.rules_version = (select v.version from analytics.rate_limit_rules_version v)
+          and analytics._rate_window_room(s.admitted, t, s.per, s.max_calls)
+        returning s.admitted, s.max_calls, s.per into adm, lim_max, lim_per;
+        if found then
+            info := pg_catalog.set_config('analytics.rate_limit_admitted', check_rate_limit.action, true);
+            window_s := pg_catalog.date_part('epoch', lim_per);
+            return jsonb_build_object('action', check_rate_limit.action, 'limited', true, 'limit', lim_max,
+                'window_seconds', window_s, 'remaining', lim_max - cardinality(adm),
+                'reset_seconds', ceil(window_s - pg_catalog.date_part('epoch', adm[cardinality(adm)] - adm[1]))::integer);
         end if;
+    end if;
+
+    -- everything else: a first call, a changed limit, a full window (refused below), no limit, a privileged or
+    -- READ ONLY caller. The version first, then the limit: a limit changed in between is read again next time.
+    select v.version into ver from analytics.rate_limit_rules_version v;
+    select r.max_calls, r.per, r.exempt, r.defined into lim_max, lim_per, lim_exempt, defined
+    from analytics._rate_limit_for(check_rate_limit.action, owner) r;
+    if not defined then
+        raise exception 'action: no rate limit is defined for "%"; insert one into analytics.rate_limits (built-in: ingest, create_experiment, run_anomaly_detection)',
+            check_rate_limit.action using errcode = 'P0002';
     end if;
     -- the writing function that called us may now proceed (see analytics._ingest_spans)
     info := pg_catalog.set_config('analytics.rate_limit_admitted', check_rate_limit.action, true);
@@ -250,38 +319,22 @@ begin
         return jsonb_build_object('action', check_rate_limit.action, 'limited', false);
     end if;
 
-    if locked then
-        null;   -- the window is read and locked above
-    elsif read_only then
+    if read_only then
         -- a READ ONLY transaction (PostgREST GET, a read replica) can check but not record: nothing is consumed
-        select s.admitted into adm from analytics.rate_limit_state s
-        where s.user_id = owner and s.action = check_rate_limit.action;
-    else
-        -- one admission at a time per owner and action: the row lock is held until the caller's transaction ends,
-        -- so a concurrent call counts this one once it commits (or not at all if it rolls back)
-        select s.admitted into adm from analytics.rate_limit_state s
-        where s.user_id = owner and s.action = check_rate_limit.action for update;
-        if not found then
-            insert into analytics.rate_limit_state (user_id, action, admitted)
-            values (owner, check_rate_limit.action, '{}') on conflict do nothing;
-            select s.admitted into adm from analytics.rate_limit_state s
-            where s.user_id = owner and s.action = check_rate_limit.action for update;
-        end if;
+        t := analytics._clock('analytics.rate_limit_clock');
+    elsif privileged then
+        -- a privileged role that a limit does not exempt (exempt_privileged = false): the lock and clock of above
+        perform pg_catalog.pg_advisory_xact_lock(1634628204, pg_catalog.hashtext(owner::text || check_rate_limit.action));
+        t := analytics._clock('analytics.rate_limit_clock');
     end if;
+    select s.admitted into adm from analytics.rate_limit_state s
+    where s.user_id = owner and s.action = check_rate_limit.action;
     adm := coalesce(adm, '{}');
-    n := coalesce(array_length(adm, 1), 0);
-    -- now, after the lock, never before the last admission: the times stay in order
-    t := greatest(analytics._clock('analytics.rate_limit_clock'), adm[n]);
-    while i <= n and adm[i] <= t - lim_per loop
-        i := i + 1;
-    end loop;
-    used := n - i + 1;
-    window_s := extract(epoch from lim_per);
+    window_s := pg_catalog.date_part('epoch', lim_per);
 
-    if used >= lim_max then
-        -- a slot frees when the admission at position used - max_calls + 1 of the window leaves it
+    if not analytics._rate_window_room(adm, t, lim_per, lim_max) then
         win := analytics._window_text(lim_per);
-        retry := greatest(1, ceil(extract(epoch from adm[i + used - lim_max] + lim_per - t))::integer);
+        retry := analytics._rate_window_retry(adm, t, lim_per, lim_max);
         info := jsonb_build_object('action', check_rate_limit.action, 'limit', lim_max,
             'window', win, 'window_seconds', window_s, 'remaining', 0,
             'retry_after_seconds', retry)::text;
@@ -300,14 +353,22 @@ begin
                 'RateLimit-Policy', format('%s;w=%s', lim_max, ceil(window_s)::bigint)))::text;
     end if;
 
-    if not read_only then
-        update analytics.rate_limit_state s set admitted = adm[i:n] || t
-        where s.user_id = owner and s.action = check_rate_limit.action;
-        used := used + 1;
+    if read_only then
+        used := analytics._rate_window_used(adm, t, lim_per);
+    else
+        -- record the call with the limit it was admitted under, for the next call's one-statement path
+        adm := analytics._rate_window_admit(adm, t, lim_per);
+        insert into analytics.rate_limit_state (user_id, action, admitted, max_calls, per, rules_version)
+        values (owner, check_rate_limit.action, adm, lim_max, lim_per, ver)
+        on conflict on constraint rate_limit_state_pkey do update
+        set admitted = excluded.admitted, max_calls = excluded.max_calls, per = excluded.per,
+            rules_version = excluded.rules_version;
+        used := cardinality(adm);
     end if;
     return jsonb_build_object('action', check_rate_limit.action, 'limited', true, 'limit', lim_max,
         'window_seconds', window_s, 'remaining', lim_max - used,
-        'reset_seconds', ceil(extract(epoch from coalesce(adm[i], t) + lim_per - t))::integer);
+        'reset_seconds', ceil(coalesce(pg_catalog.date_part('epoch',
+            analytics._rate_window_reset(adm, t, lim_per) - greatest(t, adm[cardinality(adm)])), window_s))::integer);
 end
 $$;
 COMMENT ON FUNCTION analytics.check_rate_limit(text) IS
@@ -336,13 +397,13 @@ begin
     )
     select a.action, r.max_calls, r.per,
            w.used, case when r.max_calls is not null then greatest(r.max_calls - w.used, 0) end,
-           w.oldest + r.per, r.exempt
+           analytics._rate_window_reset(w.admitted, t, r.per), r.exempt
     from actions a
     cross join lateral analytics._rate_limit_for(a.action, owner) r
     left join analytics.rate_limit_state s on s.user_id = owner and s.action = a.action
     cross join lateral (
-        select count(x)::integer as used, min(x) as oldest
-        from unnest(coalesce(s.admitted, '{}')) x where x > t - r.per
+        select coalesce(s.admitted, '{}') as admitted,
+               analytics._rate_window_used(coalesce(s.admitted, '{}'), t, r.per) as used
     ) w
     order by a.action;
 end
@@ -581,6 +642,7 @@ ALTER TABLE analytics.rate_limits ENABLE ROW LEVEL SECURITY;
 ALTER TABLE analytics.rate_limits FORCE ROW LEVEL SECURITY;
 ALTER TABLE analytics.rate_limit_state ENABLE ROW LEVEL SECURITY;
 ALTER TABLE analytics.rate_limit_state FORCE ROW LEVEL SECURITY;
+ALTER TABLE analytics.rate_limit_rules_version ENABLE ROW LEVEL SECURITY;
 CREATE POLICY rate_limits_select_own ON analytics.rate_limits FOR SELECT
     USING (user_id = (select analytics.current_user_id()));
 CREATE POLICY rate_limits_insert_own ON analytics.rate_limits FOR INSERT
@@ -599,10 +661,15 @@ CREATE POLICY rate_limit_state_update_own ON analytics.rate_limit_state FOR UPDA
 CREATE POLICY rate_limit_state_delete_own ON analytics.rate_limit_state FOR DELETE
     USING (user_id = (select analytics.current_user_id()));
 SELECT pg_catalog.pg_extension_config_dump('analytics.rate_limits'::regclass, '');
-REVOKE ALL ON analytics.rate_limits, analytics.rate_limit_state FROM PUBLIC;
+REVOKE ALL ON analytics.rate_limits, analytics.rate_limit_state, analytics.rate_limit_rules_version FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._clock(text), analytics._caller_is_privileged(), analytics._window_text(interval),
     analytics._rate_limit_rule(text, uuid), analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text),
-    analytics.rate_limit_status(),
+    analytics.rate_limit_status(), analytics._rate_limits_changed(),
+    analytics._rate_window_room(timestamptz[], timestamptz, interval, integer),
+    analytics._rate_window_admit(timestamptz[], timestamptz, interval),
+    analytics._rate_window_used(timestamptz[], timestamptz, interval),
+    analytics._rate_window_retry(timestamptz[], timestamptz, interval, integer),
+    analytics._rate_window_reset(timestamptz[], timestamptz, interval),
     analytics._ingest_spans(jsonb), analytics._ingest_otlp(jsonb), analytics.ingest_spans(jsonb),
     analytics.ingest_otlp(jsonb) FROM PUBLIC;
 DO $grants$
@@ -614,7 +681,12 @@ BEGIN
         GRANT SELECT ON analytics.rate_limits, analytics.rate_limit_state TO authenticated;
         GRANT EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._clock(text), analytics._caller_is_privileged(), analytics._window_text(interval),
             analytics._rate_limit_rule(text, uuid), analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text),
-            analytics.rate_limit_status(),
+            analytics.rate_limit_status(), analytics._rate_limits_changed(),
+            analytics._rate_window_room(timestamptz[], timestamptz, interval, integer),
+            analytics._rate_window_admit(timestamptz[], timestamptz, interval),
+            analytics._rate_window_used(timestamptz[], timestamptz, interval),
+            analytics._rate_window_retry(timestamptz[], timestamptz, interval, integer),
+            analytics._rate_window_reset(timestamptz[], timestamptz, interval),
             analytics._ingest_spans(jsonb), analytics._ingest_otlp(jsonb), analytics.ingest_spans(jsonb),
             analytics.ingest_otlp(jsonb) TO authenticated;
     END IF;
@@ -623,7 +695,12 @@ BEGIN
         GRANT SELECT ON analytics.rate_limit_state TO service_role;
         GRANT EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._clock(text), analytics._caller_is_privileged(), analytics._window_text(interval),
             analytics._rate_limit_rule(text, uuid), analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text),
-            analytics.rate_limit_status(),
+            analytics.rate_limit_status(), analytics._rate_limits_changed(),
+            analytics._rate_window_room(timestamptz[], timestamptz, interval, integer),
+            analytics._rate_window_admit(timestamptz[], timestamptz, interval),
+            analytics._rate_window_used(timestamptz[], timestamptz, interval),
+            analytics._rate_window_retry(timestamptz[], timestamptz, interval, integer),
+            analytics._rate_window_reset(timestamptz[], timestamptz, interval),
             analytics._ingest_spans(jsonb), analytics._ingest_otlp(jsonb), analytics.ingest_spans(jsonb),
             analytics.ingest_otlp(jsonb) TO service_role;
     END IF;
@@ -1683,7 +1760,7 @@ BEGIN
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = 'analytics' AND c.relkind IN ('r', 'p')
           AND c.relname NOT IN ('cache_entries', 'cache_writes', 'cache_events', 'cache_counters', 'rate_limit_state',
-                                'rate_limits', 'retention_policies', 'ab_experiment_unit_totals')
+                                'rate_limits', 'rate_limit_rules_version', 'retention_policies', 'ab_experiment_unit_totals')
         ORDER BY c.relname
     LOOP
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON analytics.%I REFERENCING NEW TABLE AS new_rows '

@@ -2434,6 +2434,13 @@ DROP FUNCTION analytics._builtin_rate_limits();
 ALTER EXTENSION analytics_ext DROP TABLE analytics.rate_limits;
 DROP TABLE analytics.rate_limits;
 DROP TABLE analytics.rate_limit_state;
+DROP TABLE analytics.rate_limit_rules_version;
+DROP FUNCTION analytics._rate_limits_changed();
+DROP FUNCTION analytics._rate_window_room(timestamptz[], timestamptz, interval, integer);
+DROP FUNCTION analytics._rate_window_admit(timestamptz[], timestamptz, interval);
+DROP FUNCTION analytics._rate_window_used(timestamptz[], timestamptz, interval);
+DROP FUNCTION analytics._rate_window_retry(timestamptz[], timestamptz, interval, integer);
+DROP FUNCTION analytics._rate_window_reset(timestamptz[], timestamptz, interval);
 
 -- Retention policies. 0.1.0 has no place for them, so a
 -- downgrade with policies in the table refuses, before changing anything.

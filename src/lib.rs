@@ -16,6 +16,7 @@ pub mod cache;
 pub mod experiments;
 pub mod identity;
 pub mod jsonb;
+pub mod rate_limits;
 pub mod traces;
 pub mod usage;
 
@@ -208,17 +209,18 @@ mod tests {
         assert_eq!(check_values("anomaly_detections_method_check"), strings(&methods));
     }
 
-    /// Every table has RLS enabled and forced, except the result cache's tables and the usage snapshot's cache:
-    /// enabled, not forced (no API role has any privilege on them, which tests/pg_regress/sql/security_catalog.sql
-    /// checks where those roles exist; only SECURITY DEFINER functions that filter by the JWT's owner, or a job
-    /// that reads every owner, reach them).
+    /// Every table has RLS enabled and forced, except the result cache's tables, the usage snapshot's cache and
+    /// the version of the rate limits: enabled, not forced (no API role has any privilege on them, which
+    /// tests/pg_regress/sql/security_catalog.sql checks where those roles exist; only SECURITY DEFINER functions
+    /// that filter by the JWT's owner, or a job that reads every owner, reach them).
     #[pg_test]
     fn every_table_forces_row_level_security() {
         let unprotected = Spi::get_one::<i64>(
             "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace
              where n.nspname = 'analytics' and c.relkind = 'r'
                and not (c.relrowsecurity and (c.relforcerowsecurity or c.relname like 'cache\\_%'
-                                              or c.relname like 'usage\\_cache\\_%'))",
+                                              or c.relname like 'usage\\_cache\\_%'
+                                              or c.relname = 'rate_limit_rules_version'))",
         )
         .unwrap();
         assert_eq!(unprotected, Some(0));

@@ -7,6 +7,9 @@
 #   2. The real clock, a limit of 20 per second, 8 clients for 4 s: every admission is recorded by an audit trigger
 #      on the limiter's state (test-only); in no rolling 1 s window were more than 20 admitted, 20 were (the limit
 #      is reached, not undershot), and every admitted call stored its span while no rejected one did.
+#   3. A limit changed while an owner's first call reads the old one (the change commits after the call): the
+#      window keeps a copy of the limit it was admitted under, and that copy must not outlive the change. The next
+#      call is judged by the new limit (1 per minute): refused.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 db=rate_limit_race
@@ -23,7 +26,7 @@ begin
     return new;
 end
 $$;
-create trigger audit after update on analytics.rate_limit_state for each row execute function record_admission();
+create trigger audit after insert or update on analytics.rate_limit_state for each row execute function record_admission();
 insert into analytics.rate_limits (user_id, action, max_calls, per)
 values ('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'ingest', 20, '1 second');
 SQL
@@ -64,4 +67,25 @@ echo "real clock: $processed calls in 4 s, $admitted admitted, $spans spans stor
 [ "$processed" -gt 200 ] || { echo "FAIL: too few calls ($processed) to race the limiter"; exit 1; }
 [ "$admitted" = "$spans" ] || { echo "FAIL: admitted calls and stored spans differ"; exit 1; }
 [ "$most" = 20 ] || { echo "FAIL: the most admitted in a rolling second is $most, not 20"; exit 1; }
+
+# 3. a first call racing a change of its limit
+carol=cccccccc-cccc-4ccc-8ccc-cccccccccccc
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" > "$dir/dba.txt" 2>&1 <<SQL &
+begin;
+insert into analytics.rate_limits (user_id, action, max_calls, per) values ('$carol', 'ingest', 1, '1 minute');
+select pg_sleep(2);
+commit;
+SQL
+dba=$!
+sleep 1
+first=$(psql -X -At -v ON_ERROR_STOP=1 -d "$db" -c "set role authenticated" \
+    -c "select set_config('request.jwt.claims', '{\"sub\":\"$carol\",\"role\":\"authenticated\"}', false) is null" \
+    -c "select analytics.check_rate_limit('ingest')->>'limit'" | tail -1)
+wait "$dba" || { cat "$dir/dba.txt"; exit 1; }
+second=$(psql -X -At -d "$db" -c "set role authenticated" \
+    -c "select set_config('request.jwt.claims', '{\"sub\":\"$carol\",\"role\":\"authenticated\"}', false) is null" \
+    -c "do \$\$ begin perform analytics.check_rate_limit('ingest'); raise notice 'admitted';
+        exception when sqlstate 'PGRST' then raise notice 'refused'; end \$\$" 2>&1 | sed -n 's/.*NOTICE:  //p')
+echo "limit changed during a first call: the first admitted under the limit it read ($first per minute), the next $second under the new one (1 per minute)"
+[ "$first" = 100 ] && [ "$second" = refused ] || { echo "FAIL: the window's copy of the limit outlived the change"; exit 1; }
 echo "rate limit race: exact under 8 concurrent clients"

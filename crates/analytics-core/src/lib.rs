@@ -8,6 +8,7 @@
 //! - `experiments`: GrowthBook assignment, statistics, analyses, power
 //! - `anomaly`: the detectors
 //! - `cache`: the per-connection tally of cache hits and misses and when to write it
+//! - `rate_window`: the rate limiter's exact sliding window
 //! - `usage`: least-squares trends of daily usage and their prediction intervals
 
 pub mod errors;
@@ -53,3 +54,4 @@ pub mod anomaly {
 }
 
 pub mod cache;
+pub mod rate_window;

@@ -6,7 +6,7 @@
 create temp table placement (relname text primary key, plan text not null);
 insert into placement
 select c.relname,
-       case when c.relname in ('rate_limits') then 'reference'
+       case when c.relname in ('rate_limits', 'rate_limit_rules_version') then 'reference'
             when c.relname like 'cache\_%' or c.relname like 'usage\_cache\_%' then 'local'
             else 'distributed' end
 from pg_class c join pg_namespace n on n.oid = c.relnamespace

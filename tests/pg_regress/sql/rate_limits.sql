@@ -110,6 +110,9 @@ select regress.attempt($$select analytics._ingest_spans('[{"trace_id":"x","span_
 select regress.attempt($$delete from analytics.rate_limit_state$$) as reset_window,
        regress.attempt($$update analytics.rate_limit_state set admitted = '{}'$$) as empty_window,
        regress.attempt($$insert into analytics.rate_limits (user_id, action, max_calls, per) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'ingest', 100000, '1 s')$$) as raise_own_limit;
+-- nor the version of the limits (a stale version sends her calls to the lookup; an API role has no privilege on it)
+select regress.attempt($$select version from analytics.rate_limit_rules_version$$) as read_version,
+       regress.attempt($$update analytics.rate_limit_rules_version set version = version + 1$$) as raise_version;
 reset role;
 insert into analytics.rate_limits (user_id, action, max_calls, per) values (:B, 'ingest', 5, '1 second'), (null, 'export_csv', 2, '1 hour');
 set role authenticated;
@@ -125,6 +128,31 @@ select action, max_calls, per, used, remaining from analytics.rate_limit_status(
 reset role;
 select user_id = :A as alice, cardinality(admitted) as in_window from analytics.rate_limit_state where action = 'ingest' order by 1;
 set role authenticated;
+
+-- a changed limit applies from the next call (each window row carries the limit it was admitted under and the
+-- version of analytics.rate_limits it was read at; every change raises the version): raised to 102 per minute,
+-- Alice's full window admits one more call; back to the default, the next is refused
+reset role;
+insert into analytics.rate_limits (user_id, action, max_calls, per) values (:A, 'ingest', 102, '1 minute');
+set role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', false) is not null as alice;
+select regress.call_at('2026-11-20 12:01:00.8+00', $$select analytics.check_rate_limit('ingest')$$) as raised_limit;
+reset role;
+delete from analytics.rate_limits where user_id = :A;
+set role authenticated;
+select regress.call_at('2026-11-20 12:01:00.9+00', $$select analytics.check_rate_limit('ingest')$$)->'detail'->'headers' as default_again;
+
+-- a window is a fixed duration: '1 day' is 86,400 s across a daylight-saving change in the session's time zone
+-- (Berlin leaves summer time on 2026-10-25: 24 h after 12:00 CEST is 11:00 CET, when the first call leaves)
+reset role;
+insert into analytics.rate_limits (user_id, action, max_calls, per) values (:A, 'daily_digest', 1, '1 day');
+set role authenticated;
+set timezone = 'Europe/Berlin';
+select regress.call_at('2026-10-24 12:00+02', $$select analytics.check_rate_limit('daily_digest')$$)->'remaining' as first_digest,
+       regress.call_at('2026-10-25 10:59:59+01', $$select analytics.check_rate_limit('daily_digest')$$)->'detail'->'headers'->>'Retry-After' as a_second_early,
+       regress.call_at('2026-10-25 11:00+01', $$select analytics.check_rate_limit('daily_digest')$$)->'remaining' as after_86400_s;
+reset timezone;
+select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', false) is not null as bob;
 
 -- a project's own action (its db_pre_request function calls check_rate_limit): a limit must exist for it
 select regress.call_at('2026-11-20 12:01:01+00', $$select analytics.check_rate_limit('export_csv')$$) as first,
