@@ -446,6 +446,129 @@ AS $$
 $$;
 COMMENT ON FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval, double precision) IS 'Internal: per-variant moments of an experiment metric, in one pass, capped at cap.';
 
+-- Quantile metrics (GrowthBook's quantile metrics): the order statistics at the 41 levels of _quantile_grid (in Rust,
+-- src/experiments/sql.rs over analytics_core::experiments::analysis) and the pair of bounds for the number of values.
+CREATE FUNCTION analytics._quantile_grid(quantile double precision) RETURNS double precision[]
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'quantile_grid_wrapper';
+COMMENT ON FUNCTION analytics._quantile_grid(double precision) IS
+'Internal: the levels of a quantile metric''s order statistics: the quantile, then its lower and upper bound for each n* of GrowthBook''s grid.';
+CREATE FUNCTION analytics._quantile_bounds(n bigint, grid double precision[]) RETURNS double precision[]
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'quantile_bounds_wrapper';
+COMMENT ON FUNCTION analytics._quantile_bounds(bigint, double precision[]) IS
+'Internal: {n*, lower, upper} from the order statistics at _quantile_grid''s levels over n values.';
+
+-- _experiment_quantile_moments: per variant, what gbstats' QuantileStatistic (kind 'quantile': a quantile of the units'
+-- values) or QuantileClusteredStatistic (kind 'quantile_event': a quantile of every event's or span's value, the events
+-- clustered in their units) needs, as the groups of _experiment_moments: n = the variant's units, quantile_n = the
+-- values the quantile is over, the sample quantile and the bounds (percentile_cont: GrowthBook's PERCENTILE_CONT on
+-- Postgres); for an event quantile, sums over units of the unit's events at or below the quantile (sum, sum_squares),
+-- of its events (den_sum, den_sum_squares) and of their product (cross_sum). Values of 0 are left out with
+-- ignore_zeros (GrowthBook's "ignore zeros"); NULL values (a unit without spans for a per-span average) always.
+CREATE FUNCTION analytics._experiment_quantile_moments(experiment_id uuid, experiment_key text, phase integer, metric text,
+                                                       kind text, metric_source text, unit_source text,
+                                                       operation_type text, quantile double precision,
+                                                       ignore_zeros boolean)
+RETURNS SETOF jsonb
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+SET search_path = ''
+AS $$
+    with units as (
+        -- one value per unit: its events' total, a trace metric's total, or its per-span average (latency, errors)
+        select u.variant_id,
+               case when _experiment_quantile_moments.metric_source = 'traces'
+                         and _experiment_quantile_moments.metric in ('latency_ms', 'error_rate')
+                    then u.y / nullif(u.d, 0) else u.y end as y
+        from analytics._experiment_unit_values(_experiment_quantile_moments.experiment_id,
+                 _experiment_quantile_moments.experiment_key, _experiment_quantile_moments.phase,
+                 _experiment_quantile_moments.metric, 'mean', _experiment_quantile_moments.metric_source,
+                 _experiment_quantile_moments.unit_source, _experiment_quantile_moments.operation_type, interval '0') u
+        where _experiment_quantile_moments.kind = 'quantile'
+    ),
+    assigned as (
+        select a.id, a.variant_id, a.unit_id, a.user_id, a.experiment_id, a.assigned_at
+        from analytics.ab_experiment_assignments a
+        where _experiment_quantile_moments.kind = 'quantile_event'
+          and a.experiment_id = _experiment_quantile_moments.experiment_id and a.phase = _experiment_quantile_moments.phase
+    ),
+    events as (
+        -- one value per event after the unit's assignment, or per span (its duration, cost or tokens)
+        select a.id as unit, a.variant_id, ev.value as y
+        from assigned a
+        join analytics.ab_experiment_events ev
+          on ev.user_id = a.user_id and ev.unit_id = a.unit_id and ev.metric = _experiment_quantile_moments.metric
+         and (ev.experiment_id = a.experiment_id or ev.experiment_id is null) and ev.occurred_at >= a.assigned_at
+        where _experiment_quantile_moments.metric_source = 'events'
+        union all
+        select a.id, a.variant_id,
+               case _experiment_quantile_moments.metric
+                   when 'latency_ms' then s.duration_ms
+                   when 'cost_usd' then s.cost_usd
+                   when 'total_tokens' then s.total_tokens::double precision
+                   when 'input_tokens' then s.input_tokens::double precision
+                   when 'output_tokens' then s.output_tokens::double precision end
+        from assigned a
+        join analytics.llm_traces s
+          on s.user_id = a.user_id
+         and case _experiment_quantile_moments.unit_source when 'metadata' then s.metadata->>'unit_id'
+                              when 'session_id' then s.session_id
+                              else s.conversation_id end = a.unit_id
+         and (s.metadata->>'experiment' is null or s.metadata->>'experiment' = _experiment_quantile_moments.experiment_key)
+         and (_experiment_quantile_moments.operation_type is null or s.operation_type = _experiment_quantile_moments.operation_type)
+         and s.start_time >= a.assigned_at
+        where _experiment_quantile_moments.metric_source = 'traces'
+    ),
+    counted as (
+        select e.unit, e.variant_id, e.y from events e
+        where e.y is not null and (not _experiment_quantile_moments.ignore_zeros or e.y <> 0)
+    ),
+    grids as (
+        select c.variant_id, count(*) as n,
+               percentile_cont(analytics._quantile_grid(_experiment_quantile_moments.quantile)) within group (order by c.y) as grid
+        from counted c group by c.variant_id
+        union all
+        select u.variant_id, count(*),
+               percentile_cont(analytics._quantile_grid(_experiment_quantile_moments.quantile)) within group (order by u.y)
+        from units u
+        where u.y is not null and (not _experiment_quantile_moments.ignore_zeros or u.y <> 0)
+        group by u.variant_id
+    ),
+    clusters as (
+        -- per unit: its events at or below its variant's quantile (b) and its events (c), then sums over units
+        select pu.variant_id, count(*) as k, sum(pu.b) as sb, sum(pu.b * pu.b) as sbb, sum(pu.c) as sc,
+               sum(pu.c * pu.c) as scc, sum(pu.b * pu.c) as sbc
+        from (select a.variant_id, a.id,
+                     count(c.y) filter (where c.y <= g.grid[1])::double precision as b,
+                     count(c.y)::double precision as c
+              from assigned a
+              left join counted c on c.unit = a.id
+              left join grids g on g.variant_id = a.variant_id
+              group by a.variant_id, a.id) pu
+        group by pu.variant_id
+    ),
+    unit_counts as (
+        select u.variant_id, count(*) as k from units u group by u.variant_id
+    )
+    select jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                        'moments', jsonb_build_object(
+                                            'n', coalesce(cl.k, uc.k, 0),
+                                            'sum', coalesce(cl.sb, 0), 'sum_squares', coalesce(cl.sbb, 0),
+                                            'den_sum', coalesce(cl.sc, 0), 'den_sum_squares', coalesce(cl.scc, 0),
+                                            'cross_sum', coalesce(cl.sbc, 0),
+                                            'quantile_level', _experiment_quantile_moments.quantile,
+                                            'quantile_n', coalesce(g.n, 0), 'quantile_nstar', coalesce(b.b[1], 100),
+                                            'quantile', coalesce(g.grid[1], 0), 'quantile_lower', coalesce(b.b[2], 0),
+                                            'quantile_upper', coalesce(b.b[3], 0)))
+                     order by v.position)
+    from analytics.ab_experiment_variants v
+    left join grids g on g.variant_id = v.id
+    left join clusters cl on cl.variant_id = v.id
+    left join unit_counts uc on uc.variant_id = v.id
+    cross join lateral (select analytics._quantile_bounds(g.n, g.grid) as b) b
+    where v.experiment_id = _experiment_quantile_moments.experiment_id
+$$;
+COMMENT ON FUNCTION analytics._experiment_quantile_moments(uuid, text, integer, text, text, text, text, text, double precision, boolean) IS
+'Internal: per-variant order statistics of a quantile metric (and, for an event quantile, its clusters), in one query.';
+
 -- ---- experiment_results: every variant against the control on one metric, from events or from traces ----------
 -- One row of analytics.experiment_results (sql/041_cache.sql caches it).
 CREATE TYPE analytics.experiment_result_row AS (
@@ -496,7 +619,9 @@ CREATE FUNCTION analytics._experiment_results(
     prior_variance    double precision DEFAULT NULL,
     capping           text             DEFAULT NULL,
     cap_value         double precision DEFAULT NULL,
-    cap_ignore_zeros  boolean          DEFAULT false
+    cap_ignore_zeros  boolean          DEFAULT false,
+    quantile          double precision DEFAULT NULL,
+    quantile_ignore_zeros boolean      DEFAULT false
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = ''
@@ -533,8 +658,8 @@ begin
     end if;
     if metric_source = 'events' then
         kind := coalesce(kind, 'binomial');
-        if kind not in ('binomial', 'mean') then
-            raise exception 'metric_type: must be binomial (share of units with the event) or mean (event value per unit), got %',
+        if kind not in ('binomial', 'mean', 'quantile', 'quantile_event') then
+            raise exception 'metric_type: must be binomial (share of units with the event), mean (event value per unit), quantile (a quantile of the units'' values) or quantile_event (a quantile of the events'' values), got %',
                 kind using errcode = '22023';
         end if;
     elsif metric_source = 'traces' then
@@ -547,6 +672,12 @@ begin
                 coalesce(unit_source, 'NULL') using errcode = '22023';
         end if;
         trace_kind := case when metric in ('latency_ms', 'error_rate') then 'ratio' else 'mean' end;
+        if kind = 'quantile_event' and metric in ('error_rate', 'request_count') then
+            raise exception 'metric_type: quantile_event takes a quantile of every span''s value: latency_ms, cost_usd, total_tokens, input_tokens or output_tokens, not %',
+                metric using errcode = '22023';
+        elsif kind in ('quantile', 'quantile_event') then
+            trace_kind := kind;
+        end if;
         if kind is not null and kind <> trace_kind then
             raise exception 'metric_type: the trace metric % is a % metric, got %', metric, trace_kind, kind
                 using errcode = '22023';
@@ -561,6 +692,21 @@ begin
     end if;
     if cuped and kind = 'ratio' then
         raise exception 'cuped: is available for binomial and mean metrics, not for the ratio metric %', metric using errcode = '22023';
+    end if;
+    -- quantile metrics (GrowthBook's): the level, and whether zeros count
+    if kind in ('quantile', 'quantile_event') then
+        if quantile is null or not (quantile > 0 and quantile < 1) then
+            raise exception 'quantile: must be between 0 and 1 for a quantile metric (0.95 for the 95th percentile), got %',
+                coalesce(quantile::text, 'NULL') using errcode = '22023';
+        end if;
+        if cuped then
+            raise exception 'cuped: is available for binomial and mean metrics, not for quantile metrics' using errcode = '22023';
+        end if;
+    elsif quantile is not null then
+        raise exception 'quantile: needs metric_type => ''quantile'' or ''quantile_event''' using errcode = '22023';
+    end if;
+    if quantile_ignore_zeros is null or (quantile_ignore_zeros and kind not in ('quantile', 'quantile_event')) then
+        raise exception 'quantile_ignore_zeros: must be true or false, and true only with a quantile metric' using errcode = '22023';
     end if;
     -- metric capping (GrowthBook's capping settings): per-unit values above the cap count as the cap
     if capping is null then
@@ -597,7 +743,11 @@ begin
         where not cap_ignore_zeros or u.y <> 0;
     end if;
 
-    if metric_source = 'events' and not cuped then
+    if kind in ('quantile', 'quantile_event') then
+        select m into groups
+        from analytics._experiment_quantile_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source,
+                                                    operation_type, quantile, quantile_ignore_zeros) m;
+    elsif metric_source = 'events' and not cuped then
         -- the per-unit totals kept by triggers (sql/023_experiment_totals.sql): no join of assignments and events
         select m into groups from analytics._experiment_event_moments(e.id, ph, metric, kind, cap) m;
     else
@@ -679,7 +829,7 @@ begin
 end
 $$;
 
-COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean) IS
+COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean) IS
 'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';
 
 -- ---- experiment_report: goal and guardrail metrics in one document (cached: sql/041_cache.sql) -----------------
@@ -737,11 +887,11 @@ begin
             end if;
             if exists (select 1 from jsonb_object_keys(spec) f
                        where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped',
-                                       'capping', 'cap_value', 'cap_ignore_zeros')) then
-                raise exception '%[%]: unknown field "%"; allowed: metric, source, type, unit_source, operation_type, lower_is_better, cuped, capping, cap_value, cap_ignore_zeros',
+                                       'capping', 'cap_value', 'cap_ignore_zeros', 'quantile', 'quantile_ignore_zeros')) then
+                raise exception '%[%]: unknown field "%"; allowed: metric, source, type, unit_source, operation_type, lower_is_better, cuped, capping, cap_value, cap_ignore_zeros, quantile, quantile_ignore_zeros',
                     kind, i, (select f from jsonb_object_keys(spec) f
                               where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped',
-                                       'capping', 'cap_value', 'cap_ignore_zeros')
+                                       'capping', 'cap_value', 'cap_ignore_zeros', 'quantile', 'quantile_ignore_zeros')
                               order by f limit 1) using errcode = '22023';
             end if;
             begin
@@ -750,7 +900,8 @@ begin
                     phase, coalesce(spec->>'source', 'events'), coalesce(spec->>'unit_source', 'metadata'),
                     spec->>'operation_type', coalesce((spec->>'cuped')::boolean, false), interval '14 days', 5000,
                     (spec->>'lower_is_better')::boolean, sequential, null, null, spec->>'capping',
-                    (spec->>'cap_value')::double precision, coalesce((spec->>'cap_ignore_zeros')::boolean, false)) with ordinality r;
+                    (spec->>'cap_value')::double precision, coalesce((spec->>'cap_ignore_zeros')::boolean, false),
+                    (spec->>'quantile')::double precision, coalesce((spec->>'quantile_ignore_zeros')::boolean, false)) with ordinality r;
             exception when sqlstate '22023' or sqlstate '22004' or sqlstate '22P02' then
                 raise exception '%[%]: %', kind, i, sqlerrm using errcode = '22023';
             end;

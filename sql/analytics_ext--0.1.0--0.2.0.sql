@@ -10,7 +10,7 @@
 -- Statistics as GrowthBook computes them (binomial t-test of the reported effect; SRM skips zero-weight groups):
 -- the code is in the shared library, the SQL surface changes only in the functions' documentation.
 COMMENT ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean) IS
-$$A treatment against its control from the moments of their per-unit values: {"n", "sum", "sum_squares"}, plus "den_sum", "den_sum_squares", "cross_sum" (Σd, Σd², Σyd) for metric_type 'ratio', and "pre_sum", "pre_sum_squares", "pre_cross_sum" (Σx, Σx², Σxy of the pre-assignment value x) for cuped => true.
+$$A treatment against its control from the moments of their per-unit values: {"n", "sum", "sum_squares"}, plus "den_sum", "den_sum_squares", "cross_sum" (Σd, Σd², Σyd) for metric_type 'ratio', and "pre_sum", "pre_sum_squares", "pre_cross_sum" (Σx, Σx², Σxy of the pre-assignment value x) for cuped => true. For metric_type 'quantile' / 'quantile_event' (gbstats' QuantileStatistic / QuantileClusteredStatistic): "quantile_level", "quantile_n" (values), "quantile_nstar", "quantile", "quantile_lower", "quantile_upper" (the order statistics of GrowthBook's grid), and for 'quantile_event' n = units with sum, sum_squares, den_sum, den_sum_squares, cross_sum over units of their events at or below the quantile and of their events.
 Returns the test (binomial: GrowthBook's t-test of the reported effect with variances p(1 - p) and Welch's df; mean: Welch; ratio: Welch on delta-method variances; relative lift by default) with control_value, treatment_value, chance_to_beat_control and expected_loss (Gaussian posterior, flat prior; better means lower when lower_is_better, e.g. for cost or latency), sequential_p_value and sequential_ci_lower/upper (always-valid: Howard et al.'s normal-mixture confidence sequence, GrowthBook's tuning N* = sequential_tuning), and with CUPED cuped_theta and variance_reduction. This is what experiment_results computes per variant.
 Example: select analytics.compare_groups('{"n":1000,"sum":116,"sum_squares":116}', '{"n":1000,"sum":129,"sum_squares":129}', 'binomial');$$;
 COMMENT ON FUNCTION analytics.srm_check(integer[], double precision[]) IS
@@ -2296,7 +2296,7 @@ IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'compare_two_groups_wrapper';
 COMMENT ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision) IS
-$$A treatment against its control from the moments of their per-unit values: {"n", "sum", "sum_squares"}, plus "den_sum", "den_sum_squares", "cross_sum" (Σd, Σd², Σyd) for metric_type 'ratio', and "pre_sum", "pre_sum_squares", "pre_cross_sum" (Σx, Σx², Σxy of the pre-assignment value x) for cuped => true.
+$$A treatment against its control from the moments of their per-unit values: {"n", "sum", "sum_squares"}, plus "den_sum", "den_sum_squares", "cross_sum" (Σd, Σd², Σyd) for metric_type 'ratio', and "pre_sum", "pre_sum_squares", "pre_cross_sum" (Σx, Σx², Σxy of the pre-assignment value x) for cuped => true. For metric_type 'quantile' / 'quantile_event' (gbstats' QuantileStatistic / QuantileClusteredStatistic): "quantile_level", "quantile_n" (values), "quantile_nstar", "quantile", "quantile_lower", "quantile_upper" (the order statistics of GrowthBook's grid), and for 'quantile_event' n = units with sum, sum_squares, den_sum, den_sum_squares, cross_sum over units of their events at or below the quantile and of their events.
 Returns the test (binomial: GrowthBook's t-test of the reported effect with variances p(1 - p) and Welch's df; mean: Welch; ratio: Welch on delta-method variances; relative lift by default) with control_value, treatment_value, chance_to_beat_control, expected_loss and control_risk (GrowthBook's risks of the treatment and of the control), posterior_mean and posterior_ci_lower/upper (Gaussian posterior: GrowthBook's flat prior, or its informative prior N(prior_mean, prior_variance) on the effect, both or neither; better means lower when lower_is_better, e.g. for cost or latency), sequential_p_value and sequential_ci_lower/upper (always-valid: Howard et al.'s normal-mixture confidence sequence, GrowthBook's tuning N* = sequential_tuning), and with CUPED cuped_theta and variance_reduction. This is what experiment_results computes per variant.
 Example: select analytics.compare_groups('{"n":1000,"sum":116,"sum_squares":116}', '{"n":1000,"sum":129,"sum_squares":129}', 'binomial');$$;
 REVOKE EXECUTE ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision) FROM PUBLIC;
@@ -3474,6 +3474,129 @@ AS $$
 $$;
 COMMENT ON FUNCTION analytics._experiment_event_nth(uuid, integer, text, bigint, bigint, bigint) IS 'Internal: the k-th smallest unit total of an event metric, zeros included (analytics._experiment_event_cap).';
 
+-- Quantile metrics (GrowthBook's quantile metrics): the order statistics at the 41 levels of _quantile_grid (in Rust,
+-- src/experiments/sql.rs over analytics_core::experiments::analysis) and the pair of bounds for the number of values.
+CREATE FUNCTION analytics._quantile_grid(quantile double precision) RETURNS double precision[]
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'quantile_grid_wrapper';
+COMMENT ON FUNCTION analytics._quantile_grid(double precision) IS
+'Internal: the levels of a quantile metric''s order statistics: the quantile, then its lower and upper bound for each n* of GrowthBook''s grid.';
+CREATE FUNCTION analytics._quantile_bounds(n bigint, grid double precision[]) RETURNS double precision[]
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'quantile_bounds_wrapper';
+COMMENT ON FUNCTION analytics._quantile_bounds(bigint, double precision[]) IS
+'Internal: {n*, lower, upper} from the order statistics at _quantile_grid''s levels over n values.';
+
+-- _experiment_quantile_moments: per variant, what gbstats' QuantileStatistic (kind 'quantile': a quantile of the units'
+-- values) or QuantileClusteredStatistic (kind 'quantile_event': a quantile of every event's or span's value, the events
+-- clustered in their units) needs, as the groups of _experiment_moments: n = the variant's units, quantile_n = the
+-- values the quantile is over, the sample quantile and the bounds (percentile_cont: GrowthBook's PERCENTILE_CONT on
+-- Postgres); for an event quantile, sums over units of the unit's events at or below the quantile (sum, sum_squares),
+-- of its events (den_sum, den_sum_squares) and of their product (cross_sum). Values of 0 are left out with
+-- ignore_zeros (GrowthBook's "ignore zeros"); NULL values (a unit without spans for a per-span average) always.
+CREATE FUNCTION analytics._experiment_quantile_moments(experiment_id uuid, experiment_key text, phase integer, metric text,
+                                                       kind text, metric_source text, unit_source text,
+                                                       operation_type text, quantile double precision,
+                                                       ignore_zeros boolean)
+RETURNS SETOF jsonb
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+SET search_path = ''
+AS $$
+    with units as (
+        -- one value per unit: its events' total, a trace metric's total, or its per-span average (latency, errors)
+        select u.variant_id,
+               case when _experiment_quantile_moments.metric_source = 'traces'
+                         and _experiment_quantile_moments.metric in ('latency_ms', 'error_rate')
+                    then u.y / nullif(u.d, 0) else u.y end as y
+        from analytics._experiment_unit_values(_experiment_quantile_moments.experiment_id,
+                 _experiment_quantile_moments.experiment_key, _experiment_quantile_moments.phase,
+                 _experiment_quantile_moments.metric, 'mean', _experiment_quantile_moments.metric_source,
+                 _experiment_quantile_moments.unit_source, _experiment_quantile_moments.operation_type, interval '0') u
+        where _experiment_quantile_moments.kind = 'quantile'
+    ),
+    assigned as (
+        select a.id, a.variant_id, a.unit_id, a.user_id, a.experiment_id, a.assigned_at
+        from analytics.ab_experiment_assignments a
+        where _experiment_quantile_moments.kind = 'quantile_event'
+          and a.experiment_id = _experiment_quantile_moments.experiment_id and a.phase = _experiment_quantile_moments.phase
+    ),
+    events as (
+        -- one value per event after the unit's assignment, or per span (its duration, cost or tokens)
+        select a.id as unit, a.variant_id, ev.value as y
+        from assigned a
+        join analytics.ab_experiment_events ev
+          on ev.user_id = a.user_id and ev.unit_id = a.unit_id and ev.metric = _experiment_quantile_moments.metric
+         and (ev.experiment_id = a.experiment_id or ev.experiment_id is null) and ev.occurred_at >= a.assigned_at
+        where _experiment_quantile_moments.metric_source = 'events'
+        union all
+        select a.id, a.variant_id,
+               case _experiment_quantile_moments.metric
+                   when 'latency_ms' then s.duration_ms
+                   when 'cost_usd' then s.cost_usd
+                   when 'total_tokens' then s.total_tokens::double precision
+                   when 'input_tokens' then s.input_tokens::double precision
+                   when 'output_tokens' then s.output_tokens::double precision end
+        from assigned a
+        join analytics.llm_traces s
+          on s.user_id = a.user_id
+         and case _experiment_quantile_moments.unit_source when 'metadata' then s.metadata->>'unit_id'
+                              when 'session_id' then s.session_id
+                              else s.conversation_id end = a.unit_id
+         and (s.metadata->>'experiment' is null or s.metadata->>'experiment' = _experiment_quantile_moments.experiment_key)
+         and (_experiment_quantile_moments.operation_type is null or s.operation_type = _experiment_quantile_moments.operation_type)
+         and s.start_time >= a.assigned_at
+        where _experiment_quantile_moments.metric_source = 'traces'
+    ),
+    counted as (
+        select e.unit, e.variant_id, e.y from events e
+        where e.y is not null and (not _experiment_quantile_moments.ignore_zeros or e.y <> 0)
+    ),
+    grids as (
+        select c.variant_id, count(*) as n,
+               percentile_cont(analytics._quantile_grid(_experiment_quantile_moments.quantile)) within group (order by c.y) as grid
+        from counted c group by c.variant_id
+        union all
+        select u.variant_id, count(*),
+               percentile_cont(analytics._quantile_grid(_experiment_quantile_moments.quantile)) within group (order by u.y)
+        from units u
+        where u.y is not null and (not _experiment_quantile_moments.ignore_zeros or u.y <> 0)
+        group by u.variant_id
+    ),
+    clusters as (
+        -- per unit: its events at or below its variant's quantile (b) and its events (c), then sums over units
+        select pu.variant_id, count(*) as k, sum(pu.b) as sb, sum(pu.b * pu.b) as sbb, sum(pu.c) as sc,
+               sum(pu.c * pu.c) as scc, sum(pu.b * pu.c) as sbc
+        from (select a.variant_id, a.id,
+                     count(c.y) filter (where c.y <= g.grid[1])::double precision as b,
+                     count(c.y)::double precision as c
+              from assigned a
+              left join counted c on c.unit = a.id
+              left join grids g on g.variant_id = a.variant_id
+              group by a.variant_id, a.id) pu
+        group by pu.variant_id
+    ),
+    unit_counts as (
+        select u.variant_id, count(*) as k from units u group by u.variant_id
+    )
+    select jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                        'moments', jsonb_build_object(
+                                            'n', coalesce(cl.k, uc.k, 0),
+                                            'sum', coalesce(cl.sb, 0), 'sum_squares', coalesce(cl.sbb, 0),
+                                            'den_sum', coalesce(cl.sc, 0), 'den_sum_squares', coalesce(cl.scc, 0),
+                                            'cross_sum', coalesce(cl.sbc, 0),
+                                            'quantile_level', _experiment_quantile_moments.quantile,
+                                            'quantile_n', coalesce(g.n, 0), 'quantile_nstar', coalesce(b.b[1], 100),
+                                            'quantile', coalesce(g.grid[1], 0), 'quantile_lower', coalesce(b.b[2], 0),
+                                            'quantile_upper', coalesce(b.b[3], 0)))
+                     order by v.position)
+    from analytics.ab_experiment_variants v
+    left join grids g on g.variant_id = v.id
+    left join clusters cl on cl.variant_id = v.id
+    left join unit_counts uc on uc.variant_id = v.id
+    cross join lateral (select analytics._quantile_bounds(g.n, g.grid) as b) b
+    where v.experiment_id = _experiment_quantile_moments.experiment_id
+$$;
+COMMENT ON FUNCTION analytics._experiment_quantile_moments(uuid, text, integer, text, text, text, text, text, double precision, boolean) IS
+'Internal: per-variant order statistics of a quantile metric (and, for an event quantile, its clusters), in one query.';
+
 CREATE FUNCTION analytics._experiment_results(
     experiment_key    text,
     metric            text,
@@ -3494,7 +3617,9 @@ CREATE FUNCTION analytics._experiment_results(
     prior_variance    double precision DEFAULT NULL,
     capping           text             DEFAULT NULL,
     cap_value         double precision DEFAULT NULL,
-    cap_ignore_zeros  boolean          DEFAULT false
+    cap_ignore_zeros  boolean          DEFAULT false,
+    quantile          double precision DEFAULT NULL,
+    quantile_ignore_zeros boolean      DEFAULT false
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = ''
@@ -3531,8 +3656,8 @@ begin
     end if;
     if metric_source = 'events' then
         kind := coalesce(kind, 'binomial');
-        if kind not in ('binomial', 'mean') then
-            raise exception 'metric_type: must be binomial (share of units with the event) or mean (event value per unit), got %',
+        if kind not in ('binomial', 'mean', 'quantile', 'quantile_event') then
+            raise exception 'metric_type: must be binomial (share of units with the event), mean (event value per unit), quantile (a quantile of the units'' values) or quantile_event (a quantile of the events'' values), got %',
                 kind using errcode = '22023';
         end if;
     elsif metric_source = 'traces' then
@@ -3545,6 +3670,12 @@ begin
                 coalesce(unit_source, 'NULL') using errcode = '22023';
         end if;
         trace_kind := case when metric in ('latency_ms', 'error_rate') then 'ratio' else 'mean' end;
+        if kind = 'quantile_event' and metric in ('error_rate', 'request_count') then
+            raise exception 'metric_type: quantile_event takes a quantile of every span''s value: latency_ms, cost_usd, total_tokens, input_tokens or output_tokens, not %',
+                metric using errcode = '22023';
+        elsif kind in ('quantile', 'quantile_event') then
+            trace_kind := kind;
+        end if;
         if kind is not null and kind <> trace_kind then
             raise exception 'metric_type: the trace metric % is a % metric, got %', metric, trace_kind, kind
                 using errcode = '22023';
@@ -3559,6 +3690,21 @@ begin
     end if;
     if cuped and kind = 'ratio' then
         raise exception 'cuped: is available for binomial and mean metrics, not for the ratio metric %', metric using errcode = '22023';
+    end if;
+    -- quantile metrics (GrowthBook's): the level, and whether zeros count
+    if kind in ('quantile', 'quantile_event') then
+        if quantile is null or not (quantile > 0 and quantile < 1) then
+            raise exception 'quantile: must be between 0 and 1 for a quantile metric (0.95 for the 95th percentile), got %',
+                coalesce(quantile::text, 'NULL') using errcode = '22023';
+        end if;
+        if cuped then
+            raise exception 'cuped: is available for binomial and mean metrics, not for quantile metrics' using errcode = '22023';
+        end if;
+    elsif quantile is not null then
+        raise exception 'quantile: needs metric_type => ''quantile'' or ''quantile_event''' using errcode = '22023';
+    end if;
+    if quantile_ignore_zeros is null or (quantile_ignore_zeros and kind not in ('quantile', 'quantile_event')) then
+        raise exception 'quantile_ignore_zeros: must be true or false, and true only with a quantile metric' using errcode = '22023';
     end if;
     -- metric capping (GrowthBook's capping settings): per-unit values above the cap count as the cap
     if capping is null then
@@ -3595,7 +3741,11 @@ begin
         where not cap_ignore_zeros or u.y <> 0;
     end if;
 
-    if metric_source = 'events' and not cuped then
+    if kind in ('quantile', 'quantile_event') then
+        select m into groups
+        from analytics._experiment_quantile_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source,
+                                                    operation_type, quantile, quantile_ignore_zeros) m;
+    elsif metric_source = 'events' and not cuped then
         -- the per-unit totals kept by triggers (sql/023_experiment_totals.sql): no join of assignments and events
         select m into groups from analytics._experiment_event_moments(e.id, ph, metric, kind, cap) m;
     else
@@ -3676,7 +3826,7 @@ begin
     end loop;
 end
 $$;
-COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean) IS
+COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean) IS
 'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';
 
 CREATE OR REPLACE FUNCTION analytics._experiment_report(
@@ -3730,11 +3880,11 @@ begin
             end if;
             if exists (select 1 from jsonb_object_keys(spec) f
                        where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped',
-                                       'capping', 'cap_value', 'cap_ignore_zeros')) then
-                raise exception '%[%]: unknown field "%"; allowed: metric, source, type, unit_source, operation_type, lower_is_better, cuped, capping, cap_value, cap_ignore_zeros',
+                                       'capping', 'cap_value', 'cap_ignore_zeros', 'quantile', 'quantile_ignore_zeros')) then
+                raise exception '%[%]: unknown field "%"; allowed: metric, source, type, unit_source, operation_type, lower_is_better, cuped, capping, cap_value, cap_ignore_zeros, quantile, quantile_ignore_zeros',
                     kind, i, (select f from jsonb_object_keys(spec) f
                               where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped',
-                                       'capping', 'cap_value', 'cap_ignore_zeros')
+                                       'capping', 'cap_value', 'cap_ignore_zeros', 'quantile', 'quantile_ignore_zeros')
                               order by f limit 1) using errcode = '22023';
             end if;
             begin
@@ -3743,7 +3893,8 @@ begin
                     phase, coalesce(spec->>'source', 'events'), coalesce(spec->>'unit_source', 'metadata'),
                     spec->>'operation_type', coalesce((spec->>'cuped')::boolean, false), interval '14 days', 5000,
                     (spec->>'lower_is_better')::boolean, sequential, null, null, spec->>'capping',
-                    (spec->>'cap_value')::double precision, coalesce((spec->>'cap_ignore_zeros')::boolean, false)) with ordinality r;
+                    (spec->>'cap_value')::double precision, coalesce((spec->>'cap_ignore_zeros')::boolean, false),
+                    (spec->>'quantile')::double precision, coalesce((spec->>'quantile_ignore_zeros')::boolean, false)) with ordinality r;
             exception when sqlstate '22023' or sqlstate '22004' or sqlstate '22P02' then
                 raise exception '%[%]: %', kind, i, sqlerrm using errcode = '22023';
             end;
@@ -3834,6 +3985,8 @@ CREATE FUNCTION analytics.experiment_results(
     capping           text             DEFAULT NULL,
     cap_value         double precision DEFAULT NULL,
     cap_ignore_zeros  boolean          DEFAULT false,
+    quantile          double precision DEFAULT NULL,
+    quantile_ignore_zeros boolean      DEFAULT false,
     cache             boolean          DEFAULT true
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -3843,12 +3996,14 @@ declare
     c analytics.cache_lookup := analytics._cache_get('experiment_results',
         jsonb_build_array(experiment_key, metric, metric_type, relative, alpha, correction, phase, metric_source,
                           unit_source, operation_type, cuped, cuped_lookback, sequential_tuning, lower_is_better,
-                          sequential, prior_mean, prior_variance, capping, cap_value, cap_ignore_zeros), cache);
+                          sequential, prior_mean, prior_variance, capping, cap_value, cap_ignore_zeros, quantile,
+                          quantile_ignore_zeros), cache);
 begin
     if not c.hit and not c.fill then
         return query select * from analytics._experiment_results(experiment_key, metric, metric_type, relative, alpha,
             correction, phase, metric_source, unit_source, operation_type, cuped, cuped_lookback, sequential_tuning,
-            lower_is_better, sequential, prior_mean, prior_variance, capping, cap_value, cap_ignore_zeros);
+            lower_is_better, sequential, prior_mean, prior_variance, capping, cap_value, cap_ignore_zeros, quantile,
+            quantile_ignore_zeros);
         return;
     end if;
     if c.fill then
@@ -3860,17 +4015,18 @@ begin
             experiment_results.cuped_lookback, experiment_results.sequential_tuning,
             experiment_results.lower_is_better, experiment_results.sequential, experiment_results.prior_mean,
             experiment_results.prior_variance, experiment_results.capping, experiment_results.cap_value,
-            experiment_results.cap_ignore_zeros) with ordinality r;
+            experiment_results.cap_ignore_zeros, experiment_results.quantile,
+            experiment_results.quantile_ignore_zeros) with ordinality r;
         perform analytics._cache_put(c);
     end if;
     return query select * from jsonb_populate_recordset(null::analytics.experiment_result_row, c.result);
 end
 $$;
-COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, boolean) IS
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, boolean) IS
 $$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (correction: none by default as GrowthBook, holm or bh) with the interval that goes with it (ci_lower_adjusted/ci_upper_adjusted, GrowthBook's ciAdjusted), significance, std_error, chance to beat control, expected loss and control_risk (Bayesian, Gaussian: GrowthBook's risk of shipping the treatment and of keeping the control; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
 metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
 metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
-cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). prior_mean and prior_variance (both, or neither for the flat prior) are GrowthBook's informative Gaussian prior on the effect for chance_to_beat_control and expected_loss. sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). capping (GrowthBook's metric capping, mean metrics): 'absolute' caps each unit's value at cap_value; 'percentile' at the cap_value quantile (0.99: the 99th percentile) of every assigned unit's value, all variants together, zeros left out with cap_ignore_zeros; CUPED's pre-period values get the same cap; capped_at reports the cap. Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
+cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). prior_mean and prior_variance (both, or neither for the flat prior) are GrowthBook's informative Gaussian prior on the effect for chance_to_beat_control and expected_loss. sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). capping (GrowthBook's metric capping, mean metrics): 'absolute' caps each unit's value at cap_value; 'percentile' at the cap_value quantile (0.99: the 99th percentile) of every assigned unit's value, all variants together, zeros left out with cap_ignore_zeros; CUPED's pre-period values get the same cap; capped_at reports the cap. metric_type 'quantile' (a quantile of the units' values: their events' total, a trace metric's total, or their average latency or error rate) or 'quantile_event' (a quantile of every event's value, or of every span's latency_ms, cost_usd or tokens, the events clustered in their units) with quantile => 0.95 for the 95th percentile: GrowthBook's quantile metrics and gbstats' QuantileStatistic / QuantileClusteredStatistic (value: the variant's quantile; effect: its relative or absolute change); quantile_ignore_zeros leaves values of 0 out. Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
 Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
 
 COMMENT ON FUNCTION analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, boolean) IS
@@ -3883,8 +4039,10 @@ REVOKE EXECUTE ON FUNCTION analytics._experiment_unit_values(uuid, text, integer
     analytics._experiment_event_moments(uuid, integer, text, text, double precision),
     analytics._experiment_event_cap(uuid, integer, text, double precision, boolean),
     analytics._experiment_event_nth(uuid, integer, text, bigint, bigint, bigint),
-    analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean),
-    analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, boolean) FROM PUBLIC;
+    analytics._quantile_grid(double precision), analytics._quantile_bounds(bigint, double precision[]),
+    analytics._experiment_quantile_moments(uuid, text, integer, text, text, text, text, text, double precision, boolean),
+    analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean),
+    analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, boolean) FROM PUBLIC;
 
 DO $grants$
 DECLARE
@@ -3897,8 +4055,10 @@ BEGIN
                 analytics._experiment_event_moments(uuid, integer, text, text, double precision),
                 analytics._experiment_event_cap(uuid, integer, text, double precision, boolean),
                 analytics._experiment_event_nth(uuid, integer, text, bigint, bigint, bigint),
-                analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean),
-                analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, boolean) TO %I', r);
+                analytics._quantile_grid(double precision), analytics._quantile_bounds(bigint, double precision[]),
+                analytics._experiment_quantile_moments(uuid, text, integer, text, text, text, text, text, double precision, boolean),
+                analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean),
+                analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, boolean) TO %I', r);
         END IF;
     END LOOP;
 END

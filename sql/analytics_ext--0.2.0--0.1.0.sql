@@ -477,8 +477,11 @@ $grants$;
 DROP FUNCTION analytics.power_analysis(double precision, double precision, bigint, text, double precision, integer, double precision, double precision, text, double precision, double precision, double precision);
 
 -- ---- Metric capping, undone: experiment_results and its helpers as before it ----------------------------------------
-DROP FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, boolean);
-DROP FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean);
+DROP FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, boolean);
+DROP FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean);
+DROP FUNCTION analytics._experiment_quantile_moments(uuid, text, integer, text, text, text, text, text, double precision, boolean);
+DROP FUNCTION analytics._quantile_bounds(bigint, double precision[]);
+DROP FUNCTION analytics._quantile_grid(double precision);
 DROP FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval, double precision);
 DROP FUNCTION analytics._experiment_unit_values(uuid, text, integer, text, text, text, text, text, interval);
 DROP FUNCTION analytics._experiment_event_moments(uuid, integer, text, text, double precision);

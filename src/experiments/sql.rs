@@ -241,7 +241,8 @@ fn moments(v: serde_json::Value, name: &str) -> analysis::Moments {
     serde_json::from_value(v).unwrap_or_else(|e| {
         AnalyticsError::invalid(format!(
             "{name}: must be an object of numbers n, sum, sum_squares (and den_sum, den_sum_squares, cross_sum for a \
-             ratio; pre_sum, pre_sum_squares, pre_cross_sum for CUPED): {e}"
+             ratio; pre_sum, pre_sum_squares, pre_cross_sum for CUPED; quantile_level, quantile_n, quantile_nstar, \
+             quantile, quantile_lower, quantile_upper for a quantile): {e}"
         ))
         .raise()
     })
@@ -653,4 +654,23 @@ mod tests {
     fn malformed_ranges_are_rejected() {
         Spi::run("select analytics.choose_variation(0.5, '{0, 0.5, 1}'::float8[])").unwrap();
     }
+}
+
+/// `analytics._quantile_grid(quantile double precision) returns double precision[]`: the 41 levels a quantile
+/// metric's order statistics are taken at (ν, then ν ∓ 1.96·sqrt(ν(1 - ν)/n*) for GrowthBook's grid of n*); 22023
+/// naming `quantile` outside (0, 1). Declared in sql/022_experiments_lifecycle.sql.
+#[pg_extern(sql = false, immutable, strict, parallel_safe)]
+pub fn quantile_grid(quantile: f64) -> Vec<f64> {
+    analysis::quantile_grid(quantile).or_raise()
+}
+
+/// `analytics._quantile_bounds(n bigint, grid double precision[]) returns double precision[]`: from the order
+/// statistics at `_quantile_grid`'s levels over n values, {n*, lower, upper} for the largest n* below n.
+#[pg_extern(sql = false, immutable, strict, parallel_safe)]
+pub fn quantile_bounds(n: i64, grid: pgrx::Array<'_, f64>) -> Vec<f64> {
+    let values: Vec<f64> = grid.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+    let (nstar, lower, upper) = analysis::pick_quantile_bounds(n as f64, &values)
+        .ok_or_else(|| AnalyticsError::invalid(format!("grid: must have 41 order statistics, got {}", values.len())))
+        .or_raise();
+    vec![nstar, lower, upper]
 }

@@ -11,11 +11,15 @@ Covered so far: the frequentist two-sided t-test (gbstats' TwoSidedTTest), the s
 chance to win, risk) for proportion and sample-mean metrics, relative and absolute effects, several alphas and
 tuning parameters; GrowthBook's no-result cases; the sample-ratio-mismatch check (check_srm), zero-weight
 groups included; and the Bayesian test with an informative ("proper") Gaussian prior on the effect (posterior mean,
-credible interval, chance to win, risk), over positive control means.
+credible interval, chance to win, risk), over positive control means; and quantile metrics (QuantileStatistic,
+QuantileClusteredStatistic) from simulated latencies, with the grid of order statistics GrowthBook's SQL takes.
 """
 import importlib.metadata
 import json
 import random
+
+import numpy
+import scipy.stats
 
 from gbstats.bayesian.tests import EffectBayesianABTest, EffectBayesianConfig, GaussianPrior
 from gbstats.frequentist.tests import (
@@ -26,6 +30,8 @@ from gbstats.frequentist.tests import (
 )
 from gbstats.models.statistics import (
     ProportionStatistic,
+    QuantileClusteredStatistic,
+    QuantileStatistic,
     RatioStatistic,
     RegressionAdjustedStatistic,
     SampleMeanStatistic,
@@ -246,5 +252,89 @@ for i in range(120):
                         "bayesian": {"chance_to_win": bayes.chance_to_win, "risk": list(bayes.risk),
                                      "error": bayes.error_message}})
 
+# Quantile metrics (QuantileStatistic: a quantile of the units' values; QuantileClusteredStatistic: a quantile of
+# every event's value, events clustered in units), from simulated values the way GrowthBook's SQL summarises them:
+# the sample quantile (PERCENTILE_CONT, numpy's linear interpolation), and the order statistics at
+# nu -/+ z sqrt(nu (1 - nu) / n*) for the largest n* of its grid below the number of values (getQuantileBoundValues
+# and N_STAR_VALUES in GrowthBook's back end). Each case keeps the 41 levels and order statistics, so the Rust test
+# checks the grid and the choice of n* too.
+rng = random.Random(20261205)
+N_STAR_VALUES = [100 * 2 ** k for k in range(20)]
+Z = scipy.stats.norm.ppf(0.975)
+
+
+def quantile_levels(nu):
+    levels = [nu]
+    for nstar in N_STAR_VALUES:
+        se = (nu * (1 - nu) / nstar) ** 0.5
+        levels += [max(nu - Z * se, 0.00000001), min(nu + Z * se, 0.99999999)]
+    return levels
+
+
+def quantile_summary(values, nu):
+    grid = [float(v) for v in numpy.quantile(numpy.array(values), quantile_levels(nu))] if values else [0.0] * 41
+    n = len(values)
+    k = max([i for i, nstar in enumerate(N_STAR_VALUES) if nstar < n], default=0)
+    return {"quantile_level": nu, "quantile_n": n, "quantile_nstar": N_STAR_VALUES[k], "quantile": grid[0],
+            "quantile_lower": grid[1 + 2 * k], "quantile_upper": grid[2 + 2 * k]}, grid
+
+
+def latency(scale):
+    return rng.lognormvariate(scale, 0.6) + (rng.expovariate(0.02) if rng.random() < 0.05 else 0.0)
+
+
+def quantile_group(event, nu, units, scale):
+    """A group of units: (the moments the database sends, the order statistics)."""
+    if not event:
+        values = [sum(latency(scale) for _ in range(rng.choice([1, 1, 2, 3]))) for _ in range(units)]
+        g, grid = quantile_summary(values, nu)
+        return {"n": units, "sum": 0.0, "sum_squares": 0.0, **g}, grid
+    per_unit = [[latency(scale) for _ in range(min(40, int(rng.expovariate(1 / 4.0))))] for _ in range(units)]
+    g, grid = quantile_summary([v for u in per_unit for v in u], nu)
+    below = [sum(1 for v in u if v <= g["quantile"]) for u in per_unit]
+    counts = [len(u) for u in per_unit]
+    return {"n": units, "sum": float(sum(below)), "sum_squares": float(sum(b * b for b in below)),
+            "den_sum": float(sum(counts)), "den_sum_squares": float(sum(c * c for c in counts)),
+            "cross_sum": float(sum(b * c for b, c in zip(below, counts))), **g}, grid
+
+
+def quantile_stat(event, g):
+    common = dict(n=g["quantile_n"], n_star=g["quantile_nstar"], nu=g["quantile_level"], quantile_hat=g["quantile"],
+                  quantile_lower=g["quantile_lower"], quantile_upper=g["quantile_upper"])
+    if not event:
+        return QuantileStatistic(**common)
+    return QuantileClusteredStatistic(**common, main_sum=g["sum"], main_sum_squares=g["sum_squares"],
+                                      denominator_sum=g["den_sum"], denominator_sum_squares=g["den_sum_squares"],
+                                      main_denominator_sum_product=g["cross_sum"], n_clusters=g["n"])
+
+
+quantiles = []
+for i in range(100):
+    event = i % 2 == 1
+    nu = rng.choice([0.5, 0.9, 0.95, 0.99, 0.25])
+    # a few groups too small for the quantile's interval (gbstats: zero variance, no result)
+    units = rng.choice([rng.randint(3, 30), rng.randint(100, 2000), rng.randint(2000, 20000)]) if i >= 6 else rng.randint(2, 12)
+    scale = rng.uniform(4.0, 7.0)
+    control, control_grid = quantile_group(event, nu, units, scale)
+    treatment, treatment_grid = quantile_group(event, nu, max(2, int(units * rng.uniform(0.9, 1.1))),
+                                               scale + rng.choice([0.0, 0.02, -0.05, 0.1]))
+    a, b = quantile_stat(event, control), quantile_stat(event, treatment)
+    relative = i % 4 < 2
+    alpha = rng.choice([0.05, 0.05, 0.1, 0.01])
+    tuning = rng.choice([5000.0, 1000.0, 20000.0])
+    difference = "relative" if relative else "absolute"
+    fixed = TwoSidedTTest(a, b, FrequentistConfig(alpha=alpha, difference_type=difference)).compute_result()
+    seq = SequentialTwoSidedTTest(a, b, SequentialConfig(alpha=alpha, difference_type=difference,
+                                                         sequential_tuning_parameter=tuning)).compute_result()
+    bayes = EffectBayesianABTest(a, b, EffectBayesianConfig(alpha=alpha, difference_type=difference)).compute_result()
+    quantiles.append({"metric_type": "quantile_event" if event else "quantile", "cuped": False, "relative": relative,
+                      "alpha": alpha, "sequential_tuning": tuning, "control": control, "treatment": treatment,
+                      "levels": quantile_levels(nu), "control_grid": control_grid, "treatment_grid": treatment_grid,
+                      "variance": [a.variance, b.variance],
+                      "frequentist": result(fixed), "sequential": result(seq),
+                      "bayesian": {"chance_to_win": bayes.chance_to_win, "risk": list(bayes.risk),
+                                   "error": bayes.error_message}})
+
 print(json.dumps({"source": "gbstats " + GBSTATS_VERSION + " (PyPI), generate_gbstats.py",
-                  "comparisons": cases, "srm": srm, "priors": priors, "ratio_cuped": ratio_cuped}, indent=1))
+                  "comparisons": cases, "srm": srm, "priors": priors, "ratio_cuped": ratio_cuped,
+                  "quantiles": quantiles}, indent=1))

@@ -26,6 +26,12 @@ pub enum MetricType {
     Mean,
     /// per unit a numerator y and a denominator d (e.g. total latency and spans): Σy / Σd, delta method
     Ratio,
+    /// a quantile of the per-unit values (GrowthBook's unit quantile metric, gbstats' QuantileStatistic): its
+    /// variance from the order statistics around it
+    Quantile,
+    /// a quantile of every event's value, the events clustered in their units (GrowthBook's event quantile metric,
+    /// gbstats' QuantileClusteredStatistic)
+    QuantileEvent,
 }
 
 impl MetricType {
@@ -34,7 +40,11 @@ impl MetricType {
             "binomial" => Ok(MetricType::Binomial),
             "mean" => Ok(MetricType::Mean),
             "ratio" => Ok(MetricType::Ratio),
-            other => Err(AnalyticsError::invalid(format!("metric_type: must be binomial, mean or ratio, got \"{other}\""))),
+            "quantile" => Ok(MetricType::Quantile),
+            "quantile_event" => Ok(MetricType::QuantileEvent),
+            other => Err(AnalyticsError::invalid(format!(
+                "metric_type: must be binomial, mean, ratio, quantile or quantile_event, got \"{other}\""
+            ))),
         }
     }
 }
@@ -58,6 +68,60 @@ pub struct Moments {
     pub pre_sum_squares: Option<f64>,
     #[serde(default)]
     pub pre_cross_sum: Option<f64>,
+    /// quantile metrics: the quantile level ν (0.95 for p95), the number of values it is taken over (units, or
+    /// events for an event quantile), the sample quantile, and the order statistics at the levels
+    /// ν ∓ z·sqrt(ν(1 - ν)/n*) for the grid size n* (`quantile_grid` / `pick_quantile_bounds`). For an event
+    /// quantile `n` is the number of units (clusters) and sum, sum_squares, den_sum, den_sum_squares, cross_sum are
+    /// over units: the unit's events at or below the quantile, and its events.
+    #[serde(default)]
+    pub quantile_level: Option<f64>,
+    #[serde(default)]
+    pub quantile_n: Option<f64>,
+    #[serde(default)]
+    pub quantile_nstar: Option<f64>,
+    #[serde(default)]
+    pub quantile: Option<f64>,
+    #[serde(default)]
+    pub quantile_lower: Option<f64>,
+    #[serde(default)]
+    pub quantile_upper: Option<f64>,
+}
+
+/// GrowthBook's grid of n* (its N_STAR_VALUES): the order statistics bounding a quantile are taken at the levels
+/// ν ∓ z·sqrt(ν(1 - ν)/n*) for the largest n* below the number of values.
+pub const QUANTILE_NSTAR: [f64; 20] = [
+    100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0, 25600.0, 51200.0, 102400.0, 204800.0, 409600.0,
+    819200.0, 1638400.0, 3276800.0, 6553600.0, 13107200.0, 26214400.0, 52428800.0,
+];
+
+fn z_975() -> f64 {
+    Normal::new(0.0, 1.0).expect("standard normal").inverse_cdf(0.975)
+}
+
+/// The levels to take order statistics at for a quantile ν: ν itself, then for each n* of `QUANTILE_NSTAR` the
+/// lower and upper level ν ∓ 1.96·sqrt(ν(1 - ν)/n*), clamped to [1e-8, 1 - 1e-8] (41 levels).
+pub fn quantile_grid(nu: f64) -> Result<Vec<f64>, AnalyticsError> {
+    if !(nu > 0.0 && nu < 1.0) {
+        return Err(AnalyticsError::invalid(format!("quantile: must be between 0 and 1 (0.95 for the 95th percentile), got {nu}")));
+    }
+    let z = z_975();
+    let mut levels = vec![nu];
+    for nstar in QUANTILE_NSTAR {
+        let se = (nu * (1.0 - nu) / nstar).sqrt();
+        levels.push((nu - z * se).max(1e-8));
+        levels.push((nu + z * se).min(0.999_999_99));
+    }
+    Ok(levels)
+}
+
+/// From the order statistics at `quantile_grid`'s levels over `n` values: (n*, lower, upper) for the largest n*
+/// below n (the smallest n* when none is).
+pub fn pick_quantile_bounds(n: f64, values: &[f64]) -> Option<(f64, f64, f64)> {
+    if values.len() != 1 + 2 * QUANTILE_NSTAR.len() {
+        return None;
+    }
+    let k = QUANTILE_NSTAR.iter().rposition(|&nstar| nstar < n).unwrap_or(0);
+    Some((QUANTILE_NSTAR[k], values[1 + 2 * k], values[2 + 2 * k]))
 }
 
 /// Options of a comparison.
@@ -171,6 +235,12 @@ fn check_moments(m: &Moments, group: &str, o: &CompareOptions) -> Result<(), Ana
         ("pre_sum", m.pre_sum),
         ("pre_sum_squares", m.pre_sum_squares),
         ("pre_cross_sum", m.pre_cross_sum),
+        ("quantile_level", m.quantile_level),
+        ("quantile_n", m.quantile_n),
+        ("quantile_nstar", m.quantile_nstar),
+        ("quantile", m.quantile),
+        ("quantile_lower", m.quantile_lower),
+        ("quantile_upper", m.quantile_upper),
     ];
     for (name, v) in all {
         if let Some(v) = v {
@@ -202,6 +272,38 @@ fn check_moments(m: &Moments, group: &str, o: &CompareOptions) -> Result<(), Ana
             }
         }
     }
+    if matches!(o.metric_type, MetricType::Quantile | MetricType::QuantileEvent) {
+        let required = [
+            ("quantile_level", m.quantile_level),
+            ("quantile_n", m.quantile_n),
+            ("quantile_nstar", m.quantile_nstar),
+            ("quantile", m.quantile),
+            ("quantile_lower", m.quantile_lower),
+            ("quantile_upper", m.quantile_upper),
+        ];
+        for (name, v) in required {
+            if v.is_none() {
+                return Err(AnalyticsError::new(crate::errors::ErrorKind::NullValue, format!("{}: is required for a quantile metric", field(name))));
+            }
+        }
+        let nu = m.quantile_level.unwrap_or(0.5);
+        if !(nu > 0.0 && nu < 1.0) {
+            return Err(AnalyticsError::invalid(format!("{}: must be between 0 and 1, got {nu}", field("quantile_level"))));
+        }
+        if m.quantile_n.is_some_and(|n| n < 0.0 || n.fract() != 0.0) {
+            return Err(AnalyticsError::invalid(format!("{}: must be a whole number of values", field("quantile_n"))));
+        }
+        if !m.quantile_nstar.is_some_and(|n| n > 0.0) {
+            return Err(AnalyticsError::invalid(format!("{}: must be a positive number", field("quantile_nstar"))));
+        }
+    }
+    if o.metric_type == MetricType::QuantileEvent {
+        for (name, v) in [("den_sum", m.den_sum), ("den_sum_squares", m.den_sum_squares), ("cross_sum", m.cross_sum)] {
+            if v.is_none() {
+                return Err(AnalyticsError::new(crate::errors::ErrorKind::NullValue, format!("{}: is required for an event quantile metric", field(name))));
+            }
+        }
+    }
     if o.cuped {
         for (name, v) in [("pre_sum", m.pre_sum), ("pre_sum_squares", m.pre_sum_squares), ("pre_cross_sum", m.pre_cross_sum)] {
             if v.is_none() {
@@ -216,6 +318,7 @@ fn check_moments(m: &Moments, group: &str, o: &CompareOptions) -> Result<(), Ana
 fn value(m: &Moments, t: MetricType) -> Option<f64> {
     match t {
         MetricType::Ratio => m.den_sum.filter(|&d| d != 0.0).map(|d| m.sum / d),
+        MetricType::Quantile | MetricType::QuantileEvent => m.quantile.filter(|_| m.quantile_n.is_some_and(|n| n > 0.0)),
         _ => (m.n > 0.0).then(|| m.sum / m.n),
     }
 }
@@ -234,6 +337,38 @@ fn ratio_summary(m: &Moments) -> Option<Summary> {
     let cov = sample_cov(m.n, m.sum, den, cross);
     let var = ((var_y - 2.0 * r * cov + r * r * var_d) / (d_mean * d_mean)).max(0.0);
     Some(Summary { n: m.n, mean: r, var })
+}
+
+/// A quantile as gbstats' QuantileStatistic (or, for an event quantile, QuantileClusteredStatistic) sees it: over
+/// the quantile_n values, mean the sample quantile, and the variance of one value whose n-th part is the quantile's
+/// variance: (n*/n)(n - 1)((upper - lower) / 2z)², for an event quantile scaled by the clustered variance of the
+/// share of events at or below the quantile over its i.i.d. variance ν(1 - ν)/n; at least 1e-5 from 100 values on.
+/// Also whether gbstats calls it "zero variance": too few values for the quantile's interval to stay inside (0, 1)
+/// (n ≤ z²ν/(1 - ν) or n ≤ z²(1 - ν)/ν), or no spread below 1,000 values.
+fn quantile_summary(m: &Moments, clustered: bool) -> (Summary, bool) {
+    let (nu, n) = (m.quantile_level.unwrap_or(0.5), m.quantile_n.unwrap_or(0.0));
+    let (nstar, lower, upper) = (m.quantile_nstar.unwrap_or(1.0), m.quantile_lower.unwrap_or(0.0), m.quantile_upper.unwrap_or(0.0));
+    let z = z_975();
+    let iid = if n <= 1.0 { 0.0 } else { (nstar / n) * (n - 1.0) * ((upper - lower) / (2.0 * z)).powi(2) };
+    let var_init = if !clustered {
+        iid
+    } else {
+        let (k, den) = (m.n, m.den_sum.unwrap_or(0.0));
+        if n <= 1.0 || k <= 1.0 || den <= 0.0 {
+            0.0
+        } else {
+            let (mu_s, mu_n) = (m.sum / k, den / k);
+            let bessel = k / (k - 1.0);
+            let var_s = (m.sum_squares / k - mu_s * mu_s) * bessel;
+            let var_n = (m.den_sum_squares.unwrap_or(0.0) / k - mu_n * mu_n) * bessel;
+            let cov = (m.cross_sum.unwrap_or(0.0) / k - mu_s * mu_n) * bessel;
+            let cluster = (var_s - 2.0 * mu_s * cov / mu_n + mu_s * mu_s * var_n / (mu_n * mu_n)) / (k * mu_n * mu_n);
+            iid * cluster / (nu * (1.0 - nu) / n)
+        }
+    };
+    let var = if n < 100.0 { var_init } else { var_init.max(1e-5) };
+    let zero = n <= z * z * nu / (1.0 - nu) || n <= z * z * (1.0 - nu) / nu || (var_init <= 0.0 && n < 1000.0);
+    (Summary { n, mean: m.quantile.unwrap_or(0.0), var }, zero)
 }
 
 /// A conversion rate as GrowthBook's ProportionStatistic sees it: mean p = x / n and variance p(1 - p).
@@ -364,7 +499,11 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
     check_moments(control, "control", o)?;
     check_moments(treatment, "treatment", o)?;
     // each group as (n, mean, variance) the way GrowthBook's statistics see it
+    if o.cuped && matches!(o.metric_type, MetricType::Quantile | MetricType::QuantileEvent) {
+        return Err(AnalyticsError::invalid("cuped: is available for binomial and mean metrics, not for quantile metrics"));
+    }
     let (mut cuped_theta, mut variance_reduction) = (None, None);
+    let mut quantile_zero_variance = false;
     let summaries = if o.cuped {
         let (c, t, theta, reduction) = cuped(control, treatment, o.metric_type == MetricType::Binomial);
         cuped_theta = Some(theta);
@@ -375,6 +514,12 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
             MetricType::Binomial => Some((proportion_summary(control), proportion_summary(treatment))),
             MetricType::Mean => Some((plain_summary(control), plain_summary(treatment))),
             MetricType::Ratio => ratio_summary(control).zip(ratio_summary(treatment)),
+            MetricType::Quantile | MetricType::QuantileEvent => {
+                let clustered = o.metric_type == MetricType::QuantileEvent;
+                let ((c, zc), (t, zt)) = (quantile_summary(control, clustered), quantile_summary(treatment, clustered));
+                quantile_zero_variance = zc || zt;
+                Some((c, t))
+            }
         }
     };
     let Some((c, t)) = summaries else {
@@ -392,7 +537,11 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
     });
     let unusable = if c.mean == 0.0 || (o.cuped && (control.sum == 0.0 || gb_adjusted_zero)) {
         Some(("ZERO_NEGATIVE_BASELINE_VARIATION", "the control's mean is 0"))
-    } else if c.var <= 0.0 || t.var <= 0.0 || c.n < 2.0 || t.n < 2.0 {
+    } else if quantile_zero_variance {
+        Some(("ZERO_NEGATIVE_VARIANCE", "a group has too few values for the quantile's interval, or no spread around it"))
+    } else if !matches!(o.metric_type, MetricType::Quantile | MetricType::QuantileEvent)
+        && (c.var <= 0.0 || t.var <= 0.0 || c.n < 2.0 || t.n < 2.0)
+    {
         Some(("ZERO_NEGATIVE_VARIANCE", "a group has no variance (every unit has the same value, or fewer than 2 units)"))
     } else {
         None
@@ -406,6 +555,8 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
         (true, Some(theta)) => relative_cuped_test(control, treatment, o.metric_type == MetricType::Binomial, &c, &t, theta, o.alpha)?,
         _ => stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?,
     };
+    // N of the sequential view: the units, or the values a quantile is taken over (gbstats' stat.n)
+    let n_total = c.n + t.n;
     let (mut chance, mut loss, mut seq, mut posterior) = (None, (None, None), (None, None, None), (None, None, None));
     if let (Some(effect), Some(se)) = (test.effect, test.std_error) {
         let (m, sd) = o.prior.map_or((effect, se), |p| p.posterior(effect, se));
@@ -413,7 +564,7 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
         (chance, loss) = (Some(c), (Some(treatment_risk), Some(control_risk)));
         let z = Normal::new(0.0, 1.0).expect("standard normal").inverse_cdf(1.0 - o.alpha / 2.0);
         posterior = (Some(m), Some(m - z * sd), Some(m + z * sd));
-        let (p, lo, hi) = sequential(effect, se, control.n + treatment.n, o.alpha, o.sequential_tuning)?;
+        let (p, lo, hi) = sequential(effect, se, n_total, o.alpha, o.sequential_tuning)?;
         seq = (Some(p), Some(lo), Some(hi));
     }
     let mut r = comparison(control, treatment, o, test, (chance, loss, seq), cuped_theta, variance_reduction);
@@ -538,6 +689,68 @@ mod tests {
         }
         assert_eq!(cases.len(), 120, "{kinds:?}");
         assert_eq!(kinds.len(), 4, "{kinds:?}"); // ratio relative, ratio absolute, CUPED binomial, CUPED mean
+    }
+
+    /// gbstats 0.8.0 on quantile metrics (QuantileStatistic over units' values, QuantileClusteredStatistic over
+    /// events clustered in units; relative and absolute) from simulated latencies: the levels of the order statistics
+    /// (GrowthBook's grid of n*), the choice of n* and its bounds from the 41 order statistics, every group's
+    /// variance, and every field of the three tests as in `agrees_with_gbstats`; the groups too small for a quantile's
+    /// interval are GrowthBook's "no result".
+    #[test]
+    fn agrees_with_gbstats_quantiles() {
+        let data: Value = serde_json::from_str(GBSTATS).unwrap();
+        let cases = data["quantiles"].as_array().unwrap();
+        let (mut checked, mut no_result, mut kinds) = (0, 0, std::collections::BTreeSet::new());
+        for (i, c) in cases.iter().enumerate() {
+            let floats = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<f64>>();
+            let nu = c["control"]["quantile_level"].as_f64().unwrap();
+            for (got, want) in quantile_grid(nu).unwrap().iter().zip(floats(&c["levels"])) {
+                close(*got, want, &format!("case {i}: level"));
+            }
+            for group in ["control", "treatment"] {
+                let g = &c[group];
+                let (nstar, lower, upper) = pick_quantile_bounds(g["quantile_n"].as_f64().unwrap(), &floats(&c[format!("{group}_grid")])).unwrap();
+                assert_eq!(nstar, g["quantile_nstar"].as_f64().unwrap(), "case {i} {group}: n*");
+                assert_eq!((lower, upper), (g["quantile_lower"].as_f64().unwrap(), g["quantile_upper"].as_f64().unwrap()), "case {i} {group}: bounds");
+            }
+            let o = CompareOptions {
+                metric_type: MetricType::parse(c["metric_type"].as_str().unwrap()).unwrap(),
+                relative: c["relative"].as_bool().unwrap(),
+                alpha: c["alpha"].as_f64().unwrap(),
+                cuped: false,
+                sequential_tuning: c["sequential_tuning"].as_f64().unwrap(),
+                lower_is_better: false,
+                prior: None,
+            };
+            let clustered = o.metric_type == MetricType::QuantileEvent;
+            for (k, group) in ["control", "treatment"].into_iter().enumerate() {
+                let (summary, _) = quantile_summary(&fixture_group(&c[group]), clustered);
+                near(Some(summary.var), c["variance"][k].as_f64().unwrap(), &format!("case {i} {group}: variance"));
+            }
+            match check_gbstats_case(i, c, &o) {
+                GbstatsCase::NoResult => no_result += 1,
+                GbstatsCase::Checked { .. } => checked += 1,
+            }
+            kinds.insert(format!("{} relative={}", c["metric_type"], o.relative));
+        }
+        assert_eq!((checked, no_result), (75, 25));
+        assert_eq!(kinds.len(), 4, "{kinds:?}");
+    }
+
+    #[test]
+    fn quantile_levels_are_refused_outside_zero_one() {
+        for nu in [0.0, 1.0, -0.5, f64::NAN] {
+            let e = quantile_grid(nu).unwrap_err();
+            assert!(e.message.starts_with("quantile: must be between 0 and 1"), "{}", e.message);
+        }
+        // fewer values than the smallest n*: its bounds
+        let grid: Vec<f64> = (0..41).map(f64::from).collect();
+        assert_eq!(pick_quantile_bounds(50.0, &grid), Some((100.0, 1.0, 2.0)));
+        assert_eq!(pick_quantile_bounds(100.0, &grid), Some((100.0, 1.0, 2.0)));
+        assert_eq!(pick_quantile_bounds(101.0, &grid), Some((100.0, 1.0, 2.0)));
+        assert_eq!(pick_quantile_bounds(201.0, &grid), Some((200.0, 3.0, 4.0)));
+        assert_eq!(pick_quantile_bounds(1e12, &grid), Some((52428800.0, 39.0, 40.0)));
+        assert_eq!(pick_quantile_bounds(500.0, &grid[..40]), None);
     }
 
     enum GbstatsCase {

@@ -110,6 +110,9 @@ impl Plan {
                 }
             },
             MetricType::Ratio => return bad("metric_type: plan ratio metrics as mean metrics of the per-unit ratio".into()),
+            MetricType::Quantile | MetricType::QuantileEvent => {
+                return bad("metric_type: power is planned for binomial and mean metrics, not for quantile metrics".into())
+            }
         }
         if self.baseline == 0.0 && (self.relative || self.method == PowerMethod::GrowthBook) {
             return bad("baseline: must not be 0 (the effect is relative to it)".into());
