@@ -17,10 +17,13 @@ select status from analytics.start_experiment('bench-checkout');
 \timing on
 -- (bulk loads: the totals triggers run once per statement, joining the loaded rows with the other table)
 -- assignments as assign_variant stores them (its variant by GrowthBook hash; bulk-loaded here for time)
-insert into analytics.ab_experiment_assignments (id, user_id, experiment_id, variant_id, unit_id, phase, hash_value, assigned_at)
+-- with a country attribute (one of 8) for the dimension breakdown
+insert into analytics.ab_experiment_assignments (id, user_id, experiment_id, variant_id, unit_id, phase, hash_value, assigned_at,
+                                                 attributes)
 select ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, e.user_id, e.id,
        case when h < 0.5 then c.id else t.id end, 'unit-' || i, e.phase, h,
-       timestamptz '2026-11-01 00:00+00' + make_interval(secs => i % 86400)
+       timestamptz '2026-11-01 00:00+00' + make_interval(secs => i % 86400),
+       jsonb_build_object('country', (array['US', 'DE', 'FR', 'GB', 'IN', 'BR', 'JP', 'CA'])[1 + (i * 7) % 8])
 from analytics.ab_experiments e
 join analytics.ab_experiment_variants c on c.experiment_id = e.id and c.key = 'control'
 join analytics.ab_experiment_variants t on t.experiment_id = e.id and t.key = 'treatment'
@@ -56,6 +59,23 @@ select pg_temp.bench($$select * from analytics.experiment_results('bench-checkou
 select round(binomial_ms) as experiment_results_binomial_ms, round(mean_ms) as experiment_results_mean_ms,
        round(hand_written_ms) as hand_written_sums_ms, round((binomial_ms / hand_written_ms)::numeric, 2) as ratio
 from results;
+
+-- GrowthBook's results page at this scale: a dimension breakdown (8 countries), and the whole report with a goal
+-- metric and a guardrail, broken down by country; against the same calls without a dimension, in the same run
+create temp table dimensions as
+select pg_temp.bench($$select * from analytics.experiment_results('bench-checkout', 'purchase', dimension => 'attribute.country', cache => false)$$, 3) as by_country_ms,
+       pg_temp.bench($$select * from analytics.experiment_results('bench-checkout', 'purchase', cache => false)$$, 3) as overall_ms,
+       pg_temp.bench($$select analytics.experiment_report('bench-checkout', '["purchase"]', '[{"metric": "purchase", "type": "mean", "lower_is_better": true}]',
+                                                          dimension => 'attribute.country', cache => false)$$, 3) as report_by_country_ms,
+       pg_temp.bench($$select analytics.experiment_report('bench-checkout', '["purchase"]', '[{"metric": "purchase", "type": "mean", "lower_is_better": true}]',
+                                                          cache => false)$$, 3) as report_ms;
+select round(by_country_ms) as results_by_country_ms, round(overall_ms) as results_overall_ms,
+       round(report_by_country_ms) as report_goal_guardrail_by_country_ms, round(report_ms) as report_goal_guardrail_ms,
+       report_by_country_ms < 2000 as report_by_country_within_2_s
+from dimensions;
+select dimension, variant_key, units, round(value::numeric, 4) as rate, round(effect::numeric, 4) as lift,
+       round(p_value::numeric, 4) as p, round(adjusted_p_value::numeric, 4) as holm, srm
+from analytics.experiment_results('bench-checkout', 'purchase', dimension => 'attribute.country', correction => 'holm', cache => false);
 select variant_key, units, round(value::numeric, 4) as rate, round(effect::numeric, 4) as lift, round(p_value::numeric, 4) as p,
        round(chance_to_beat_control::numeric, 3) as chance, srm
 from analytics.experiment_results('bench-checkout', 'purchase', cache => false);

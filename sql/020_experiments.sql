@@ -92,6 +92,9 @@ CREATE TABLE analytics.ab_experiment_assignments (
     phase         integer NOT NULL DEFAULT 0,
     hash_value    double precision,
     assigned_at   timestamptz NOT NULL DEFAULT now(),
+    -- The unit's attributes when it was assigned (assign_variant's attributes: country, plan, browser, ...): the unit
+    -- dimensions experiment_results breaks results down by, as GrowthBook's experiment dimensions from its exposures.
+    attributes    jsonb NOT NULL DEFAULT '{}'::jsonb,
 
     CONSTRAINT ab_experiment_assignments_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT ab_experiment_assignments_experiment_fk FOREIGN KEY (experiment_id, user_id)
@@ -103,7 +106,8 @@ CREATE TABLE analytics.ab_experiment_assignments (
     CONSTRAINT ab_experiment_assignments_unit_per_phase UNIQUE (experiment_id, unit_id, phase, user_id),
     CONSTRAINT ab_experiment_assignments_unit_id_check CHECK (length(unit_id) BETWEEN 1 AND 256),
     CONSTRAINT ab_experiment_assignments_phase_check CHECK (phase >= 0),
-    CONSTRAINT ab_experiment_assignments_hash_value_check CHECK (hash_value >= 0 AND hash_value <= 1)
+    CONSTRAINT ab_experiment_assignments_hash_value_check CHECK (hash_value >= 0 AND hash_value <= 1),
+    CONSTRAINT ab_experiment_assignments_attributes_check CHECK (jsonb_typeof(attributes) = 'object')
 );
 
 COMMENT ON TABLE analytics.ab_experiment_assignments IS

@@ -629,6 +629,9 @@ CREATE FUNCTION analytics.experiment_results(
     cap_ignore_zeros  boolean          DEFAULT false,
     quantile          double precision DEFAULT NULL,
     quantile_ignore_zeros boolean      DEFAULT false,
+    dimension         text             DEFAULT NULL,
+    max_dimensions    integer          DEFAULT 20,
+    alternative       text             DEFAULT 'two-sided',
     cache             boolean          DEFAULT true
 ) RETURNS SETOF analytics.experiment_result_row
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -639,13 +642,13 @@ declare
         jsonb_build_array(experiment_key, metric, metric_type, relative, alpha, correction, phase, metric_source,
                           unit_source, operation_type, cuped, cuped_lookback, sequential_tuning, lower_is_better,
                           sequential, prior_mean, prior_variance, capping, cap_value, cap_ignore_zeros, quantile,
-                          quantile_ignore_zeros), cache);
+                          quantile_ignore_zeros, dimension, max_dimensions, alternative), cache);
 begin
     if not c.hit and not c.fill then
         return query select * from analytics._experiment_results(experiment_key, metric, metric_type, relative, alpha,
             correction, phase, metric_source, unit_source, operation_type, cuped, cuped_lookback, sequential_tuning,
             lower_is_better, sequential, prior_mean, prior_variance, capping, cap_value, cap_ignore_zeros, quantile,
-            quantile_ignore_zeros);
+            quantile_ignore_zeros, dimension, max_dimensions, alternative);
         return;
     end if;
     if c.fill then
@@ -658,7 +661,8 @@ begin
             experiment_results.lower_is_better, experiment_results.sequential, experiment_results.prior_mean,
             experiment_results.prior_variance, experiment_results.capping, experiment_results.cap_value,
             experiment_results.cap_ignore_zeros, experiment_results.quantile,
-            experiment_results.quantile_ignore_zeros) with ordinality r;
+            experiment_results.quantile_ignore_zeros, experiment_results.dimension,
+            experiment_results.max_dimensions, experiment_results.alternative) with ordinality r;
         perform analytics._cache_put(c);
     end if;
     return query select * from jsonb_populate_recordset(null::analytics.experiment_result_row, c.result);
@@ -674,6 +678,9 @@ CREATE FUNCTION analytics.experiment_report(
     relative          boolean          DEFAULT true,
     sequential        boolean          DEFAULT false,
     phase             integer          DEFAULT NULL,
+    dimension         text             DEFAULT NULL,
+    max_dimensions    integer          DEFAULT 20,
+    alternative       text             DEFAULT 'two-sided',
     cache             boolean          DEFAULT true
 ) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -681,14 +688,15 @@ SET search_path = ''
 AS $$
 declare
     c analytics.cache_lookup := analytics._cache_get('experiment_report',
-        jsonb_build_array(experiment_key, goal_metrics, guardrail_metrics, correction, alpha, relative, sequential, phase),
+        jsonb_build_array(experiment_key, goal_metrics, guardrail_metrics, correction, alpha, relative, sequential, phase,
+                          dimension, max_dimensions, alternative),
         cache);
 begin
     if c.hit then
         return c.result;
     end if;
     c.result := analytics._experiment_report(experiment_key, goal_metrics, guardrail_metrics, correction, alpha, relative,
-                                             sequential, phase);
+                                             sequential, phase, dimension, max_dimensions, alternative);
     perform analytics._cache_put(c);
     return c.result;
 end
@@ -745,11 +753,11 @@ $$Rollups per time bucket and group (group_by: model, operation_type, provider, 
 Percentiles are exact (percentile_cont). Buckets are aligned to from_time. Filters: operation_type, root_only (traces rather than spans). Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
 Example: select * from analytics.trace_metrics('1 hour', now() - interval '1 day', now(), group_by => '{model}');$$;
 
-COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, boolean) IS
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, text, integer, text, boolean) IS
 $$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (correction: none by default as GrowthBook, holm or bh) with the interval that goes with it (ci_lower_adjusted/ci_upper_adjusted, GrowthBook's ciAdjusted), significance, std_error, chance to beat control, expected loss and control_risk (Bayesian, Gaussian: GrowthBook's risk of shipping the treatment and of keeping the control; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
 metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
 metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
-cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial and mean metrics). prior_mean and prior_variance (both, or neither for the flat prior) are GrowthBook's informative Gaussian prior on the effect for chance_to_beat_control and expected_loss. sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). capping (GrowthBook's metric capping, mean metrics): 'absolute' caps each unit's value at cap_value; 'percentile' at the cap_value quantile (0.99: the 99th percentile) of every assigned unit's value, all variants together, zeros left out with cap_ignore_zeros; CUPED's pre-period values get the same cap; capped_at reports the cap. metric_type 'quantile' (a quantile of the units' values: their events' total, a trace metric's total, or their average latency or error rate) or 'quantile_event' (a quantile of every event's value, or of every span's latency_ms, cost_usd or tokens, the events clustered in their units) with quantile => 0.95 for the 95th percentile: GrowthBook's quantile metrics and gbstats' QuantileStatistic / QuantileClusteredStatistic (value: the variant's quantile; effect: its relative or absolute change); quantile_ignore_zeros leaves values of 0 out. Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
+cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial, mean and ratio metrics; for latency_ms and error_rate the unit's pre-period ratio, as GrowthBook's regression-adjusted ratio metrics). prior_mean and prior_variance (both, or neither for the flat prior) are GrowthBook's informative Gaussian prior on the effect for chance_to_beat_control and expected_loss. sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). capping (GrowthBook's metric capping: mean metrics, and the numerator of latency_ms and error_rate): 'absolute' caps each unit's value at cap_value; 'percentile' at the cap_value quantile (0.99: the 99th percentile) of every assigned unit's value, all variants together, zeros left out with cap_ignore_zeros; CUPED's pre-period values get the same cap; capped_at reports the cap. metric_type 'quantile' (a quantile of the units' values: their events' total, a trace metric's total, or their average latency or error rate) or 'quantile_event' (a quantile of every event's value, or of every span's latency_ms, cost_usd or tokens, the events clustered in their units) with quantile => 0.95 for the 95th percentile: GrowthBook's quantile metrics and gbstats' QuantileStatistic / QuantileClusteredStatistic (value: the variant's quantile; effect: its relative or absolute change); quantile_ignore_zeros leaves values of 0 out. dimension breaks the results down (GrowthBook's dimensions; a row per value and variant, the value in the dimension column, most units first): 'assigned_date' (UTC day of assignment), 'attribute.<name>' (an attribute stored by assign_variant), 'model', 'provider' or 'operation_type' (of the unit's first span after assignment that names one); '(none)' for units without a value; beyond max_dimensions values (20) the rest is merged into '(other)' (left out for quantile metrics); each value has its own sample ratio check, and the correction covers variants and values together. alternative 'greater' or 'less' makes the frequentist and sequential tests one-sided (GrowthBook's one-sided t-tests): the treatment is higher, or lower; the interval's open end is NULL. Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
 Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
 
 COMMENT ON FUNCTION analytics.anomaly_summary(timestamptz, timestamptz, text, uuid, boolean) IS
@@ -763,7 +771,7 @@ COMMENT ON FUNCTION analytics._cache_drain() IS
 COMMENT ON FUNCTION analytics._cache_pending() IS
 'This connection''s tally of cache hits and misses not written yet (left in place). Internal.';
 
-COMMENT ON FUNCTION analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, boolean) IS
-$$An experiment's results page as one jsonb document, for PostgREST clients: {"experiment", "status", "phase", "correction", "alpha", "variants": [{"key", "is_control", "units"}], "srm": {"p_value", "srm"}, "goals": [{"metric", "results": [experiment_results rows]}], "guardrails": [{"metric", "results": [... with "status": "ok" | "failing"]}]}.
-goal_metrics and guardrail_metrics are arrays of metric names or of {"metric", "source" (events | traces), "type", "unit_source", "operation_type", "lower_is_better", "cuped", "capping", "cap_value", "cap_ignore_zeros"} (as in experiment_results). The correction (none by default, holm or bh) covers every variant of every goal metric together, as GrowthBook, with adjusted intervals; guardrails are not corrected and fail when a variant is significantly worse. Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
+COMMENT ON FUNCTION analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, text, integer, text, boolean) IS
+$$An experiment's results page as one jsonb document, for PostgREST clients: {"experiment", "status", "phase", "correction", "alpha", "relative", "sequential", "dimension", "alternative", "variants": [{"key", "is_control", "units"}], "srm": {"p_value", "srm"}, "goals": [{"metric", "results": [experiment_results rows]}], "guardrails": [{"metric", "results": [... with "status": "ok" | "failing"]}]}. With dimension (as in experiment_results), every metric's results are broken down by it and the correction also covers the dimension values.
+goal_metrics and guardrail_metrics are arrays of metric names or of {"metric", "source" (events | traces), "type", "unit_source", "operation_type", "lower_is_better", "cuped", "capping", "cap_value", "cap_ignore_zeros", "quantile", "quantile_ignore_zeros"} (as in experiment_results). The correction (none by default, holm or bh) covers every variant of every goal metric (and dimension value) together, as GrowthBook, with adjusted intervals; guardrails are not corrected and fail when a variant is significantly worse. Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
 Example: select analytics.experiment_report('checkout-cta', '["signup", {"metric": "spend", "type": "mean"}]', correction => 'holm');$$;

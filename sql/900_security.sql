@@ -86,7 +86,7 @@ BEGIN
             analytics.welch_t_test(bigint, double precision, double precision, bigint, double precision, double precision, boolean, double precision),
             analytics.two_proportion_z_test(bigint, bigint, bigint, bigint, boolean, double precision),
             analytics.srm_check(integer[], double precision[]), analytics.adjust_p_values(double precision[], text),
-            analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision),
+            analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision, text),
             analytics.sample_size(double precision, double precision, text, double precision, boolean, double precision, double precision, integer, text),
             analytics.minimum_detectable_effect(double precision, bigint, text, double precision, boolean, double precision, double precision, integer, text),
             analytics.power_analysis(double precision, double precision, bigint, text, double precision, integer, double precision, double precision, text, double precision, double precision, double precision),

@@ -6114,3 +6114,1218 @@ BEGIN
     END LOOP;
 END
 $grants$;
+
+-- ---- Dimension breakdowns, CUPED of ratio metrics, one-sided tests (sql/020_experiments.sql, 021, 022, 023, 041):
+-- experiment_results' and experiment_report's dimension, max_dimensions (GrowthBook's dimensions) and alternative;
+-- assign_variant's attributes stored with the assignment and copied into the per-unit totals with its time; the
+-- dimension column; the per-variant moment functions return a row per dimension value; the per-unit values carry the
+-- pre-period denominator of a ratio metric; compare_groups gains alternative (its symbol, compare_two_groups_wrapper,
+-- is 0.2.0's and reads the new argument; 0.1.0's compare_groups_wrapper is unchanged) ---------------------------
+ALTER TABLE analytics.ab_experiment_assignments ADD COLUMN attributes jsonb NOT NULL DEFAULT '{}'::jsonb,
+    ADD CONSTRAINT ab_experiment_assignments_attributes_check CHECK (jsonb_typeof(attributes) = 'object');
+ALTER TABLE analytics.ab_experiment_unit_totals ADD COLUMN assigned_at timestamptz, ADD COLUMN attributes jsonb;
+UPDATE analytics.ab_experiment_unit_totals t SET assigned_at = a.assigned_at, attributes = a.attributes
+FROM analytics.ab_experiment_assignments a WHERE a.id = t.assignment_id AND a.user_id = t.user_id;
+ALTER TABLE analytics.ab_experiment_unit_totals ALTER COLUMN assigned_at SET NOT NULL, ALTER COLUMN attributes SET NOT NULL;
+ALTER TYPE analytics.experiment_result_row ADD ATTRIBUTE dimension text;
+DROP FUNCTION analytics._assignment(text, text, boolean);
+DROP FUNCTION analytics.assign_variant(text, text);
+DROP FUNCTION analytics._experiment_unit_values(uuid, text, integer, text, text, text, text, text, interval);
+DROP FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval, double precision);
+DROP FUNCTION analytics._experiment_quantile_moments(uuid, text, integer, text, text, text, text, text, double precision, boolean);
+DROP FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean);
+DROP FUNCTION analytics._experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer);
+DROP FUNCTION analytics._experiment_event_moments(uuid, integer, text, text, double precision);
+DROP FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, boolean);
+DROP FUNCTION analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, boolean);
+DROP FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision);
+CREATE FUNCTION analytics."compare_groups"(
+	"control" jsonb, /* Option < pgrx :: JsonB > */
+	"treatment" jsonb, /* Option < pgrx :: JsonB > */
+	"metric_type" TEXT DEFAULT 'mean', /* Option < & str > */
+	"relative" bool DEFAULT true, /* Option < bool > */
+	"alpha" double precision DEFAULT 0.05, /* Option < f64 > */
+	"cuped" bool DEFAULT false, /* Option < bool > */
+	"sequential_tuning" double precision DEFAULT 5000.0, /* Option < f64 > */
+	"lower_is_better" bool DEFAULT false, /* Option < bool > */
+	"prior_mean" double precision DEFAULT NULL, /* Option < f64 > */
+	"prior_variance" double precision DEFAULT NULL, /* Option < f64 > */
+	"alternative" TEXT DEFAULT 'two-sided' /* Option < & str > */
+) RETURNS jsonb /* pgrx :: JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'compare_two_groups_wrapper';
+
+COMMENT ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision, text) IS
+$$A treatment against its control from the moments of their per-unit values: {"n", "sum", "sum_squares"}, plus "den_sum", "den_sum_squares", "cross_sum" (Σd, Σd², Σyd) for metric_type 'ratio', and "pre_sum", "pre_sum_squares", "pre_cross_sum" (Σx, Σx², Σxy of the pre-assignment value x) for cuped => true, and for cuped => true with 'ratio' (gbstats' RegressionAdjustedRatioStatistic) the pre-period denominator e's "pre_den_sum", "pre_den_sum_squares", "pre_den_cross_sum" (Σed), "pre_ratio_cross_sum" (Σxe), "post_num_pre_den_sum" (Σye), "pre_num_post_den_sum" (Σxd). For metric_type 'quantile' / 'quantile_event' (gbstats' QuantileStatistic / QuantileClusteredStatistic): "quantile_level", "quantile_n" (values), "quantile_nstar", "quantile", "quantile_lower", "quantile_upper" (the order statistics of GrowthBook's grid), and for 'quantile_event' n = units with sum, sum_squares, den_sum, den_sum_squares, cross_sum over units of their events at or below the quantile and of their events.
+Returns the test (binomial: GrowthBook's t-test of the reported effect with variances p(1 - p) and Welch's df; mean: Welch; ratio: Welch on delta-method variances; relative lift by default) with control_value, treatment_value, chance_to_beat_control, expected_loss and control_risk (GrowthBook's risks of the treatment and of the control), posterior_mean and posterior_ci_lower/upper (Gaussian posterior: GrowthBook's flat prior, or its informative prior N(prior_mean, prior_variance) on the effect, both or neither; better means lower when lower_is_better, e.g. for cost or latency), sequential_p_value and sequential_ci_lower/upper (always-valid: Howard et al.'s normal-mixture confidence sequence, GrowthBook's tuning N* = sequential_tuning), and with CUPED cuped_theta and variance_reduction. alternative 'greater' or 'less' makes the test and the sequential view one-sided (GrowthBook's one-sided t-tests and, as on its main branch, its sequential one-sided tests): the interval's open end is null. This is what experiment_results computes per variant.
+Example: select analytics.compare_groups('{"n":1000,"sum":116,"sum_squares":116}', '{"n":1000,"sum":129,"sum_squares":129}', 'binomial');$$;
+
+CREATE FUNCTION analytics._assignment(experiment_key text, unit_id text, store boolean, attributes jsonb DEFAULT NULL)
+RETURNS analytics.variant_assignment
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    result analytics.variant_assignment;
+    weights double precision[];
+    variants analytics.ab_experiment_variants[];
+    chosen analytics.ab_experiment_variants;
+    h double precision;
+    idx int;
+begin
+    if unit_id is null or unit_id = '' then
+        raise exception 'unit_id: is required' using errcode = '22004';
+    end if;
+    if attributes is not null and jsonb_typeof(attributes) <> 'object' then
+        raise exception 'attributes: must be a JSON object of the unit''s attributes ({"country": "DE", "plan": "pro"}), got %',
+            jsonb_typeof(attributes) using errcode = '22023';
+    end if;
+    result.experiment_key := e.key;
+    result.phase := e.phase;
+    result.in_experiment := false;
+    result.stored := false;
+    if e.status = 'completed' and e.winner_variant_key is not null then
+        -- the experiment is over: everyone gets the winner
+        select v.key, v.position, v.is_control, v.payload
+          into result.variant_key, result.variation, result.is_control, result.payload
+        from analytics.ab_experiment_variants v where v.experiment_id = e.id and v.key = e.winner_variant_key;
+        return result;
+    end if;
+    if e.status <> 'running' then
+        return result;
+    end if;
+    -- sticky: a unit keeps the variant it got first in this phase, whatever the weights say now
+    select true, v.key, v.position, v.is_control, v.payload, a.hash_value, a.assigned_at, true
+      into result.in_experiment, result.variant_key, result.variation, result.is_control, result.payload,
+           result.hash_value, result.assigned_at, result.stored
+    from analytics.ab_experiment_assignments a
+    join analytics.ab_experiment_variants v on v.id = a.variant_id and v.user_id = a.user_id
+    where a.experiment_id = e.id and a.user_id = e.user_id and a.unit_id = _assignment.unit_id and a.phase = e.phase;
+    if found then
+        return result;
+    end if;
+    result.in_experiment := false;  -- SELECT INTO without a row left these NULL
+    result.stored := false;
+    -- one read of the variants; GrowthBook's decision (namespace, hash, coverage, weights) is made by the one
+    -- implementation of it, analytics._gb_decide (Rust, checked against GrowthBook's cross-SDK cases)
+    select array_agg(v.weight order by v.position), array_agg(v order by v.position) into weights, variants
+    from analytics.ab_experiment_variants v where v.experiment_id = e.id;
+    select d.variation, d.hash_value into idx, h
+    from analytics._gb_decide(e.key, e.seed, e.hash_version, cardinality(weights), weights, e.coverage, e.namespace_name,
+                              e.namespace_start, e.namespace_end, _assignment.unit_id) d;
+    if not found then
+        return result;
+    end if;
+    chosen := variants[idx + 1];
+    result.hash_value := h;
+    result.in_experiment := true;
+    result.variant_key := chosen.key;
+    result.variation := chosen.position;
+    result.is_control := chosen.is_control;
+    result.payload := chosen.payload;
+    if store then
+        insert into analytics.ab_experiment_assignments (user_id, experiment_id, variant_id, unit_id, phase, hash_value,
+                                                         attributes)
+        values (e.user_id, e.id, chosen.id, _assignment.unit_id, e.phase, h, coalesce(_assignment.attributes, '{}'))
+        on conflict on constraint ab_experiment_assignments_unit_per_phase do nothing
+        returning assigned_at into result.assigned_at;
+        if not found then
+            -- another session assigned this unit at the same moment: return what it stored
+            return analytics._assignment(experiment_key, _assignment.unit_id, false);
+        end if;
+        result.stored := true;
+    end if;
+    return result;
+end
+$$;
+
+COMMENT ON FUNCTION analytics._assignment(text, text, boolean, jsonb) IS 'Internal: sticky GrowthBook assignment of a unit (stored with its attributes when store).';
+
+CREATE FUNCTION analytics.assign_variant(experiment_key text, unit_id text, attributes jsonb DEFAULT NULL)
+RETURNS analytics.variant_assignment
+LANGUAGE sql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$ select analytics._assignment(experiment_key, unit_id, true, attributes) $$;
+
+COMMENT ON FUNCTION analytics.assign_variant(text, text, jsonb) IS
+$$The unit's variant in a running experiment, with GrowthBook's rules (bit-identical to the SDKs), stored on first assignment and returned again afterwards (sticky within the phase, even if weights change). attributes (a JSON object: country, plan, browser, ...) are stored with the first assignment and kept (a later call does not change them): experiment_results breaks results down by them (dimension => 'attribute.country'), as GrowthBook's experiment dimensions. Not in the experiment (in_experiment false, nothing stored) when it is not running or the unit is outside its coverage or namespace; once completed with a winner, everyone gets the winner (in_experiment false). Two sessions assigning the same unit at once store one row.
+Example: select variant_key, payload from analytics.assign_variant('system-prompt-v2', 'visitor-42', attributes => '{"country": "DE"}');$$;
+
+CREATE FUNCTION analytics._dimension_value(dimension text, assigned_at timestamptz, attributes jsonb) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select coalesce(case when _dimension_value.dimension = 'assigned_date'
+                              then to_char(_dimension_value.assigned_at at time zone 'UTC', 'YYYY-MM-DD')
+                         when _dimension_value.dimension like 'attribute.%'
+                              then _dimension_value.attributes ->> substr(_dimension_value.dimension, 11) end, '(none)')
+$$;
+
+COMMENT ON FUNCTION analytics._dimension_value(text, timestamptz, jsonb) IS 'Internal: an assignment''s value of the dimension assigned_date or attribute.<name> (''(none)'' without one).';
+
+CREATE FUNCTION analytics._experiment_unit_values(experiment_id uuid, experiment_key text, phase integer, metric text,
+                                                  kind text, metric_source text, unit_source text, operation_type text,
+                                                  pre interval)
+RETURNS TABLE (variant_id uuid, y double precision, d double precision, x double precision, e double precision,
+               assignment_id uuid)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select a.variant_id,
+           case when _experiment_unit_values.kind = 'binomial' then (count(ev.id) filter (where ev.occurred_at >= a.assigned_at) > 0)::int::double precision
+                else coalesce(sum(ev.value) filter (where ev.occurred_at >= a.assigned_at), 0) end as y,
+           0::double precision as d,
+           case when _experiment_unit_values.kind = 'binomial' then (count(ev.id) filter (where ev.occurred_at < a.assigned_at) > 0)::int::double precision
+                else coalesce(sum(ev.value) filter (where ev.occurred_at < a.assigned_at), 0) end as x,
+           0::double precision as e,
+           a.id
+    from analytics.ab_experiment_assignments a
+    left join analytics.ab_experiment_events ev
+           on ev.user_id = a.user_id and ev.unit_id = a.unit_id and ev.metric = _experiment_unit_values.metric
+          and (ev.experiment_id = a.experiment_id or ev.experiment_id is null)
+          and ev.occurred_at >= a.assigned_at - _experiment_unit_values.pre
+    where _experiment_unit_values.metric_source = 'events' and a.experiment_id = _experiment_unit_values.experiment_id and a.phase = _experiment_unit_values.phase
+    group by a.id, a.variant_id
+    union all
+    select a.variant_id,
+           coalesce(case _experiment_unit_values.metric
+               when 'latency_ms' then sum(s.duration_ms) filter (where s.start_time >= a.assigned_at)
+               when 'error_rate' then (count(*) filter (where s.start_time >= a.assigned_at and s.status = 'error'))::double precision
+               when 'cost_usd' then sum(s.cost_usd) filter (where s.start_time >= a.assigned_at)
+               when 'total_tokens' then (sum(s.total_tokens) filter (where s.start_time >= a.assigned_at))::double precision
+               when 'input_tokens' then (sum(s.input_tokens) filter (where s.start_time >= a.assigned_at))::double precision
+               when 'output_tokens' then (sum(s.output_tokens) filter (where s.start_time >= a.assigned_at))::double precision
+               else (count(s.id) filter (where s.start_time >= a.assigned_at))::double precision end, 0),
+           case _experiment_unit_values.metric
+               when 'latency_ms' then count(s.duration_ms) filter (where s.start_time >= a.assigned_at)
+               else count(s.id) filter (where s.start_time >= a.assigned_at) end::double precision,
+           coalesce(case _experiment_unit_values.metric
+               when 'latency_ms' then sum(s.duration_ms) filter (where s.start_time < a.assigned_at)
+               when 'error_rate' then (count(*) filter (where s.start_time < a.assigned_at and s.status = 'error'))::double precision
+               when 'cost_usd' then sum(s.cost_usd) filter (where s.start_time < a.assigned_at)
+               when 'total_tokens' then (sum(s.total_tokens) filter (where s.start_time < a.assigned_at))::double precision
+               when 'input_tokens' then (sum(s.input_tokens) filter (where s.start_time < a.assigned_at))::double precision
+               when 'output_tokens' then (sum(s.output_tokens) filter (where s.start_time < a.assigned_at))::double precision
+               else (count(s.id) filter (where s.start_time < a.assigned_at))::double precision end, 0),
+           case _experiment_unit_values.metric
+               when 'latency_ms' then count(s.duration_ms) filter (where s.start_time < a.assigned_at)
+               else count(s.id) filter (where s.start_time < a.assigned_at) end::double precision,
+           a.id
+    from analytics.ab_experiment_assignments a
+    left join analytics.llm_traces s
+           on s.user_id = a.user_id
+          and case _experiment_unit_values.unit_source when 'metadata' then s.metadata->>'unit_id'
+                               when 'session_id' then s.session_id
+                               else s.conversation_id end = a.unit_id
+          and (s.metadata->>'experiment' is null or s.metadata->>'experiment' = _experiment_unit_values.experiment_key)
+          and (_experiment_unit_values.operation_type is null or s.operation_type = _experiment_unit_values.operation_type)
+          and s.start_time >= a.assigned_at - _experiment_unit_values.pre
+    where _experiment_unit_values.metric_source = 'traces' and a.experiment_id = _experiment_unit_values.experiment_id and a.phase = _experiment_unit_values.phase
+    group by a.id, a.variant_id
+$$;
+
+COMMENT ON FUNCTION analytics._experiment_unit_values(uuid, text, integer, text, text, text, text, text, interval) IS 'Internal: per-unit values of an experiment metric (inlined into _experiment_moments and the percentile cap).';
+
+CREATE FUNCTION analytics._experiment_unit_dimensions(experiment_id uuid, experiment_key text, phase integer,
+                                                      dimension text, unit_source text)
+RETURNS TABLE (assignment_id uuid, variant_id uuid, value text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select a.id, a.variant_id,
+           case when _experiment_unit_dimensions.dimension in ('model', 'provider', 'operation_type')
+                then coalesce(f.value, '(none)')
+                else analytics._dimension_value(_experiment_unit_dimensions.dimension, a.assigned_at, a.attributes) end
+    from analytics.ab_experiment_assignments a
+    left join (
+        -- per assignment, the field of its first span after assignment that names one (one pass, as trace metrics)
+        select distinct on (a2.id) a2.id,
+               case _experiment_unit_dimensions.dimension when 'model' then s.model when 'provider' then s.provider
+                    else s.operation_type end as value
+        from analytics.ab_experiment_assignments a2
+        join analytics.llm_traces s
+          on s.user_id = a2.user_id
+         and case _experiment_unit_dimensions.unit_source when 'metadata' then s.metadata->>'unit_id'
+                              when 'session_id' then s.session_id
+                              else s.conversation_id end = a2.unit_id
+         and (s.metadata->>'experiment' is null or s.metadata->>'experiment' = _experiment_unit_dimensions.experiment_key)
+         and s.start_time >= a2.assigned_at
+         and case _experiment_unit_dimensions.dimension when 'model' then s.model when 'provider' then s.provider
+                  else s.operation_type end is not null
+        where _experiment_unit_dimensions.dimension in ('model', 'provider', 'operation_type')
+          and a2.experiment_id = _experiment_unit_dimensions.experiment_id and a2.phase = _experiment_unit_dimensions.phase
+        order by a2.id, s.start_time, s.span_id
+    ) f on f.id = a.id
+    where _experiment_unit_dimensions.dimension is not null
+      and a.experiment_id = _experiment_unit_dimensions.experiment_id and a.phase = _experiment_unit_dimensions.phase
+$$;
+
+COMMENT ON FUNCTION analytics._experiment_unit_dimensions(uuid, text, integer, text, text) IS 'Internal: each assignment''s value of a dimension of experiment_results (inlined into the moment functions).';
+
+CREATE FUNCTION analytics._experiment_merge_dimensions(dimensions jsonb[]) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    with g as (
+        select x->>'key' as key, (x->>'is_control')::boolean as is_control, (x->>'weight')::double precision as weight,
+               t.o, x->'moments' as moments
+        from unnest(_experiment_merge_dimensions.dimensions) d, jsonb_array_elements(d->'groups') with ordinality t(x, o)
+    ), sums as (
+        select g.key, kv.key as field, sum((kv.value #>> '{}')::double precision) as total
+        from g, jsonb_each(g.moments) kv group by g.key, kv.key
+    ), variants as (
+        select g.key, bool_or(g.is_control) as is_control, max(g.weight) as weight, min(g.o) as position
+        from g group by g.key
+    )
+    select jsonb_build_object('dimension', '(other)', 'groups',
+               jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                            'moments', (select jsonb_object_agg(s.field, s.total) from sums s where s.key = v.key))
+                         order by v.position))
+    from variants v
+$$;
+
+COMMENT ON FUNCTION analytics._experiment_merge_dimensions(jsonb[]) IS 'Internal: dimension values merged into ''(other)'' by summing each variant''s moments.';
+
+CREATE FUNCTION analytics._experiment_moments(experiment_id uuid, experiment_key text, phase integer, metric text, kind text,
+                                              metric_source text, unit_source text, operation_type text, pre interval,
+                                              cap double precision, dimension text)
+RETURNS SETOF jsonb
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+SET search_path = ''
+AS $$
+    with m as (
+        select dm.value as dim, c.variant_id, count(*) as n, sum(c.y) as sy, sum(c.y * c.y) as syy, sum(c.d) as sd,
+               sum(c.d * c.d) as sdd, sum(c.y * c.d) as syd, sum(c.x) as sx, sum(c.x * c.x) as sxx, sum(c.x * c.y) as sxy,
+               sum(c.e) as se, sum(c.e * c.e) as see, sum(c.e * c.d) as sed, sum(c.x * c.e) as sxe, sum(c.y * c.e) as sye,
+               sum(c.x * c.d) as sxd
+        from (select u.assignment_id, u.variant_id, least(u.y, _experiment_moments.cap) as y, u.d,
+                     least(u.x, _experiment_moments.cap) as x, u.e
+              from analytics._experiment_unit_values(_experiment_moments.experiment_id, _experiment_moments.experiment_key,
+                       _experiment_moments.phase, _experiment_moments.metric, _experiment_moments.kind,
+                       _experiment_moments.metric_source, _experiment_moments.unit_source,
+                       _experiment_moments.operation_type, _experiment_moments.pre) u) c
+        left join analytics._experiment_unit_dimensions(_experiment_moments.experiment_id, _experiment_moments.experiment_key,
+                      _experiment_moments.phase, _experiment_moments.dimension, _experiment_moments.unit_source) dm
+               on dm.assignment_id = c.assignment_id
+        group by dm.value, c.variant_id
+    )
+    select jsonb_build_object('dimension', dl.dim, 'groups',
+               jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                            'moments', jsonb_build_object(
+                                                'n', coalesce(m.n, 0), 'sum', coalesce(m.sy, 0), 'sum_squares', coalesce(m.syy, 0),
+                                                'den_sum', coalesce(m.sd, 0), 'den_sum_squares', coalesce(m.sdd, 0),
+                                                'cross_sum', coalesce(m.syd, 0), 'pre_sum', coalesce(m.sx, 0),
+                                                'pre_sum_squares', coalesce(m.sxx, 0), 'pre_cross_sum', coalesce(m.sxy, 0),
+                                                'pre_den_sum', coalesce(m.se, 0), 'pre_den_sum_squares', coalesce(m.see, 0),
+                                                'pre_den_cross_sum', coalesce(m.sed, 0), 'pre_ratio_cross_sum', coalesce(m.sxe, 0),
+                                                'post_num_pre_den_sum', coalesce(m.sye, 0),
+                                                'pre_num_post_den_sum', coalesce(m.sxd, 0)))
+                         order by v.position))
+    from (select m.dim from m union select null::text where _experiment_moments.dimension is null) dl
+    cross join analytics.ab_experiment_variants v
+    left join m on m.variant_id = v.id and m.dim is not distinct from dl.dim
+    where v.experiment_id = _experiment_moments.experiment_id
+    group by dl.dim
+$$;
+
+COMMENT ON FUNCTION analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval, double precision, text) IS 'Internal: per-variant moments of an experiment metric, in one pass, capped at cap, per value of a dimension.';
+
+CREATE FUNCTION analytics._experiment_quantile_moments(experiment_id uuid, experiment_key text, phase integer, metric text,
+                                                       kind text, metric_source text, unit_source text,
+                                                       operation_type text, quantile double precision,
+                                                       ignore_zeros boolean, dimension text)
+RETURNS SETOF jsonb
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+SET search_path = ''
+AS $$
+    with dims as (
+        select dm.assignment_id, dm.value
+        from analytics._experiment_unit_dimensions(_experiment_quantile_moments.experiment_id,
+                 _experiment_quantile_moments.experiment_key, _experiment_quantile_moments.phase,
+                 _experiment_quantile_moments.dimension, _experiment_quantile_moments.unit_source) dm
+    ),
+    units as (
+        -- one value per unit: its events' total, a trace metric's total, or its per-span average (latency, errors)
+        select dm.value as dim, u.variant_id,
+               case when _experiment_quantile_moments.metric_source = 'traces'
+                         and _experiment_quantile_moments.metric in ('latency_ms', 'error_rate')
+                    then u.y / nullif(u.d, 0) else u.y end as y
+        from analytics._experiment_unit_values(_experiment_quantile_moments.experiment_id,
+                 _experiment_quantile_moments.experiment_key, _experiment_quantile_moments.phase,
+                 _experiment_quantile_moments.metric, 'mean', _experiment_quantile_moments.metric_source,
+                 _experiment_quantile_moments.unit_source, _experiment_quantile_moments.operation_type, interval '0') u
+        left join dims dm on dm.assignment_id = u.assignment_id
+        where _experiment_quantile_moments.kind = 'quantile'
+    ),
+    assigned as (
+        select a.id, a.variant_id, a.unit_id, a.user_id, a.experiment_id, a.assigned_at, dm.value as dim
+        from analytics.ab_experiment_assignments a
+        left join dims dm on dm.assignment_id = a.id
+        where _experiment_quantile_moments.kind = 'quantile_event'
+          and a.experiment_id = _experiment_quantile_moments.experiment_id and a.phase = _experiment_quantile_moments.phase
+    ),
+    events as (
+        -- one value per event after the unit's assignment, or per span (its duration, cost or tokens)
+        select a.id as unit, a.dim, a.variant_id, ev.value as y
+        from assigned a
+        join analytics.ab_experiment_events ev
+          on ev.user_id = a.user_id and ev.unit_id = a.unit_id and ev.metric = _experiment_quantile_moments.metric
+         and (ev.experiment_id = a.experiment_id or ev.experiment_id is null) and ev.occurred_at >= a.assigned_at
+        where _experiment_quantile_moments.metric_source = 'events'
+        union all
+        select a.id, a.dim, a.variant_id,
+               case _experiment_quantile_moments.metric
+                   when 'latency_ms' then s.duration_ms
+                   when 'cost_usd' then s.cost_usd
+                   when 'total_tokens' then s.total_tokens::double precision
+                   when 'input_tokens' then s.input_tokens::double precision
+                   when 'output_tokens' then s.output_tokens::double precision end
+        from assigned a
+        join analytics.llm_traces s
+          on s.user_id = a.user_id
+         and case _experiment_quantile_moments.unit_source when 'metadata' then s.metadata->>'unit_id'
+                              when 'session_id' then s.session_id
+                              else s.conversation_id end = a.unit_id
+         and (s.metadata->>'experiment' is null or s.metadata->>'experiment' = _experiment_quantile_moments.experiment_key)
+         and (_experiment_quantile_moments.operation_type is null or s.operation_type = _experiment_quantile_moments.operation_type)
+         and s.start_time >= a.assigned_at
+        where _experiment_quantile_moments.metric_source = 'traces'
+    ),
+    counted as (
+        select e.unit, e.dim, e.variant_id, e.y from events e
+        where e.y is not null and (not _experiment_quantile_moments.ignore_zeros or e.y <> 0)
+    ),
+    grids as (
+        select c.dim, c.variant_id, count(*) as n,
+               percentile_cont(analytics._quantile_grid(_experiment_quantile_moments.quantile)) within group (order by c.y) as grid
+        from counted c group by c.dim, c.variant_id
+        union all
+        select u.dim, u.variant_id, count(*),
+               percentile_cont(analytics._quantile_grid(_experiment_quantile_moments.quantile)) within group (order by u.y)
+        from units u
+        where u.y is not null and (not _experiment_quantile_moments.ignore_zeros or u.y <> 0)
+        group by u.dim, u.variant_id
+    ),
+    clusters as (
+        -- per unit: its events at or below its variant's quantile (b) and its events (c), then sums over units
+        select pu.dim, pu.variant_id, count(*) as k, sum(pu.b) as sb, sum(pu.b * pu.b) as sbb, sum(pu.c) as sc,
+               sum(pu.c * pu.c) as scc, sum(pu.b * pu.c) as sbc
+        from (select a.dim, a.variant_id, a.id,
+                     count(c.y) filter (where c.y <= g.grid[1])::double precision as b,
+                     count(c.y)::double precision as c
+              from assigned a
+              left join counted c on c.unit = a.id
+              left join grids g on g.variant_id = a.variant_id and g.dim is not distinct from a.dim
+              group by a.dim, a.variant_id, a.id) pu
+        group by pu.dim, pu.variant_id
+    ),
+    unit_counts as (
+        select u.dim, u.variant_id, count(*) as k from units u group by u.dim, u.variant_id
+    ),
+    dim_list as (
+        select uc.dim from unit_counts uc
+        union select cl.dim from clusters cl
+        union select null::text where _experiment_quantile_moments.dimension is null
+    )
+    select jsonb_build_object('dimension', dl.dim, 'groups',
+               jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                            'moments', jsonb_build_object(
+                                                'n', coalesce(cl.k, uc.k, 0),
+                                                'sum', coalesce(cl.sb, 0), 'sum_squares', coalesce(cl.sbb, 0),
+                                                'den_sum', coalesce(cl.sc, 0), 'den_sum_squares', coalesce(cl.scc, 0),
+                                                'cross_sum', coalesce(cl.sbc, 0),
+                                                'quantile_level', _experiment_quantile_moments.quantile,
+                                                'quantile_n', coalesce(g.n, 0), 'quantile_nstar', coalesce(b.b[1], 100),
+                                                'quantile', coalesce(g.grid[1], 0), 'quantile_lower', coalesce(b.b[2], 0),
+                                                'quantile_upper', coalesce(b.b[3], 0)))
+                         order by v.position))
+    from dim_list dl
+    cross join analytics.ab_experiment_variants v
+    left join grids g on g.variant_id = v.id and g.dim is not distinct from dl.dim
+    left join clusters cl on cl.variant_id = v.id and cl.dim is not distinct from dl.dim
+    left join unit_counts uc on uc.variant_id = v.id and uc.dim is not distinct from dl.dim
+    cross join lateral (select analytics._quantile_bounds(g.n, g.grid) as b) b
+    where v.experiment_id = _experiment_quantile_moments.experiment_id
+    group by dl.dim
+$$;
+
+COMMENT ON FUNCTION analytics._experiment_quantile_moments(uuid, text, integer, text, text, text, text, text, double precision, boolean, text) IS
+'Internal: per-variant order statistics of a quantile metric (and, for an event quantile, its clusters), in one query, per value of a dimension.';
+
+CREATE FUNCTION analytics._check_dimension(dimension text, max_dimensions integer) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+begin
+    if dimension is not null and dimension not in ('assigned_date', 'model', 'provider', 'operation_type')
+       and not (dimension like 'attribute.%' and length(dimension) between 11 and 210) then
+        raise exception 'dimension: unknown dimension "%"; allowed: assigned_date, attribute.<name> (an attribute given to assign_variant), model, provider, operation_type (of the unit''s first span after assignment)',
+            dimension using errcode = '22023';
+    end if;
+    if max_dimensions is null or max_dimensions < 1 then
+        raise exception 'max_dimensions: must be at least 1 (the dimension values shown, the rest merged into "(other)"), got %',
+            coalesce(max_dimensions::text, 'NULL') using errcode = '22023';
+    end if;
+end
+$$;
+
+COMMENT ON FUNCTION analytics._check_dimension(text, integer) IS 'Internal: checks experiment_results'' dimension and max_dimensions.';
+
+CREATE FUNCTION analytics._experiment_results(
+    experiment_key    text,
+    metric            text,
+    metric_type       text             DEFAULT NULL,
+    relative          boolean          DEFAULT true,
+    alpha             double precision DEFAULT 0.05,
+    correction        text             DEFAULT 'none',
+    phase             integer          DEFAULT NULL,
+    metric_source     text             DEFAULT 'events',
+    unit_source       text             DEFAULT 'metadata',
+    operation_type    text             DEFAULT NULL,
+    cuped             boolean          DEFAULT false,
+    cuped_lookback    interval         DEFAULT '14 days',
+    sequential_tuning double precision DEFAULT 5000,
+    lower_is_better   boolean          DEFAULT NULL,
+    sequential        boolean          DEFAULT false,
+    prior_mean        double precision DEFAULT NULL,
+    prior_variance    double precision DEFAULT NULL,
+    capping           text             DEFAULT NULL,
+    cap_value         double precision DEFAULT NULL,
+    cap_ignore_zeros  boolean          DEFAULT false,
+    quantile          double precision DEFAULT NULL,
+    quantile_ignore_zeros boolean      DEFAULT false,
+    dimension         text             DEFAULT NULL,
+    max_dimensions    integer          DEFAULT 20,
+    alternative       text             DEFAULT 'two-sided'
+) RETURNS SETOF analytics.experiment_result_row
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    ph int := coalesce(_experiment_results.phase, e.phase);
+    kind text := metric_type;
+    trace_kind text;
+    pre interval := case when cuped then cuped_lookback else interval '0' end;
+    -- trace metrics other than request_count are costs: lower is better
+    lower boolean := coalesce(lower_is_better, metric_source = 'traces' and metric <> 'request_count');
+    dims jsonb[];
+    d jsonb;
+    groups jsonb;
+    control jsonb;
+    srm_result jsonb;
+    srms jsonb := '{}';
+    tests jsonb := '{}';
+    control_keys text[] := '{}';
+    adjusted double precision[];
+    keys text[];
+    g jsonb;
+    t jsonb;
+    k text;
+    r analytics.experiment_result_row;
+    adjusted_ci double precision[];
+    cap double precision;
+begin
+    if metric is null or metric = '' then
+        raise exception 'metric: is required' using errcode = '22004';
+    end if;
+    if correction is null or correction not in ('holm', 'bh', 'none') then
+        raise exception 'correction: must be holm, bh or none, got %', coalesce(correction, 'NULL') using errcode = '22023';
+    end if;
+    if cuped is null or (cuped and (cuped_lookback is null or cuped_lookback <= interval '0')) then
+        raise exception 'cuped_lookback: must be a positive interval, got %', coalesce(cuped_lookback::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if metric_source = 'events' then
+        kind := coalesce(kind, 'binomial');
+        if kind not in ('binomial', 'mean', 'quantile', 'quantile_event') then
+            raise exception 'metric_type: must be binomial (share of units with the event), mean (event value per unit), quantile (a quantile of the units'' values) or quantile_event (a quantile of the events'' values), got %',
+                kind using errcode = '22023';
+        end if;
+    elsif metric_source = 'traces' then
+        if metric not in ('latency_ms', 'error_rate', 'cost_usd', 'total_tokens', 'input_tokens', 'output_tokens', 'request_count') then
+            raise exception 'metric: unknown trace metric "%"; allowed: latency_ms, error_rate, cost_usd, total_tokens, input_tokens, output_tokens, request_count',
+                metric using errcode = '22023';
+        end if;
+        if unit_source is null or unit_source not in ('metadata', 'session_id', 'conversation_id') then
+            raise exception 'unit_source: must be metadata (the span''s metadata.unit_id), session_id or conversation_id, got %',
+                coalesce(unit_source, 'NULL') using errcode = '22023';
+        end if;
+        trace_kind := case when metric in ('latency_ms', 'error_rate') then 'ratio' else 'mean' end;
+        if kind = 'quantile_event' and metric in ('error_rate', 'request_count') then
+            raise exception 'metric_type: quantile_event takes a quantile of every span''s value: latency_ms, cost_usd, total_tokens, input_tokens or output_tokens, not %',
+                metric using errcode = '22023';
+        elsif kind in ('quantile', 'quantile_event') then
+            trace_kind := kind;
+        end if;
+        if kind is not null and kind <> trace_kind then
+            raise exception 'metric_type: the trace metric % is a % metric, got %', metric, trace_kind, kind
+                using errcode = '22023';
+        end if;
+        kind := trace_kind;
+    else
+        raise exception 'metric_source: must be events (ab_experiment_events) or traces (llm_traces), got %',
+            coalesce(metric_source, 'NULL') using errcode = '22023';
+    end if;
+    if sequential is null then
+        raise exception 'sequential: must be true or false' using errcode = '22004';
+    end if;
+    if alternative is null or alternative not in ('two-sided', 'greater', 'less') then
+        raise exception 'alternative: must be two-sided, greater (the treatment is higher) or less (it is lower), got %',
+            coalesce(alternative, 'NULL') using errcode = '22023';
+    end if;
+    -- quantile metrics (GrowthBook's): the level, and whether zeros count
+    if kind in ('quantile', 'quantile_event') then
+        if quantile is null or not (quantile > 0 and quantile < 1) then
+            raise exception 'quantile: must be between 0 and 1 for a quantile metric (0.95 for the 95th percentile), got %',
+                coalesce(quantile::text, 'NULL') using errcode = '22023';
+        end if;
+        if cuped then
+            raise exception 'cuped: is available for binomial, mean and ratio metrics, not for quantile metrics' using errcode = '22023';
+        end if;
+    elsif quantile is not null then
+        raise exception 'quantile: needs metric_type => ''quantile'' or ''quantile_event''' using errcode = '22023';
+    end if;
+    -- dimension breakdowns (GrowthBook's dimensions): what a unit's value is taken from, and how many values are shown
+    perform analytics._check_dimension(dimension, max_dimensions);
+    if dimension in ('model', 'provider', 'operation_type')
+       and (unit_source is null or unit_source not in ('metadata', 'session_id', 'conversation_id')) then
+        raise exception 'unit_source: must be metadata (the span''s metadata.unit_id), session_id or conversation_id, got %',
+            coalesce(unit_source, 'NULL') using errcode = '22023';
+    end if;
+    if quantile_ignore_zeros is null or (quantile_ignore_zeros and kind not in ('quantile', 'quantile_event')) then
+        raise exception 'quantile_ignore_zeros: must be true or false, and true only with a quantile metric' using errcode = '22023';
+    end if;
+    -- metric capping (GrowthBook's capping settings): per-unit values above the cap count as the cap
+    if capping is null then
+        if cap_value is not null then
+            raise exception 'cap_value: needs capping => ''absolute'' or ''percentile''' using errcode = '22023';
+        end if;
+    elsif capping not in ('absolute', 'percentile') then
+        raise exception 'capping: must be absolute (cap at cap_value) or percentile (cap at the cap_value quantile of the units'' values), got %',
+            capping using errcode = '22023';
+    elsif kind not in ('mean', 'ratio') then
+        raise exception 'capping: applies to mean metrics (a value per unit) and to the numerator of a ratio metric, not to the % metric %',
+            kind, metric using errcode = '22023';
+    elsif capping = 'absolute' and (cap_value is null or not cap_value > 0 or cap_value in ('Infinity', 'NaN')) then
+        raise exception 'cap_value: must be a positive number for absolute capping, got %', coalesce(cap_value::text, 'NULL')
+            using errcode = '22023';
+    elsif capping = 'percentile' and (cap_value is null or not (cap_value > 0 and cap_value <= 1)) then
+        raise exception 'cap_value: must be a quantile in (0, 1] for percentile capping (0.99: the 99th percentile), got %',
+            coalesce(cap_value::text, 'NULL') using errcode = '22023';
+    end if;
+    if cap_ignore_zeros is null or (cap_ignore_zeros and capping is distinct from 'percentile') then
+        raise exception 'cap_ignore_zeros: must be true or false, and true only with percentile capping' using errcode = '22023';
+    end if;
+    if capping = 'absolute' then
+        cap := cap_value;
+    elsif capping = 'percentile' and metric_source = 'events' and not cuped then
+        -- the same from the per-unit totals the triggers keep (sql/023_experiment_totals.sql): no pass over the events
+        cap := analytics._experiment_event_cap(e.id, ph, metric, cap_value, cap_ignore_zeros);
+    elsif capping = 'percentile' then
+        -- the quantile of every assigned unit's value, all variants together (zeros left out with cap_ignore_zeros), as
+        -- GrowthBook computes its cap: one more pass over the units
+        select percentile_cont(cap_value) within group (order by u.y) into cap
+        from analytics._experiment_unit_values(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type,
+                                               interval '0') u
+        where not cap_ignore_zeros or u.y <> 0;
+    end if;
+
+    -- the moments of every variant: one row, or one per value of the dimension
+    if kind in ('quantile', 'quantile_event') then
+        select array_agg(m) into dims
+        from analytics._experiment_quantile_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source,
+                                                    operation_type, quantile, quantile_ignore_zeros, dimension) m;
+    elsif metric_source = 'events' and not cuped and dimension is distinct from 'model'
+          and dimension is distinct from 'provider' and dimension is distinct from 'operation_type' then
+        -- the per-unit totals kept by triggers (sql/023_experiment_totals.sql): no join of assignments and events
+        select array_agg(m) into dims from analytics._experiment_event_moments(e.id, ph, metric, kind, cap, dimension) m;
+    else
+        select array_agg(m) into dims
+        from analytics._experiment_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type, pre,
+                                           cap, dimension) m;
+    end if;
+    -- dimension values by units, most first (GrowthBook's order); beyond max_dimensions the rest is merged into
+    -- '(other)' (the max_dimensions-th value included), or left out for quantile metrics, whose order statistics
+    -- cannot be summed (gbstats' reduce_dimensionality)
+    select array_agg(x order by (select sum((gr->'moments'->>'n')::bigint) from jsonb_array_elements(x->'groups') gr) desc,
+                             x->>'dimension')
+      into dims from unnest(dims) x;
+    if cardinality(dims) > max_dimensions then
+        if kind in ('quantile', 'quantile_event') then
+            dims := dims[1:max_dimensions];
+        else
+            dims := dims[1:max_dimensions - 1]
+                    || analytics._experiment_merge_dimensions(dims[max_dimensions:cardinality(dims)]);
+        end if;
+    end if;
+
+    -- every variant against the control, in each dimension value; the sample ratio checked in each
+    foreach d in array coalesce(dims, '{}') loop
+        groups := d->'groups';
+        control := (select x from jsonb_array_elements(groups) x where (x->>'is_control')::boolean);
+        srm_result := analytics.srm_check(
+            (select array_agg((x->'moments'->>'n')::int) from jsonb_array_elements(groups) x),
+            (select array_agg((x->>'weight')::double precision) from jsonb_array_elements(groups) x));
+        srms := srms || jsonb_build_object(coalesce(d->>'dimension', ''), srm_result);
+        for g in select x from jsonb_array_elements(groups) x loop
+            -- (the control against itself gives its value)
+            t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning,
+                                          lower, prior_mean, prior_variance, alternative);
+            if sequential then
+                -- GrowthBook with sequential testing on: the always-valid p-value and interval replace the
+                -- fixed-horizon ones, and significance (after correction) follows them
+                t := t || jsonb_build_object('p_value', t->'sequential_p_value', 'ci_lower', t->'sequential_ci_lower',
+                                             'ci_upper', t->'sequential_ci_upper');
+            end if;
+            -- keyed by dimension value and variant ('' and the key without a dimension)
+            k := jsonb_build_array(coalesce(d->>'dimension', ''), g->>'key')::text;
+            tests := tests || jsonb_build_object(k, t);
+            if (g->>'is_control')::boolean then
+                control_keys := control_keys || k;
+            end if;
+        end loop;
+    end loop;
+
+    -- correct the p-values for comparing several variants (in several dimension values) with the control: one
+    -- correction over all of them, as GrowthBook corrects across variations and dimensions
+    select array_agg(x.key order by x.key), array_agg((x.value->>'p_value')::double precision order by x.key)
+      into keys, adjusted
+    from jsonb_each(tests) x
+    where x.value->>'p_value' is not null and x.key <> all (control_keys);
+    if correction <> 'none' and keys is not null then
+        adjusted := analytics.adjust_p_values(adjusted, correction);
+    end if;
+
+    foreach d in array coalesce(dims, '{}') loop
+        srm_result := srms->coalesce(d->>'dimension', '');
+        for g in select x from jsonb_array_elements(d->'groups') x loop
+            k := jsonb_build_array(coalesce(d->>'dimension', ''), g->>'key')::text;
+            t := tests->k;
+            r.dimension := d->>'dimension';
+            r.value := (t->>'treatment_value')::double precision;
+            r.variant_key := g->>'key';
+            r.is_control := (g->>'is_control')::boolean;
+            r.units := (g->'moments'->>'n')::bigint;
+            r.srm_p_value := (srm_result->>'p_value')::double precision;
+            r.srm := (srm_result->>'srm')::boolean;
+            r.capped_at := cap;
+            if r.is_control then
+                r.effect := null; r.ci_lower := null; r.ci_upper := null; r.p_value := null; r.adjusted_p_value := null;
+                r.ci_lower_adjusted := null; r.ci_upper_adjusted := null; r.std_error := null; r.control_risk := null;
+                r.significant := false; r.chance_to_beat_control := null; r.expected_loss := null; r.sequential_p_value := null;
+                r.sequential_ci_lower := null; r.sequential_ci_upper := null; r.variance_reduction := null;
+                r.note := srm_result->>'note';
+            else
+                r.effect := (t->>'effect')::double precision;
+                r.ci_lower := (t->>'ci_lower')::double precision;
+                r.ci_upper := (t->>'ci_upper')::double precision;
+                r.p_value := (t->>'p_value')::double precision;
+                r.adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, k)] end;
+                r.significant := coalesce(r.adjusted_p_value < alpha, false);
+                -- the interval that goes with the corrected p-value (GrowthBook's ciAdjusted); without a correction,
+                -- or for a one-sided test (one end open: NULL), the interval itself
+                if correction <> 'none' and r.adjusted_p_value is not null and r.effect is not null and r.ci_lower is not null
+                   and r.ci_upper is not null then
+                    adjusted_ci := analytics._adjusted_interval(r.effect, r.ci_lower, r.ci_upper, r.adjusted_p_value, alpha);
+                    r.ci_lower_adjusted := adjusted_ci[1];
+                    r.ci_upper_adjusted := adjusted_ci[2];
+                else
+                    r.ci_lower_adjusted := r.ci_lower;
+                    r.ci_upper_adjusted := r.ci_upper;
+                end if;
+                r.chance_to_beat_control := (t->>'chance_to_beat_control')::double precision;
+                r.expected_loss := (t->>'expected_loss')::double precision;
+                r.control_risk := (t->>'control_risk')::double precision;
+                r.std_error := (t->>'std_error')::double precision;
+                r.sequential_p_value := (t->>'sequential_p_value')::double precision;
+                r.sequential_ci_lower := (t->>'sequential_ci_lower')::double precision;
+                r.sequential_ci_upper := (t->>'sequential_ci_upper')::double precision;
+                r.variance_reduction := (t->>'variance_reduction')::double precision;
+                r.note := coalesce(t->>'note', srm_result->>'note');
+            end if;
+            return next r;
+        end loop;
+    end loop;
+end
+$$;
+
+COMMENT ON FUNCTION analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, text, integer, text) IS
+'Internal: the computation behind analytics.experiment_results, uncached (sql/041_cache.sql).';
+
+CREATE FUNCTION analytics._experiment_report(
+    experiment_key    text,
+    goal_metrics      jsonb,
+    guardrail_metrics jsonb            DEFAULT '[]',
+    correction        text             DEFAULT 'none',
+    alpha             double precision DEFAULT 0.05,
+    relative          boolean          DEFAULT true,
+    sequential        boolean          DEFAULT false,
+    phase             integer          DEFAULT NULL,
+    dimension         text             DEFAULT NULL,
+    max_dimensions    integer          DEFAULT 20,
+    alternative       text             DEFAULT 'two-sided'
+) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    spec jsonb;
+    kind text;
+    i integer;
+    rows jsonb;
+    goals jsonb := '[]';
+    guards jsonb := '[]';
+    raw double precision[] := '{}';
+    adjusted double precision[];
+    k integer := 0;
+    m integer;
+    v integer;
+    ci double precision[];
+    rec jsonb;
+    first_rows jsonb;
+begin
+    if correction is null or correction not in ('holm', 'bh', 'none') then
+        raise exception 'correction: must be holm, bh or none, got %', coalesce(correction, 'NULL') using errcode = '22023';
+    end if;
+    if goal_metrics is null or jsonb_typeof(goal_metrics) <> 'array' or jsonb_array_length(goal_metrics) = 0 then
+        raise exception 'goal_metrics: must be a non-empty array of metrics ("signup" or {"metric": "signup", ...})'
+            using errcode = '22023';
+    end if;
+    if guardrail_metrics is null or jsonb_typeof(guardrail_metrics) <> 'array' then
+        raise exception 'guardrail_metrics: must be an array of metrics' using errcode = '22023';
+    end if;
+    perform analytics._check_dimension(dimension, max_dimensions);
+    for kind in select unnest(array['goal_metrics', 'guardrail_metrics']) loop
+        for i in 0 .. jsonb_array_length(case kind when 'goal_metrics' then goal_metrics else guardrail_metrics end) - 1 loop
+            spec := (case kind when 'goal_metrics' then goal_metrics else guardrail_metrics end)->i;
+            if jsonb_typeof(spec) = 'string' then
+                spec := jsonb_build_object('metric', spec #>> '{}');
+            end if;
+            if jsonb_typeof(spec) <> 'object' or jsonb_typeof(spec->'metric') is distinct from 'string' then
+                raise exception '%[%]: must be a metric name or an object with "metric"', kind, i using errcode = '22023';
+            end if;
+            if exists (select 1 from jsonb_object_keys(spec) f
+                       where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped',
+                                       'capping', 'cap_value', 'cap_ignore_zeros', 'quantile', 'quantile_ignore_zeros')) then
+                raise exception '%[%]: unknown field "%"; allowed: metric, source, type, unit_source, operation_type, lower_is_better, cuped, capping, cap_value, cap_ignore_zeros, quantile, quantile_ignore_zeros',
+                    kind, i, (select f from jsonb_object_keys(spec) f
+                              where f not in ('metric', 'source', 'type', 'unit_source', 'operation_type', 'lower_is_better', 'cuped',
+                                       'capping', 'cap_value', 'cap_ignore_zeros', 'quantile', 'quantile_ignore_zeros')
+                              order by f limit 1) using errcode = '22023';
+            end if;
+            begin
+                select jsonb_agg(to_jsonb(r) - 'ordinality' order by r.ordinality) into rows
+                from analytics._experiment_results(experiment_key, spec->>'metric', spec->>'type', relative, alpha, 'none',
+                    phase, coalesce(spec->>'source', 'events'), coalesce(spec->>'unit_source', 'metadata'),
+                    spec->>'operation_type', coalesce((spec->>'cuped')::boolean, false), interval '14 days', 5000,
+                    (spec->>'lower_is_better')::boolean, sequential, null, null, spec->>'capping',
+                    (spec->>'cap_value')::double precision, coalesce((spec->>'cap_ignore_zeros')::boolean, false),
+                    (spec->>'quantile')::double precision, coalesce((spec->>'quantile_ignore_zeros')::boolean, false),
+                    dimension, max_dimensions, alternative) with ordinality r;
+            exception when sqlstate '22023' or sqlstate '22004' or sqlstate '22P02' then
+                raise exception '%[%]: %', kind, i, sqlerrm using errcode = '22023';
+            end;
+            first_rows := coalesce(first_rows, rows);
+            if kind = 'goal_metrics' then
+                goals := goals || jsonb_build_array(jsonb_build_object('metric', spec->>'metric', 'spec', spec, 'results', rows));
+                -- in the rows' order, the order in which the loop below hands the adjusted values back
+                raw := raw || array(select (x->>'p_value')::double precision
+                                    from jsonb_array_elements(rows) with ordinality t(x, o)
+                                    where not (x->>'is_control')::boolean order by o);
+            else
+                guards := guards || jsonb_build_array(jsonb_build_object('metric', spec->>'metric', 'spec', spec, 'results', rows));
+            end if;
+        end loop;
+    end loop;
+
+    -- one correction over every variant of every goal metric in every dimension value (NULL p-values, a test without a
+    -- result, count as 1)
+    adjusted := raw;
+    if correction <> 'none' and cardinality(raw) > 0 then
+        adjusted := analytics.adjust_p_values(array(select coalesce(p, 1) from unnest(raw) p), correction);
+    end if;
+    for m in 0 .. jsonb_array_length(goals) - 1 loop
+        rows := goals->m->'results';
+        for v in 0 .. jsonb_array_length(rows) - 1 loop
+            rec := rows->v;
+            if not (rec->>'is_control')::boolean then
+                k := k + 1;
+                rec := rec || jsonb_build_object('adjusted_p_value', case when rec->>'p_value' is null then null else adjusted[k] end);
+                if correction <> 'none' and rec->>'p_value' is not null and rec->>'effect' is not null and rec->>'ci_lower' is not null
+                   and rec->>'ci_upper' is not null then
+                    ci := analytics._adjusted_interval((rec->>'effect')::double precision, (rec->>'ci_lower')::double precision,
+                        (rec->>'ci_upper')::double precision, adjusted[k], alpha);
+                    rec := rec || jsonb_build_object('ci_lower_adjusted', ci[1], 'ci_upper_adjusted', ci[2]);
+                end if;
+                rec := rec || jsonb_build_object('significant', coalesce((rec->>'adjusted_p_value')::double precision < alpha, false));
+                rows := jsonb_set(rows, array[v::text], rec);
+            end if;
+        end loop;
+        goals := jsonb_set(goals, array[m::text, 'results'], rows);
+    end loop;
+    -- guardrails: failing when significantly worse, uncorrected. "Worse" is the direction experiment_results' Bayesian
+    -- view already took from lower_is_better (and its default for trace metrics): a chance to beat control below 1/2
+    for m in 0 .. jsonb_array_length(guards) - 1 loop
+        rows := guards->m->'results';
+        for v in 0 .. jsonb_array_length(rows) - 1 loop
+            rec := rows->v;
+            if not (rec->>'is_control')::boolean then
+                rec := rec || jsonb_build_object('status', case
+                    when (rec->>'significant')::boolean and (rec->>'chance_to_beat_control')::double precision < 0.5
+                        then 'failing'
+                    else 'ok' end);
+                rows := jsonb_set(rows, array[v::text], rec);
+            end if;
+        end loop;
+        guards := jsonb_set(guards, array[m::text, 'results'], rows);
+    end loop;
+
+    -- the variants' units (summed over the dimension values, each unit being in one) and the sample ratio check of
+    -- the whole experiment (with a dimension, each value's own check is in its rows)
+    select jsonb_agg(jsonb_build_object('key', u.key, 'is_control', u.is_control, 'units', u.units) order by u.position),
+           analytics.srm_check(array_agg(u.units::int order by u.position), array_agg(u.weight order by u.position))
+      into rows, rec
+    from (select v.key, v.is_control, v.position, v.weight, coalesce(sum((x->>'units')::bigint), 0) as units
+          from analytics.ab_experiment_variants v
+          left join jsonb_array_elements(first_rows) x on x->>'variant_key' = v.key
+          where v.experiment_id = e.id
+          group by v.key, v.is_control, v.position, v.weight) u;
+    return jsonb_build_object(
+        'experiment', e.key, 'status', e.status, 'phase', coalesce(_experiment_report.phase, e.phase),
+        'correction', correction, 'alpha', alpha, 'relative', relative, 'sequential', sequential,
+        'dimension', dimension, 'alternative', alternative,
+        'variants', rows,
+        'srm', jsonb_build_object('p_value', (rec->>'p_value')::double precision, 'srm', (rec->>'srm')::boolean),
+        'goals', (select jsonb_agg(g - 'spec') from jsonb_array_elements(goals) g),
+        'guardrails', coalesce((select jsonb_agg(g - 'spec') from jsonb_array_elements(guards) g), '[]'));
+end
+$$;
+
+COMMENT ON FUNCTION analytics._experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, text, integer, text) IS
+'Internal: the computation behind analytics.experiment_report, uncached (sql/041_cache.sql).';
+
+CREATE FUNCTION analytics._experiment_event_moments(experiment_id uuid, phase integer, metric text, kind text,
+                                                    cap double precision, dimension text)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 1
+SET search_path = '' SET jit = off
+AS $fn$
+declare
+    -- per variant (and dimension value): assigned units ($1 experiment, $2 phase, $6 dimension) and the sums of the
+    -- totals of the metric $3 capped at $5
+    sums text := case when dimension is null then $q$
+        with assigned as (
+            select null::text as dim, a.variant_id, count(*) as n
+            from analytics.ab_experiment_assignments a
+            where a.experiment_id = $1 and a.phase = $2
+            group by a.variant_id
+        ), totals as (
+            select null::text as dim, t.variant_id, count(*) as converted, sum(least(t.total, $5)) as sy,
+                   sum(least(t.total, $5) * least(t.total, $5)) as syy
+            from analytics.ab_experiment_unit_totals t
+            where t.experiment_id = $1 and t.metric = $3 and t.phase = $2
+            group by t.variant_id
+        )$q$ else $q$
+        with assigned as (
+            select analytics._dimension_value($6, a.assigned_at, a.attributes) as dim, a.variant_id, count(*) as n
+            from analytics.ab_experiment_assignments a
+            where a.experiment_id = $1 and a.phase = $2
+            group by 1, a.variant_id
+        ), totals as (
+            select analytics._dimension_value($6, t.assigned_at, t.attributes) as dim, t.variant_id, count(*) as converted,
+                   sum(least(t.total, $5)) as sy, sum(least(t.total, $5) * least(t.total, $5)) as syy
+            from analytics.ab_experiment_unit_totals t
+            where t.experiment_id = $1 and t.metric = $3 and t.phase = $2
+            group by 1, t.variant_id
+        )$q$ end;
+begin
+    return query execute sums || $q$, m as (
+        select a.dim, a.variant_id, a.n, t.converted, t.sy, t.syy
+        from assigned a left join totals t on t.variant_id = a.variant_id and t.dim is not distinct from a.dim
+    )
+    select jsonb_build_object('dimension', dl.dim, 'groups',
+               jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                            'moments', jsonb_build_object(
+                                                'n', coalesce(m.n, 0),
+                                                'sum', coalesce(case when $4 = 'binomial' then m.converted else m.sy end, 0),
+                                                'sum_squares', coalesce(case when $4 = 'binomial' then m.converted else m.syy end, 0),
+                                                'den_sum', 0, 'den_sum_squares', 0, 'cross_sum', 0, 'pre_sum', 0,
+                                                'pre_sum_squares', 0, 'pre_cross_sum', 0))
+                         order by v.position))
+    from (select m.dim from m union select null::text where $6 is null) dl
+    cross join analytics.ab_experiment_variants v
+    left join m on m.variant_id = v.id and m.dim is not distinct from dl.dim
+    where v.experiment_id = $1
+    group by dl.dim
+    $q$ using experiment_id, phase, metric, kind, cap, dimension;
+end
+$fn$;
+
+COMMENT ON FUNCTION analytics._experiment_event_moments(uuid, integer, text, text, double precision, text) IS 'Internal: per-variant moments of an event metric from ab_experiment_unit_totals, unit totals capped at cap (NULL: none), per value of a dimension of the assignment (assigned_date, attribute.<name>).';
+
+CREATE FUNCTION analytics.experiment_results(
+    experiment_key    text,
+    metric            text,
+    metric_type       text             DEFAULT NULL,
+    relative          boolean          DEFAULT true,
+    alpha             double precision DEFAULT 0.05,
+    correction        text             DEFAULT 'none',
+    phase             integer          DEFAULT NULL,
+    metric_source     text             DEFAULT 'events',
+    unit_source       text             DEFAULT 'metadata',
+    operation_type    text             DEFAULT NULL,
+    cuped             boolean          DEFAULT false,
+    cuped_lookback    interval         DEFAULT '14 days',
+    sequential_tuning double precision DEFAULT 5000,
+    lower_is_better   boolean          DEFAULT NULL,
+    sequential        boolean          DEFAULT false,
+    prior_mean        double precision DEFAULT NULL,
+    prior_variance    double precision DEFAULT NULL,
+    capping           text             DEFAULT NULL,
+    cap_value         double precision DEFAULT NULL,
+    cap_ignore_zeros  boolean          DEFAULT false,
+    quantile          double precision DEFAULT NULL,
+    quantile_ignore_zeros boolean      DEFAULT false,
+    dimension         text             DEFAULT NULL,
+    max_dimensions    integer          DEFAULT 20,
+    alternative       text             DEFAULT 'two-sided',
+    cache             boolean          DEFAULT true
+) RETURNS SETOF analytics.experiment_result_row
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('experiment_results',
+        jsonb_build_array(experiment_key, metric, metric_type, relative, alpha, correction, phase, metric_source,
+                          unit_source, operation_type, cuped, cuped_lookback, sequential_tuning, lower_is_better,
+                          sequential, prior_mean, prior_variance, capping, cap_value, cap_ignore_zeros, quantile,
+                          quantile_ignore_zeros, dimension, max_dimensions, alternative), cache);
+begin
+    if not c.hit and not c.fill then
+        return query select * from analytics._experiment_results(experiment_key, metric, metric_type, relative, alpha,
+            correction, phase, metric_source, unit_source, operation_type, cuped, cuped_lookback, sequential_tuning,
+            lower_is_better, sequential, prior_mean, prior_variance, capping, cap_value, cap_ignore_zeros, quantile,
+            quantile_ignore_zeros, dimension, max_dimensions, alternative);
+        return;
+    end if;
+    if c.fill then
+        select coalesce(jsonb_agg(to_jsonb(r) order by r.ordinality), '[]') into c.result
+        from analytics._experiment_results(experiment_results.experiment_key, experiment_results.metric,
+            experiment_results.metric_type, experiment_results.relative, experiment_results.alpha,
+            experiment_results.correction, experiment_results.phase, experiment_results.metric_source,
+            experiment_results.unit_source, experiment_results.operation_type, experiment_results.cuped,
+            experiment_results.cuped_lookback, experiment_results.sequential_tuning,
+            experiment_results.lower_is_better, experiment_results.sequential, experiment_results.prior_mean,
+            experiment_results.prior_variance, experiment_results.capping, experiment_results.cap_value,
+            experiment_results.cap_ignore_zeros, experiment_results.quantile,
+            experiment_results.quantile_ignore_zeros, experiment_results.dimension,
+            experiment_results.max_dimensions, experiment_results.alternative) with ordinality r;
+        perform analytics._cache_put(c);
+    end if;
+    return query select * from jsonb_populate_recordset(null::analytics.experiment_result_row, c.result);
+end
+$$;
+
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, text, integer, text, boolean) IS
+$$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (correction: none by default as GrowthBook, holm or bh) with the interval that goes with it (ci_lower_adjusted/ci_upper_adjusted, GrowthBook's ciAdjusted), significance, std_error, chance to beat control, expected loss and control_risk (Bayesian, Gaussian: GrowthBook's risk of shipping the treatment and of keeping the control; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
+metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
+metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
+cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial, mean and ratio metrics; for latency_ms and error_rate the unit's pre-period ratio, as GrowthBook's regression-adjusted ratio metrics). prior_mean and prior_variance (both, or neither for the flat prior) are GrowthBook's informative Gaussian prior on the effect for chance_to_beat_control and expected_loss. sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). capping (GrowthBook's metric capping: mean metrics, and the numerator of latency_ms and error_rate): 'absolute' caps each unit's value at cap_value; 'percentile' at the cap_value quantile (0.99: the 99th percentile) of every assigned unit's value, all variants together, zeros left out with cap_ignore_zeros; CUPED's pre-period values get the same cap; capped_at reports the cap. metric_type 'quantile' (a quantile of the units' values: their events' total, a trace metric's total, or their average latency or error rate) or 'quantile_event' (a quantile of every event's value, or of every span's latency_ms, cost_usd or tokens, the events clustered in their units) with quantile => 0.95 for the 95th percentile: GrowthBook's quantile metrics and gbstats' QuantileStatistic / QuantileClusteredStatistic (value: the variant's quantile; effect: its relative or absolute change); quantile_ignore_zeros leaves values of 0 out. dimension breaks the results down (GrowthBook's dimensions; a row per value and variant, the value in the dimension column, most units first): 'assigned_date' (UTC day of assignment), 'attribute.<name>' (an attribute stored by assign_variant), 'model', 'provider' or 'operation_type' (of the unit's first span after assignment that names one); '(none)' for units without a value; beyond max_dimensions values (20) the rest is merged into '(other)' (left out for quantile metrics); each value has its own sample ratio check, and the correction covers variants and values together. alternative 'greater' or 'less' makes the frequentist and sequential tests one-sided (GrowthBook's one-sided t-tests): the treatment is higher, or lower; the interval's open end is NULL. Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
+Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
+
+CREATE FUNCTION analytics.experiment_report(
+    experiment_key    text,
+    goal_metrics      jsonb,
+    guardrail_metrics jsonb            DEFAULT '[]',
+    correction        text             DEFAULT 'none',
+    alpha             double precision DEFAULT 0.05,
+    relative          boolean          DEFAULT true,
+    sequential        boolean          DEFAULT false,
+    phase             integer          DEFAULT NULL,
+    dimension         text             DEFAULT NULL,
+    max_dimensions    integer          DEFAULT 20,
+    alternative       text             DEFAULT 'two-sided',
+    cache             boolean          DEFAULT true
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    c analytics.cache_lookup := analytics._cache_get('experiment_report',
+        jsonb_build_array(experiment_key, goal_metrics, guardrail_metrics, correction, alpha, relative, sequential, phase,
+                          dimension, max_dimensions, alternative),
+        cache);
+begin
+    if c.hit then
+        return c.result;
+    end if;
+    c.result := analytics._experiment_report(experiment_key, goal_metrics, guardrail_metrics, correction, alpha, relative,
+                                             sequential, phase, dimension, max_dimensions, alternative);
+    perform analytics._cache_put(c);
+    return c.result;
+end
+$$;
+
+COMMENT ON FUNCTION analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, text, integer, text, boolean) IS
+$$An experiment's results page as one jsonb document, for PostgREST clients: {"experiment", "status", "phase", "correction", "alpha", "relative", "sequential", "dimension", "alternative", "variants": [{"key", "is_control", "units"}], "srm": {"p_value", "srm"}, "goals": [{"metric", "results": [experiment_results rows]}], "guardrails": [{"metric", "results": [... with "status": "ok" | "failing"]}]}. With dimension (as in experiment_results), every metric's results are broken down by it and the correction also covers the dimension values.
+goal_metrics and guardrail_metrics are arrays of metric names or of {"metric", "source" (events | traces), "type", "unit_source", "operation_type", "lower_is_better", "cuped", "capping", "cap_value", "cap_ignore_zeros", "quantile", "quantile_ignore_zeros"} (as in experiment_results). The correction (none by default, holm or bh) covers every variant of every goal metric (and dimension value) together, as GrowthBook, with adjusted intervals; guardrails are not corrected and fail when a variant is significantly worse. Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
+Example: select analytics.experiment_report('checkout-cta', '["signup", {"metric": "spend", "type": "mean"}]', correction => 'holm');$$;
+
+CREATE OR REPLACE FUNCTION analytics._event_totals_trigger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    b integer;
+begin
+    if tg_op = 'TRUNCATE' then
+        truncate analytics.ab_experiment_unit_totals;
+        return null;
+    end if;
+    if tg_op in ('DELETE', 'UPDATE') then
+        for b in select distinct analytics._unit_bucket(o.user_id, o.unit_id) from old_rows o order by 1 loop
+            perform analytics._lock_unit_bucket(b, false);
+        end loop;
+        with d as (
+            select a.id, a.user_id, o.metric, count(*) as events, sum(o.value) as total
+            from old_rows o
+            join analytics.ab_experiment_assignments a
+              on a.user_id = o.user_id and a.unit_id = o.unit_id
+             and (o.experiment_id is null or a.experiment_id = o.experiment_id) and o.occurred_at >= a.assigned_at
+            group by a.id, a.user_id, o.metric
+        ), changed as (
+            update analytics.ab_experiment_unit_totals t
+               set events = t.events - d.events, total = t.total - d.total
+              from d
+             where t.assignment_id = d.id and t.user_id = d.user_id and t.metric = d.metric and t.events > d.events
+        )
+        delete from analytics.ab_experiment_unit_totals t
+        using d
+        where t.assignment_id = d.id and t.user_id = d.user_id and t.metric = d.metric and t.events <= d.events;
+    end if;
+    if tg_op in ('INSERT', 'UPDATE') then
+        for b in select distinct analytics._unit_bucket(n.user_id, n.unit_id) from new_rows n order by 1 loop
+            perform analytics._lock_unit_bucket(b, false);
+        end loop;
+        insert into analytics.ab_experiment_unit_totals as t
+            (assignment_id, metric, user_id, experiment_id, phase, variant_id, events, total, assigned_at, attributes)
+        select a.id, n.metric, a.user_id, a.experiment_id, a.phase, a.variant_id, count(*), sum(n.value), a.assigned_at,
+               a.attributes
+        from new_rows n
+        join analytics.ab_experiment_assignments a
+          on a.user_id = n.user_id and a.unit_id = n.unit_id
+         and (n.experiment_id is null or a.experiment_id = n.experiment_id) and n.occurred_at >= a.assigned_at
+        group by a.id, a.user_id, n.metric
+        on conflict (assignment_id, metric, user_id) do update
+           set events = t.events + excluded.events, total = t.total + excluded.total;
+    end if;
+    return null;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION analytics._assignment_totals_trigger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    b integer;
+begin
+    if tg_op = 'UPDATE' then
+        for b in select distinct analytics._unit_bucket(o.user_id, o.unit_id) from old_rows o order by 1 loop
+            perform analytics._lock_unit_bucket(b, true);
+        end loop;
+        delete from analytics.ab_experiment_unit_totals t using old_rows o where t.assignment_id = o.id and t.user_id = o.user_id;
+    end if;
+    for b in select distinct analytics._unit_bucket(n.user_id, n.unit_id) from new_rows n order by 1 loop
+        perform analytics._lock_unit_bucket(b, true);
+    end loop;
+    insert into analytics.ab_experiment_unit_totals as t
+        (assignment_id, metric, user_id, experiment_id, phase, variant_id, events, total, assigned_at, attributes)
+    select a.id, ev.metric, a.user_id, a.experiment_id, a.phase, a.variant_id, count(*), sum(ev.value), a.assigned_at,
+           a.attributes
+    from new_rows a
+    join analytics.ab_experiment_events ev
+      on ev.user_id = a.user_id and ev.unit_id = a.unit_id
+     and (ev.experiment_id is null or ev.experiment_id = a.experiment_id) and ev.occurred_at >= a.assigned_at
+    group by a.id, a.user_id, a.experiment_id, a.phase, a.variant_id, a.assigned_at, a.attributes, ev.metric
+    on conflict (assignment_id, metric, user_id) do update
+       set events = excluded.events, total = excluded.total, assigned_at = excluded.assigned_at,
+           attributes = excluded.attributes;
+    return null;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION analytics.rebuild_experiment_totals() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    n bigint;
+begin
+    lock table analytics.ab_experiment_assignments, analytics.ab_experiment_events in share mode;
+    truncate analytics.ab_experiment_unit_totals;
+    insert into analytics.ab_experiment_unit_totals (assignment_id, metric, user_id, experiment_id, phase, variant_id, events,
+                                                     total, assigned_at, attributes)
+    select a.id, ev.metric, a.user_id, a.experiment_id, a.phase, a.variant_id, count(*), sum(ev.value), a.assigned_at,
+           a.attributes
+    from analytics.ab_experiment_assignments a
+    join analytics.ab_experiment_events ev
+      on ev.user_id = a.user_id and ev.unit_id = a.unit_id
+     and (ev.experiment_id is null or ev.experiment_id = a.experiment_id) and ev.occurred_at >= a.assigned_at
+    group by a.id, a.user_id, ev.metric;
+    get diagnostics n = row_count;
+    return n;
+end
+$$;
+
+REVOKE EXECUTE ON FUNCTION analytics._assignment(text, text, boolean, jsonb),
+    analytics.assign_variant(text, text, jsonb),
+    analytics._dimension_value(text, timestamptz, jsonb),
+    analytics._experiment_unit_values(uuid, text, integer, text, text, text, text, text, interval),
+    analytics._experiment_unit_dimensions(uuid, text, integer, text, text),
+    analytics._experiment_merge_dimensions(jsonb[]),
+    analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval, double precision, text),
+    analytics._experiment_quantile_moments(uuid, text, integer, text, text, text, text, text, double precision, boolean, text),
+    analytics._check_dimension(text, integer),
+    analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, text, integer, text),
+    analytics._experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, text, integer, text),
+    analytics._experiment_event_moments(uuid, integer, text, text, double precision, text),
+    analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, text, integer, text, boolean),
+    analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, text, integer, text, boolean) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._assignment(text, text, boolean, jsonb),
+                analytics.assign_variant(text, text, jsonb),
+                analytics._dimension_value(text, timestamptz, jsonb),
+                analytics._experiment_unit_values(uuid, text, integer, text, text, text, text, text, interval),
+                analytics._experiment_unit_dimensions(uuid, text, integer, text, text),
+                analytics._experiment_merge_dimensions(jsonb[]),
+                analytics._experiment_moments(uuid, text, integer, text, text, text, text, text, interval, double precision, text),
+                analytics._experiment_quantile_moments(uuid, text, integer, text, text, text, text, text, double precision, boolean, text),
+                analytics._check_dimension(text, integer),
+                analytics._experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, text, integer, text),
+                analytics._experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, text, integer, text),
+                analytics._experiment_event_moments(uuid, integer, text, text, double precision, text),
+                analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, text, integer, text, boolean),
+                analytics.experiment_report(text, jsonb, jsonb, text, double precision, boolean, boolean, integer, text, integer, text, boolean) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+REVOKE EXECUTE ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision, text) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision, text) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;

@@ -241,24 +241,27 @@ fn moments(v: serde_json::Value, name: &str) -> analysis::Moments {
     serde_json::from_value(v).unwrap_or_else(|e| {
         AnalyticsError::invalid(format!(
             "{name}: must be an object of numbers n, sum, sum_squares (and den_sum, den_sum_squares, cross_sum for a \
-             ratio; pre_sum, pre_sum_squares, pre_cross_sum for CUPED; quantile_level, quantile_n, quantile_nstar, \
-             quantile, quantile_lower, quantile_upper for a quantile): {e}"
+             ratio; pre_sum, pre_sum_squares, pre_cross_sum for CUPED, and pre_den_sum, pre_den_sum_squares, \
+             pre_den_cross_sum, pre_ratio_cross_sum, post_num_pre_den_sum, pre_num_post_den_sum for CUPED of a ratio; \
+             quantile_level, quantile_n, quantile_nstar, quantile, quantile_lower, quantile_upper for a quantile): {e}"
         ))
         .raise()
     })
 }
 
 /// `analytics.compare_groups(control jsonb, treatment jsonb, metric_type = 'mean', relative = true, alpha = 0.05,
-/// cuped = false, sequential_tuning = 5000, lower_is_better = false, prior_mean = NULL, prior_variance = NULL)
-/// returns jsonb`
+/// cuped = false, sequential_tuning = 5000, lower_is_better = false, prior_mean = NULL, prior_variance = NULL,
+/// alternative = 'two-sided') returns jsonb`
 ///
 /// A treatment against its control from the moments of their per-unit values (`{"n", "sum", "sum_squares"}`,
 /// plus `den_sum`, `den_sum_squares`, `cross_sum` for a ratio metric and `pre_sum`, `pre_sum_squares`,
-/// `pre_cross_sum` of a pre-assignment covariate for CUPED): the frequentist test, the Bayesian view (chance to beat
+/// `pre_cross_sum` of a pre-assignment covariate for CUPED, and for CUPED of a ratio the pre-period denominator's
+/// `pre_den_sum`, `pre_den_sum_squares` and cross products): the frequentist test, the Bayesian view (chance to beat
 /// control, expected loss, posterior mean and credible interval; GrowthBook's flat prior, or its informative
 /// Gaussian prior N(prior_mean, prior_variance) on the effect), the always-valid sequential p-value and confidence
-/// sequence, and CUPED's theta and variance reduction. This is what experiment_results computes for each variant.
-/// The SQL signature is 0.2.0's (the prior); 0.1.0's function keeps its symbol below.
+/// sequence, and CUPED's theta and variance reduction; `alternative` 'greater' or 'less' makes the frequentist and
+/// sequential tests one-sided. This is what experiment_results computes for each variant.
+/// The SQL signature is 0.2.0's (the prior, the alternative); 0.1.0's function keeps its symbol below.
 #[pg_extern(name = "compare_groups", immutable, parallel_safe)]
 #[allow(clippy::too_many_arguments)]
 pub fn compare_two_groups(
@@ -272,6 +275,7 @@ pub fn compare_two_groups(
     lower_is_better: default!(Option<bool>, false),
     prior_mean: default!(Option<f64>, "NULL"),
     prior_variance: default!(Option<f64>, "NULL"),
+    alternative: default!(Option<&str>, "'two-sided'"),
 ) -> pgrx::JsonB {
     let options = analysis::CompareOptions {
         metric_type: analysis::MetricType::parse(required(metric_type, "metric_type")).or_raise(),
@@ -281,6 +285,7 @@ pub fn compare_two_groups(
         sequential_tuning: required(sequential_tuning, "sequential_tuning"),
         lower_is_better: required(lower_is_better, "lower_is_better"),
         prior: analysis::GaussianPrior::from_args(prior_mean, prior_variance).or_raise(),
+        alternative: analysis::Alternative::parse(required(alternative, "alternative")).or_raise(),
     };
     let (control, treatment) = (required(control, "control"), required(treatment, "treatment"));
     json(&analysis::compare(&moments(control.0, "control"), &moments(treatment.0, "treatment"), &options).or_raise())
@@ -301,7 +306,7 @@ pub fn compare_groups(
     lower_is_better: bool,
 ) -> pgrx::JsonB {
     compare_two_groups(Some(control), Some(treatment), Some(metric_type), Some(relative), Some(alpha), Some(cuped),
-        Some(sequential_tuning), Some(lower_is_better), None, None)
+        Some(sequential_tuning), Some(lower_is_better), None, None, Some("two-sided"))
 }
 
 /// The plan of a test from the arguments sample_size and minimum_detectable_effect share; every one but std_dev

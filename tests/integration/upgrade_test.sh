@@ -25,11 +25,15 @@ fresh_db() { sql -d postgres -c "drop database if exists $1" -c "create database
 # the schema of the extension's objects, comparable across databases: binary-upgrade dumps list extension members;
 # OIDs, xids and the dump's random restrict key are masked, and so are dropped columns (a downgrade that drops a
 # column 0.2.0 added leaves an invisible placeholder in pg_attribute that only binary-upgrade dumps show: no query,
-# plain dump or restore sees it)
+# plain dump or restore sees it), and so is the value a column added with a default keeps for the rows that existed
+# then (ADD COLUMN ... DEFAULT is metadata-only: pg_attribute.atthasmissing, "set missing value"; a fresh table has
+# no such rows)
 schema_of() {
     pg_dump --binary-upgrade --schema-only -d "$1" \
         | grep -v -e 'binary_upgrade_set_next' -e '^\\restrict' -e '^\\unrestrict' -e 'relfrozenxid' -e '^-- Dumped' \
-        | awk '/^-- For binary upgrade, recreate dropped column\.$/ { skip = 1; next }
+        | awk '/^-- set missing value\.$/ { missing = 3; next }
+               missing > 0 { missing--; next }
+               /^-- For binary upgrade, recreate dropped column\.$/ { skip = 1; next }
                skip && /DROP COLUMN "\.+pg\.dropped\.[0-9]+\.+";$/ { skip = 0; blank = 1; next }
                skip { next }
                blank && /^$/ { blank = 0; next }
@@ -199,6 +203,23 @@ for prev in $released; do
             || { echo "FAIL: the downgrade refused with an unexpected error: $out"; exit 1; }
         sql -d up_data -c "delete from analytics.model_prices where model = 'o3-upgrade-test'"
         echo "ok: the downgrade to $prev refuses (55000) while a reasoning-token price would be lost"
+    fi
+    # attributes stored with an assignment (a column 0.2.0 added for dimension breakdowns): the downgrade refuses,
+    # changes nothing, and goes through once they are cleared
+    if [ "$(sql -d up_data -c "select count(*) from information_schema.columns where table_schema = 'analytics'
+                                and table_name = 'ab_experiment_assignments' and column_name = 'attributes'")" = 1 ]; then
+        sql -d up_data -c "update analytics.ab_experiment_assignments set attributes = '{\"country\": \"DE\"}'
+                           where id = (select min(id::text)::uuid from analytics.ab_experiment_assignments)"
+        if out=$(PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d up_data \
+                 -c "alter extension analytics_ext update to '$prev'" 2>&1); then
+            echo "FAIL: the downgrade to $prev went through with assignment attributes"; exit 1
+        fi
+        echo "$out" | grep -q "55000" && echo "$out" | grep -q "would lose the attributes of 1 assignment" \
+            || { echo "FAIL: the downgrade refused with an unexpected error: $out"; exit 1; }
+        [ "$(sql -d up_data -c "select extversion from pg_extension where extname = 'analytics_ext'")" = "$current" ]
+        sql -d up_data -c "update analytics.ab_experiment_assignments set attributes = '{}' where attributes <> '{}'" \
+            -c "alter extension analytics_ext update to '$prev'" -c "alter extension analytics_ext update to '$current'"
+        echo "ok: the downgrade to $prev refuses (55000) while assignment attributes would be lost, and goes through without"
     fi
     # findings of a detector the released version lacks (0.2.0's surprise): the downgrade refuses the same way
     if [ "$(sql -d up_data -c "select count(*) from pg_constraint where conname = 'anomaly_detections_method_check'

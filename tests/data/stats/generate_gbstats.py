@@ -12,7 +12,8 @@ chance to win, risk) for proportion and sample-mean metrics, relative and absolu
 tuning parameters; GrowthBook's no-result cases; the sample-ratio-mismatch check (check_srm), zero-weight
 groups included; and the Bayesian test with an informative ("proper") Gaussian prior on the effect (posterior mean,
 credible interval, chance to win, risk), over positive control means; and quantile metrics (QuantileStatistic,
-QuantileClusteredStatistic) from simulated latencies, with the grid of order statistics GrowthBook's SQL takes.
+QuantileClusteredStatistic) from simulated latencies, with the grid of order statistics GrowthBook's SQL takes; and
+the one-sided t-tests (OneSidedTreatmentGreaterTTest, OneSidedTreatmentLesserTTest).
 """
 import importlib.metadata
 import json
@@ -24,6 +25,8 @@ import scipy.stats
 from gbstats.bayesian.tests import EffectBayesianABTest, EffectBayesianConfig, GaussianPrior
 from gbstats.frequentist.tests import (
     FrequentistConfig,
+    OneSidedTreatmentGreaterTTest,
+    OneSidedTreatmentLesserTTest,
     SequentialConfig,
     SequentialTwoSidedTTest,
     TwoSidedTTest,
@@ -335,6 +338,31 @@ for i in range(100):
                       "bayesian": {"chance_to_win": bayes.chance_to_win, "risk": list(bayes.risk),
                                    "error": bayes.error_message}})
 
+# one-sided t-tests (a generator of their own). The open end of the interval is infinite (null here). gbstats 0.8.0
+# puts the lesser test's upper end at effect - width; GrowthBook's main branch corrected it to effect + width, which
+# this crate follows (the Rust test mirrors the value given here)
+rng = random.Random(20261205)
+finite = lambda x: x if numpy.isfinite(x) else None
+one_sided = []
+while len(one_sided) < 100:
+    i = len(one_sided)
+    kind = "binomial" if i % 2 == 0 else "mean"
+    group = proportion_group if kind == "binomial" else mean_group
+    control = group()
+    if control["sum"] <= 0:
+        continue  # gbstats 0.8.0 divides a lift by the signed control mean; this crate by its absolute value
+    treatment = group(max(3, int(control["n"] * rng.uniform(0.9, 1.1))) if rng.random() < 0.5 else None)
+    relative = i % 4 < 2
+    greater = i % 8 < 4
+    alpha = rng.choice([0.05, 0.05, 0.1, 0.01])
+    difference = "relative" if relative else "absolute"
+    test = OneSidedTreatmentGreaterTTest if greater else OneSidedTreatmentLesserTTest
+    r = test(stat(kind, control), stat(kind, treatment), FrequentistConfig(alpha=alpha, difference_type=difference)).compute_result()
+    one_sided.append({"metric_type": kind, "relative": relative, "alpha": alpha,
+                      "alternative": "greater" if greater else "less", "control": control, "treatment": treatment,
+                      "effect": r.expected, "ci": [finite(x) for x in r.ci], "p_value": r.p_value,
+                      "error": r.error_message})
+
 print(json.dumps({"source": "gbstats " + GBSTATS_VERSION + " (PyPI), generate_gbstats.py",
                   "comparisons": cases, "srm": srm, "priors": priors, "ratio_cuped": ratio_cuped,
-                  "quantiles": quantiles}, indent=1))
+                  "quantiles": quantiles, "one_sided": one_sided}, indent=1))

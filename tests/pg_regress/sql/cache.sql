@@ -181,7 +181,7 @@ with x as materialized (
     select analytics._cache_get('experiment_results', jsonb_build_array('cached'::text, 'signup'::text, null::text,
         true, 0.05::float8, 'none'::text, null::integer, 'events'::text, 'metadata'::text, null::text, false,
         interval '14 days', 5000::float8, null::boolean, false, null::float8, null::float8, null::text, null::float8,
-        false, null::float8, false)) as l)
+        false, null::float8, false, null::text, 20, 'two-sided'::text)) as l)
 select analytics._cache_put(row((l).fn, (l).args, (l).hit, (l).fill, '[{"variant_key":"control","value":0.99,"units":1}]',
                                 (l).snap, (l).computed_at)::analytics.cache_lookup) as stored
 from x;

@@ -240,7 +240,6 @@ select regress.attempt(stmt) as outcome from (values
   ($$select * from analytics.experiment_results('model-swap', 'latency_p95', metric_source => 'traces')$$),
   ($$select * from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces', unit_source => 'user')$$),
   ($$select * from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces', metric_type => 'mean')$$),
-  ($$select * from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces', cuped => true)$$),
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', cuped => true, cuped_lookback => '-1 day')$$),
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'ratio')$$),
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', sequential_tuning => -5)$$)
@@ -340,7 +339,120 @@ select regress.attempt(stmt) as outcome from (values
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', capping => 'percentile', cap_value => 99)$$),
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', cap_value => 99)$$),
   ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'mean', capping => 'absolute', cap_value => 5, cap_ignore_zeros => true)$$),
-  ($$select * from analytics.experiment_results('model-swap', 'latency_ms', metric_source => 'traces', capping => 'percentile', cap_value => 0.99)$$),
+  ($$select * from analytics.experiment_results('checkout-cta', 'spend', metric_type => 'quantile', quantile => 0.5, capping => 'absolute', cap_value => 5)$$),
   ($$select analytics.experiment_report('checkout-cta', '[{"metric": "spend", "type": "mean", "capping": "absolute", "cap_value": "lots"}]')$$)
 ) v(stmt);
 commit;
+
+-- ---- CUPED of a ratio metric (gbstats' RegressionAdjustedRatioStatistic, GrowthBook's main branch): latency per
+-- span with the unit's spans in the lookback before assignment as covariate. The figures equal compare_groups over
+-- the ten sums computed by hand from each unit's (y, d, x, e): latency and spans after and before its assignment
+-- (the statistics themselves are checked against GrowthBook's published case in crates/analytics-core) --------------
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select key from analytics.create_experiment('prompt-cache', 'Prompt caching', '[{"key":"off"},{"key":"on"}]');
+select status from analytics.start_experiment('prompt-cache');
+select count(*) as assigned from generate_series(1, 300) i, analytics.assign_variant('prompt-cache', 'app-' || i) a where a.in_experiment;
+-- each unit has its own speed (slow units stay slow): 1-4 spans in the week before its assignment and 1-4 after;
+-- with caching on, spans after assignment are 8% quicker
+select (analytics.ingest_spans(jsonb_agg(jsonb_build_object(
+    'trace_id', 'pc-' || a.unit_id || '-' || k, 'span_id', 's', 'name', 'chat', 'operation_type', 'chat',
+    'start_time', a.assigned_at + make_interval(hours => case when k <= 4 then -24 * k else k end),
+    'end_time', a.assigned_at + make_interval(hours => case when k <= 4 then -24 * k else k end)
+                + make_interval(secs => (300 + (u.n * 37) % 900 + (u.n * k * 13) % 120)
+                                        * case when k > 4 and v.key = 'on' then 0.92 else 1 end / 1000.0),
+    'metadata', jsonb_build_object('unit_id', a.unit_id)))))->>'stored' as stored
+from analytics.ab_experiment_assignments a
+join analytics.ab_experiment_variants v on v.id = a.variant_id
+cross join lateral (select substr(a.unit_id, 5)::int as n) u
+cross join generate_series(1, 8) k
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'prompt-cache')
+  and (k <= 4 and k <= 1 + u.n % 4 or k > 4 and k - 4 <= 1 + (u.n * 3) % 4);
+create temp table ratio_units on commit drop as
+select v.key as variant_key,
+       coalesce(sum(s.duration_ms) filter (where s.start_time >= a.assigned_at), 0) as y,
+       count(s.duration_ms) filter (where s.start_time >= a.assigned_at)::float8 as d,
+       coalesce(sum(s.duration_ms) filter (where s.start_time < a.assigned_at), 0) as x,
+       count(s.duration_ms) filter (where s.start_time < a.assigned_at)::float8 as e
+from analytics.ab_experiment_assignments a
+join analytics.ab_experiment_variants v on v.id = a.variant_id
+left join analytics.llm_traces s on s.metadata->>'unit_id' = a.unit_id and s.start_time >= a.assigned_at - interval '14 days'
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'prompt-cache')
+group by a.id, v.key;
+create temp table ratio_hand on commit drop as
+select variant_key, jsonb_build_object('n', count(*), 'sum', sum(y), 'sum_squares', sum(y * y), 'den_sum', sum(d),
+           'den_sum_squares', sum(d * d), 'cross_sum', sum(y * d), 'pre_sum', sum(x), 'pre_sum_squares', sum(x * x),
+           'pre_cross_sum', sum(x * y), 'pre_den_sum', sum(e), 'pre_den_sum_squares', sum(e * e),
+           'pre_den_cross_sum', sum(e * d), 'pre_ratio_cross_sum', sum(x * e), 'post_num_pre_den_sum', sum(y * e),
+           'pre_num_post_den_sum', sum(x * d)) as m
+from ratio_units group by 1;
+select r.variant_key, r.cuped, round(r.effect::numeric, 4) as lift, round(r.std_error::numeric, 5) as std_error,
+       round(r.p_value::numeric, 4) as p, r.significant, round(r.variance_reduction::numeric, 3) as variance_reduction,
+       abs(r.effect - (h->>'effect')::float8) < 1e-12 and abs(r.std_error - (h->>'std_error')::float8) < 1e-12
+           and abs(r.p_value - (h->>'p_value')::float8) < 1e-12 as as_by_hand
+from (select false as cuped, * from analytics.experiment_results('prompt-cache', 'latency_ms', metric_source => 'traces')
+      union all
+      select true, * from analytics.experiment_results('prompt-cache', 'latency_ms', metric_source => 'traces', cuped => true)) r
+cross join lateral (select analytics.compare_groups((select m from ratio_hand where variant_key = 'off'),
+                                                   (select m from ratio_hand where variant_key = 'on'),
+                                                   'ratio', cuped => r.cuped, lower_is_better => true) as h) x
+where not r.is_control
+order by r.cuped;
+-- capping a ratio metric caps its numerator (each unit's total latency, as GrowthBook applies the numerator metric's
+-- capping; the spans are not capped), with CUPED's pre-period numerator capped alike: as compare_groups over the sums
+-- of the capped values, absolute and at the 90th percentile of every unit's total
+with caps(capping, cap) as (
+    values ('absolute', 2000::float8), ('percentile', (select percentile_cont(0.9) within group (order by y) from ratio_units))
+), capped as (
+    select c.capping, u.variant_key,
+           jsonb_build_object('n', count(*), 'sum', sum(least(y, c.cap)), 'sum_squares', sum(least(y, c.cap) ^ 2), 'den_sum', sum(d),
+               'den_sum_squares', sum(d * d), 'cross_sum', sum(least(y, c.cap) * d), 'pre_sum', sum(least(x, c.cap)),
+               'pre_sum_squares', sum(least(x, c.cap) ^ 2), 'pre_cross_sum', sum(least(x, c.cap) * least(y, c.cap)),
+               'pre_den_sum', sum(e), 'pre_den_sum_squares', sum(e * e), 'pre_den_cross_sum', sum(e * d),
+               'pre_ratio_cross_sum', sum(least(x, c.cap) * e), 'post_num_pre_den_sum', sum(least(y, c.cap) * e),
+               'pre_num_post_den_sum', sum(least(x, c.cap) * d)) as m
+    from ratio_units u cross join caps c
+    group by 1, 2
+)
+select r.capping, round(r.capped_at::numeric, 1) as capped_at, abs(r.capped_at - (select cap from caps where caps.capping = r.capping)) <= 1e-9 * r.capped_at as cap_as_by_hand,
+       round(r.effect::numeric, 4) as lift,
+       abs(r.p_value - (analytics.compare_groups(
+           (select m from capped where capped.variant_key = 'off' and capped.capping = r.capping),
+           (select m from capped where capped.variant_key = 'on' and capped.capping = r.capping),
+           'ratio', cuped => true, lower_is_better => true)->>'p_value')::float8) < 1e-12 as as_by_hand
+from (select 'absolute' as capping, * from analytics.experiment_results('prompt-cache', 'latency_ms', metric_source => 'traces', cuped => true,
+                                                                          capping => 'absolute', cap_value => 2000)
+      union all
+      select 'percentile', * from analytics.experiment_results('prompt-cache', 'latency_ms', metric_source => 'traces', cuped => true,
+                                                               capping => 'percentile', cap_value => 0.9)) r
+where not r.is_control
+order by 1;
+-- absolute, and in experiment_report
+select round(effect::numeric, 2) as difference_ms, round(p_value::numeric, 4) as p
+from analytics.experiment_results('prompt-cache', 'latency_ms', metric_source => 'traces', cuped => true, relative => false)
+where not is_control;
+select x->>'variance_reduction' is not null as reduced, x->>'significant' as significant
+from (select analytics.experiment_report('prompt-cache', '[{"metric": "latency_ms", "source": "traces", "cuped": true}]') as doc) r,
+     jsonb_array_elements(r.doc->'goals'->0->'results') x
+where not (x->>'is_control')::boolean;
+-- one-sided tests (GrowthBook's one-sided t-tests): "caching makes it quicker" is alternative => 'less'; with the
+-- effect negative its p-value is half the two-sided one and 'greater' has the rest (the t distribution is
+-- symmetric); the interval is open at one end (NULL), and the sequential view is one-sided too
+select r.alternative, abs(r.p_value - case r.alternative when 'less' then t.p_value / 2 else 1 - t.p_value / 2 end) < 1e-12 as p_from_two_sided,
+       r.ci_lower is null as open_below, r.ci_upper is null as open_above, r.significant,
+       (r.sequential_ci_lower is null) = (r.ci_lower is null) and (r.sequential_ci_upper is null) = (r.ci_upper is null) as sequential_one_sided
+from (select 'less' as alternative, * from analytics.experiment_results('prompt-cache', 'latency_ms', metric_source => 'traces', alternative => 'less')
+      union all
+      select 'greater', * from analytics.experiment_results('prompt-cache', 'latency_ms', metric_source => 'traces', alternative => 'greater')) r
+cross join (select p_value from analytics.experiment_results('prompt-cache', 'latency_ms', metric_source => 'traces') where not is_control) t
+where not r.is_control
+order by 1;
+select r.doc->>'alternative' as alternative, x->>'ci_lower' as ci_lower, x->>'significant' as significant
+from (select analytics.experiment_report('prompt-cache', '[{"metric": "latency_ms", "source": "traces", "cuped": true}]',
+                                         alternative => 'less') as doc) r,
+     jsonb_array_elements(r.doc->'goals'->0->'results') x
+where not (x->>'is_control')::boolean;
+select regress.attempt($$select * from analytics.experiment_results('prompt-cache', 'latency_ms', metric_source => 'traces', alternative => 'lower')$$) as bad_alternative,
+       regress.attempt($$select analytics.compare_groups('{"n": 10, "sum": 5, "sum_squares": 5}', '{"n": 10, "sum": 6, "sum_squares": 6}', 'binomial', alternative => null)$$) as null_alternative;
+rollback;

@@ -4,22 +4,33 @@
 -- owner's events never reach them. Sessions behave like PostgREST: role authenticated + JWT claims.
 
 -- the check: moments from the totals equal moments from the plain join (to 1e-9), for both metric types, uncapped and
--- capped
+-- capped, overall and per dimension value (the UTC day of assignment and an attribute, copied into the totals; every
+-- dimension value present on both sides)
 create function regress.totals_agree(experiment_key text, metric text) returns boolean
 language sql as $$
-    with m as (
-        select analytics._experiment_event_moments(e.id, e.phase, totals_agree.metric, kind, cap) as from_totals,
-               analytics._experiment_moments(e.id, e.key, e.phase, totals_agree.metric, kind, 'events', 'metadata', null, '0', cap) as from_join
+    with cases as (
+        select e.id, e.key, e.phase, kind, cap, d.dimension
         from analytics.ab_experiments e cross join unnest(array['binomial', 'mean']) kind
         cross join (values (null::double precision), (2.0)) c(cap)  -- uncapped, and values capped at 2 (metric capping)
+        cross join (values (null::text), ('assigned_date'), ('attribute.plan')) d(dimension)
         where e.key = totals_agree.experiment_key
+    ), from_totals as (
+        select c.kind, coalesce(c.cap, -1) as cap, coalesce(c.dimension, '') as dimension,
+               coalesce(x->>'dimension', '') as value, g->>'key' as variant, k, (g->'moments'->>k)::float8 as v
+        from cases c
+        cross join lateral analytics._experiment_event_moments(c.id, c.phase, totals_agree.metric, c.kind, c.cap,
+                                                               c.dimension) x
+        cross join lateral jsonb_array_elements(x->'groups') g cross join unnest(array['n', 'sum', 'sum_squares']) k
+    ), from_join as (
+        select c.kind, coalesce(c.cap, -1) as cap, coalesce(c.dimension, '') as dimension,
+               coalesce(x->>'dimension', '') as value, g->>'key' as variant, k, (g->'moments'->>k)::float8 as v
+        from cases c
+        cross join lateral analytics._experiment_moments(c.id, c.key, c.phase, totals_agree.metric, c.kind, 'events',
+                                                         'metadata', null, '0', c.cap, c.dimension) x
+        cross join lateral jsonb_array_elements(x->'groups') g cross join unnest(array['n', 'sum', 'sum_squares']) k
     )
-    select bool_and(abs((t.x->'moments'->>k)::float8 - (r.x->'moments'->>k)::float8)
-                    <= 1e-9 * greatest(1, abs((r.x->'moments'->>k)::float8)))
-    from m
-    cross join lateral jsonb_array_elements(m.from_totals) with ordinality t(x, i)
-    join lateral jsonb_array_elements(m.from_join) with ordinality r(x, j) on j = i
-    cross join unnest(array['n', 'sum', 'sum_squares']) k
+    select bool_and(coalesce(abs(t.v - j.v) <= 1e-9 * greatest(1, abs(j.v)), false))
+    from from_totals t full join from_join j using (kind, cap, dimension, value, variant, k)
 $$;
 grant execute on function regress.totals_agree(text, text) to authenticated;
 
@@ -30,7 +41,11 @@ select key from analytics.create_experiment('totals', 'Totals', '[{"key":"contro
 select key from analytics.create_experiment('other', 'Another experiment', '[{"key":"a"},{"key":"b"}]');
 select status from analytics.start_experiment('totals');
 select status from analytics.start_experiment('other');
-select count(*) as assigned from generate_series(1, 300) i, analytics.assign_variant('totals', 'u' || i) a where a.in_experiment;
+-- with a plan attribute (none for every fifth unit), for the breakdowns by attribute
+select count(*) as assigned from generate_series(1, 300) i,
+       analytics.assign_variant('totals', 'u' || i, case when i % 5 = 0 then '{}'
+                                                         else jsonb_build_object('plan', case when i % 3 = 0 then 'pro' else 'free' end) end) a
+where a.in_experiment;
 select count(*) as assigned_other from generate_series(1, 100) i, analytics.assign_variant('other', 'u' || i) a where a.in_experiment;
 -- events: tied to this experiment, to none (count for every experiment of the unit), to the other experiment (do
 -- not count here), one before assignment (does not count), and events of units never assigned
@@ -61,8 +76,9 @@ select regress.totals_agree('totals', 'purchase') as after_deletes;
 select a.in_experiment from analytics.assign_variant('totals', 'u350') a;
 select t.events > 0 as late_assignment_counted from analytics.ab_experiment_unit_totals t
 join analytics.ab_experiment_assignments a on a.id = t.assignment_id where a.unit_id = 'u350';
--- an assignment's time changes: its totals are recomputed
+-- an assignment's time or attributes change: its totals are recomputed (the copies of both included)
 update analytics.ab_experiment_assignments set assigned_at = now() + interval '1 hour' where unit_id = 'u30';
+update analytics.ab_experiment_assignments set attributes = '{"plan": "enterprise"}' where unit_id in ('u31', 'u32');
 select regress.totals_agree('totals', 'purchase') as after_assignment_changes;
 -- an assignment deleted: its totals go with it
 delete from analytics.ab_experiment_assignments where unit_id = 'u31' and experiment_id = (select id from analytics.ab_experiments where key = 'totals');

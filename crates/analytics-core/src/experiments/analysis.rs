@@ -6,7 +6,9 @@
 //! The moments of a group are sums over its units, so the database computes them in one aggregate pass:
 //! `n`, `sum` (Σy), `sum_squares` (Σy²); for ratio metrics the per-unit denominator d: `den_sum` (Σd),
 //! `den_sum_squares` (Σd²), `cross_sum` (Σyd); for CUPED the unit's pre-assignment value x of the same metric:
-//! `pre_sum` (Σx), `pre_sum_squares` (Σx²), `pre_cross_sum` (Σxy).
+//! `pre_sum` (Σx), `pre_sum_squares` (Σx²), `pre_cross_sum` (Σxy); for CUPED of a ratio metric also x's
+//! denominator e: `pre_den_sum` (Σe), `pre_den_sum_squares` (Σe²), `pre_den_cross_sum` (Σed), `pre_ratio_cross_sum`
+//! (Σxe), `post_num_pre_den_sum` (Σye), `pre_num_post_den_sum` (Σxd).
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Continuous, ContinuousCDF, Normal};
@@ -68,6 +70,21 @@ pub struct Moments {
     pub pre_sum_squares: Option<f64>,
     #[serde(default)]
     pub pre_cross_sum: Option<f64>,
+    /// CUPED of a ratio metric (gbstats' RegressionAdjustedRatioStatistic): the pre-assignment numerator is x
+    /// (pre_sum, pre_sum_squares; pre_cross_sum = Σ x·y) and its denominator e: Σe, Σe², and the cross products
+    /// Σ e·d (with the post denominator d), Σ x·e, Σ y·e and Σ x·d.
+    #[serde(default)]
+    pub pre_den_sum: Option<f64>,
+    #[serde(default)]
+    pub pre_den_sum_squares: Option<f64>,
+    #[serde(default)]
+    pub pre_den_cross_sum: Option<f64>,
+    #[serde(default)]
+    pub pre_ratio_cross_sum: Option<f64>,
+    #[serde(default)]
+    pub post_num_pre_den_sum: Option<f64>,
+    #[serde(default)]
+    pub pre_num_post_den_sum: Option<f64>,
     /// quantile metrics: the quantile level ν (0.95 for p95), the number of values it is taken over (units, or
     /// events for an event quantile), the sample quantile, and the order statistics at the levels
     /// ν ∓ z·sqrt(ν(1 - ν)/n*) for the grid size n* (`quantile_grid` / `pick_quantile_bounds`). For an event
@@ -137,6 +154,31 @@ pub struct CompareOptions {
     /// GrowthBook's informative ("proper") Gaussian prior on the effect (the relative lift when relative); None is
     /// its default flat prior
     pub prior: Option<GaussianPrior>,
+    /// the frequentist and sequential tests' alternative hypothesis
+    pub alternative: Alternative,
+}
+
+/// Which difference the frequentist tests look for: any (two-sided, the default), or only the treatment being
+/// higher or lower (GrowthBook's one-sided t-tests, and its sequential one-sided tests on its main branch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Alternative {
+    #[default]
+    TwoSided,
+    Greater,
+    Less,
+}
+
+impl Alternative {
+    pub fn parse(s: &str) -> Result<Alternative, AnalyticsError> {
+        match s {
+            "two-sided" => Ok(Alternative::TwoSided),
+            "greater" => Ok(Alternative::Greater),
+            "less" => Ok(Alternative::Less),
+            other => Err(AnalyticsError::invalid(format!(
+                "alternative: must be two-sided, greater (the treatment is higher) or less (it is lower), got \"{other}\""
+            ))),
+        }
+    }
 }
 
 /// A Gaussian prior on the effect: N(mean, variance), variance > 0.
@@ -235,6 +277,12 @@ fn check_moments(m: &Moments, group: &str, o: &CompareOptions) -> Result<(), Ana
         ("pre_sum", m.pre_sum),
         ("pre_sum_squares", m.pre_sum_squares),
         ("pre_cross_sum", m.pre_cross_sum),
+        ("pre_den_sum", m.pre_den_sum),
+        ("pre_den_sum_squares", m.pre_den_sum_squares),
+        ("pre_den_cross_sum", m.pre_den_cross_sum),
+        ("pre_ratio_cross_sum", m.pre_ratio_cross_sum),
+        ("post_num_pre_den_sum", m.post_num_pre_den_sum),
+        ("pre_num_post_den_sum", m.pre_num_post_den_sum),
         ("quantile_level", m.quantile_level),
         ("quantile_n", m.quantile_n),
         ("quantile_nstar", m.quantile_nstar),
@@ -252,7 +300,12 @@ fn check_moments(m: &Moments, group: &str, o: &CompareOptions) -> Result<(), Ana
     if m.n < 0.0 || m.n.fract() != 0.0 {
         return Err(AnalyticsError::invalid(format!("{}: must be a whole number of units, got {}", field("n"), m.n)));
     }
-    for (name, v) in [("sum_squares", Some(m.sum_squares)), ("den_sum_squares", m.den_sum_squares), ("pre_sum_squares", m.pre_sum_squares)] {
+    for (name, v) in [
+        ("sum_squares", Some(m.sum_squares)),
+        ("den_sum_squares", m.den_sum_squares),
+        ("pre_sum_squares", m.pre_sum_squares),
+        ("pre_den_sum_squares", m.pre_den_sum_squares),
+    ] {
         if v.is_some_and(|v| v < 0.0) {
             return Err(AnalyticsError::invalid(format!("{}: a sum of squares cannot be negative", field(name))));
         }
@@ -308,6 +361,21 @@ fn check_moments(m: &Moments, group: &str, o: &CompareOptions) -> Result<(), Ana
         for (name, v) in [("pre_sum", m.pre_sum), ("pre_sum_squares", m.pre_sum_squares), ("pre_cross_sum", m.pre_cross_sum)] {
             if v.is_none() {
                 return Err(AnalyticsError::new(crate::errors::ErrorKind::NullValue, format!("{}: is required for CUPED", field(name))));
+            }
+        }
+    }
+    if o.cuped && o.metric_type == MetricType::Ratio {
+        let required = [
+            ("pre_den_sum", m.pre_den_sum),
+            ("pre_den_sum_squares", m.pre_den_sum_squares),
+            ("pre_den_cross_sum", m.pre_den_cross_sum),
+            ("pre_ratio_cross_sum", m.pre_ratio_cross_sum),
+            ("post_num_pre_den_sum", m.post_num_pre_den_sum),
+            ("pre_num_post_den_sum", m.pre_num_post_den_sum),
+        ];
+        for (name, v) in required {
+            if v.is_none() {
+                return Err(AnalyticsError::new(crate::errors::ErrorKind::NullValue, format!("{}: is required for CUPED of a ratio metric", field(name))));
             }
         }
     }
@@ -449,6 +517,99 @@ fn relative_cuped_test(control: &Moments, treatment: &Moments, binomial: bool, a
     stats::t_test_of_estimate(effect, (v_trt + v_ctrl).max(0.0).sqrt(), df, true, alpha)
 }
 
+/// One group of a ratio metric with CUPED as gbstats' RegressionAdjustedRatioStatistic (GrowthBook's main branch)
+/// sees it: the per-unit means of (y, d, x, e) — post numerator and denominator, pre numerator and denominator —,
+/// their 4×4 sample covariance Λ, and the ratios Σy/Σd and Σx/Σe.
+struct RatioCuped {
+    n: f64,
+    means: [f64; 4],
+    lambda: [[f64; 4]; 4],
+    post: f64,
+    pre: f64,
+}
+
+fn ratio_cuped_parts(m: &Moments) -> RatioCuped {
+    let v = |o: Option<f64>| o.unwrap_or(0.0);
+    let sums = [m.sum, v(m.den_sum), v(m.pre_sum), v(m.pre_den_sum)];
+    // Σ of the products of each pair, in the order (y, d, x, e)
+    let products = [
+        [m.sum_squares, v(m.cross_sum), v(m.pre_cross_sum), v(m.post_num_pre_den_sum)],
+        [v(m.cross_sum), v(m.den_sum_squares), v(m.pre_num_post_den_sum), v(m.pre_den_cross_sum)],
+        [v(m.pre_cross_sum), v(m.pre_num_post_den_sum), v(m.pre_sum_squares), v(m.pre_ratio_cross_sum)],
+        [v(m.post_num_pre_den_sum), v(m.pre_den_cross_sum), v(m.pre_ratio_cross_sum), v(m.pre_den_sum_squares)],
+    ];
+    let mut lambda = [[0.0; 4]; 4];
+    for (i, row) in lambda.iter_mut().enumerate() {
+        for (j, cell) in row.iter_mut().enumerate() {
+            *cell = sample_cov(m.n, sums[i], sums[j], products[i][j]);
+        }
+    }
+    let means = sums.map(|s| if m.n > 0.0 { s / m.n } else { 0.0 });
+    let ratio = |a: f64, b: f64| if b == 0.0 { 0.0 } else { a / b };
+    RatioCuped { n: m.n, means, lambda, post: ratio(sums[0], sums[1]), pre: ratio(sums[2], sums[3]) }
+}
+
+impl RatioCuped {
+    /// the gradient of Σy/Σd - θ·Σx/Σe in the four means (zero when a denominator's mean is 0)
+    fn gradient(&self, theta: f64) -> [f64; 4] {
+        let b = self.means;
+        if b[1] == 0.0 || b[3] == 0.0 {
+            return [0.0; 4];
+        }
+        [1.0 / b[1], -b[0] / (b[1] * b[1]), -theta / b[3], theta * b[2] / (b[3] * b[3])]
+    }
+
+    /// uᵀ Λ w over the rows `rows` and columns `cols` of Λ
+    fn form(&self, u: &[f64; 4], w: &[f64; 4], rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) -> f64 {
+        rows.map(|i| cols.clone().map(|j| u[i] * self.lambda[i][j] * w[j]).sum::<f64>()).sum()
+    }
+
+    fn adjusted(&self, theta: f64) -> Summary {
+        let g = self.gradient(theta);
+        let mean = if self.means[1] == 0.0 || self.means[3] == 0.0 { 0.0 } else { self.post - theta * self.pre };
+        Summary { n: self.n, mean, var: self.form(&g, &g, 0..4, 0..4) }
+    }
+}
+
+/// CUPED of a ratio metric: θ = -(Σ cov(post, pre)) / (Σ var(pre)) over both groups, from the pre part of the
+/// gradient at θ = 1 (gbstats' compute_theta_regression_adjusted_ratio); each group's value Σy/Σd - θ·Σx/Σe and
+/// variance ∇ᵀΛ∇. θ within 1e-8 of 0 (no pre-period information) is GrowthBook's fallback to the plain ratio: None.
+fn ratio_cuped(c: &Moments, t: &Moments) -> Option<(RatioCuped, RatioCuped, f64)> {
+    let (a, b) = (ratio_cuped_parts(c), ratio_cuped_parts(t));
+    let (ga, gb) = (a.gradient(1.0), b.gradient(1.0));
+    let var_pre = a.form(&ga, &ga, 2..4, 2..4) + b.form(&gb, &gb, 2..4, 2..4);
+    let cov = a.form(&ga, &ga, 2..4, 0..2) + b.form(&gb, &gb, 2..4, 0..2);
+    let theta = if var_pre == 0.0 { 0.0 } else { -cov / var_pre };
+    (theta.abs() >= 1e-8).then_some((a, b, theta))
+}
+
+/// The relative lift of a ratio metric with CUPED as GrowthBook's main branch computes it
+/// (`frequentist_variance_relative_cuped_ratio`): the adjusted difference over the control's unadjusted ratio
+/// |Σya/Σda|, its variance by the delta method in the eight means of both groups, Welch's degrees of freedom of the
+/// adjusted groups. GrowthBook's published case (frequentist test_two_sided_ttest_test_runs_ratio_ra) is a unit test.
+fn relative_ratio_cuped_test(a: &RatioCuped, b: &RatioCuped, theta: f64, alpha: f64) -> Result<TestResult, AnalyticsError> {
+    let (sa, sb) = (a.adjusted(theta), b.adjusted(theta));
+    let den = a.post.abs();
+    let d_mean = a.means[1];
+    let variance = if a.post == 0.0 || d_mean == 0.0 {
+        0.0
+    } else {
+        let g_abs = sb.mean - sa.mean;
+        let (ga, gb) = (a.gradient(theta), b.gradient(theta));
+        let control = [
+            -(den + g_abs) / d_mean / (den * den),
+            (a.means[0] * den / (d_mean * d_mean) + a.means[0] * g_abs / (d_mean * d_mean)) / (den * den),
+            -ga[2] / den,
+            -ga[3] / den,
+        ];
+        let treatment = gb.map(|g| g / den);
+        a.form(&control, &control, 0..4, 0..4) / a.n + b.form(&treatment, &treatment, 0..4, 0..4) / b.n
+    };
+    let effect = (sb.mean - sa.mean) / den;
+    let df = stats::welch_df(sa.n, sa.var, sb.n, sb.var);
+    stats::t_test_of_estimate(effect, variance.max(0.0).sqrt(), df, true, alpha)
+}
+
 /// Chance to beat control Φ(effect / se), the expected loss of shipping the treatment E[max(0, -Δ)] =
 /// se·φ(z) - effect·Φ(-z) and that of keeping the control E[max(0, Δ)] = se·φ(z) + effect·Φ(z) (GrowthBook's two
 /// risks) of a Gaussian posterior N(effect, se²). A zero standard error is a certain effect.
@@ -485,13 +646,48 @@ pub fn sequential(effect: f64, se: f64, n_total: f64, alpha: f64, tuning: f64) -
     Ok((p, effect - half, effect + half))
 }
 
+/// GrowthBook's sequential one-sided test (its main branch: SequentialOneSidedTreatmentGreaterTTest /
+/// ...LesserTTest): the one-sided confidence sequence with ρ tuned for 2·alpha, half-width
+/// se·√N·√(2(Nρ² + 1)/(Nρ)² · ln(1 + √(Nρ² + 1)/(2a))) at level a, the interval [effect - hw, ∞) for `greater` or
+/// (-∞, effect + hw] for less, and the p-value GrowthBook finds by bisection: the level a in [1e-5, 0.4999] at
+/// which the closed end reaches 0 (1e-5 or 0.4999 when it does not cross there; None when the bisection does not
+/// converge, GrowthBook's NUMERICAL_PVALUE_NOT_CONVERGED).
+pub fn sequential_one_sided(effect: f64, se: f64, n_total: f64, alpha: f64, tuning: f64, greater: bool) -> Result<(Option<f64>, f64, f64), AnalyticsError> {
+    if !(tuning > 0.0 && tuning.is_finite()) {
+        return Err(AnalyticsError::invalid(format!("sequential_tuning: must be a positive number of units, got {tuning}")));
+    }
+    let la = (2.0 * alpha).ln();
+    let rho2 = (-2.0 * la + (1.0 - 2.0 * la).ln()) / tuning;
+    let v = n_total * rho2;
+    // s² = se²·N and (Nρ)² = N·v, so the half-width is se·√(2(v + 1)/v · ln(1 + √(v + 1)/(2a))), v = Nρ²
+    let half = |a: f64| se * (2.0 * (v + 1.0) / v * (1.0 + (v + 1.0).sqrt() / (2.0 * a)).ln()).sqrt();
+    // the closed end at level a, signed so that "excludes 0" is > 0
+    let end = |a: f64| if greater { effect - half(a) } else { -(effect + half(a)) };
+    let interval = if greater { (effect - half(alpha), f64::INFINITY) } else { (f64::NEG_INFINITY, effect + half(alpha)) };
+    let (mut lo, mut hi) = (1e-5, 0.4999);
+    if end(lo) > 0.0 {
+        return Ok((Some(lo), interval.0, interval.1));
+    }
+    if end(hi) < 0.0 {
+        return Ok((Some(hi), interval.0, interval.1));
+    }
+    let mut a = 0.5 * (lo + hi);
+    let mut diff = 0.0;
+    for _ in 0..100 {
+        diff = end(a);
+        if diff < 0.0 { lo = a } else { hi = a }
+        a = 0.5 * (lo + hi);
+        if diff.abs() < 1e-6 {
+            break;
+        }
+    }
+    Ok(((diff.abs() < 1e-6).then_some(a), interval.0, interval.1))
+}
+
 /// Compares a treatment with its control.
 pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Result<Comparison, AnalyticsError> {
     if !(o.alpha > 0.0 && o.alpha < 1.0) {
         return Err(AnalyticsError::invalid(format!("alpha: must be between 0 and 1, got {}", o.alpha)));
-    }
-    if o.cuped && o.metric_type == MetricType::Ratio {
-        return Err(AnalyticsError::invalid("cuped: is available for binomial and mean metrics, not for ratio metrics"));
     }
     if !(o.sequential_tuning > 0.0 && o.sequential_tuning.is_finite()) {
         return Err(AnalyticsError::invalid(format!("sequential_tuning: must be a positive number of units, got {}", o.sequential_tuning)));
@@ -500,11 +696,29 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
     check_moments(treatment, "treatment", o)?;
     // each group as (n, mean, variance) the way GrowthBook's statistics see it
     if o.cuped && matches!(o.metric_type, MetricType::Quantile | MetricType::QuantileEvent) {
-        return Err(AnalyticsError::invalid("cuped: is available for binomial and mean metrics, not for quantile metrics"));
+        return Err(AnalyticsError::invalid("cuped: is available for binomial, mean and ratio metrics, not for quantile metrics"));
     }
     let (mut cuped_theta, mut variance_reduction) = (None, None);
     let mut quantile_zero_variance = false;
-    let summaries = if o.cuped {
+    let mut ratio_parts = None;
+    let summaries = if o.cuped && o.metric_type == MetricType::Ratio {
+        // no result without units or with a zero denominator, as the plain ratio
+        let plain = ratio_summary(control).zip(ratio_summary(treatment));
+        match (plain, ratio_cuped(control, treatment)) {
+            (Some((pc, pt)), Some((a, b, theta))) => {
+                let (ac, at) = (a.adjusted(theta), b.adjusted(theta));
+                let (before, after) = (pc.var / pc.n + pt.var / pt.n, ac.var / ac.n + at.var / at.n);
+                variance_reduction = (before > 0.0).then(|| 1.0 - after / before);
+                cuped_theta = Some(theta);
+                ratio_parts = Some((a, b, theta));
+                Some((ac, at))
+            }
+            (plain, _) => {
+                cuped_theta = plain.map(|_| 0.0);
+                plain
+            }
+        }
+    } else if o.cuped {
         let (c, t, theta, reduction) = cuped(control, treatment, o.metric_type == MetricType::Binomial);
         cuped_theta = Some(theta);
         variance_reduction = reduction;
@@ -531,7 +745,7 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
     // an error code; the effect and intervals it shows as 0 are left NULL here.
     // (with CUPED GrowthBook looks at the control's unadjusted mean and at its adjusted mean in its own form,
     // ȳ - θx̄: either 0 is no result)
-    let gb_adjusted_zero = cuped_theta.is_some_and(|theta| {
+    let gb_adjusted_zero = o.metric_type != MetricType::Ratio && cuped_theta.is_some_and(|theta| {
         let x_mean = if control.n > 0.0 { control.pre_sum.unwrap_or(0.0) / control.n } else { 0.0 };
         control.n > 0.0 && control.sum / control.n - theta * x_mean == 0.0
     });
@@ -551,9 +765,17 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
         test.p_value = Some(1.0);
         return Ok(comparison(control, treatment, o, test, (Some(0.5), (Some(0.0), Some(0.0)), (Some(1.0), None, None)), cuped_theta, variance_reduction));
     }
-    let test = match (o.cuped && o.relative, cuped_theta) {
-        (true, Some(theta)) => relative_cuped_test(control, treatment, o.metric_type == MetricType::Binomial, &c, &t, theta, o.alpha)?,
+    let test = match (o.cuped && o.relative, cuped_theta, &ratio_parts) {
+        (true, _, Some((a, b, theta))) => relative_ratio_cuped_test(a, b, *theta, o.alpha)?,
+        (true, Some(theta), None) if o.metric_type != MetricType::Ratio => {
+            relative_cuped_test(control, treatment, o.metric_type == MetricType::Binomial, &c, &t, theta, o.alpha)?
+        }
         _ => stats::welch_t_test(c.n, c.mean, c.var, t.n, t.mean, t.var, o.relative, o.alpha)?,
+    };
+    let test = match o.alternative {
+        Alternative::TwoSided => test,
+        Alternative::Greater => stats::one_sided(&test, true)?,
+        Alternative::Less => stats::one_sided(&test, false)?,
     };
     // N of the sequential view: the units, or the values a quantile is taken over (gbstats' stat.n)
     let n_total = c.n + t.n;
@@ -564,8 +786,16 @@ pub fn compare(control: &Moments, treatment: &Moments, o: &CompareOptions) -> Re
         (chance, loss) = (Some(c), (Some(treatment_risk), Some(control_risk)));
         let z = Normal::new(0.0, 1.0).expect("standard normal").inverse_cdf(1.0 - o.alpha / 2.0);
         posterior = (Some(m), Some(m - z * sd), Some(m + z * sd));
-        let (p, lo, hi) = sequential(effect, se, n_total, o.alpha, o.sequential_tuning)?;
-        seq = (Some(p), Some(lo), Some(hi));
+        seq = match o.alternative {
+            Alternative::TwoSided => {
+                let (p, lo, hi) = sequential(effect, se, n_total, o.alpha, o.sequential_tuning)?;
+                (Some(p), Some(lo), Some(hi))
+            }
+            one_sided => {
+                let (p, lo, hi) = sequential_one_sided(effect, se, n_total, o.alpha, o.sequential_tuning, one_sided == Alternative::Greater)?;
+                (p, Some(lo), Some(hi))
+            }
+        };
     }
     let mut r = comparison(control, treatment, o, test, (chance, loss, seq), cuped_theta, variance_reduction);
     (r.posterior_mean, r.posterior_ci_lower, r.posterior_ci_upper) = posterior;
@@ -625,7 +855,16 @@ mod tests {
     }
 
     fn opts(metric_type: MetricType, relative: bool) -> CompareOptions {
-        CompareOptions { metric_type, relative, alpha: 0.05, cuped: false, sequential_tuning: DEFAULT_SEQUENTIAL_TUNING, lower_is_better: false, prior: None }
+        CompareOptions {
+            metric_type,
+            relative,
+            alpha: 0.05,
+            cuped: false,
+            sequential_tuning: DEFAULT_SEQUENTIAL_TUNING,
+            lower_is_better: false,
+            prior: None,
+            alternative: Alternative::TwoSided,
+        }
     }
 
     const GBSTATS: &str = include_str!("../../../../tests/data/stats/gbstats.json");
@@ -653,6 +892,7 @@ mod tests {
                 sequential_tuning: c["sequential_tuning"].as_f64().unwrap(),
                 lower_is_better: false,
                 prior: None,
+                alternative: Alternative::TwoSided,
             };
             match check_gbstats_case(i, c, &o) {
                 GbstatsCase::NoResult => errors += 1,
@@ -683,6 +923,7 @@ mod tests {
                 sequential_tuning: c["sequential_tuning"].as_f64().unwrap(),
                 lower_is_better: false,
                 prior: None,
+                alternative: Alternative::TwoSided,
             };
             assert!(matches!(check_gbstats_case(i, c, &o), GbstatsCase::Checked { .. }), "case {i}: no result");
             *kinds.entry(format!("{} cuped={} relative={}", c["metric_type"], o.cuped, o.relative)).or_insert(0) += 1;
@@ -721,6 +962,7 @@ mod tests {
                 sequential_tuning: c["sequential_tuning"].as_f64().unwrap(),
                 lower_is_better: false,
                 prior: None,
+                alternative: Alternative::TwoSided,
             };
             let clustered = o.metric_type == MetricType::QuantileEvent;
             for (k, group) in ["control", "treatment"].into_iter().enumerate() {
@@ -865,6 +1107,222 @@ mod tests {
     /// Issue #12, item 3: relative CUPED divides the adjusted difference by the control's unadjusted mean, with
     /// GrowthBook's relative-CUPED variance (checked here against the formula written out by hand), and is the plain
     /// relative test when the covariate explains nothing (θ = 0).
+    /// gbstats 0.8.0's one-sided t-tests (OneSidedTreatmentGreaterTTest / OneSidedTreatmentLesserTTest) on 100 random
+    /// cases (`one_sided` in tests/data/stats/gbstats.json): effect, p-value and the closed end of the interval to
+    /// 1e-9. 0.8.0 put the lesser test's end at effect - width, GrowthBook's main branch (followed here) at
+    /// effect + width: the fixture's value is mirrored around the effect.
+    #[test]
+    fn agrees_with_gbstats_one_sided() {
+        let data: Value = serde_json::from_str(GBSTATS).unwrap();
+        let cases = data["one_sided"].as_array().unwrap();
+        assert_eq!(cases.len(), 100);
+        for (i, c) in cases.iter().enumerate() {
+            assert!(c["error"].is_null(), "case {i} is a no-result case");
+            let o = CompareOptions {
+                alpha: c["alpha"].as_f64().unwrap(),
+                alternative: Alternative::parse(c["alternative"].as_str().unwrap()).unwrap(),
+                ..opts(MetricType::parse(c["metric_type"].as_str().unwrap()).unwrap(), c["relative"].as_bool().unwrap())
+            };
+            let r = compare(&fixture_group(&c["control"]), &fixture_group(&c["treatment"]), &o).unwrap();
+            let what = |f: &str| format!("one-sided case {i}: {f}");
+            let effect = c["effect"].as_f64().unwrap();
+            near(r.test.effect, effect, &what("effect"));
+            near(r.test.p_value, c["p_value"].as_f64().unwrap(), &what("p_value"));
+            if o.alternative == Alternative::Greater {
+                near(r.test.ci_lower, c["ci"][0].as_f64().unwrap(), &what("ci_lower"));
+                assert!(c["ci"][1].is_null() && r.test.ci_upper == Some(f64::INFINITY), "{}", what("ci_upper"));
+            } else {
+                near(r.test.ci_upper, 2.0 * effect - c["ci"][1].as_f64().unwrap(), &what("ci_upper (main's end)"));
+                assert!(c["ci"][0].is_null() && r.test.ci_lower == Some(f64::NEG_INFINITY), "{}", what("ci_lower"));
+            }
+        }
+    }
+
+    /// GrowthBook's own published one-sided cases (its main branch, packages/stats/tests/frequentist/test_tests.py:
+    /// TestOneSidedGreaterTTest, TestOneSidedLesserTTest and their sequential forms), relative and absolute, for the
+    /// groups (n 3000, Σ 1396.87, Σ² 52377.9767) and (3461, 2422.7, 134698.29), compared as GrowthBook's test does
+    /// (rounded to 5 decimals); the open end of each interval is infinite.
+    #[test]
+    fn one_sided_as_growthbook() {
+        let a = Moments { n: 3000.0, sum: 1396.87, sum_squares: 52377.9767, ..Moments::default() };
+        let b = Moments { n: 3461.0, sum: 2422.7, sum_squares: 134698.29, ..Moments::default() };
+        let r5 = |x: f64| if x.is_finite() { (x * 1e5).round() / 1e5 } else { x };
+        let (inf, ninf) = (f64::INFINITY, f64::NEG_INFINITY);
+        // (alternative, relative, effect, std error, fixed (p, lower, upper), sequential (p, lower, upper))
+        let cases = [
+            (Alternative::Greater, true, 0.5033610858562358, 0.3334122146400735, (0.06558262868467746, -0.045136675850396046, inf), (0.4999, -0.42356454602790883, inf)),
+            (Alternative::Greater, false, 0.23437666666666668, 0.12983081254184736, (0.03554272489873023, 0.020791480063255735, inf), (0.46316491943359384, -0.12656844172804982, inf)),
+            (Alternative::Less, true, 0.5033610858562358, 0.3334122146400735, (0.9344173713153225, ninf, 1.0518588475628676), (0.4999, ninf, 1.4302867177403806)),
+            (Alternative::Less, false, 0.23437666666666668, 0.12983081254184736, (0.9644572751012698, ninf, 0.44796185327007765), (0.4999, ninf, 0.5953217750613832)),
+        ];
+        for (alternative, relative, effect, se, fixed, seq) in cases {
+            let o = CompareOptions { alternative, ..opts(MetricType::Mean, relative) };
+            let r = compare(&a, &b, &o).unwrap();
+            let what = format!("{alternative:?} relative {relative}");
+            assert_eq!((r5(r.test.effect.unwrap()), r5(r.test.std_error.unwrap())), (r5(effect), r5(se)), "{what}");
+            assert_eq!(
+                (r5(r.test.p_value.unwrap()), r5(r.test.ci_lower.unwrap()), r5(r.test.ci_upper.unwrap())),
+                (r5(fixed.0), r5(fixed.1), r5(fixed.2)),
+                "{what}: fixed-horizon"
+            );
+            assert_eq!(
+                (r5(r.sequential_p_value.unwrap()), r5(r.sequential_ci_lower.unwrap()), r5(r.sequential_ci_upper.unwrap())),
+                (r5(seq.0), r5(seq.1), r5(seq.2)),
+                "{what}: sequential"
+            );
+            assert_eq!(r.test.significant, fixed.0 < 0.05, "{what}");
+        }
+        // the two one-sided p-values add up to 1, and the smaller is half the two-sided one
+        let two = compare(&a, &b, &opts(MetricType::Mean, true)).unwrap().test.p_value.unwrap();
+        let greater = compare(&a, &b, &CompareOptions { alternative: Alternative::Greater, ..opts(MetricType::Mean, true) }).unwrap();
+        let less = compare(&a, &b, &CompareOptions { alternative: Alternative::Less, ..opts(MetricType::Mean, true) }).unwrap();
+        close(greater.test.p_value.unwrap() + less.test.p_value.unwrap(), 1.0, "p greater + p less");
+        close(greater.test.p_value.unwrap(), two / 2.0, "p greater = two-sided / 2");
+        // a one-sided interval in JSON: the open end is null
+        let json = serde_json::to_value(&greater).unwrap();
+        assert!(json["ci_upper"].is_null() && json["ci_lower"].is_f64(), "{json}");
+        assert!(Alternative::parse("up").unwrap_err().message.starts_with("alternative:"));
+    }
+
+    /// A ratio metric's moments with CUPED from per-unit (y, d, x, e): post numerator and denominator, pre ones.
+    fn ratio_cuped_moments(units: &[[f64; 4]]) -> Moments {
+        let sum = |f: &dyn Fn(&[f64; 4]) -> f64| units.iter().map(f).sum::<f64>();
+        Moments {
+            n: units.len() as f64,
+            sum: sum(&|u| u[0]),
+            sum_squares: sum(&|u| u[0] * u[0]),
+            den_sum: Some(sum(&|u| u[1])),
+            den_sum_squares: Some(sum(&|u| u[1] * u[1])),
+            cross_sum: Some(sum(&|u| u[0] * u[1])),
+            pre_sum: Some(sum(&|u| u[2])),
+            pre_sum_squares: Some(sum(&|u| u[2] * u[2])),
+            pre_cross_sum: Some(sum(&|u| u[2] * u[0])),
+            pre_den_sum: Some(sum(&|u| u[3])),
+            pre_den_sum_squares: Some(sum(&|u| u[3] * u[3])),
+            pre_den_cross_sum: Some(sum(&|u| u[3] * u[1])),
+            pre_ratio_cross_sum: Some(sum(&|u| u[2] * u[3])),
+            post_num_pre_den_sum: Some(sum(&|u| u[0] * u[3])),
+            pre_num_post_den_sum: Some(sum(&|u| u[2] * u[1])),
+            ..Moments::default()
+        }
+    }
+
+    /// GrowthBook's own published case for a ratio metric with CUPED (its main branch, packages/stats/tests/
+    /// frequentist/test_tests.py, test_two_sided_ttest_test_runs_ratio_ra and test_sequential_test_runs_ratio_ra):
+    /// relative lift -0.0007, CI (-0.00841, 0.00700), std error 0.00391, p 0.85771; sequential CI (-0.02063, 0.01923)
+    /// and p 1.0 (rounded to 5 decimals there).
+    #[test]
+    fn ratio_cuped_as_growthbook() {
+        let group = |n: f64, s: [f64; 8], p: [f64; 6]| Moments {
+            n,
+            sum: s[0],
+            sum_squares: s[1],
+            den_sum: Some(s[2]),
+            den_sum_squares: Some(s[3]),
+            pre_sum: Some(s[4]),
+            pre_sum_squares: Some(s[5]),
+            pre_den_sum: Some(s[6]),
+            pre_den_sum_squares: Some(s[7]),
+            // m_post_m_pre, d_post_d_pre, m_pre_d_pre, m_post_d_post, m_post_d_pre, m_pre_d_post
+            pre_cross_sum: Some(p[0]),
+            pre_den_cross_sum: Some(p[1]),
+            pre_ratio_cross_sum: Some(p[2]),
+            cross_sum: Some(p[3]),
+            post_num_pre_den_sum: Some(p[4]),
+            pre_num_post_den_sum: Some(p[5]),
+            ..Moments::default()
+        };
+        let a = group(
+            100.0,
+            [485.112236689623, 2715.484666118136, 679.9093275844917, 4939.424001640236, 192.59138069991536, 460.076026390857, 290.1398399750233, 920.9461385038898],
+            [1113.6215759318352, 2130.9404074446747, 634.239482353647, 3602.146836776702, 1559.2878434944676, 1460.3181079276983],
+        );
+        let b = group(
+            100.0,
+            [514.7757826608777, 2994.897482705013, 705.4090874383759, 5291.36604146392, 206.94157227402536, 514.2903702246757, 302.54389139107326, 994.4506208125663],
+            [1237.0953021125997, 2292.081739775257, 698.4173425817908, 3918.1561431600717, 1701.0287270040265, 1604.0759503266522],
+        );
+        let o = CompareOptions { cuped: true, ..opts(MetricType::Ratio, true) };
+        let r = compare(&a, &b, &o).unwrap();
+        let round5 = |x: Option<f64>| (x.unwrap() * 1e5).round() / 1e5;
+        assert_eq!(round5(r.test.effect), -0.0007);
+        assert_eq!((round5(r.test.ci_lower), round5(r.test.ci_upper)), (-0.00841, 0.00700));
+        assert_eq!(round5(r.test.std_error), 0.00391);
+        assert_eq!(round5(r.test.p_value), 0.85771);
+        assert_eq!((round5(r.sequential_ci_lower), round5(r.sequential_ci_upper)), (-0.02063, 0.01923));
+        assert_eq!(round5(r.sequential_p_value), 1.0);
+        // θ of both groups: the pre-period ratio explains most of the post one here
+        assert!((r.cuped_theta.unwrap() - 0.8290044254063291).abs() < 1e-12, "{:?}", r.cuped_theta);
+        assert!(r.variance_reduction.unwrap() > 0.5, "{:?}", r.variance_reduction);
+    }
+
+    /// The adjusted variance ∇ᵀΛ∇ assembled from the ten sums is the sample variance of the linearised per-unit
+    /// values ∇·(y, d, x, e) (which checks that every cross product lands in its place of Λ), θ minimises the pooled
+    /// variance of the adjusted values, and the absolute test is Welch's on the adjusted groups; without any
+    /// pre-period signal (θ = 0) it is the plain ratio test, as GrowthBook falls back.
+    #[test]
+    fn ratio_cuped_by_linearisation() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut draw = |shift: f64| -> Vec<[f64; 4]> {
+            (0..400)
+                .map(|_| {
+                    let activity = 1.0 + 9.0 * next();
+                    let (d, e) = ((activity + 3.0 * next()).round().max(1.0), (activity + 3.0 * next()).round().max(1.0));
+                    let rate = 0.8 + 0.4 * next();
+                    [d * rate * (1.0 + shift) + next(), d, e * rate + next(), e]
+                })
+                .collect()
+        };
+        let (cu, tu) = (draw(0.0), draw(0.05));
+        let (c, t) = (ratio_cuped_moments(&cu), ratio_cuped_moments(&tu));
+        let (a, b, theta) = ratio_cuped(&c, &t).expect("a pre-period signal");
+        let linear_var = |units: &[[f64; 4]], parts: &RatioCuped, theta: f64| {
+            let g = parts.gradient(theta);
+            let z: Vec<f64> = units.iter().map(|u| (0..4).map(|i| g[i] * u[i]).sum()).collect();
+            let mean = z.iter().sum::<f64>() / z.len() as f64;
+            z.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (z.len() as f64 - 1.0)
+        };
+        for (units, parts) in [(&cu, &a), (&tu, &b)] {
+            let want = linear_var(units, parts, theta);
+            close(parts.adjusted(theta).var, want, "adjusted variance = variance of the linearised values");
+        }
+        let pooled = |th: f64| linear_var(&cu, &a, th) + linear_var(&tu, &b, th);
+        assert!(pooled(theta) <= pooled(theta * 1.001) && pooled(theta) <= pooled(theta * 0.999), "theta minimises the pooled variance");
+        let r = compare(&c, &t, &CompareOptions { cuped: true, ..opts(MetricType::Ratio, false) }).unwrap();
+        let (sa, sb) = (a.adjusted(theta), b.adjusted(theta));
+        let welch = stats::welch_t_test(sa.n, sa.mean, sa.var, sb.n, sb.mean, sb.var, false, 0.05).unwrap();
+        close(r.test.effect.unwrap(), welch.effect.unwrap(), "absolute effect");
+        close(r.test.p_value.unwrap(), welch.p_value.unwrap(), "absolute p");
+        assert!(r.test.std_error.unwrap() < compare(&c, &t, &opts(MetricType::Ratio, false)).unwrap().test.std_error.unwrap());
+        // no pre-period signal: every unit's pre values alike gives θ = 0 and the plain ratio test
+        let flat = |m: &Moments| Moments {
+            pre_sum: Some(m.n),
+            pre_sum_squares: Some(m.n),
+            pre_cross_sum: Some(m.sum),
+            pre_den_sum: Some(m.n),
+            pre_den_sum_squares: Some(m.n),
+            pre_den_cross_sum: m.den_sum,
+            pre_ratio_cross_sum: Some(m.n),
+            post_num_pre_den_sum: Some(m.sum),
+            pre_num_post_den_sum: m.den_sum,
+            ..m.clone()
+        };
+        for relative in [true, false] {
+            let with = compare(&flat(&c), &flat(&t), &CompareOptions { cuped: true, ..opts(MetricType::Ratio, relative) }).unwrap();
+            let without = compare(&c, &t, &opts(MetricType::Ratio, relative)).unwrap();
+            assert_eq!(with.cuped_theta, Some(0.0));
+            assert_eq!(with.test, without.test);
+        }
+        // a missing pre-period denominator sum is refused, naming it
+        let missing = Moments { pre_den_sum: None, ..c.clone() };
+        let err = compare(&missing, &t, &CompareOptions { cuped: true, ..opts(MetricType::Ratio, true) }).unwrap_err();
+        assert!(err.to_string().contains("control.pre_den_sum"), "{err}");
+    }
+
     #[test]
     fn relative_cuped_as_growthbook() {
         let group = |ys: &[f64], xs: &[f64]| Moments {
@@ -1024,6 +1482,7 @@ mod tests {
                 sequential_tuning: DEFAULT_SEQUENTIAL_TUNING,
                 lower_is_better: false,
                 prior: None,
+                alternative: Alternative::TwoSided,
             };
             let r = compare(&control, &treatment, &o).unwrap();
             let got = serde_json::to_value(&r).unwrap();
@@ -1076,7 +1535,7 @@ mod tests {
         assert!(e(&Moments { sum: 5.0, ..moments(&[1.0, 1.0]) }, &moments(&[1.0]), &opts(MetricType::Binomial, false)).starts_with("control.sum:"));
         assert!(e(&moments(&[1.0]), &moments(&[1.0]), &opts(MetricType::Ratio, false)).starts_with("control.den_sum:"));
         assert!(e(&moments(&[1.0]), &moments(&[1.0]), &CompareOptions { cuped: true, ..o }).starts_with("control.pre_sum:"));
-        assert!(e(&moments(&[1.0]), &moments(&[1.0]), &CompareOptions { cuped: true, ..opts(MetricType::Ratio, false) }).starts_with("cuped:"));
+        assert!(e(&moments(&[1.0]), &moments(&[1.0]), &CompareOptions { cuped: true, ..opts(MetricType::Ratio, false) }).starts_with("control.den_sum:"));
         assert!(e(&Moments { sum: f64::INFINITY, ..moments(&[1.0]) }, &moments(&[1.0]), &o).starts_with("control.sum:"));
         assert!(e(&moments(&[1.0]), &moments(&[1.0]), &CompareOptions { sequential_tuning: -1.0, ..o }).starts_with("sequential_tuning:"));
         assert!(MetricType::parse("median").unwrap_err().message.starts_with("metric_type:"));

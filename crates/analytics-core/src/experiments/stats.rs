@@ -183,6 +183,39 @@ pub(crate) fn t_test_of_estimate(effect: f64, se: f64, df: f64, relative: bool, 
     Ok(TestResult::from_estimate(effect, se, Some(df), relative, alpha, &|x| (t.sf(x), q)))
 }
 
+/// The one-sided form of a two-sided test of an estimate (GrowthBook's OneSidedTreatmentGreaterTTest and
+/// OneSidedTreatmentLesserTTest, as on its main branch): `greater` tests that the treatment is higher, p = P(T > t)
+/// with the interval [effect - q·se, ∞); otherwise lower, p = P(T < t) with (-∞, effect + q·se]; q the (1 - alpha)
+/// quantile of the test's t distribution (the normal for a z-test). An open end is infinite (JSON null). gbstats
+/// 0.8.0 put the lesser interval's end at effect - q·se; GrowthBook corrected it to effect + q·se since.
+pub fn one_sided(test: &TestResult, greater: bool) -> Result<TestResult, AnalyticsError> {
+    let (Some(effect), Some(se)) = (test.effect, test.std_error) else {
+        return Ok(test.clone());
+    };
+    let mut r = test.clone();
+    if se == 0.0 {
+        r.p_value = Some(if (greater && effect > 0.0) || (!greater && effect < 0.0) { 0.0 } else { 1.0 });
+        (r.ci_lower, r.ci_upper) = if greater { (Some(effect), Some(f64::INFINITY)) } else { (Some(f64::NEG_INFINITY), Some(effect)) };
+    } else {
+        let z = effect / se;
+        let (upper_tail, q): (Box<dyn Fn(f64) -> f64>, f64) = match test.df {
+            Some(df) => {
+                let t = StudentT::new(df)?;
+                let q = t.quantile(1.0 - test.alpha);
+                (Box::new(move |x: f64| if x >= 0.0 { t.sf(x) } else { 1.0 - t.sf(-x) }), q)
+            }
+            None => {
+                let n = Normal::new(0.0, 1.0).expect("standard normal");
+                (Box::new(move |x: f64| n.sf(x)), n.inverse_cdf(1.0 - test.alpha))
+            }
+        };
+        r.p_value = Some(if greater { upper_tail(z) } else { upper_tail(-z) });
+        (r.ci_lower, r.ci_upper) = if greater { (Some(effect - q * se), Some(f64::INFINITY)) } else { (Some(f64::NEG_INFINITY), Some(effect + q * se)) };
+    }
+    r.significant = r.p_value.is_some_and(|p| p < test.alpha);
+    Ok(r)
+}
+
 /// Two-proportion z-test of `x2/n2` (treatment) against `x1/n1` (control): pooled standard error for the test
 /// statistic (as statsmodels' proportions_ztest), unpooled (Wald) standard error for the interval.
 /// `relative`: the lift `p2 / p1 - 1` with its delta-method standard error and a normal interval.
