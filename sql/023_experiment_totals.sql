@@ -170,6 +170,126 @@ CREATE TRIGGER ab_experiment_assignments_totals_insert AFTER INSERT ON analytics
 CREATE TRIGGER ab_experiment_assignments_totals_update AFTER UPDATE ON analytics.ab_experiment_assignments
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_totals_trigger();
 
+-- ---- units per variant and value, kept at write time ------------------------------------------------------------
+-- experiment_results needs, per variant, the number of assigned units (and, for a breakdown, per day of assignment
+-- or attribute value). Counting them reads every assignment of the experiment: index-only for the overall count,
+-- but a breakdown must read each row's attributes (10M rows: two thirds of a breakdown's time, once per metric of a
+-- report). ab_experiment_unit_counts holds the counts instead: one row per experiment, phase, variant, UTC day of
+-- assignment, set of attributes (keyed by their md5) and shard, kept by statement triggers on the assignments
+-- (+1 per inserted row, -1 per deleted row, both for an UPDATE; one upsert per trigger, in key order).
+--
+-- The shard (the writing backend's pid modulo 16) spreads concurrent assignments of one variant over up to 16 rows,
+-- so that they do not queue on one counter row until commit; a shard's count may go negative (a unit assigned by
+-- one connection and deleted by another), the sum over the shards is exact. A row whose count reaches 0 is deleted.
+-- The rows of a deleted experiment (or of its old key, if its id or owner is updated) are deleted by a trigger of
+-- ab_experiments; the assignments' trigger leaves experiments that no longer exist alone, so the order in which
+-- the two fire does not matter.
+-- Units with many distinct attribute sets make many rows: at worst one per unit, as the assignments themselves.
+CREATE TABLE analytics.ab_experiment_unit_counts (
+    experiment_id  uuid     NOT NULL,
+    phase          integer  NOT NULL,
+    variant_id     uuid     NOT NULL,
+    assigned_on    date     NOT NULL,
+    attributes_key uuid     NOT NULL,
+    shard          smallint NOT NULL,
+    user_id        uuid     NOT NULL,
+    attributes     jsonb    NOT NULL,
+    units          bigint   NOT NULL,
+    CONSTRAINT ab_experiment_unit_counts_pkey
+        PRIMARY KEY (user_id, experiment_id, phase, variant_id, assigned_on, attributes_key, shard)
+);
+
+COMMENT ON TABLE analytics.ab_experiment_unit_counts IS
+'Derived, kept by triggers: assigned units per experiment, phase, variant, UTC day of assignment and attribute set (summed over shards). Read by experiment_results; rebuild with analytics.rebuild_experiment_totals().';
+
+CREATE FUNCTION analytics._assignment_counts_trigger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    -- +1 or -1 per row of the statement's transition table, named changed_rows in every trigger below
+    delta bigint := tg_argv[0]::bigint;
+    zero analytics.ab_experiment_unit_counts[];
+begin
+    if tg_op = 'TRUNCATE' then
+        truncate analytics.ab_experiment_unit_counts;
+        return null;
+    end if;
+    with d as (
+        select r.experiment_id, r.phase, r.variant_id, (r.assigned_at at time zone 'UTC')::date as assigned_on,
+               r.attributes, r.user_id, count(*) * delta as units
+        from changed_rows r
+        -- not for an experiment that is gone (deleted, or its key changed: the assignments' cascade), whose rows the
+        -- trigger of ab_experiments deletes
+        where exists (select 1 from analytics.ab_experiments e where e.id = r.experiment_id and e.user_id = r.user_id)
+        group by r.experiment_id, r.phase, r.variant_id, (r.assigned_at at time zone 'UTC')::date, r.attributes, r.user_id
+    ), up as (
+        insert into analytics.ab_experiment_unit_counts as c
+            (experiment_id, phase, variant_id, assigned_on, attributes_key, shard, user_id, attributes, units)
+        select d.experiment_id, d.phase, d.variant_id, d.assigned_on, pg_catalog.md5(d.attributes::text)::uuid,
+               pg_catalog.pg_backend_pid() % 16, d.user_id, d.attributes, d.units
+        from d
+        order by 7, 1, 2, 3, 4, 5, 6
+        on conflict (user_id, experiment_id, phase, variant_id, assigned_on, attributes_key, shard) do update
+           set units = c.units + excluded.units
+        returning c as row_after
+    )
+    select array_agg(up.row_after) into zero from up where (up.row_after).units = 0;
+    if zero is not null then
+        -- counts that reached 0 (rechecked on the row: one a concurrent writer changed since is kept)
+        delete from analytics.ab_experiment_unit_counts c
+        using unnest(zero) z
+        where c.user_id = z.user_id and c.experiment_id = z.experiment_id and c.phase = z.phase
+          and c.variant_id = z.variant_id and c.assigned_on = z.assigned_on and c.attributes_key = z.attributes_key
+          and c.shard = z.shard and c.units = 0;
+    end if;
+    return null;
+end
+$$;
+COMMENT ON FUNCTION analytics._assignment_counts_trigger() IS 'Internal: keeps ab_experiment_unit_counts in step with ab_experiment_assignments (argument: +1 or -1 per row of changed_rows).';
+
+-- An UPDATE counts its new rows (+1) and then its old ones (-1): triggers fire in name order, so a row that an
+-- update leaves where it was goes up and back, never through 0. One static statement for every trigger (planned
+-- once per session: the hot path is assign_variant storing one row).
+CREATE TRIGGER ab_experiment_assignments_counts_insert AFTER INSERT ON analytics.ab_experiment_assignments
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_counts_trigger('1');
+CREATE TRIGGER ab_experiment_assignments_counts_update_1_new AFTER UPDATE ON analytics.ab_experiment_assignments
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_counts_trigger('1');
+CREATE TRIGGER ab_experiment_assignments_counts_update_2_old AFTER UPDATE ON analytics.ab_experiment_assignments
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_counts_trigger('-1');
+CREATE TRIGGER ab_experiment_assignments_counts_delete AFTER DELETE ON analytics.ab_experiment_assignments
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_counts_trigger('-1');
+CREATE TRIGGER ab_experiment_assignments_counts_truncate AFTER TRUNCATE ON analytics.ab_experiment_assignments
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_counts_trigger('0');
+
+-- A deleted experiment's counts (its assignments go by the foreign key's cascade), or those left under the old key
+-- of an experiment whose id or owner changed (the cascade's UPDATE of its assignments counts them under the new key).
+-- Decided from the statement's own rows (an old key that no new row has), not by looking the experiment up.
+CREATE FUNCTION analytics._experiment_counts_gone_trigger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+begin
+    if tg_op = 'DELETE' then
+        delete from analytics.ab_experiment_unit_counts c
+        using old_rows o
+        where c.user_id = o.user_id and c.experiment_id = o.id;
+    else
+        delete from analytics.ab_experiment_unit_counts c
+        using old_rows o
+        where c.user_id = o.user_id and c.experiment_id = o.id
+          and not exists (select 1 from new_rows n where n.id = o.id and n.user_id = o.user_id);
+    end if;
+    return null;
+end
+$$;
+COMMENT ON FUNCTION analytics._experiment_counts_gone_trigger() IS 'Internal: deletes the unit counts of experiments that no longer exist under their key (ab_experiment_unit_counts).';
+
+CREATE TRIGGER ab_experiments_counts_delete AFTER DELETE ON analytics.ab_experiments
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._experiment_counts_gone_trigger();
+CREATE TRIGGER ab_experiments_counts_update AFTER UPDATE ON analytics.ab_experiments
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._experiment_counts_gone_trigger();
+
 -- ---- rebuild ----------------------------------------------------------------------------------------------------
 CREATE FUNCTION analytics.rebuild_experiment_totals() RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -190,17 +310,24 @@ begin
      and (ev.experiment_id is null or ev.experiment_id = a.experiment_id) and ev.occurred_at >= a.assigned_at
     group by a.id, a.user_id, ev.metric;
     get diagnostics n = row_count;
+    truncate analytics.ab_experiment_unit_counts;
+    insert into analytics.ab_experiment_unit_counts (experiment_id, phase, variant_id, assigned_on, attributes_key, shard,
+                                                     user_id, attributes, units)
+    select a.experiment_id, a.phase, a.variant_id, (a.assigned_at at time zone 'UTC')::date,
+           pg_catalog.md5(a.attributes::text)::uuid, 0, a.user_id, a.attributes, count(*)
+    from analytics.ab_experiment_assignments a
+    group by a.experiment_id, a.phase, a.variant_id, (a.assigned_at at time zone 'UTC')::date, a.attributes, a.user_id;
     return n;
 end
 $$;
 COMMENT ON FUNCTION analytics.rebuild_experiment_totals() IS
-$$Rebuilds analytics.ab_experiment_unit_totals from every assignment and event (for a DBA: after restoring with pg_restore --disable-triggers, or to check the triggers). Needs the privileges to lock both tables and truncate the totals (the extension owner or a superuser); returns the number of rows written. Example: select analytics.rebuild_experiment_totals();$$;
+$$Rebuilds analytics.ab_experiment_unit_totals and analytics.ab_experiment_unit_counts from every assignment and event (for a DBA: after restoring with pg_restore --disable-triggers, or to check the triggers). Needs the privileges to lock both tables and truncate the derived ones (the extension owner or a superuser); returns the number of totals rows written. Example: select analytics.rebuild_experiment_totals();$$;
 
 -- ---- the per-variant moments experiment_results reads --------------------------------------------------------------
--- Same shape as _experiment_moments (events, without CUPED): n is every assigned unit (index-only count per
--- variant), the sums come from the totals (binomial: units with an event; mean: the sum of their values). Per value of
--- a dimension of the assignment (its day or an attribute, both copied into the totals): the same two scans, grouped by
--- the value, without a join. The query is planned at each call with the arguments' values (EXECUTE ... USING: the
+-- Same shape as _experiment_moments (events, without CUPED): n is every assigned unit (from the unit counts), the
+-- sums come from the totals (binomial: units with an event; mean: the sum of their values). Per value of a dimension
+-- of the assignment (its day or an attribute, both kept in the counts and copied into the totals): the same two
+-- scans, grouped by the value, without a join. The query is planned at each call with the arguments' values (EXECUTE ... USING: the
 -- dimension's expression is folded; a generic plan sorted 1M rows where hashing 16 groups does: 0.55 against 0.2 s),
 -- and JIT is off (planned for both shapes at once, the estimate made Postgres JIT-compile a 1M-unit call for 1.4 s
 -- that runs in 0.14 s).
@@ -215,10 +342,11 @@ declare
     -- totals of the metric $3 capped at $5
     sums text := case when dimension is null then $q$
         with assigned as (
-            select null::text as dim, a.variant_id, count(*) as n
-            from analytics.ab_experiment_assignments a
-            where a.experiment_id = $1 and a.phase = $2
-            group by a.variant_id
+            select null::text as dim, c.variant_id, sum(c.units)::bigint as n
+            from analytics.ab_experiment_unit_counts c
+            where c.experiment_id = $1 and c.phase = $2
+            group by c.variant_id
+            having sum(c.units) > 0
         ), totals as (
             select null::text as dim, t.variant_id, count(*) as converted, sum(least(t.total, $5)) as sy,
                    sum(least(t.total, $5) * least(t.total, $5)) as syy
@@ -227,10 +355,12 @@ declare
             group by t.variant_id
         )$q$ else $q$
         with assigned as (
-            select analytics._dimension_value($6, a.assigned_at, a.attributes) as dim, a.variant_id, count(*) as n
-            from analytics.ab_experiment_assignments a
-            where a.experiment_id = $1 and a.phase = $2
-            group by 1, a.variant_id
+            select analytics._dimension_value($6, c.assigned_on::timestamp at time zone 'UTC', c.attributes) as dim,
+                   c.variant_id, sum(c.units)::bigint as n
+            from analytics.ab_experiment_unit_counts c
+            where c.experiment_id = $1 and c.phase = $2
+            group by 1, c.variant_id
+            having sum(c.units) > 0
         ), totals as (
             select analytics._dimension_value($6, t.assigned_at, t.attributes) as dim, t.variant_id, count(*) as converted,
                    sum(least(t.total, $5)) as sy, sum(least(t.total, $5) * least(t.total, $5)) as syy
@@ -287,8 +417,8 @@ begin
                 where t.experiment_id = _experiment_event_cap.experiment_id and t.metric = _experiment_event_cap.metric
                   and t.phase = _experiment_event_cap.phase and t.total <> 0);
     end if;
-    select count(*) into n from analytics.ab_experiment_assignments a
-    where a.experiment_id = _experiment_event_cap.experiment_id and a.phase = _experiment_event_cap.phase;
+    select coalesce(sum(c.units), 0) into n from analytics.ab_experiment_unit_counts c
+    where c.experiment_id = _experiment_event_cap.experiment_id and c.phase = _experiment_event_cap.phase;
     if n = 0 then
         return null;
     end if;

@@ -341,7 +341,8 @@ BEGIN
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = 'analytics' AND c.relkind IN ('r', 'p')
           AND c.relname NOT IN ('cache_entries', 'cache_writes', 'cache_events', 'cache_counters', 'rate_limit_state',
-                                'rate_limits', 'rate_limit_rules_version', 'retention_policies', 'ab_experiment_unit_totals')
+                                'rate_limits', 'rate_limit_rules_version', 'retention_policies', 'ab_experiment_unit_totals',
+                                'ab_experiment_unit_counts')
         ORDER BY c.relname
     LOOP
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON analytics.%I REFERENCING NEW TABLE AS new_rows '

@@ -46,8 +46,8 @@ BEGIN
         -- derived data is not dumped: restoring its sources rebuilds it through their triggers; nor are the rate
         -- limiter's state and the result cache (UNLOGGED, emptied by a crash anyway). A partitioned table has no rows
         -- of its own: its partitions are dumped (sql/013_partitions.sql).
-        IF t.relkind = 'r' AND t.relname NOT IN ('ab_experiment_unit_totals', 'rate_limit_state', 'cache_entries', 'cache_writes',
-                             'cache_events', 'cache_counters') THEN
+        IF t.relkind = 'r' AND t.relname NOT IN ('ab_experiment_unit_totals', 'ab_experiment_unit_counts', 'rate_limit_state',
+                             'cache_entries', 'cache_writes', 'cache_events', 'cache_counters') THEN
             PERFORM pg_catalog.pg_extension_config_dump(format('analytics.%I', t.relname)::regclass, '');
         END IF;
     END LOOP;
@@ -109,7 +109,7 @@ BEGIN
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA analytics TO service_role;
     END IF;
     -- tables API roles read but do not write, and functions that are not API functions:
-    --  * the experiment totals are kept by triggers only (sql/023_experiment_totals.sql); neither the lock of their
+    --  * the experiment totals and unit counts are kept by triggers only (sql/023_experiment_totals.sql); neither the lock of their
     --    protocol nor their rebuild (a DBA's tool) is called by API roles
     --  * retention policies and rate limits are a plan's limits (sql/012_retention.sql, sql/040_rate_limits.sql):
     --    owners read theirs, only the DBA or service_role writes them, and applying retention is a DBA's job (pg_cron)
@@ -118,7 +118,8 @@ BEGIN
     --  * ingest failures are a log: the ingest functions insert the caller's, the owner reads and deletes them
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
         REVOKE UPDATE ON analytics.ingest_failures FROM authenticated;
-        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.retention_policies,
+        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.ab_experiment_unit_counts,
+            analytics.retention_policies,
             analytics.rate_limits, analytics.rate_limit_state FROM authenticated;
         REVOKE ALL ON analytics.cache_entries, analytics.cache_writes, analytics.cache_events, analytics.cache_counters,
             analytics.usage_cache_partitions, analytics.usage_cache_days, analytics.usage_cache_changes,
@@ -131,7 +132,8 @@ BEGIN
             analytics._cache_drain(), analytics._cache_pending() FROM authenticated;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
-        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.rate_limit_state FROM service_role;
+        REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.ab_experiment_unit_counts,
+            analytics.rate_limit_state FROM service_role;
         REVOKE ALL ON analytics.cache_entries, analytics.cache_writes, analytics.cache_events, analytics.cache_counters,
             analytics.usage_cache_partitions, analytics.usage_cache_days, analytics.usage_cache_changes,
             analytics.rate_limit_rules_version FROM service_role;

@@ -6823,12 +6823,16 @@ begin
                 r.adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, k)] end;
                 r.significant := coalesce(r.adjusted_p_value < alpha, false);
                 -- the interval that goes with the corrected p-value (GrowthBook's ciAdjusted); without a correction,
-                -- or for a one-sided test (one end open: NULL), the interval itself
+                -- the interval itself. A one-sided test's interval (one end open: NULL) is never widened (GrowthBook
+                -- widens only when both ends move out), except to the whole line when the corrected p is 1.
                 if correction <> 'none' and r.adjusted_p_value is not null and r.effect is not null and r.ci_lower is not null
                    and r.ci_upper is not null then
                     adjusted_ci := analytics._adjusted_interval(r.effect, r.ci_lower, r.ci_upper, r.adjusted_p_value, alpha);
                     r.ci_lower_adjusted := adjusted_ci[1];
                     r.ci_upper_adjusted := adjusted_ci[2];
+                elsif correction <> 'none' and r.adjusted_p_value > 0.999999 and r.effect is not null then
+                    r.ci_lower_adjusted := '-Infinity';
+                    r.ci_upper_adjusted := 'Infinity';
                 else
                     r.ci_lower_adjusted := r.ci_lower;
                     r.ci_upper_adjusted := r.ci_upper;
@@ -6957,6 +6961,10 @@ begin
                     ci := analytics._adjusted_interval((rec->>'effect')::double precision, (rec->>'ci_lower')::double precision,
                         (rec->>'ci_upper')::double precision, adjusted[k], alpha);
                     rec := rec || jsonb_build_object('ci_lower_adjusted', ci[1], 'ci_upper_adjusted', ci[2]);
+                elsif correction <> 'none' and rec->>'p_value' is not null and rec->>'effect' is not null and adjusted[k] > 0.999999 then
+                    -- a one-sided interval: GrowthBook's whole line when the corrected p is 1, else the interval itself
+                    rec := rec || jsonb_build_object('ci_lower_adjusted', '-Infinity'::double precision,
+                                                     'ci_upper_adjusted', 'Infinity'::double precision);
                 end if;
                 rec := rec || jsonb_build_object('significant', coalesce((rec->>'adjusted_p_value')::double precision < alpha, false));
                 rows := jsonb_set(rows, array[v::text], rec);
@@ -7325,6 +7333,282 @@ BEGIN
     FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
             EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double precision, boolean, double precision, boolean, double precision, double precision, text) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- ---- Units per variant and value kept at write time (sql/023_experiment_totals.sql, 041, 900): the new derived
+-- table analytics.ab_experiment_unit_counts, kept by statement triggers of the assignments (and of the experiments,
+-- for deleted ones), read by experiment_results for the assigned units of an event metric (overall and per dimension
+-- value) and by the percentile cap; rebuild_experiment_totals rebuilds it too. Filled here from the assignments.
+-- Derived data like the totals: RLS forced with the owner policies, API roles read only, not dumped, no cache trigger.
+CREATE TABLE analytics.ab_experiment_unit_counts (
+    experiment_id  uuid     NOT NULL,
+    phase          integer  NOT NULL,
+    variant_id     uuid     NOT NULL,
+    assigned_on    date     NOT NULL,
+    attributes_key uuid     NOT NULL,
+    shard          smallint NOT NULL,
+    user_id        uuid     NOT NULL,
+    attributes     jsonb    NOT NULL,
+    units          bigint   NOT NULL,
+    CONSTRAINT ab_experiment_unit_counts_pkey
+        PRIMARY KEY (user_id, experiment_id, phase, variant_id, assigned_on, attributes_key, shard)
+);
+
+COMMENT ON TABLE analytics.ab_experiment_unit_counts IS
+'Derived, kept by triggers: assigned units per experiment, phase, variant, UTC day of assignment and attribute set (summed over shards). Read by experiment_results; rebuild with analytics.rebuild_experiment_totals().';
+
+ALTER TABLE analytics.ab_experiment_unit_counts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE analytics.ab_experiment_unit_counts FORCE ROW LEVEL SECURITY;
+CREATE POLICY ab_experiment_unit_counts_select_own ON analytics.ab_experiment_unit_counts FOR SELECT USING (user_id = (select analytics.current_user_id()));
+CREATE POLICY ab_experiment_unit_counts_insert_own ON analytics.ab_experiment_unit_counts FOR INSERT WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY ab_experiment_unit_counts_update_own ON analytics.ab_experiment_unit_counts FOR UPDATE USING (user_id = (select analytics.current_user_id())) WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY ab_experiment_unit_counts_delete_own ON analytics.ab_experiment_unit_counts FOR DELETE USING (user_id = (select analytics.current_user_id()));
+REVOKE ALL ON analytics.ab_experiment_unit_counts FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT SELECT ON analytics.ab_experiment_unit_counts TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+CREATE FUNCTION analytics._assignment_counts_trigger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+declare
+    -- +1 or -1 per row of the statement's transition table, named changed_rows in every trigger below
+    delta bigint := tg_argv[0]::bigint;
+    zero analytics.ab_experiment_unit_counts[];
+begin
+    if tg_op = 'TRUNCATE' then
+        truncate analytics.ab_experiment_unit_counts;
+        return null;
+    end if;
+    with d as (
+        select r.experiment_id, r.phase, r.variant_id, (r.assigned_at at time zone 'UTC')::date as assigned_on,
+               r.attributes, r.user_id, count(*) * delta as units
+        from changed_rows r
+        -- not for an experiment that is gone (deleted, or its key changed: the assignments' cascade), whose rows the
+        -- trigger of ab_experiments deletes
+        where exists (select 1 from analytics.ab_experiments e where e.id = r.experiment_id and e.user_id = r.user_id)
+        group by r.experiment_id, r.phase, r.variant_id, (r.assigned_at at time zone 'UTC')::date, r.attributes, r.user_id
+    ), up as (
+        insert into analytics.ab_experiment_unit_counts as c
+            (experiment_id, phase, variant_id, assigned_on, attributes_key, shard, user_id, attributes, units)
+        select d.experiment_id, d.phase, d.variant_id, d.assigned_on, pg_catalog.md5(d.attributes::text)::uuid,
+               pg_catalog.pg_backend_pid() % 16, d.user_id, d.attributes, d.units
+        from d
+        order by 7, 1, 2, 3, 4, 5, 6
+        on conflict (user_id, experiment_id, phase, variant_id, assigned_on, attributes_key, shard) do update
+           set units = c.units + excluded.units
+        returning c as row_after
+    )
+    select array_agg(up.row_after) into zero from up where (up.row_after).units = 0;
+    if zero is not null then
+        -- counts that reached 0 (rechecked on the row: one a concurrent writer changed since is kept)
+        delete from analytics.ab_experiment_unit_counts c
+        using unnest(zero) z
+        where c.user_id = z.user_id and c.experiment_id = z.experiment_id and c.phase = z.phase
+          and c.variant_id = z.variant_id and c.assigned_on = z.assigned_on and c.attributes_key = z.attributes_key
+          and c.shard = z.shard and c.units = 0;
+    end if;
+    return null;
+end
+$$;
+COMMENT ON FUNCTION analytics._assignment_counts_trigger() IS 'Internal: keeps ab_experiment_unit_counts in step with ab_experiment_assignments (argument: +1 or -1 per row of changed_rows).';
+
+CREATE FUNCTION analytics._experiment_counts_gone_trigger() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+begin
+    if tg_op = 'DELETE' then
+        delete from analytics.ab_experiment_unit_counts c
+        using old_rows o
+        where c.user_id = o.user_id and c.experiment_id = o.id;
+    else
+        delete from analytics.ab_experiment_unit_counts c
+        using old_rows o
+        where c.user_id = o.user_id and c.experiment_id = o.id
+          and not exists (select 1 from new_rows n where n.id = o.id and n.user_id = o.user_id);
+    end if;
+    return null;
+end
+$$;
+COMMENT ON FUNCTION analytics._experiment_counts_gone_trigger() IS 'Internal: deletes the unit counts of experiments that no longer exist under their key (ab_experiment_unit_counts).';
+
+CREATE TRIGGER ab_experiment_assignments_counts_insert AFTER INSERT ON analytics.ab_experiment_assignments
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_counts_trigger('1');
+CREATE TRIGGER ab_experiment_assignments_counts_update_1_new AFTER UPDATE ON analytics.ab_experiment_assignments
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_counts_trigger('1');
+CREATE TRIGGER ab_experiment_assignments_counts_update_2_old AFTER UPDATE ON analytics.ab_experiment_assignments
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_counts_trigger('-1');
+CREATE TRIGGER ab_experiment_assignments_counts_delete AFTER DELETE ON analytics.ab_experiment_assignments
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_counts_trigger('-1');
+CREATE TRIGGER ab_experiment_assignments_counts_truncate AFTER TRUNCATE ON analytics.ab_experiment_assignments
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._assignment_counts_trigger('0');
+CREATE TRIGGER ab_experiments_counts_delete AFTER DELETE ON analytics.ab_experiments
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._experiment_counts_gone_trigger();
+CREATE TRIGGER ab_experiments_counts_update AFTER UPDATE ON analytics.ab_experiments
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._experiment_counts_gone_trigger();
+
+INSERT INTO analytics.ab_experiment_unit_counts (experiment_id, phase, variant_id, assigned_on, attributes_key, shard,
+                                                 user_id, attributes, units)
+SELECT a.experiment_id, a.phase, a.variant_id, (a.assigned_at AT TIME ZONE 'UTC')::date,
+       pg_catalog.md5(a.attributes::text)::uuid, 0, a.user_id, a.attributes, count(*)
+FROM analytics.ab_experiment_assignments a
+GROUP BY a.experiment_id, a.phase, a.variant_id, (a.assigned_at AT TIME ZONE 'UTC')::date, a.attributes, a.user_id;
+
+CREATE OR REPLACE FUNCTION analytics.rebuild_experiment_totals() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    n bigint;
+begin
+    lock table analytics.ab_experiment_assignments, analytics.ab_experiment_events in share mode;
+    truncate analytics.ab_experiment_unit_totals;
+    insert into analytics.ab_experiment_unit_totals (assignment_id, metric, user_id, experiment_id, phase, variant_id, events,
+                                                     total, assigned_at, attributes)
+    select a.id, ev.metric, a.user_id, a.experiment_id, a.phase, a.variant_id, count(*), sum(ev.value), a.assigned_at,
+           a.attributes
+    from analytics.ab_experiment_assignments a
+    join analytics.ab_experiment_events ev
+      on ev.user_id = a.user_id and ev.unit_id = a.unit_id
+     and (ev.experiment_id is null or ev.experiment_id = a.experiment_id) and ev.occurred_at >= a.assigned_at
+    group by a.id, a.user_id, ev.metric;
+    get diagnostics n = row_count;
+    truncate analytics.ab_experiment_unit_counts;
+    insert into analytics.ab_experiment_unit_counts (experiment_id, phase, variant_id, assigned_on, attributes_key, shard,
+                                                     user_id, attributes, units)
+    select a.experiment_id, a.phase, a.variant_id, (a.assigned_at at time zone 'UTC')::date,
+           pg_catalog.md5(a.attributes::text)::uuid, 0, a.user_id, a.attributes, count(*)
+    from analytics.ab_experiment_assignments a
+    group by a.experiment_id, a.phase, a.variant_id, (a.assigned_at at time zone 'UTC')::date, a.attributes, a.user_id;
+    return n;
+end
+$$;
+COMMENT ON FUNCTION analytics.rebuild_experiment_totals() IS
+$$Rebuilds analytics.ab_experiment_unit_totals and analytics.ab_experiment_unit_counts from every assignment and event (for a DBA: after restoring with pg_restore --disable-triggers, or to check the triggers). Needs the privileges to lock both tables and truncate the derived ones (the extension owner or a superuser); returns the number of totals rows written. Example: select analytics.rebuild_experiment_totals();$$;
+
+CREATE OR REPLACE FUNCTION analytics._experiment_event_moments(experiment_id uuid, phase integer, metric text, kind text,
+                                                    cap double precision, dimension text)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 1
+SET search_path = '' SET jit = off
+AS $fn$
+declare
+    -- per variant (and dimension value): assigned units ($1 experiment, $2 phase, $6 dimension) and the sums of the
+    -- totals of the metric $3 capped at $5
+    sums text := case when dimension is null then $q$
+        with assigned as (
+            select null::text as dim, c.variant_id, sum(c.units)::bigint as n
+            from analytics.ab_experiment_unit_counts c
+            where c.experiment_id = $1 and c.phase = $2
+            group by c.variant_id
+            having sum(c.units) > 0
+        ), totals as (
+            select null::text as dim, t.variant_id, count(*) as converted, sum(least(t.total, $5)) as sy,
+                   sum(least(t.total, $5) * least(t.total, $5)) as syy
+            from analytics.ab_experiment_unit_totals t
+            where t.experiment_id = $1 and t.metric = $3 and t.phase = $2
+            group by t.variant_id
+        )$q$ else $q$
+        with assigned as (
+            select analytics._dimension_value($6, c.assigned_on::timestamp at time zone 'UTC', c.attributes) as dim,
+                   c.variant_id, sum(c.units)::bigint as n
+            from analytics.ab_experiment_unit_counts c
+            where c.experiment_id = $1 and c.phase = $2
+            group by 1, c.variant_id
+            having sum(c.units) > 0
+        ), totals as (
+            select analytics._dimension_value($6, t.assigned_at, t.attributes) as dim, t.variant_id, count(*) as converted,
+                   sum(least(t.total, $5)) as sy, sum(least(t.total, $5) * least(t.total, $5)) as syy
+            from analytics.ab_experiment_unit_totals t
+            where t.experiment_id = $1 and t.metric = $3 and t.phase = $2
+            group by 1, t.variant_id
+        )$q$ end;
+begin
+    return query execute sums || $q$, m as (
+        select a.dim, a.variant_id, a.n, t.converted, t.sy, t.syy
+        from assigned a left join totals t on t.variant_id = a.variant_id and t.dim is not distinct from a.dim
+    )
+    select jsonb_build_object('dimension', dl.dim, 'groups',
+               jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                            'moments', jsonb_build_object(
+                                                'n', coalesce(m.n, 0),
+                                                'sum', coalesce(case when $4 = 'binomial' then m.converted else m.sy end, 0),
+                                                'sum_squares', coalesce(case when $4 = 'binomial' then m.converted else m.syy end, 0),
+                                                'den_sum', 0, 'den_sum_squares', 0, 'cross_sum', 0, 'pre_sum', 0,
+                                                'pre_sum_squares', 0, 'pre_cross_sum', 0))
+                         order by v.position))
+    from (select m.dim from m union select null::text where $6 is null) dl
+    cross join analytics.ab_experiment_variants v
+    left join m on m.variant_id = v.id and m.dim is not distinct from dl.dim
+    where v.experiment_id = $1
+    group by dl.dim
+    $q$ using experiment_id, phase, metric, kind, cap, dimension;
+end
+$fn$;
+COMMENT ON FUNCTION analytics._experiment_event_moments(uuid, integer, text, text, double precision, text) IS 'Internal: per-variant moments of an event metric from ab_experiment_unit_totals, unit totals capped at cap (NULL: none), per value of a dimension of the assignment (assigned_date, attribute.<name>).';
+
+CREATE OR REPLACE FUNCTION analytics._experiment_event_cap(experiment_id uuid, phase integer, metric text, q double precision,
+                                                ignore_zeros boolean)
+RETURNS double precision
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+declare
+    n bigint;
+    negatives bigint;
+    zeros bigint;
+    h double precision;
+    lo double precision;
+    hi double precision;
+begin
+    if ignore_zeros then
+        return (select percentile_cont(q) within group (order by t.total)
+                from analytics.ab_experiment_unit_totals t
+                where t.experiment_id = _experiment_event_cap.experiment_id and t.metric = _experiment_event_cap.metric
+                  and t.phase = _experiment_event_cap.phase and t.total <> 0);
+    end if;
+    select coalesce(sum(c.units), 0) into n from analytics.ab_experiment_unit_counts c
+    where c.experiment_id = _experiment_event_cap.experiment_id and c.phase = _experiment_event_cap.phase;
+    if n = 0 then
+        return null;
+    end if;
+    select count(*) filter (where t.total < 0), n - count(*) filter (where t.total <> 0) into negatives, zeros
+    from analytics.ab_experiment_unit_totals t
+    where t.experiment_id = _experiment_event_cap.experiment_id and t.metric = _experiment_event_cap.metric
+      and t.phase = _experiment_event_cap.phase;
+    h := q * (n - 1);
+    lo := analytics._experiment_event_nth(experiment_id, phase, metric, floor(h)::bigint, negatives, zeros);
+    if h = floor(h) then
+        return lo;
+    end if;
+    hi := analytics._experiment_event_nth(experiment_id, phase, metric, ceil(h)::bigint, negatives, zeros);
+    return lo + (hi - lo) * (h - floor(h));
+end
+$$;
+COMMENT ON FUNCTION analytics._experiment_event_cap(uuid, integer, text, double precision, boolean) IS 'Internal: the percentile cap of an event metric (percentile_cont of every assigned unit''s total, 0 without events) from ab_experiment_unit_totals.';
+
+REVOKE EXECUTE ON FUNCTION analytics._assignment_counts_trigger(), analytics._experiment_counts_gone_trigger() FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._assignment_counts_trigger(),
+                analytics._experiment_counts_gone_trigger() TO %I', r);
         END IF;
     END LOOP;
 END

@@ -4,6 +4,143 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- Units per variant and value kept at write time, undone (derived data: nothing to keep). The functions that
+-- read the counts are restored as they were.
+DROP TRIGGER ab_experiments_counts_update ON analytics.ab_experiments;
+DROP TRIGGER ab_experiments_counts_delete ON analytics.ab_experiments;
+DROP TRIGGER ab_experiment_assignments_counts_truncate ON analytics.ab_experiment_assignments;
+DROP TRIGGER ab_experiment_assignments_counts_delete ON analytics.ab_experiment_assignments;
+DROP TRIGGER ab_experiment_assignments_counts_update_2_old ON analytics.ab_experiment_assignments;
+DROP TRIGGER ab_experiment_assignments_counts_update_1_new ON analytics.ab_experiment_assignments;
+DROP TRIGGER ab_experiment_assignments_counts_insert ON analytics.ab_experiment_assignments;
+CREATE OR REPLACE FUNCTION analytics.rebuild_experiment_totals() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    n bigint;
+begin
+    lock table analytics.ab_experiment_assignments, analytics.ab_experiment_events in share mode;
+    truncate analytics.ab_experiment_unit_totals;
+    insert into analytics.ab_experiment_unit_totals (assignment_id, metric, user_id, experiment_id, phase, variant_id, events,
+                                                     total, assigned_at, attributes)
+    select a.id, ev.metric, a.user_id, a.experiment_id, a.phase, a.variant_id, count(*), sum(ev.value), a.assigned_at,
+           a.attributes
+    from analytics.ab_experiment_assignments a
+    join analytics.ab_experiment_events ev
+      on ev.user_id = a.user_id and ev.unit_id = a.unit_id
+     and (ev.experiment_id is null or ev.experiment_id = a.experiment_id) and ev.occurred_at >= a.assigned_at
+    group by a.id, a.user_id, ev.metric;
+    get diagnostics n = row_count;
+    return n;
+end
+$$;
+COMMENT ON FUNCTION analytics.rebuild_experiment_totals() IS
+$$Rebuilds analytics.ab_experiment_unit_totals from every assignment and event (for a DBA: after restoring with pg_restore --disable-triggers, or to check the triggers). Needs the privileges to lock both tables and truncate the totals (the extension owner or a superuser); returns the number of rows written. Example: select analytics.rebuild_experiment_totals();$$;
+
+CREATE OR REPLACE FUNCTION analytics._experiment_event_moments(experiment_id uuid, phase integer, metric text, kind text,
+                                                    cap double precision, dimension text)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 1
+SET search_path = '' SET jit = off
+AS $fn$
+declare
+    -- per variant (and dimension value): assigned units ($1 experiment, $2 phase, $6 dimension) and the sums of the
+    -- totals of the metric $3 capped at $5
+    sums text := case when dimension is null then $q$
+        with assigned as (
+            select null::text as dim, a.variant_id, count(*) as n
+            from analytics.ab_experiment_assignments a
+            where a.experiment_id = $1 and a.phase = $2
+            group by a.variant_id
+        ), totals as (
+            select null::text as dim, t.variant_id, count(*) as converted, sum(least(t.total, $5)) as sy,
+                   sum(least(t.total, $5) * least(t.total, $5)) as syy
+            from analytics.ab_experiment_unit_totals t
+            where t.experiment_id = $1 and t.metric = $3 and t.phase = $2
+            group by t.variant_id
+        )$q$ else $q$
+        with assigned as (
+            select analytics._dimension_value($6, a.assigned_at, a.attributes) as dim, a.variant_id, count(*) as n
+            from analytics.ab_experiment_assignments a
+            where a.experiment_id = $1 and a.phase = $2
+            group by 1, a.variant_id
+        ), totals as (
+            select analytics._dimension_value($6, t.assigned_at, t.attributes) as dim, t.variant_id, count(*) as converted,
+                   sum(least(t.total, $5)) as sy, sum(least(t.total, $5) * least(t.total, $5)) as syy
+            from analytics.ab_experiment_unit_totals t
+            where t.experiment_id = $1 and t.metric = $3 and t.phase = $2
+            group by 1, t.variant_id
+        )$q$ end;
+begin
+    return query execute sums || $q$, m as (
+        select a.dim, a.variant_id, a.n, t.converted, t.sy, t.syy
+        from assigned a left join totals t on t.variant_id = a.variant_id and t.dim is not distinct from a.dim
+    )
+    select jsonb_build_object('dimension', dl.dim, 'groups',
+               jsonb_agg(jsonb_build_object('key', v.key, 'is_control', v.is_control, 'weight', v.weight,
+                                            'moments', jsonb_build_object(
+                                                'n', coalesce(m.n, 0),
+                                                'sum', coalesce(case when $4 = 'binomial' then m.converted else m.sy end, 0),
+                                                'sum_squares', coalesce(case when $4 = 'binomial' then m.converted else m.syy end, 0),
+                                                'den_sum', 0, 'den_sum_squares', 0, 'cross_sum', 0, 'pre_sum', 0,
+                                                'pre_sum_squares', 0, 'pre_cross_sum', 0))
+                         order by v.position))
+    from (select m.dim from m union select null::text where $6 is null) dl
+    cross join analytics.ab_experiment_variants v
+    left join m on m.variant_id = v.id and m.dim is not distinct from dl.dim
+    where v.experiment_id = $1
+    group by dl.dim
+    $q$ using experiment_id, phase, metric, kind, cap, dimension;
+end
+$fn$;
+COMMENT ON FUNCTION analytics._experiment_event_moments(uuid, integer, text, text, double precision, text) IS 'Internal: per-variant moments of an event metric from ab_experiment_unit_totals, unit totals capped at cap (NULL: none), per value of a dimension of the assignment (assigned_date, attribute.<name>).';
+
+CREATE OR REPLACE FUNCTION analytics._experiment_event_cap(experiment_id uuid, phase integer, metric text, q double precision,
+                                                ignore_zeros boolean)
+RETURNS double precision
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+declare
+    n bigint;
+    negatives bigint;
+    zeros bigint;
+    h double precision;
+    lo double precision;
+    hi double precision;
+begin
+    if ignore_zeros then
+        return (select percentile_cont(q) within group (order by t.total)
+                from analytics.ab_experiment_unit_totals t
+                where t.experiment_id = _experiment_event_cap.experiment_id and t.metric = _experiment_event_cap.metric
+                  and t.phase = _experiment_event_cap.phase and t.total <> 0);
+    end if;
+    select count(*) into n from analytics.ab_experiment_assignments a
+    where a.experiment_id = _experiment_event_cap.experiment_id and a.phase = _experiment_event_cap.phase;
+    if n = 0 then
+        return null;
+    end if;
+    select count(*) filter (where t.total < 0), n - count(*) filter (where t.total <> 0) into negatives, zeros
+    from analytics.ab_experiment_unit_totals t
+    where t.experiment_id = _experiment_event_cap.experiment_id and t.metric = _experiment_event_cap.metric
+      and t.phase = _experiment_event_cap.phase;
+    h := q * (n - 1);
+    lo := analytics._experiment_event_nth(experiment_id, phase, metric, floor(h)::bigint, negatives, zeros);
+    if h = floor(h) then
+        return lo;
+    end if;
+    hi := analytics._experiment_event_nth(experiment_id, phase, metric, ceil(h)::bigint, negatives, zeros);
+    return lo + (hi - lo) * (h - floor(h));
+end
+$$;
+COMMENT ON FUNCTION analytics._experiment_event_cap(uuid, integer, text, double precision, boolean) IS 'Internal: the percentile cap of an event metric (percentile_cont of every assigned unit''s total, 0 without events) from ab_experiment_unit_totals.';
+
+DROP FUNCTION analytics._experiment_counts_gone_trigger();
+DROP FUNCTION analytics._assignment_counts_trigger();
+ALTER EXTENSION analytics_ext DROP TABLE analytics.ab_experiment_unit_counts;
+DROP TABLE analytics.ab_experiment_unit_counts;
+
 -- ---- Dimension breakdowns, CUPED of ratio metrics, one-sided tests, undone. 0.1.0 keeps no attributes with an
 -- assignment: a downgrade with attributes stored refuses. (The copies in the per-unit totals are derived data.) The
 -- functions are restored as the next section expects them; it replaces compare_groups with 0.1.0's.

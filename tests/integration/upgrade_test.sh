@@ -136,13 +136,31 @@ for prev in $released; do
         fi
         rows_of up_data "$work/columns_before.txt" > "$work/rows_all.txt"
         # the tables of the released version keep their rows; tables it lacks start empty, except the usage cache's
-        # log of late writes (maintenance just moved old spans out of the default partition: their days are logged)
-        # and the one-row version of the rate limits
+        # log of late writes (maintenance just moved old spans out of the default partition: their days are logged),
+        # the one-row version of the rate limits, and the unit counts, derived from the assignments (checked below)
         awk 'NR == FNR { old[$1] = 1; next } ($1 in old) { print; next }
-             $2 != 0 && $1 != "usage_cache_changes" && $1 != "rate_limit_rules_version" { print "FAIL: new table " $1 " has rows" }' \
+             $2 != 0 && $1 != "usage_cache_changes" && $1 != "rate_limit_rules_version" && $1 != "ab_experiment_unit_counts" {
+                 print "FAIL: new table " $1 " has rows" }' \
             "$work/rows_before.txt" "$work/rows_all.txt" > "$work/rows_after.txt"
         same "every row survives the update to $step ($(wc -l < "$work/rows_before.txt") tables)" \
             "$work/rows_before.txt" "$work/rows_after.txt"
+        if [ "$(sql -d up_data -c "select to_regclass('analytics.ab_experiment_unit_counts') is not null")" = t ]; then
+            differing=$(sql -d up_data -c "
+                select count(*) from (
+                    (select experiment_id, phase, variant_id, assigned_on, attributes, sum(units)
+                     from analytics.ab_experiment_unit_counts group by 1, 2, 3, 4, 5
+                     except
+                     select experiment_id, phase, variant_id, (assigned_at at time zone 'UTC')::date, attributes, count(*)
+                     from analytics.ab_experiment_assignments group by 1, 2, 3, 4, 5)
+                    union all
+                    (select experiment_id, phase, variant_id, (assigned_at at time zone 'UTC')::date, attributes, count(*)
+                     from analytics.ab_experiment_assignments group by 1, 2, 3, 4, 5
+                     except
+                     select experiment_id, phase, variant_id, assigned_on, attributes, sum(units)
+                     from analytics.ab_experiment_unit_counts group by 1, 2, 3, 4, 5)) d")
+            [ "$differing" = 0 ] || { echo "FAIL: the unit counts filled by the update differ from the assignments ($differing groups)"; exit 1; }
+            echo "ok: the update to $step counts the assignments into analytics.ab_experiment_unit_counts"
+        fi
     done
 
     # a downgrade that would lose data refuses, changes nothing, and goes through once the data is gone

@@ -453,6 +453,31 @@ from (select analytics.experiment_report('prompt-cache', '[{"metric": "latency_m
                                          alternative => 'less') as doc) r,
      jsonb_array_elements(r.doc->'goals'->0->'results') x
 where not (x->>'is_control')::boolean;
+-- a one-sided test's adjusted interval (GrowthBook's ciAdjusted widens only when both ends move out, so never an
+-- open interval): the interval itself, or the whole line when the corrected p-value is 1 (here: b and c convert less
+-- than a, 'greater' has p near 1, Holm over the two makes it 1; 'less' is significant and keeps its interval)
+select key from analytics.create_experiment('one-sided-adjusted', 'One-sided, corrected', '[{"key":"a"},{"key":"b"},{"key":"c"}]');
+select status from analytics.start_experiment('one-sided-adjusted');
+select count(*) as assigned from generate_series(1, 3000) i, analytics.assign_variant('one-sided-adjusted', 'os' || i) a;
+insert into analytics.ab_experiment_events (unit_id, metric, value, occurred_at)
+select a.unit_id, 'signup', 1, now() + interval '1 minute'
+from analytics.ab_experiment_assignments a join analytics.ab_experiment_variants v on v.id = a.variant_id
+where v.experiment_id = (select id from analytics.ab_experiments where key = 'one-sided-adjusted')
+  and substr(a.unit_id, 3)::int % 10 < case v.key when 'a' then 5 when 'b' then 2 else 4 end;
+select r.alternative, r.variant_key, r.adjusted_p_value = 1 as corrected_p_is_1,
+       case when r.adjusted_p_value = 1 then r.ci_lower_adjusted = '-Infinity' and r.ci_upper_adjusted = 'Infinity'
+            else r.ci_lower_adjusted is not distinct from r.ci_lower and r.ci_upper_adjusted is not distinct from r.ci_upper
+       end as adjusted_as_growthbook,
+       (d.x->>'ci_lower_adjusted')::double precision is not distinct from r.ci_lower_adjusted
+       and (d.x->>'ci_upper_adjusted')::double precision is not distinct from r.ci_upper_adjusted as report_agrees
+from (select 'greater' as alternative, * from analytics.experiment_results('one-sided-adjusted', 'signup', alternative => 'greater', correction => 'holm')
+      union all
+      select 'less', * from analytics.experiment_results('one-sided-adjusted', 'signup', alternative => 'less', correction => 'holm')) r
+join lateral (select x from jsonb_array_elements(analytics.experiment_report('one-sided-adjusted', '["signup"]', alternative => r.alternative,
+                                                                            correction => 'holm')->'goals'->0->'results') x
+              where x->>'variant_key' = r.variant_key) d on true
+where not r.is_control
+order by 1, 2;
 select regress.attempt($$select * from analytics.experiment_results('prompt-cache', 'latency_ms', metric_source => 'traces', alternative => 'lower')$$) as bad_alternative,
        regress.attempt($$select analytics.compare_groups('{"n": 10, "sum": 5, "sum_squares": 5}', '{"n": 10, "sum": 6, "sum_squares": 6}', 'binomial', alternative => null)$$) as null_alternative;
 rollback;

@@ -34,6 +34,23 @@ language sql as $$
 $$;
 grant execute on function regress.totals_agree(text, text) to authenticated;
 
+-- the unit counts the triggers keep (summed over shards) equal the assignments counted per experiment, phase, variant,
+-- UTC day and attributes; no row is left at 0
+create function regress.counts_agree() returns boolean
+language sql as $$
+    with c as (
+        select experiment_id, phase, variant_id, assigned_on, attributes, sum(units) as units
+        from analytics.ab_experiment_unit_counts group by 1, 2, 3, 4, 5 having sum(units) <> 0
+    ), a as (
+        select experiment_id, phase, variant_id, (assigned_at at time zone 'UTC')::date, attributes, count(*)
+        from analytics.ab_experiment_assignments group by 1, 2, 3, 4, 5
+    )
+    select not exists (select * from c except select * from a) and not exists (select * from a except select * from c)
+       and not exists (select 1 from analytics.ab_experiment_unit_counts where units = 0)
+       and exists (select 1 from a)
+$$;
+grant execute on function regress.counts_agree() to authenticated;
+
 begin;
 set local role authenticated;
 select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
@@ -58,7 +75,10 @@ insert into analytics.ab_experiment_events (experiment_id, unit_id, metric, valu
 values (null, 'u7', 'purchase', 1000, now() - interval '1 day');
 select count(*) as total_rows, sum(events) as counted_events from analytics.ab_experiment_unit_totals
 where experiment_id = (select id from analytics.ab_experiments where key = 'totals');
-select regress.totals_agree('totals', 'purchase') as after_insert, regress.totals_agree('other', 'purchase') as other_after_insert;
+select regress.totals_agree('totals', 'purchase') as after_insert, regress.totals_agree('other', 'purchase') as other_after_insert,
+       regress.counts_agree() as counts_after_insert;
+select count(*) as count_rows, sum(units) as counted_units from analytics.ab_experiment_unit_counts
+where experiment_id = (select id from analytics.ab_experiments where key = 'totals');
 -- the values experiment_results reports come from the totals
 select variant_key, units, round(value::numeric, 4) as purchase_per_unit from analytics.experiment_results('totals', 'purchase', metric_type => 'mean');
 -- updates: a value changes, an event moves before its assignment, an event moves to another unit
@@ -79,10 +99,33 @@ join analytics.ab_experiment_assignments a on a.id = t.assignment_id where a.uni
 -- an assignment's time or attributes change: its totals are recomputed (the copies of both included)
 update analytics.ab_experiment_assignments set assigned_at = now() + interval '1 hour' where unit_id = 'u30';
 update analytics.ab_experiment_assignments set attributes = '{"plan": "enterprise"}' where unit_id in ('u31', 'u32');
-select regress.totals_agree('totals', 'purchase') as after_assignment_changes;
+select regress.totals_agree('totals', 'purchase') as after_assignment_changes, regress.counts_agree() as counts_after_changes;
+-- an update that changes no counted column leaves the counts as they are
+select count(*) as rows_before from analytics.ab_experiment_unit_counts \gset
+update analytics.ab_experiment_assignments set hash_value = hash_value where unit_id like 'u4%';
+select count(*) = :rows_before as same_rows, regress.counts_agree() as counts_after_noop_update from analytics.ab_experiment_unit_counts;
 -- an assignment deleted: its totals go with it
 delete from analytics.ab_experiment_assignments where unit_id = 'u31' and experiment_id = (select id from analytics.ab_experiments where key = 'totals');
-select regress.totals_agree('totals', 'purchase') as after_assignment_delete;
+select regress.totals_agree('totals', 'purchase') as after_assignment_delete, regress.counts_agree() as counts_after_delete;
+-- the last 'enterprise' unit leaves that value: its count row is deleted, not kept at 0
+update analytics.ab_experiment_assignments set attributes = '{}' where unit_id = 'u32';
+select count(*) as enterprise_rows, regress.counts_agree() as counts_after_last_leaves
+from analytics.ab_experiment_unit_counts
+where attributes = '{"plan": "enterprise"}' and experiment_id = (select id from analytics.ab_experiments where key = 'totals');
+-- a deleted experiment's counts go with it (its assignments by the foreign key's cascade)
+select key from analytics.create_experiment('doomed', 'Deleted below', '[{"key":"a"},{"key":"b"}]');
+select status from analytics.start_experiment('doomed');
+select count(*) as assigned_doomed from generate_series(1, 40) i, analytics.assign_variant('doomed', 'd' || i, jsonb_build_object('n', i % 4)) a;
+select count(*) > 0 as doomed_counted from analytics.ab_experiment_unit_counts c join analytics.ab_experiments e on e.id = c.experiment_id where e.key = 'doomed';
+-- (first its id changes: the counts move to the new key, none are left under the old one)
+select id as doomed_old_id from analytics.ab_experiments where key = 'doomed' \gset
+update analytics.ab_experiments set id = gen_random_uuid() where key = 'doomed';
+select count(*) as rows_under_old_id, regress.counts_agree() as counts_after_id_change
+from analytics.ab_experiment_unit_counts where experiment_id = :'doomed_old_id';
+select id as doomed_id from analytics.ab_experiments where key = 'doomed' \gset
+delete from analytics.ab_experiments where key = 'doomed';
+select count(*) as doomed_count_rows, regress.counts_agree() as counts_after_experiment_delete
+from analytics.ab_experiment_unit_counts where experiment_id = :'doomed_id';
 -- a percentile cap from the totals (zeros of the units without events counted, not stored) equals percentile_cont
 -- over every unit's value from the plain join, for a metric with negative, zero and positive totals and units
 -- without events, at quantiles that fall on the negatives, the zeros and the positives
@@ -105,26 +148,44 @@ begin;
 set local role authenticated;
 select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true) is not null as bob;
 select count(*) as alice_totals_seen_by_bob from analytics.ab_experiment_unit_totals;
+select count(*) as alice_counts_seen_by_bob from analytics.ab_experiment_unit_counts;
 insert into analytics.ab_experiment_events (unit_id, metric, value, occurred_at)
 select 'u' || i, 'purchase', 99, now() + interval '1 minute' from generate_series(1, 300) i;
 select count(*) as bob_totals from analytics.ab_experiment_unit_totals;
 select regress.attempt($$insert into analytics.ab_experiment_unit_totals select * from analytics.ab_experiment_unit_totals$$) as bob_writes_totals;
+select regress.attempt($$update analytics.ab_experiment_unit_counts set units = units + 1$$) as bob_writes_counts;
 select regress.attempt($$select analytics.rebuild_experiment_totals()$$) as bob_rebuilds;
 commit;
 
 begin;
 set local role authenticated;
 select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
-select regress.totals_agree('totals', 'purchase') as alice_unchanged_by_bob,
+select regress.totals_agree('totals', 'purchase') as alice_unchanged_by_bob, regress.counts_agree() as alice_counts_unchanged,
        (select count(*) from analytics.ab_experiment_unit_totals where total >= 99 and events = 1) as bob_values_in_alice_totals;
 commit;
 
 -- ---- a DBA's rebuild gives the same rows; TRUNCATE empties them --------------------------------------------------
 create temp table kept as select * from analytics.ab_experiment_unit_totals;
+create temp table kept_counts as select * from analytics.ab_experiment_unit_counts;
 select analytics.rebuild_experiment_totals() = (select count(*) from kept) as rebuilt_same_count;
 select count(*) as rows_differing from (
     select assignment_id, metric, events, round(total::numeric, 6) from kept
     except
     select assignment_id, metric, events, round(total::numeric, 6) from analytics.ab_experiment_unit_totals) d;
+-- (the rebuild writes one shard; the sums over shards are the same)
+select count(*) as count_rows_differing from (
+    (select experiment_id, phase, variant_id, assigned_on, attributes_key, user_id, attributes, sum(units)
+     from kept_counts group by 1, 2, 3, 4, 5, 6, 7
+     except
+     select experiment_id, phase, variant_id, assigned_on, attributes_key, user_id, attributes, sum(units)
+     from analytics.ab_experiment_unit_counts group by 1, 2, 3, 4, 5, 6, 7)
+    union all
+    (select experiment_id, phase, variant_id, assigned_on, attributes_key, user_id, attributes, sum(units)
+     from analytics.ab_experiment_unit_counts group by 1, 2, 3, 4, 5, 6, 7
+     except
+     select experiment_id, phase, variant_id, assigned_on, attributes_key, user_id, attributes, sum(units)
+     from kept_counts group by 1, 2, 3, 4, 5, 6, 7)) d;
 truncate analytics.ab_experiment_events;
 select count(*) as after_truncate from analytics.ab_experiment_unit_totals;
+truncate analytics.ab_experiment_assignments cascade;
+select count(*) as counts_after_truncate from analytics.ab_experiment_unit_counts;

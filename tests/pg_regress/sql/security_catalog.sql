@@ -1,8 +1,9 @@
 -- The security rules hold for every table and function of the extension (checked from the catalog, so a table or a
 -- function added later is covered automatically).
 
--- every table: RLS enabled AND forced, registered for pg_dump (except ab_experiment_unit_totals: derived, rebuilt
--- by its triggers on restore; and rate_limit_state: the limiter's UNLOGGED window), an index that leads with user_id.
+-- every table: RLS enabled AND forced, registered for pg_dump (except ab_experiment_unit_totals and
+-- ab_experiment_unit_counts: derived, rebuilt by their triggers on restore; and rate_limit_state: the limiter's
+-- UNLOGGED window), an index that leads with user_id.
 -- The cache_* tables (UNLOGGED) are neither forced nor dumped: no API role has any privilege on them, and the
 -- SECURITY DEFINER functions that reach them filter by the JWT's owner themselves (sql/041_cache.sql). Nor are the
 -- usage_cache_* tables, the usage snapshot's node-local bookkeeping of partitions (sql/046_usage.sql): no API role has
@@ -59,9 +60,9 @@ where n.nspname = 'analytics'
 order by 1;
 
 -- table privileges per API role: anon none, authenticated and service_role full DML (RLS confines authenticated),
--- except ab_experiment_unit_totals, which only its triggers write, retention_policies and rate_limits, which
--- owners only read, rate_limit_state, which only analytics.check_rate_limit writes, and ingest_failures, a log
--- owners read, add to (through the ingest functions) and delete from, but do not update
+-- except ab_experiment_unit_totals and ab_experiment_unit_counts, which only their triggers write, retention_policies
+-- and rate_limits, which owners only read, rate_limit_state, which only analytics.check_rate_limit writes, and
+-- ingest_failures, a log owners read, add to (through the ingest functions) and delete from, but do not update
 select c.relname,
        has_table_privilege('anon', c.oid, 'select, insert, update, delete') as anon,
        has_table_privilege('authenticated', c.oid, 'select') and has_table_privilege('authenticated', c.oid, 'insert')
