@@ -2,8 +2,8 @@
 # assign_variant with storage under 2 concurrent clients (pgbench, 20 s each): new units (every call stores a row;
 # also without the trigger that keeps the unit counts, to show what that costs) and returning units (every call
 # finds its stored row), next to peek_variant (same lookup and hashing, nothing stored) as the baseline, in the same
-# run. Each transaction does what PostgREST does: role authenticated, JWT
-# claims, one call. Run by scripts/bench.sh with PGHOST/PGPORT of its throwaway cluster and database $1.
+# run. Each transaction does what PostgREST does: role authenticated, JWT claims, one call. Run by scripts/bench.sh
+# with PGHOST/PGPORT of its throwaway cluster and database $1.
 set -euo pipefail
 db=$1
 dir=$(mktemp -d)

@@ -327,10 +327,10 @@ $$Rebuilds analytics.ab_experiment_unit_totals and analytics.ab_experiment_unit_
 -- Same shape as _experiment_moments (events, without CUPED): n is every assigned unit (from the unit counts), the
 -- sums come from the totals (binomial: units with an event; mean: the sum of their values). Per value of a dimension
 -- of the assignment (its day or an attribute, both kept in the counts and copied into the totals): the same two
--- scans, grouped by the value, without a join. The query is planned at each call with the arguments' values (EXECUTE ... USING: the
--- dimension's expression is folded; a generic plan sorted 1M rows where hashing 16 groups does: 0.55 against 0.2 s),
--- and JIT is off (planned for both shapes at once, the estimate made Postgres JIT-compile a 1M-unit call for 1.4 s
--- that runs in 0.14 s).
+-- scans, grouped by the value, without a join. The query is planned at each call with the arguments' values
+-- (EXECUTE ... USING: the dimension's expression is folded; a generic plan sorted 1M rows where hashing 16 groups
+-- does: 0.55 against 0.2 s), and JIT is off (planned for both shapes at once, the estimate made Postgres
+-- JIT-compile a 1M-unit call for 1.4 s that runs in 0.14 s).
 CREATE FUNCTION analytics._experiment_event_moments(experiment_id uuid, phase integer, metric text, kind text,
                                                     cap double precision, dimension text)
 RETURNS SETOF jsonb

@@ -109,8 +109,8 @@ BEGIN
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA analytics TO service_role;
     END IF;
     -- tables API roles read but do not write, and functions that are not API functions:
-    --  * the experiment totals and unit counts are kept by triggers only (sql/023_experiment_totals.sql); neither the lock of their
-    --    protocol nor their rebuild (a DBA's tool) is called by API roles
+    --  * the experiment totals and unit counts are kept by triggers only (sql/023_experiment_totals.sql); neither
+    --    the lock of their protocol nor their rebuild (a DBA's tool) is called by API roles
     --  * retention policies and rate limits are a plan's limits (sql/012_retention.sql, sql/040_rate_limits.sql):
     --    owners read theirs, only the DBA or service_role writes them, and applying retention is a DBA's job (pg_cron)
     --  * the rate limiter's state is written by analytics.check_rate_limit only (SECURITY DEFINER): an owner who
@@ -119,8 +119,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
         REVOKE UPDATE ON analytics.ingest_failures FROM authenticated;
         REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.ab_experiment_unit_counts,
-            analytics.retention_policies,
-            analytics.rate_limits, analytics.rate_limit_state FROM authenticated;
+            analytics.retention_policies, analytics.rate_limits, analytics.rate_limit_state FROM authenticated;
         REVOKE ALL ON analytics.cache_entries, analytics.cache_writes, analytics.cache_events, analytics.cache_counters,
             analytics.usage_cache_partitions, analytics.usage_cache_days, analytics.usage_cache_changes,
             analytics.rate_limit_rules_version FROM authenticated;
