@@ -83,7 +83,8 @@ echo "maintained $kept, rebuilt $rebuilt"
 echo "concurrent events and assignments are all counted; the kept totals equal a rebuild"
 
 # The unit counts (same file) written from four connections at once: each connection counts into its own shard;
-# every session also updates and deletes assignments another session made (so a shard's count goes below 0). The sums over shards must equal the assignments counted by hand, and a rebuild's.
+# every session also updates and deletes assignments another session made (so a shard's count goes below 0). The
+# sums over shards must equal the assignments counted by hand, and a rebuild's.
 pids=()
 for s in 1 2 3 4; do
     next=$(( s % 4 + 1 ))
