@@ -59,4 +59,4 @@ Returns {"power", "mde", "units_per_variant"}, with "mde": null and a "note" whe
 Example: select analytics.power_analysis(baseline => 0.10, effect => 0.05, units => 100000);$$;
 
 COMMENT ON FUNCTION analytics._adjusted_interval(double precision, double precision, double precision, double precision, double precision) IS
-'Internal: the interval that goes with a corrected p-value, as GrowthBook''s ciAdjusted: effect ± z(1 - alpha/2)·|effect / z(1 - p_adjusted/2)| when that is wider than the interval given, the whole line when p_adjusted is 1; {lower, upper}. Used by experiment_results.';
+'Internal: the interval that goes with a corrected p-value, as GrowthBook''s ciAdjusted: effect ± z(1 - alpha/2)·|effect / z(1 - p_adjusted/2)| when that is wider than the interval given, the whole line when p_adjusted is 1; a one-sided interval (an end NULL: open) is kept but for the whole line, no interval stays NULL; {lower, upper}. Used by experiment_results and experiment_report.';

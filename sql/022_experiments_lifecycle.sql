@@ -994,17 +994,12 @@ begin
                 r.p_value := (t->>'p_value')::double precision;
                 r.adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, k)] end;
                 r.significant := coalesce(r.adjusted_p_value < alpha, false);
-                -- the interval that goes with the corrected p-value (GrowthBook's ciAdjusted); without a correction,
-                -- the interval itself. A one-sided test's interval (one end open: NULL) is never widened (GrowthBook
-                -- widens only when both ends move out), except to the whole line when the corrected p is 1.
-                if correction <> 'none' and r.adjusted_p_value is not null and r.effect is not null and r.ci_lower is not null
-                   and r.ci_upper is not null then
+                -- the interval that goes with the corrected p-value (GrowthBook's ciAdjusted; a one-sided test's
+                -- open end stays NULL); without a correction, the interval itself
+                if correction <> 'none' and r.adjusted_p_value is not null and r.effect is not null then
                     adjusted_ci := analytics._adjusted_interval(r.effect, r.ci_lower, r.ci_upper, r.adjusted_p_value, alpha);
                     r.ci_lower_adjusted := adjusted_ci[1];
                     r.ci_upper_adjusted := adjusted_ci[2];
-                elsif correction <> 'none' and r.adjusted_p_value > 0.999999 and r.effect is not null then
-                    r.ci_lower_adjusted := '-Infinity';
-                    r.ci_upper_adjusted := 'Infinity';
                 else
                     r.ci_lower_adjusted := r.ci_lower;
                     r.ci_upper_adjusted := r.ci_upper;
@@ -1132,15 +1127,10 @@ begin
             if not (rec->>'is_control')::boolean then
                 k := k + 1;
                 rec := rec || jsonb_build_object('adjusted_p_value', case when rec->>'p_value' is null then null else adjusted[k] end);
-                if correction <> 'none' and rec->>'p_value' is not null and rec->>'effect' is not null and rec->>'ci_lower' is not null
-                   and rec->>'ci_upper' is not null then
+                if correction <> 'none' and rec->>'p_value' is not null and rec->>'effect' is not null then
                     ci := analytics._adjusted_interval((rec->>'effect')::double precision, (rec->>'ci_lower')::double precision,
                         (rec->>'ci_upper')::double precision, adjusted[k], alpha);
                     rec := rec || jsonb_build_object('ci_lower_adjusted', ci[1], 'ci_upper_adjusted', ci[2]);
-                elsif correction <> 'none' and rec->>'p_value' is not null and rec->>'effect' is not null and adjusted[k] > 0.999999 then
-                    -- a one-sided interval: GrowthBook's whole line when the corrected p is 1, else the interval itself
-                    rec := rec || jsonb_build_object('ci_lower_adjusted', '-Infinity'::double precision,
-                                                     'ci_upper_adjusted', 'Infinity'::double precision);
                 end if;
                 rec := rec || jsonb_build_object('significant', coalesce((rec->>'adjusted_p_value')::double precision < alpha, false));
                 rows := jsonb_set(rows, array[v::text], rec);

@@ -230,11 +230,18 @@ pub fn adjust_p_values(p_values: Vec<Option<f64>>, method: default!(&str, "'holm
 /// `analytics._adjusted_interval(effect, ci_lower, ci_upper, adjusted_p_value, alpha) returns float8[]`
 ///
 /// The interval that goes with a corrected p-value, as GrowthBook's `ciAdjusted` (`stats::adjusted_interval`):
-/// `{lower, upper}`. Used by `experiment_results`.
-#[pg_extern(name = "_adjusted_interval", immutable, strict, parallel_safe)]
-pub fn adjusted_interval(effect: f64, ci_lower: f64, ci_upper: f64, adjusted_p_value: f64, alpha: f64) -> Vec<f64> {
-    let (lo, hi) = stats::adjusted_interval(effect, ci_lower, ci_upper, adjusted_p_value, alpha).or_raise();
-    vec![lo, hi]
+/// `{lower, upper}`, an open end (a one-sided test's) NULL as given. NULL without an effect, a p-value or alpha.
+/// Used by `experiment_results` and `experiment_report`.
+#[pg_extern(name = "_adjusted_interval", immutable, parallel_safe)]
+pub fn adjusted_interval(
+    effect: Option<f64>,
+    ci_lower: Option<f64>,
+    ci_upper: Option<f64>,
+    adjusted_p_value: Option<f64>,
+    alpha: Option<f64>,
+) -> Option<Vec<Option<f64>>> {
+    let (lo, hi) = stats::adjusted_interval(effect?, ci_lower, ci_upper, adjusted_p_value?, alpha?).or_raise();
+    Some(vec![lo, hi])
 }
 
 fn moments(v: serde_json::Value, name: &str) -> analysis::Moments {

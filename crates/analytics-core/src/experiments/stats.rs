@@ -356,23 +356,37 @@ pub fn benjamini_hochberg(p: &[f64]) -> Result<Vec<f64>, AnalyticsError> {
 /// The interval that goes with an adjusted p-value, as GrowthBook's results page computes `ciAdjusted`: the standard
 /// error implied by the adjusted p-value, |effect / z(1 - p_adj/2)|, times z(1 - alpha/2) around the effect; the
 /// whole line when p_adj is 1 (more than 0.999999); the unadjusted interval when that one would not be wider on both
-/// sides (an adjustment never narrows an interval), or when the effect is 0.
-pub fn adjusted_interval(effect: f64, ci_lower: f64, ci_upper: f64, p_adjusted: f64, alpha: f64) -> Result<(f64, f64), AnalyticsError> {
+/// sides (an adjustment never narrows an interval), or when the effect is 0. An open end (`None`: a one-sided test's
+/// interval, infinite in GrowthBook) can never be passed on both sides, so a one-sided interval stays as it is but for
+/// the whole line; an interval without either end (no result) stays without.
+pub fn adjusted_interval(
+    effect: f64,
+    ci_lower: Option<f64>,
+    ci_upper: Option<f64>,
+    p_adjusted: f64,
+    alpha: f64,
+) -> Result<(Option<f64>, Option<f64>), AnalyticsError> {
     check_alpha(alpha)?;
     if !(0.0..=1.0).contains(&p_adjusted) {
         return Err(AnalyticsError::invalid(format!("adjusted_p_value: must be between 0 and 1, got {p_adjusted}")));
     }
-    if p_adjusted > 0.999999 {
-        return Ok((f64::NEG_INFINITY, f64::INFINITY));
+    if ci_lower.is_none() && ci_upper.is_none() {
+        return Ok((None, None));
     }
-    if effect == 0.0 || p_adjusted == 0.0 {
+    if p_adjusted > 0.999999 {
+        return Ok((Some(f64::NEG_INFINITY), Some(f64::INFINITY)));
+    }
+    let (Some(ci_lower), Some(ci_upper)) = (ci_lower, ci_upper) else {
         return Ok((ci_lower, ci_upper));
+    };
+    if effect == 0.0 || p_adjusted == 0.0 {
+        return Ok((Some(ci_lower), Some(ci_upper)));
     }
     let normal = Normal::new(0.0, 1.0).expect("standard normal");
     let sd = (effect / normal.inverse_cdf(1.0 - p_adjusted / 2.0)).abs();
     let width = normal.inverse_cdf(1.0 - alpha / 2.0) * sd;
     let (lo, hi) = (effect - width, effect + width);
-    Ok(if lo < ci_lower && hi > ci_upper { (lo, hi) } else { (ci_lower, ci_upper) })
+    Ok(if lo < ci_lower && hi > ci_upper { (Some(lo), Some(hi)) } else { (Some(ci_lower), Some(ci_upper)) })
 }
 
 #[cfg(test)]
@@ -383,16 +397,24 @@ mod tests {
     fn adjusted_interval_as_growthbook() {
         let n = Normal::new(0.0, 1.0).unwrap();
         // a lift of 0.25 with p 0.0727, Holm-adjusted to 0.1453: the implied error is 0.25 / z(0.92735)
-        let (lo, hi) = adjusted_interval(0.25, -0.02, 0.52, 0.1453, 0.05).unwrap();
+        let (lo, hi) = adjusted_interval(0.25, Some(-0.02), Some(0.52), 0.1453, 0.05).unwrap();
+        let (lo, hi) = (lo.unwrap(), hi.unwrap());
         let width = n.inverse_cdf(0.975) * 0.25 / n.inverse_cdf(1.0 - 0.1453 / 2.0);
         assert!((lo - (0.25 - width)).abs() < 1e-12 && (hi - (0.25 + width)).abs() < 1e-12, "{lo} {hi}");
         assert!(lo < -0.02 && hi > 0.52);
         // unadjusted (p_adj = p): about the same interval, never narrower
-        let (lo, hi) = adjusted_interval(0.25, -0.0231, 0.5231, 0.0727, 0.05).unwrap();
-        assert!(lo <= -0.0231 && hi >= 0.5231);
-        assert_eq!(adjusted_interval(0.25, -0.1, 0.6, 1.0, 0.05).unwrap(), (f64::NEG_INFINITY, f64::INFINITY));
-        assert_eq!(adjusted_interval(0.0, -0.1, 0.1, 0.5, 0.05).unwrap(), (-0.1, 0.1));
-        assert!(adjusted_interval(0.1, 0.0, 0.2, 1.5, 0.05).unwrap_err().message.starts_with("adjusted_p_value:"));
+        let (lo, hi) = adjusted_interval(0.25, Some(-0.0231), Some(0.5231), 0.0727, 0.05).unwrap();
+        assert!(lo.unwrap() <= -0.0231 && hi.unwrap() >= 0.5231);
+        let line = (Some(f64::NEG_INFINITY), Some(f64::INFINITY));
+        assert_eq!(adjusted_interval(0.25, Some(-0.1), Some(0.6), 1.0, 0.05).unwrap(), line);
+        assert_eq!(adjusted_interval(0.0, Some(-0.1), Some(0.1), 0.5, 0.05).unwrap(), (Some(-0.1), Some(0.1)));
+        // one-sided (an open end): never widened, since the open end cannot move out; the whole line at p_adj 1
+        assert_eq!(adjusted_interval(0.25, Some(0.01), None, 0.04, 0.05).unwrap(), (Some(0.01), None));
+        assert_eq!(adjusted_interval(-0.25, None, Some(-0.01), 0.2, 0.05).unwrap(), (None, Some(-0.01)));
+        assert_eq!(adjusted_interval(0.25, Some(0.01), None, 1.0, 0.05).unwrap(), line);
+        // no interval: none adjusted
+        assert_eq!(adjusted_interval(0.25, None, None, 1.0, 0.05).unwrap(), (None, None));
+        assert!(adjusted_interval(0.1, Some(0.0), Some(0.2), 1.5, 0.05).unwrap_err().message.starts_with("adjusted_p_value:"));
     }
     use super::*;
     use serde_json::Value;
