@@ -2578,10 +2578,16 @@ begin
         return null;
     end if;
     perform analytics._lock_spans(array_agg(n.user_id), array_agg(n.trace_id), array_agg(n.span_id)) from new_rows n;
+    -- one index probe per new row (LATERAL ... LIMIT 1), never a scan of the table (a join left to the planner
+    -- could hash the whole table, or merge on (user_id, trace_id) alone). Before the table's first ANALYZE the
+    -- planner may still probe the (user_id, trace_id, start_time) index instead of the span key, which reads the
+    -- whole trace per row: one 20,000-span trace inserted at once into a never-analyzed table took 77 s
     select t.trace_id, t.span_id, t.start_time into dup
     from new_rows n
-    join analytics.llm_traces t
-      on t.user_id = n.user_id and t.trace_id = n.trace_id and t.span_id = n.span_id and t.start_time <> n.start_time
+    cross join lateral (
+        select t.trace_id, t.span_id, t.start_time from analytics.llm_traces t
+        where t.user_id = n.user_id and t.trace_id = n.trace_id and t.span_id = n.span_id and t.start_time <> n.start_time
+        limit 1) t
     limit 1;
     if found then
         raise exception 'span: trace_id %, span_id % is already stored with start_time %', dup.trace_id, dup.span_id, dup.start_time
@@ -7599,6 +7605,41 @@ BEGIN
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
             EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._assignment_counts_trigger(),
                 analytics._experiment_counts_gone_trigger() TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+-- ---- HTML views (sql/050_views.sql): the media-type domain PostgREST serves as text/html, and the trace view.
+CREATE DOMAIN analytics."text/html" AS text;
+COMMENT ON DOMAIN analytics."text/html" IS
+'An HTML document. PostgREST 12+ serves a function returning this domain with Content-Type: text/html when the request accepts it.';
+CREATE FUNCTION analytics."_trace_view"(
+	"trace_id" TEXT, /* Option < & str > */
+	"max_spans" INT DEFAULT 20000, /* i32 */
+	"user_id" uuid DEFAULT NULL /* Option < Uuid > */
+) RETURNS TEXT /* Option < String > */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'trace_view_wrapper';
+CREATE FUNCTION analytics.trace_view(trace_id text, max_spans integer DEFAULT 20000, user_id uuid DEFAULT NULL)
+RETURNS analytics."text/html"
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT analytics._trace_view(trace_id, max_spans, user_id)::analytics."text/html" $$;
+COMMENT ON FUNCTION analytics._trace_view(text, integer, uuid) IS
+'Internal: the document of analytics.trace_view as text.';
+COMMENT ON FUNCTION analytics.trace_view(text, integer, uuid) IS
+$$One trace as a self-contained HTML document (no network access, works in iframe.srcdoc or saved to a file): the span tree beside the waterfall, self time and critical path, tokens and cost per span, errors in red; click a span (or use the arrow keys) for its inputs, outputs, metadata and timing; collapse and expand subtrees. Draws only the rows in sight, so 20,000 spans stay readable; at most max_spans spans (1..100000), depth-first. NULL when the trace does not exist or is not the caller's.
+Example: select analytics.trace_view('trace-rag-002');$$;
+REVOKE EXECUTE ON FUNCTION analytics._trace_view(text, integer, uuid), analytics.trace_view(text, integer, uuid) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics._trace_view(text, integer, uuid),
+                analytics.trace_view(text, integer, uuid) TO %I', r);
         END IF;
     END LOOP;
 END

@@ -4,6 +4,11 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- HTML views, undone (functions only: nothing stored).
+DROP FUNCTION analytics.trace_view(text, integer, uuid);
+DROP FUNCTION analytics._trace_view(text, integer, uuid);
+DROP DOMAIN analytics."text/html";
+
 -- ---- Units per variant and value kept at write time, undone (derived data: nothing to keep). The functions that
 -- read the counts are restored as they were.
 DROP TRIGGER ab_experiments_counts_update ON analytics.ab_experiments;

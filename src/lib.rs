@@ -121,6 +121,7 @@ extension_sql_file!(
     name = "usage",
     requires = ["identity", "traces_tables", "partitions", "budgets", usage::project_trend]
 );
+extension_sql_file!("../sql/050_views.sql", name = "views", requires = ["traces_functions", traces::read::trace_view]);
 // last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/900_security.sql", name = "security", finalize);
 

@@ -1,6 +1,7 @@
-//! Reading one trace: `get_trace_tree`, `trace_spans`, `span_subtree`, `span_ancestors`, `trace_waterfall` and
-//! `trace_waterfall_svg`. Rows are read once through SPI; the tree, rollups and critical path are the core's
-//! (`analytics_core::traces::tree`), the SVG too (`svg`); the nested jsonb document is written by `tree_jsonb`.
+//! Reading one trace: `get_trace_tree`, `trace_spans`, `span_subtree`, `span_ancestors`, `trace_waterfall`,
+//! `trace_waterfall_svg` and the HTML `trace_view`. Rows are read once through SPI; the tree, rollups and critical
+//! path are the core's (`analytics_core::traces::tree`), the SVG and the HTML too (`svg`,
+//! `analytics_core::views::trace`); the nested jsonb document is written by `tree_jsonb`.
 //!
 //! SECURITY INVOKER: each function reads `analytics.llm_traces` with the caller's rights, so row-level security
 //! decides what it sees. Read functions take an optional `user_id` (default: the caller); under RLS, naming
@@ -9,13 +10,14 @@
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgMemoryContexts, Uuid};
 
-use super::rows::{ms, ts, with_trace_rows, Kind, TraceRows, DOC_COLUMNS, IO_COLUMNS};
+use super::rows::{ms, ts, with_trace_rows, Kind, TraceRows, DOC_COLUMNS, IO_COLUMNS, PG_EPOCH_OFFSET_US};
 use super::svg;
 use super::tree::SpanTree;
 use super::tree_jsonb::build_tree_jsonb;
 use crate::bind::{required, AnalyticsError, Raise};
 use crate::identity::resolve_owner;
 use crate::jsonb::RawJsonb;
+use analytics_core::views::trace::{self as trace_html, SpanDisplay};
 
 /// Largest `max_depth` of `get_trace_tree` (Postgres limits the nesting depth of a jsonb document).
 pub const MAX_TREE_DEPTH: i32 = 1000;
@@ -340,3 +342,63 @@ pub fn trace_waterfall_svg(
     })
 }
 
+
+/// Largest `max_spans` of `trace_view`.
+pub const MAX_VIEW_SPANS: i32 = 100_000;
+
+/// The columns `trace_view` shows beyond the tree's, each as text or as an integer (see `trace_view`).
+const VIEW_COLUMNS: &[(&str, &str, Kind)] = &[
+    ("status_message", "t.status_message", Kind::Text),
+    ("level", "t.level", Kind::Text),
+    ("provider", "t.provider", Kind::Text),
+    ("input_tokens", "t.input_tokens", Kind::Int8),
+    ("output_tokens", "t.output_tokens", Kind::Int8),
+    ("completion_start_time", "t.completion_start_time", Kind::Timestamp),
+    ("input", "t.input::text", Kind::Text),
+    ("output", "t.output::text", Kind::Text),
+    ("metadata", "t.metadata::text", Kind::Text),
+    ("tags", "to_json(t.tags)::text", Kind::Text),
+];
+
+/// `analytics._trace_view(trace_id text, max_spans int = 20000, user_id uuid = NULL) returns text`, behind
+/// `analytics.trace_view`, which returns it as the domain `analytics."text/html"` (sql/050_views.sql)
+///
+/// One trace as a self-contained HTML document (`analytics_core::views::trace`). NULL when the trace does not
+/// exist or is not the caller's.
+#[pg_extern(name = "_trace_view", stable, parallel_safe)]
+pub fn trace_view(
+    trace_id: Option<&str>,
+    max_spans: default!(i32, 20000),
+    user_id: default!(Option<Uuid>, "NULL"),
+) -> Option<String> {
+    let trace_id = required(trace_id, "trace_id");
+    if !(1..=MAX_VIEW_SPANS).contains(&max_spans) {
+        AnalyticsError::invalid(format!("max_spans: must be between 1 and {MAX_VIEW_SPANS}, got {max_spans}")).raise();
+    }
+    let owner = resolve_owner(user_id);
+    with_trace_rows(&owner, trace_id, VIEW_COLUMNS, |rows| {
+        if rows.spans.is_empty() {
+            return None;
+        }
+        let display: Vec<SpanDisplay> = (0..rows.spans.len())
+            .map(|i| SpanDisplay {
+                name: rows.name[i].clone(),
+                operation_type: rows.operation_type[i].clone(),
+                status: rows.status[i].clone(),
+                status_message: rows.doc_text(i, 0),
+                level: rows.doc_text(i, 1),
+                provider: rows.doc_text(i, 2),
+                model: rows.model[i].clone(),
+                input_tokens: rows.doc_int(i, 3),
+                output_tokens: rows.doc_int(i, 4),
+                first_token_us: rows.doc_int(i, 5).map(|t| t - rows.spans[i].start_us),
+                input: rows.doc_text(i, 6),
+                output: rows.doc_text(i, 7),
+                metadata: rows.doc_text(i, 8),
+                tags: rows.doc_text(i, 9),
+            })
+            .collect();
+        let tree = SpanTree::build(&rows.spans);
+        Some(trace_html::render(trace_id, &rows.spans, &display, &tree, PG_EPOCH_OFFSET_US, max_spans as usize))
+    })
+}

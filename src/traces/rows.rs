@@ -22,6 +22,22 @@ pub(super) struct TraceRows {
     pub(super) doc_width: usize,
 }
 
+impl TraceRows {
+    /// The value of document column `col` of span `row` as text (a text column, or any column cast to text in
+    /// its SQL expression). Valid while the SPI connection is open, like `doc`.
+    pub(super) fn doc_text(&self, row: usize, col: usize) -> Option<String> {
+        let (d, null) = self.doc[row * self.doc_width + col];
+        // SAFETY: the column's SQL expression has type text (the caller's column list says so)
+        (!null).then(|| unsafe { text_of(d) })
+    }
+
+    /// The value of an int8 or timestamptz document column (by value: the integer, or microseconds).
+    pub(super) fn doc_int(&self, row: usize, col: usize) -> Option<i64> {
+        let (d, null) = self.doc[row * self.doc_width + col];
+        (!null).then(|| d.value() as i64)
+    }
+}
+
 /// How a column of a span document is written into jsonb.
 #[derive(Clone, Copy)]
 pub(super) enum Kind {
@@ -149,8 +165,10 @@ pub(super) fn ms(us: i64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// Microseconds from the Unix epoch to Postgres' (2000-01-01 UTC).
+pub(super) const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
 /// RFC 3339 text of a Postgres timestamptz (microseconds since 2000-01-01 UTC).
 pub(super) fn ts_text(pg_us: i64) -> String {
-    const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
     analytics_core::textfmt::rfc3339_micros(pg_us + PG_EPOCH_OFFSET_US)
 }

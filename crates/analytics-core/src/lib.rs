@@ -10,10 +10,21 @@
 //! - `cache`: the per-connection tally of cache hits and misses and when to write it
 //! - `rate_window`: the rate limiter's exact sliding window
 //! - `usage`: least-squares trends of daily usage and their prediction intervals
+//! - `views`: the HTML views (trace)
 
 pub mod errors;
 pub mod textfmt;
 pub mod usage;
+
+pub mod views {
+    //! HTML views served by SQL: self-contained documents with their data, style and script inline.
+    //!
+    //! - `page`: the document shell, the Content-Security-Policy (hashes of the inline script and style) and the
+    //!   escaping rules
+    //! - `trace`: one trace: span tree, waterfall, details
+    pub mod page;
+    pub mod trace;
+}
 
 pub mod traces {
     //! Traces: hierarchical LLM spans.

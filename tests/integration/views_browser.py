@@ -1,0 +1,147 @@
+"""The HTML views in a real browser: each document is fetched as PostgREST would (role authenticated, the user's
+JWT claims), saved, opened in headless Chromium through chromedriver, and driven. Every check fails the test when
+the interaction does not happen. Usage: views_browser.py DATABASE OUTDIR [--docs DIR] (screenshots to DIR too)."""
+
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from webdriver import ARROW_DOWN, ARROW_LEFT, ARROW_RIGHT, Browser  # noqa: E402
+
+ALICE = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+BOB = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+db, out = sys.argv[1], sys.argv[2]
+docs = sys.argv[sys.argv.index("--docs") + 1] if "--docs" in sys.argv else None
+os.makedirs(out, exist_ok=True)
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    if not cond:
+        raise SystemExit(f"FAILED: {what}")
+    checks += 1
+    print(f"ok - {what}")
+
+
+def as_user(sub, query):
+    """The value of `query` in a transaction run the way PostgREST runs a request of user `sub`."""
+    script = (
+        "begin;\nset local role authenticated;\n"
+        f"select set_config('request.jwt.claims', '{{\"sub\":\"{sub}\",\"role\":\"authenticated\"}}', true) is null as _ \\gset\n"
+        f"{query}\ncommit;\n"
+    )
+    r = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", db], input=script, capture_output=True,
+                       text=True, check=True)
+    return r.stdout.rsplit("COMMIT", 1)[0].removeprefix("BEGIN\n").removeprefix("SET\n").rstrip("\n")
+
+
+def save(name, html):
+    path = os.path.join(out, name)
+    with open(path, "w") as f:
+        f.write(html)
+    return "file://" + path
+
+
+def rendered(b):
+    return float(b.wait_for("return document.body.dataset.rendered"))
+
+
+def shot(b, name):
+    b.screenshot(os.path.join(out, name))
+    if docs:
+        b.screenshot(os.path.join(docs, name))
+
+
+# ---- two users: each view renders only the caller's rows ----------------------------------------------------------
+alice_doc = as_user(ALICE, "select analytics.trace_view('view-1');")
+check(alice_doc.startswith("<!doctype html>"), "Alice gets her trace view")
+check(as_user(BOB, "select analytics.trace_view('view-1') is null;") == "t", "Bob gets NULL for Alice's trace")
+check(as_user(BOB, "select analytics.trace_view('view-1', user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa') is null;") == "t",
+      "Bob naming Alice's id gets NULL too")
+bob_doc = as_user(BOB, "select analytics.trace_view('bob-1');")
+check("bob-pipeline" in bob_doc and "support-agent" not in bob_doc, "Bob's own view holds his span only")
+
+with Browser() as b:
+    # ---- the trace view: tree, waterfall, details, collapse, keyboard -------------------------------------------
+    b.open(save("trace_view.html", alice_doc))
+    rendered(b)
+    check(b.count(".row") == 5, "five span rows drawn")
+    check(b.run("return document.querySelector('#detail h2').textContent") == "support-agent",
+          "the root is selected at first")
+    b.click(b.find('.row[data-span-id="llm"]'))
+    b.wait_for("return document.getElementById('detail').dataset.spanId === 'llm'")
+    inp = b.text(b.find('#detail pre[data-field="input"]'))
+    check("You are a support agent." in inp and '"role": "user"' in inp, "clicking a span shows its input")
+    check("Your order 8812 ships today." in b.text(b.find('#detail pre[data-field="output"]')),
+          "and its output")
+    check(b.text(b.find('#detail dd[data-field="first token"]')) == "400 ms", "and its time to first token")
+    check(b.run("return document.querySelector('.row[data-span-id=\"tool\"]').classList.contains('error')"),
+          "the failed span is marked as an error")
+    check(b.run("return document.querySelector('.row[data-span-id=\"llm\"] .bar').classList.contains('crit')"),
+          "the last model call is on the critical path")
+    shot(b, "trace_view.png")
+
+    b.click(b.find('.row[data-span-id="kb"] .tg'))
+    b.wait_for("return !document.querySelector('.row[data-span-id=\"embed\"]')")
+    check(b.count(".row") == 4 and b.run("return document.body.dataset.visibleRows") == "4",
+          "collapsing search-knowledge-base hides its child row")
+    check(b.run("return document.querySelector('.row[data-span-id=\"kb\"]').getAttribute('aria-expanded')") == "false",
+          "and says so to assistive technology")
+    b.click(b.find('.row[data-span-id="kb"] .tg'))
+    b.wait_for("return !!document.querySelector('.row[data-span-id=\"embed\"]')")
+    check(b.count(".row") == 5, "expanding it shows the child again")
+
+    # keyboard: from kb, Down goes to embed, Left twice goes back to kb and collapses it, Right expands
+    row = b.find('.row[data-span-id="kb"]')
+    b.keys(row, ARROW_DOWN)
+    b.wait_for("return document.getElementById('detail').dataset.spanId === 'embed'")
+    check(True, "ArrowDown moves the selection to the next span")
+    b.keys(b.find('.row[data-span-id="embed"]'), ARROW_LEFT)
+    b.wait_for("return document.getElementById('detail').dataset.spanId === 'kb'")
+    b.keys(b.find('.row[data-span-id="kb"]'), ARROW_LEFT)
+    b.wait_for("return !document.querySelector('.row[data-span-id=\"embed\"]')")
+    check(True, "ArrowLeft goes to the parent, then collapses it")
+    b.keys(b.find('.row[data-span-id="kb"]'), ARROW_RIGHT)
+    b.wait_for("return !!document.querySelector('.row[data-span-id=\"embed\"]')")
+    check(b.run("return document.activeElement.dataset.spanId") == "kb", "ArrowRight expands; focus stays on the row")
+
+    # ---- hostile text renders as text and runs nothing ------------------------------------------------------------
+    xss_doc = as_user(ALICE, "select analytics.trace_view('xss');")
+    b.open(save("trace_view_xss.html", xss_doc))
+    rendered(b)
+    b.click(b.find('.row[data-span-id="root"]'))
+    b.wait_for("return document.getElementById('detail').dataset.spanId === 'root'")
+    check(b.run("return document.querySelector('.row[data-span-id=\"root\"] .name').textContent") ==
+          "<script>window.__xss=1</script>", "a <script> name shows as text")
+    check('"><img src=x onerror="window.__xss=2">' in b.text(b.find('#detail pre[data-field="input"]')),
+          "an onerror input shows as text")
+    check("javascript:window.__xss=4" in b.text(b.find('#detail pre[data-field="metadata"]')),
+          "a javascript: URL shows as text")
+    b.click(b.find('.row[data-span-id="child"]'))
+    b.wait_for("return document.getElementById('detail').dataset.spanId === 'child'")
+    check(b.text(b.find('#detail dd[data-field="message"]')) == "<iframe src=javascript:window.__xss=7>",
+          "an iframe status message shows as text")
+    check(b.run("return window.__xss === undefined"), "no injected script ran")
+    check(b.run("return document.querySelectorAll('img, iframe, svg, a[href]').length") == 0,
+          "no injected element exists")
+    check(b.run("return document.scripts.length") == 2, "the page has only its own two script elements")
+
+    # ---- 20,000 spans: readable, a window of rows at a time ------------------------------------------------------
+    big_doc = as_user(ALICE, "select analytics.trace_view('big');")
+    b.open(save("trace_view_big.html", big_doc))
+    ms = rendered(b)
+    rows = b.count(".row")
+    check(b.run("return document.body.dataset.visibleRows") == "20000" and rows < 200,
+          f"20,000 spans: {rows} rows in the DOM, first render at {ms:.0f} ms after navigation")
+    b.run("document.getElementById('viewport').scrollTop = 24 * 15000")
+    b.wait_for("return !!document.querySelector('.row[data-span-id=\"s15000\"]')")
+    check(True, "scrolling draws the rows in sight (s15000 at row 15,000)")
+    b.run("document.getElementById('viewport').scrollTop = 0")
+    b.wait_for("return !!document.querySelector('.row[data-span-id=\"s0\"]')")
+    b.click(b.find('.row[data-span-id="s0"] .tg'))
+    b.wait_for("return document.body.dataset.visibleRows === '1'")
+    check(True, "collapsing the root of 20,000 spans leaves one row")
+
+print(f"views: {checks} checks passed")

@@ -1,0 +1,64 @@
+-- Data for views_test.sh: what Alice's and Bob's apps send through PostgREST (as role authenticated, with their
+-- JWT claims), plus hostile text, plus a 20,000-span trace written by the superuser.
+\set alice 'select set_config(''request.jwt.claims'', ''{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}'', true) is null as _'
+\set bob 'select set_config(''request.jwt.claims'', ''{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}'', true) is null as _'
+
+begin; set local role authenticated; :alice \gset
+select count(*) from analytics.ingest_spans($$[
+  {"trace_id":"view-1","span_id":"root","name":"support-agent","operation_type":"invoke_agent","status":"ok",
+   "start_time":"2026-11-20T09:00:00Z","end_time":"2026-11-20T09:00:06Z","input":{"question":"Where is my order 8812?"},
+   "output":{"answer":"It ships today."},"metadata":{"app_version":"2.3.1"},"tags":["prod"]},
+  {"trace_id":"view-1","span_id":"kb","parent_span_id":"root","name":"search-knowledge-base","operation_type":"retrieval",
+   "status":"ok","start_time":"2026-11-20T09:00:00.100Z","end_time":"2026-11-20T09:00:00.700Z",
+   "input":{"query":"order shipping status"},"output":{"documents":5}},
+  {"trace_id":"view-1","span_id":"embed","parent_span_id":"kb","name":"embed-query","operation_type":"embeddings",
+   "status":"ok","provider":"openai","model":"text-embedding-3-small","start_time":"2026-11-20T09:00:00.120Z",
+   "end_time":"2026-11-20T09:00:00.200Z","input_tokens":9,"output_tokens":0},
+  {"trace_id":"view-1","span_id":"tool","parent_span_id":"root","name":"lookup_order","operation_type":"execute_tool",
+   "status":"error","status_message":"order service timed out","start_time":"2026-11-20T09:00:00.800Z",
+   "end_time":"2026-11-20T09:00:02.800Z","input":{"order_id":8812}},
+  {"trace_id":"view-1","span_id":"llm","parent_span_id":"root","name":"answer","operation_type":"chat","status":"ok",
+   "provider":"openai","model":"gpt-4o","start_time":"2026-11-20T09:00:03Z","end_time":"2026-11-20T09:00:06Z",
+   "completion_start_time":"2026-11-20T09:00:03.400Z","input_tokens":1850,"output_tokens":120,"cost_usd":0.005825,
+   "input":{"messages":[{"role":"system","content":"You are a support agent."},{"role":"user","content":"Where is my order 8812?"}]},
+   "output":{"role":"assistant","content":"Your order 8812 ships today."}}
+]$$::jsonb);
+select count(*) from analytics.ingest_spans($$[
+  {"trace_id":"xss","span_id":"root","name":"<script>window.__xss=1</script>","operation_type":"chain","status":"ok",
+   "start_time":"2026-11-20T10:00:00Z","end_time":"2026-11-20T10:00:01Z",
+   "input":"\"><img src=x onerror=\"window.__xss=2\">","output":{"html":"</script><script>window.__xss=3</script>"},
+   "metadata":{"link":"javascript:window.__xss=4","note":"<svg onload=window.__xss=5>"},"tags":["<b>bold</b>"]},
+  {"trace_id":"xss","span_id":"child","parent_span_id":"root","name":"\"><img src=x onerror=window.__xss=6>",
+   "operation_type":"chat","status":"error","status_message":"<iframe src=javascript:window.__xss=7>",
+   "model":"<img src=x onerror=window.__xss=8>","start_time":"2026-11-20T10:00:00.100Z","end_time":"2026-11-20T10:00:00.900Z"}
+]$$::jsonb);
+commit;
+
+begin; set local role authenticated; :bob \gset
+select count(*) from analytics.ingest_spans($$[
+  {"trace_id":"bob-1","span_id":"root","name":"bob-pipeline","operation_type":"chain","status":"ok",
+   "start_time":"2026-11-20T11:00:00Z","end_time":"2026-11-20T11:00:01Z","input":{"secret":"bob's input"}}
+]$$::jsonb);
+commit;
+
+-- 20,000 spans in one trace of Alice's: 200 agent steps of 99 tool / model calls each (the superuser writes them
+-- directly, as a bulk import would). The spans are unique by construction, so the import skips the check that a
+-- span has rows of one start time only (analytics.spans_checked; before the table's first ANALYZE that check reads
+-- the whole trace per row: see sql/013_partitions.sql)
+begin;
+set local analytics.spans_checked = 'on';
+insert into analytics.llm_traces (user_id, trace_id, span_id, parent_span_id, name, operation_type, status, start_time, end_time,
+                                  model, input_tokens, output_tokens, total_tokens, input, output)
+select 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'big', 's' || k,
+       case when k = 0 then null when k % 100 = 0 then 's0' else 's' || (k / 100 * 100) end,
+       case when k = 0 then 'batch-run' when k % 100 = 0 then 'step ' || k / 100 else 'call ' || k end,
+       case when k = 0 then 'invoke_agent' when k % 100 = 0 then 'chain' when k % 2 = 0 then 'chat' else 'execute_tool' end,
+       case when k % 997 = 5 then 'error' else 'ok' end,
+       timestamptz '2026-11-21T00:00:00Z' + k * interval '10 ms',
+       timestamptz '2026-11-21T00:00:00Z' + k * interval '10 ms' + case when k = 0 then interval '210 s' when k % 100 = 0 then interval '1 s' else interval '8 ms' end,
+       case when k % 2 = 0 and k % 100 <> 0 then 'gpt-4o-mini' end,
+       case when k % 2 = 0 and k % 100 <> 0 then 500 end, case when k % 2 = 0 and k % 100 <> 0 then 40 end,
+       case when k % 2 = 0 and k % 100 <> 0 then 540 end,
+       jsonb_build_object('k', k), jsonb_build_object('ok', true)
+from generate_series(0, 19999) k;
+commit;
