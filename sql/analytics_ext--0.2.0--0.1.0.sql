@@ -5,6 +5,9 @@
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
 -- ---- HTML views, undone (functions only: nothing stored).
+DROP FUNCTION analytics.experiment_view(text, jsonb, jsonb, text, double precision, integer);
+DROP FUNCTION analytics._render_experiment_view(jsonb);
+DROP FUNCTION analytics._experiment_view_data(text, jsonb, jsonb, text, double precision, integer);
 DROP FUNCTION analytics.trace_view(text, integer, uuid);
 DROP FUNCTION analytics._trace_view(text, integer, uuid);
 DROP DOMAIN analytics."text/html";

@@ -19,6 +19,7 @@ pub mod jsonb;
 pub mod rate_limits;
 pub mod traces;
 pub mod usage;
+pub mod views;
 
 // ---- DDL, in dependency order -------------------------------------------------------------------------------
 // identity functions first: every table's default and every policy calls analytics.current_user_id()
@@ -121,7 +122,12 @@ extension_sql_file!(
     name = "usage",
     requires = ["identity", "traces_tables", "partitions", "budgets", usage::project_trend]
 );
-extension_sql_file!("../sql/050_views.sql", name = "views", requires = ["traces_functions", traces::read::trace_view]);
+extension_sql_file!(
+    "../sql/050_views.sql",
+    name = "views",
+    requires = ["traces_functions", "experiments_lifecycle", "experiment_totals", "cache", traces::read::trace_view,
+                views::render_experiment_view]
+);
 // last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/900_security.sql", name = "security", finalize);
 

@@ -144,4 +144,32 @@ with Browser() as b:
     b.wait_for("return document.body.dataset.visibleRows === '1'")
     check(True, "collapsing the root of 20,000 spans leaves one row")
 
+# ---- the experiment view --------------------------------------------------------------------------------------------
+exp_doc = as_user(ALICE, """select analytics.experiment_view('cta', '["signup"]', '[{"metric": "errors", "lower_is_better": true}]');""")
+check(exp_doc.startswith("<!doctype html>"), "Alice gets her experiment view")
+check(as_user(BOB, "select count(*) from analytics.ab_experiments;") == "0", "Bob has no experiment to view")
+with Browser(1200, 1250) as b:
+    b.open(save("experiment_view.html", exp_doc))
+    rendered(b)
+    check(b.run("return document.querySelector('h1').textContent") == "Checkout <b>CTA</b>", "the name shows as text")
+    bars = b.run("""return [...document.querySelectorAll('.ci-bar rect.ci')].map(r => {
+        const box = r.getBoundingClientRect(); return [r.closest('section').dataset.metric, r.getAttribute('class'), box.width, box.height]; })""")
+    check(len(bars) == 2 and all(w > 5 and h > 5 for _, _, w, h in bars),
+          f"one visible interval bar per treatment and metric: {bars}")
+    check(bars[0][:2] == ["signup", "ci better"], "signup: b's interval is drawn as significantly better")
+    check(bars[1][:2] == ["errors", "ci worse"], "errors: b's interval is drawn as significantly worse")
+    check(b.run("return document.querySelector('section[data-metric=\"errors\"] tr[data-variant=\"b\"] .status-failing') !== null"),
+          "the errors guardrail says failing for b")
+    pts = b.run("return document.querySelector('figure.chart polyline.line').getAttribute('points').trim().split(/\\s+/).length")
+    check(pts == 6, f"the cumulative chart has a point per day of assignment: {pts}")
+    check(b.run("return document.querySelector('figure.chart polygon.band').getBoundingClientRect().height") > 10,
+          "and a visible band for the interval")
+    check(b.run("return document.querySelector('.srm-warning[role=alert]') === null"), "no sample-ratio warning for a fair split")
+    shot(b, "experiment_view.png")
+
+    skewed = as_user(ALICE, "select analytics.experiment_view('skewed', '[\"signup\"]');")
+    b.open(save("experiment_view_skewed.html", skewed))
+    rendered(b)
+    check("Sample ratio mismatch" in b.text(b.find(".srm-warning[role=alert]")), "a broken split shows the SRM warning")
+
 print(f"views: {checks} checks passed")

@@ -62,3 +62,35 @@ select 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'big', 's' || k,
        jsonb_build_object('k', k), jsonb_build_object('ok', true)
 from generate_series(0, 19999) k;
 commit;
+
+-- Alice's checkout experiment: 1,200 units over six days of assignment, signup 10% (control) vs 14% (b), and a
+-- guardrail (errors, lower is better) that b fails: 4% vs 9%.
+begin; set local role authenticated; :alice \gset
+select key from analytics.create_experiment('cta', 'Checkout <b>CTA</b>', '[{"key":"control"},{"key":"b"}]',
+                                            hypothesis => 'A shorter button text makes more people sign up.');
+select status from analytics.start_experiment('cta');
+select count(*) from generate_series(1, 1200) i, analytics.assign_variant('cta', 'u-' || i) a where a.in_experiment;
+commit;
+update analytics.ab_experiment_assignments a set assigned_at = timestamptz '2026-11-15 12:00+00' + (substr(a.unit_id, 3)::int % 6) * interval '1 day'
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'cta');
+insert into analytics.ab_experiment_events (user_id, experiment_id, unit_id, metric, value, occurred_at)
+select a.user_id, a.experiment_id, a.unit_id, m.metric, 1, a.assigned_at + interval '1 minute'
+from analytics.ab_experiment_assignments a
+join analytics.ab_experiment_variants v on v.id = a.variant_id
+cross join lateral (select (substr(a.unit_id, 3)::int * 7919) % 100 as r) u
+cross join lateral (values ('signup', case v.key when 'b' then 14 else 10 end),
+                           ('errors', case v.key when 'b' then 9 else 4 end)) m(metric, pct)
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'cta')
+  and (case m.metric when 'signup' then u.r else (u.r * 31 + 7) % 100 end) < m.pct;
+
+-- and one whose split is broken: half of b's units were recorded as control (sample ratio mismatch)
+begin; set local role authenticated; :alice \gset
+select key from analytics.create_experiment('skewed', 'Skewed split', '[{"key":"control"},{"key":"b"}]');
+select status from analytics.start_experiment('skewed');
+select count(*) from generate_series(1, 1000) i, analytics.assign_variant('skewed', 'u-' || i) a where a.in_experiment;
+commit;
+update analytics.ab_experiment_assignments a
+set variant_id = (select v.id from analytics.ab_experiment_variants v where v.experiment_id = a.experiment_id and v.key = 'control')
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'skewed')
+  and a.variant_id = (select v.id from analytics.ab_experiment_variants v where v.experiment_id = a.experiment_id and v.key = 'b')
+  and substr(a.unit_id, 3)::int % 2 = 0;

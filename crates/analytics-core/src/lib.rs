@@ -10,7 +10,7 @@
 //! - `cache`: the per-connection tally of cache hits and misses and when to write it
 //! - `rate_window`: the rate limiter's exact sliding window
 //! - `usage`: least-squares trends of daily usage and their prediction intervals
-//! - `views`: the HTML views (trace)
+//! - `views`: the HTML views (trace, experiment)
 
 pub mod errors;
 pub mod textfmt;
@@ -22,6 +22,8 @@ pub mod views {
     //! - `page`: the document shell, the Content-Security-Policy (hashes of the inline script and style) and the
     //!   escaping rules
     //! - `trace`: one trace: span tree, waterfall, details
+    //! - `experiment`: an experiment's results: variants, interval bars, guardrails, the cumulative effect
+    pub mod experiment;
     pub mod page;
     pub mod trace;
 }

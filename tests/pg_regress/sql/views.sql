@@ -82,3 +82,63 @@ commit;
 
 drop function regress.view_data(text), regress.view_script(text), regress.view_style(text), regress.view_policy(text);
 delete from analytics.llm_traces;
+
+-- ---- the experiment view ------------------------------------------------------------------------------------------
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select key from analytics.create_experiment('v-exp', 'Button <i>text</i>', '[{"key":"control"},{"key":"short"}]',
+                                            primary_metric => 'signup');
+select status from analytics.start_experiment('v-exp');
+select count(*) as assigned from generate_series(1, 600) i, analytics.assign_variant('v-exp', 'u-' || i) a where a.in_experiment;
+commit;
+-- three days of assignment; signup 10% vs 15%
+update analytics.ab_experiment_assignments a set assigned_at = timestamptz '2026-11-10 08:00+00' + (substr(a.unit_id, 3)::int % 3) * interval '1 day'
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'v-exp');
+insert into analytics.ab_experiment_events (user_id, experiment_id, unit_id, metric, value, occurred_at)
+select a.user_id, a.experiment_id, a.unit_id, 'signup', 1, a.assigned_at + interval '1 hour'
+from analytics.ab_experiment_assignments a join analytics.ab_experiment_variants v on v.id = a.variant_id
+where a.experiment_id = (select id from analytics.ab_experiments where key = 'v-exp')
+  and (substr(a.unit_id, 3)::int * 7919) % 100 < case v.key when 'short' then 15 else 10 end;
+
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select pg_typeof(analytics.experiment_view('v-exp')) as type;
+-- the data behind it: the report, and the moments of each day of assignment, which add up to the report's units
+with d as (select analytics._experiment_view_data('v-exp', null, '[]', 'none', 0.05, null) as d)
+select d->'experiment'->>'name' as name, d->'report'->'goals'->0->>'metric' as goal,
+       jsonb_array_length(d->'series'->0->'days') as days,
+       (select sum((g->'moments'->>'n')::int) from jsonb_array_elements(d->'series'->0->'days') day,
+               jsonb_array_elements(day->'groups') g) as units_by_day,
+       (select sum((v->>'units')::int) from jsonb_array_elements(d->'report'->'variants') v) as units
+from d;
+-- the page shows the report's lift and its interval bar, and the cumulative chart ends at the same lift
+with r as (select * from analytics.experiment_results('v-exp', 'signup') where variant_key = 'short'),
+     v as (select analytics.experiment_view('v-exp') as h)
+select round(r.effect::numeric, 4) as effect,
+       strpos(v.h, '<td class="effect-cell ' || case when r.significant then 'better' else 'flat' end || '">+'
+                   || to_char(r.effect * 100, 'FM990.0') || '%</td>') > 0 as table_shows_it,
+       (length(v.h) - length(replace(v.h, '<rect class="ci ', ''))) / length('<rect class="ci ') as interval_bars,
+       strpos(v.h, 'short 2026-11-12: +' || to_char(r.effect * 100, 'FM990.0') || '%') > 0 as chart_ends_there,
+       strpos(v.h, '<h1>Button &lt;i&gt;text&lt;/i&gt;</h1>') > 0 as name_escaped,
+       strpos(v.h, 'Sample ratio mismatch') = 0 as no_srm_warning
+from r, v;
+-- bad input: the experiment_report messages, and goal metrics needed without a primary metric
+select regress.attempt('select analytics.experiment_view(''v-exp'', ''[{"metric": "signup", "kind": "mean"}]'')');
+select regress.attempt('select analytics.experiment_view(''v-exp'', correction => ''bonferroni'')');
+select regress.attempt('select analytics.experiment_view(''no-such-experiment'')');
+select regress.attempt('select analytics.experiment_view(null)');
+update analytics.ab_experiments set primary_metric = null where key = 'v-exp';
+select regress.attempt('select analytics.experiment_view(''v-exp'')');
+commit;
+
+-- Bob cannot view Alice's experiment
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true) is not null as bob;
+select regress.attempt('select analytics.experiment_view(''v-exp'')');
+commit;
+
+delete from analytics.ab_experiments;
+delete from analytics.ab_experiment_events;

@@ -1,0 +1,16 @@
+//! The HTML views whose data SQL assembles (`sql/050_views.sql`): the binding turns that jsonb into the core's
+//! input and returns the core's document. (`trace_view` reads its rows itself: `traces::read`.)
+
+use pgrx::prelude::*;
+
+use crate::bind::{required, AnalyticsError, OrRaise, Raise};
+use analytics_core::views::experiment;
+
+/// `analytics._render_experiment_view(data jsonb) returns text`: the experiment view from the document of
+/// `analytics._experiment_view_data`.
+#[pg_extern(name = "_render_experiment_view", immutable, parallel_safe)]
+pub fn render_experiment_view(data: Option<pgrx::JsonB>) -> String {
+    let data: experiment::ViewData = serde_json::from_value(required(data, "data").0)
+        .unwrap_or_else(|e| AnalyticsError::invalid(format!("data: not an experiment view document: {e}")).raise());
+    experiment::render(&data).or_raise()
+}
