@@ -116,3 +116,121 @@ COMMENT ON FUNCTION analytics._render_experiment_view(jsonb) IS
 COMMENT ON FUNCTION analytics.experiment_view(text, jsonb, jsonb, text, double precision, integer) IS
 $$An experiment's results as a self-contained HTML document: variants with units and planned shares, a sample-ratio-mismatch warning, every goal metric's value, lift with its interval bar, p-value (adjusted with a correction) and chance to win, the guardrails with their status, and the cumulative lift by day of assignment. goal_metrics and guardrail_metrics as in experiment_report (default goal: the experiment's primary_metric). P0002 when the experiment does not exist or is not the caller's.
 Example: select analytics.experiment_view('checkout-cta', '["signup"]');$$;
+
+-- The dashboard: _dashboard_view_data gathers a time range's figures (requests, errors and latency of the traces'
+-- root spans, tokens and cost of every span, per bucket and in total; the top models and operations; the anomalies
+-- not yet resolved; running experiments; recent traces and traces with errors); _render_dashboard_view (Rust,
+-- analytics_core::views::dashboard) draws it. VOLATILE because trace_metrics and search_traces may fill the cache.
+CREATE FUNCTION analytics._dashboard_view_data(from_time timestamptz, to_time timestamptz, bucket interval, user_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(_dashboard_view_data.user_id, analytics.current_user_id());
+    b interval := bucket;
+    seconds double precision;
+begin
+    if from_time is null or to_time is null or to_time <= from_time then
+        raise exception 'to_time: must be after from_time' using errcode = '22023';
+    end if;
+    if to_time - from_time > interval '400 days' then
+        raise exception 'from_time: a dashboard covers at most 400 days, got %', to_time - from_time using errcode = '22023';
+    end if;
+    seconds := extract(epoch from to_time - from_time);
+    if b is null then
+        -- the smallest usual bucket that draws at most 120 of them
+        select x into b
+        from unnest('{1 minute, 5 minutes, 15 minutes, 1 hour, 3 hours, 6 hours, 1 day, 1 week}'::interval[]) x
+        where seconds / extract(epoch from x) <= 120 order by x limit 1;
+    elsif b <= interval '0' or extract(month from b) <> 0 or extract(year from b) <> 0 then
+        raise exception 'bucket: must be a positive interval of fixed length (minutes, hours, days), got %', b
+            using errcode = '22023';
+    elsif seconds / extract(epoch from b) > 1000 then
+        raise exception 'bucket: % buckets between from_time and to_time; a dashboard draws at most 1000',
+            ceil(seconds / extract(epoch from b)) using errcode = '22023';
+    end if;
+    return jsonb_build_object(
+        'from', to_char(from_time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+        'to', to_char(to_time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+        'from_epoch', extract(epoch from from_time), 'to_epoch', extract(epoch from to_time),
+        'bucket_seconds', extract(epoch from b)::float8,
+        'totals', (select jsonb_build_object('requests', count(*) filter (where s.parent_span_id is null),
+                                             'errors', count(*) filter (where s.parent_span_id is null and s.status = 'error'),
+                                             'latency_p50_ms', percentile_cont(0.5) within group (order by s.duration_ms) filter (where s.parent_span_id is null),
+                                             'latency_p95_ms', percentile_cont(0.95) within group (order by s.duration_ms) filter (where s.parent_span_id is null),
+                                             'spans', count(*), 'total_tokens', coalesce(sum(s.total_tokens), 0),
+                                             'cost_usd', coalesce(sum(s.cost_usd), 0))
+                   from analytics.llm_traces s
+                   where (owner is null or s.user_id = owner) and s.start_time >= from_time and s.start_time < to_time),
+        'requests', (select coalesce(jsonb_agg(jsonb_build_object('t', extract(epoch from m.bucket_start), 'requests', m.request_count,
+                                                                  'errors', m.error_count, 'error_rate', m.error_rate,
+                                                                  'p50', m.latency_p50_ms, 'p95', m.latency_p95_ms)
+                                               order by m.bucket_start), '[]')
+                     from analytics.trace_metrics(b, from_time, to_time, root_only => true, user_id => owner) m),
+        'usage', (select coalesce(jsonb_agg(jsonb_build_object('t', extract(epoch from m.bucket_start), 'tokens', m.total_tokens,
+                                                               'cost', m.cost_usd) order by m.bucket_start), '[]')
+                  from analytics.trace_metrics(b, from_time, to_time, user_id => owner) m),
+        'models', (select coalesce(jsonb_agg(to_jsonb(x) order by x.calls desc, x.name), '[]') from (
+                       select s.model as name, count(*) as calls, count(*) filter (where s.status = 'error') as errors,
+                              coalesce(sum(s.total_tokens), 0) as tokens, coalesce(sum(s.cost_usd), 0) as cost_usd,
+                              percentile_cont(0.95) within group (order by s.duration_ms) as p95_ms
+                       from analytics.llm_traces s
+                       where (owner is null or s.user_id = owner) and s.start_time >= from_time and s.start_time < to_time
+                         and s.model is not null
+                       group by s.model order by count(*) desc, s.model limit 10) x),
+        'operations', (select coalesce(jsonb_agg(to_jsonb(x) order by x.calls desc, x.name), '[]') from (
+                       select s.operation_type as name, count(*) as calls, count(*) filter (where s.status = 'error') as errors,
+                              coalesce(sum(s.total_tokens), 0) as tokens, coalesce(sum(s.cost_usd), 0) as cost_usd,
+                              percentile_cont(0.95) within group (order by s.duration_ms) as p95_ms
+                       from analytics.llm_traces s
+                       where (owner is null or s.user_id = owner) and s.start_time >= from_time and s.start_time < to_time
+                       group by s.operation_type order by count(*) desc, s.operation_type limit 10) x),
+        'anomalies', (select coalesce(jsonb_agg(jsonb_build_object('metric', a.metric, 'dimension', a.dimension,
+                                                                   't', extract(epoch from a.bucket_start),
+                                                                   'bucket_start', to_char(a.bucket_start at time zone 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'),
+                                                                   'observed', a.observed, 'expected', a.expected,
+                                                                   'severity', a.severity, 'status', a.status, 'method', a.method)
+                                                order by a.bucket_start, a.metric), '[]')
+                      from analytics.anomaly_detections a
+                      where (owner is null or a.user_id = owner) and a.status <> 'resolved'
+                        and a.bucket_start >= from_time and a.bucket_start < to_time),
+        'experiments', (select coalesce(jsonb_agg(jsonb_build_object(
+                                   'key', e.key, 'name', e.name, 'primary_metric', e.primary_metric,
+                                   'started_at', to_char(e.started_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'),
+                                   'units', (select coalesce(sum(c.units), 0) from analytics.ab_experiment_unit_counts c
+                                             where c.experiment_id = e.id and c.phase = e.phase),
+                                   'variants', (select count(*) from analytics.ab_experiment_variants v where v.experiment_id = e.id))
+                               order by e.started_at desc nulls last, e.key), '[]')
+                        from analytics.ab_experiments e
+                        where (owner is null or e.user_id = owner) and e.status = 'running'),
+        'failed_traces', (select coalesce(jsonb_agg(jsonb_build_object('trace_id', t.trace_id, 'name', t.root_name,
+                                       'start', to_char(t.start_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+                                       'duration_ms', t.duration_ms, 'spans', t.span_count, 'errors', t.error_count,
+                                       'cost_usd', t.cost_usd)), '[]')
+                          from analytics.search_traces(status => 'error', from_time => from_time, to_time => to_time,
+                                                       "limit" => 10, user_id => owner) t),
+        'recent_traces', (select coalesce(jsonb_agg(jsonb_build_object('trace_id', t.trace_id, 'name', t.root_name,
+                                       'start', to_char(t.start_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+                                       'duration_ms', t.duration_ms, 'spans', t.span_count, 'errors', t.error_count,
+                                       'cost_usd', t.cost_usd)), '[]')
+                          from analytics.search_traces(from_time => from_time, to_time => to_time, "limit" => 10,
+                                                       user_id => owner) t));
+end
+$$;
+
+CREATE FUNCTION analytics.dashboard_view(from_time timestamptz DEFAULT now() - interval '24 hours',
+                                         to_time timestamptz DEFAULT now(), bucket interval DEFAULT NULL,
+                                         user_id uuid DEFAULT NULL)
+RETURNS analytics."text/html"
+LANGUAGE sql VOLATILE
+AS $$ SELECT analytics._render_dashboard_view(
+          analytics._dashboard_view_data(from_time, to_time, bucket, user_id))::analytics."text/html" $$;
+
+COMMENT ON FUNCTION analytics._dashboard_view_data(timestamptz, timestamptz, interval, uuid) IS
+'Internal: what analytics.dashboard_view shows, as jsonb.';
+COMMENT ON FUNCTION analytics._render_dashboard_view(jsonb) IS
+'Internal: the HTML of analytics.dashboard_view from the document of analytics._dashboard_view_data.';
+COMMENT ON FUNCTION analytics.dashboard_view(timestamptz, timestamptz, interval, uuid) IS
+$$The caller's LLM application over a time range as a self-contained HTML document: requests (traces), error rate, p50/p95 latency, tokens and cost per bucket as SVG charts with the anomalies not yet resolved marked on them, totals, the top models and operations, the anomalies, running experiments, recent traces and traces with errors, with in-document links between them. bucket: NULL picks 1 minute to 1 week for at most 120 buckets; at most 1000 buckets and 400 days.
+Example: select analytics.dashboard_view(now() - interval '7 days', now());$$;

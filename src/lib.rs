@@ -125,8 +125,16 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/050_views.sql",
     name = "views",
-    requires = ["traces_functions", "experiments_lifecycle", "experiment_totals", "cache", traces::read::trace_view,
-                views::render_experiment_view]
+    requires = [
+        "traces_functions",
+        "experiments_lifecycle",
+        "experiment_totals",
+        "anomaly_cohort_tables",
+        "cache",
+        traces::read::trace_view,
+        views::render_experiment_view,
+        views::render_dashboard_view
+    ]
 );
 // last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/900_security.sql", name = "security", finalize);

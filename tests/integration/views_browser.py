@@ -172,4 +172,39 @@ with Browser(1200, 1250) as b:
     rendered(b)
     check("Sample ratio mismatch" in b.text(b.find(".srm-warning[role=alert]")), "a broken split shows the SRM warning")
 
+# ---- the dashboard ----------------------------------------------------------------------------------------------------
+RANGE = "'2026-11-20 00:00+00', '2026-11-22 00:00+00', '1 hour'"
+dash = as_user(ALICE, f"select analytics.dashboard_view({RANGE});")
+bob_dash = as_user(BOB, f"select analytics.dashboard_view({RANGE});")
+check('data-trace-id="view-1"' in dash and 'data-trace-id="view-1"' not in bob_dash and 'data-trace-id="bob-1"' in bob_dash,
+      "each user's dashboard lists only their own traces")
+check('data-experiment="cta"' in dash and "data-experiment=" not in bob_dash, "and only their own experiments")
+with Browser(1200, 1400) as b:
+    b.open(save("dashboard_view.html", dash))
+    rendered(b)
+    shot(b, "dashboard_view.png")
+    markers = b.run("""return [...document.querySelectorAll('.anomaly-marker')].map(m => {
+        const box = m.querySelector('path').getBoundingClientRect();
+        return [m.closest('figure').dataset.chart, box.width > 4 && box.height > 4]; })""")
+    check(markers == [["errors", True], ["latency", True]],
+          f"the open anomalies are marked, visibly, on the error-rate and latency charts: {markers}")
+    check(b.count("#anomalies tbody tr") == 3, "three anomalies listed (the resolved one is not; a custom metric is listed, not drawn)")
+    b.click(b.find('figure[data-chart="latency"] .anomaly-marker'))
+    b.wait_for("return location.hash === '#anomaly-1'")
+    check(b.run("return document.querySelector(':target').textContent.startsWith('latency_p95')"),
+          "clicking the latency marker jumps to its anomaly")
+    totals = b.text(b.find(".totals"))
+    check(totals.startswith("Requests\n3\n"), f"the totals count the three traces (root spans) as requests: {totals!r}")
+    check(b.count('#chart-requests rect.bar') > 0 and b.count('#chart-latency polyline.line') == 2,
+          "the request bars and the two latency lines are drawn")
+    check(b.count('#failed-traces tbody tr') >= 1 and b.count('#experiments tbody tr') == 2,
+          "traces with errors and the running experiments are listed")
+    b.click(b.find('header nav a[href="#failed-traces"]'))
+    b.wait_for("return location.hash === '#failed-traces'")
+    check(True, "the section links navigate within the document")
+    b.open(save("dashboard_view_bob.html", bob_dash))
+    rendered(b)
+    check(b.run("return [...document.querySelectorAll('.anomaly-marker')].map(m => m.closest('figure').dataset.chart)") == ["requests"],
+          "Bob's dashboard marks his one anomaly only")
+
 print(f"views: {checks} checks passed")

@@ -94,3 +94,12 @@ set variant_id = (select v.id from analytics.ab_experiment_variants v where v.ex
 where a.experiment_id = (select id from analytics.ab_experiments where key = 'skewed')
   and a.variant_id = (select v.id from analytics.ab_experiment_variants v where v.experiment_id = a.experiment_id and v.key = 'b')
   and substr(a.unit_id, 3)::int % 2 = 0;
+
+-- anomalies recorded by the detectors (the superuser writes them as run_anomaly_detection would): two of Alice's
+-- open ones on charted metrics, one on a metric no chart shows, one resolved (not shown); one of Bob's
+insert into analytics.anomaly_detections (user_id, metric, bucket_start, bucket_width, observed, expected, severity, method, status)
+values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'latency_p95', '2026-11-20 09:00+00', '1 hour', 6000, 900, 'critical', 'surprise', 'open'),
+       ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'error_rate', '2026-11-20 10:00+00', '1 hour', 0.5, 0.02, 'warning', 'zscore', 'acknowledged'),
+       ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'signups', '2026-11-21 02:00+00', '1 hour', 3, 40, 'info', 'mad', 'open'),
+       ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'cost', '2026-11-21 03:00+00', '1 hour', 9, 1, 'warning', 'ewma', 'resolved'),
+       ('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'request_count', '2026-11-20 11:00+00', '1 hour', 90, 10, 'warning', 'surprise', 'open');

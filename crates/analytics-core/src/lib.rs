@@ -10,7 +10,7 @@
 //! - `cache`: the per-connection tally of cache hits and misses and when to write it
 //! - `rate_window`: the rate limiter's exact sliding window
 //! - `usage`: least-squares trends of daily usage and their prediction intervals
-//! - `views`: the HTML views (trace, experiment)
+//! - `views`: the HTML views (trace, experiment, dashboard)
 
 pub mod errors;
 pub mod textfmt;
@@ -23,6 +23,8 @@ pub mod views {
     //!   escaping rules
     //! - `trace`: one trace: span tree, waterfall, details
     //! - `experiment`: an experiment's results: variants, interval bars, guardrails, the cumulative effect
+    //! - `dashboard`: a time range: charts with anomaly markers, top models and operations, experiments, traces
+    pub mod dashboard;
     pub mod experiment;
     pub mod page;
     pub mod trace;

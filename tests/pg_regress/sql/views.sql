@@ -142,3 +142,75 @@ commit;
 
 delete from analytics.ab_experiments;
 delete from analytics.ab_experiment_events;
+
+-- ---- the dashboard --------------------------------------------------------------------------------------------------
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select analytics.ingest_spans($$[
+  {"trace_id":"d-1","span_id":"root","name":"agent","operation_type":"agent","status":"ok","start_time":"2026-11-20T09:10:00Z","end_time":"2026-11-20T09:10:02Z"},
+  {"trace_id":"d-1","span_id":"llm","parent_span_id":"root","name":"answer","operation_type":"chat","model":"gpt-4o","start_time":"2026-11-20T09:10:00.500Z",
+   "end_time":"2026-11-20T09:10:02Z","input_tokens":1000,"output_tokens":100,"cost_usd":0.004},
+  {"trace_id":"d-2","span_id":"root","name":"agent","operation_type":"agent","status":"error","start_time":"2026-11-20T11:30:00Z","end_time":"2026-11-20T11:30:08Z"},
+  {"trace_id":"d-2","span_id":"llm","parent_span_id":"root","name":"answer","operation_type":"chat","model":"gpt-4o-mini","start_time":"2026-11-20T11:30:01Z",
+   "end_time":"2026-11-20T11:30:08Z","input_tokens":500,"output_tokens":20,"cost_usd":0.0002}
+]$$::jsonb) ->> 'stored' as stored;
+select key from analytics.create_experiment('d-exp', 'Dashboard experiment', '[{"key":"a"},{"key":"b"}]');
+select status from analytics.start_experiment('d-exp');
+commit;
+insert into analytics.anomaly_detections (user_id, metric, bucket_start, bucket_width, observed, expected, severity, method, status)
+values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'latency_p95', '2026-11-20 11:00+00', '1 hour', 8000, 2000, 'critical', 'surprise', 'open'),
+       ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'cost', '2026-11-20 09:00+00', '1 hour', 1, 0.1, 'warning', 'ewma', 'resolved'),
+       ('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'request_count', '2026-11-20 10:00+00', '1 hour', 90, 10, 'warning', 'surprise', 'open');
+
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+-- the data behind it: totals over root spans (requests) and every span (tokens, cost), buckets, top lists
+with d as (select analytics._dashboard_view_data('2026-11-20 00:00+00', '2026-11-21 00:00+00', null, null) as d)
+select d->>'bucket_seconds' as bucket_s, d->'totals' as totals,
+       jsonb_array_length(d->'requests') as request_buckets, jsonb_array_length(d->'usage') as usage_buckets,
+       (select string_agg(m->>'name' || ':' || (m->>'calls'), ', ') from jsonb_array_elements(d->'models') m) as models,
+       (select string_agg(a->>'metric', ', ') from jsonb_array_elements(d->'anomalies') a) as open_anomalies,
+       (select string_agg(e->>'key', ', ') from jsonb_array_elements(d->'experiments') e) as running,
+       (select string_agg(t->>'trace_id', ', ') from jsonb_array_elements(d->'failed_traces') t) as failed,
+       (select string_agg(t->>'trace_id', ', ') from jsonb_array_elements(d->'recent_traces') t) as recent
+from d;
+-- the page: five charts, the open anomaly marked on the latency chart and linked to its row
+with v as (select analytics.dashboard_view('2026-11-20 00:00+00', '2026-11-21 00:00+00') as h)
+select pg_typeof(v.h) as type,
+       (length(h) - length(replace(h, '<figure class="chart"', ''))) / length('<figure class="chart"') as charts,
+       (length(h) - length(replace(h, 'class="anomaly-marker"', ''))) / length('class="anomaly-marker"') as markers,
+       substring(h from '<figure class="chart" id="chart-([a-z]+)"[^>]*>(?:(?!</figure>).)*class="anomaly-marker"') as marked_chart,
+       strpos(h, '<a href="#anomaly-1" class="anomaly-link">') > 0 and strpos(h, '<tr id="anomaly-1"') > 0 as linked,
+       strpos(h, 'data-trace-id="d-2"') > 0 as lists_failed_trace
+from v;
+-- bad input: 22023 naming the argument
+select regress.attempt('select analytics.dashboard_view(''2026-11-21'', ''2026-11-20'')');
+select regress.attempt('select analytics.dashboard_view(''2024-01-01'', ''2026-11-20'')');
+select regress.attempt('select analytics.dashboard_view(''2026-11-20'', ''2026-11-21'', ''1 month'')');
+select regress.attempt('select analytics.dashboard_view(''2026-11-20'', ''2026-11-21'', ''1 minute'')');
+select regress.attempt('select analytics.dashboard_view(''2026-11-20'', ''2026-11-21'', ''-1 hour'')');
+commit;
+
+-- Bob's dashboard has his anomaly and none of Alice's rows
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb","role":"authenticated"}', true) is not null as bob;
+with d as (select analytics._dashboard_view_data('2026-11-20 00:00+00', '2026-11-21 00:00+00', null, null) as d)
+select d->'totals'->>'requests' as requests, jsonb_array_length(d->'models') as models,
+       (select string_agg(a->>'metric', ', ') from jsonb_array_elements(d->'anomalies') a) as anomalies,
+       jsonb_array_length(d->'experiments') as experiments, jsonb_array_length(d->'recent_traces') as traces
+from d;
+select strpos(analytics.dashboard_view('2026-11-20 00:00+00', '2026-11-21 00:00+00',
+                                       user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa'), 'd-1') = 0 as naming_alice_shows_nothing_of_hers;
+commit;
+
+begin;
+set local role anon;
+select regress.attempt('select analytics.dashboard_view()', null, false) as anon;
+commit;
+
+delete from analytics.llm_traces;
+delete from analytics.ab_experiments;
+delete from analytics.anomaly_detections;

@@ -57,6 +57,22 @@ pub fn json_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string always serialises")
 }
 
+/// 1234567 -> "1,234,567".
+pub fn thousands(v: i64) -> String {
+    let digits = v.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if v < 0 {
+        out.push('-');
+    }
+    for (k, c) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The whole document: `<!doctype html>`, the policy, `style` (after the base style), `body` (trusted markup
 /// from the view; user text in it must already be escaped), the data as `<script type="application/json"
 /// id="view-data">` and the view's `script`.
@@ -95,6 +111,14 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
         assert_eq!(back["name"], "</script><script>alert(1)</script>");
         assert_eq!(back["x"], "<!-- \u{2028}");
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(2720), "2,720");
+        assert_eq!(thousands(-1234567), "-1,234,567");
     }
 
     #[test]

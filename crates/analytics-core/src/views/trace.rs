@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::page::{document, escape, json_string};
+use super::page::{document, escape, json_string, thousands};
 use crate::traces::svg::{colour, format_duration};
 use crate::traces::tree::{SpanInfo, SpanTree};
 
@@ -225,22 +225,6 @@ pub fn render(trace_id: &str, spans: &[SpanInfo], display: &[SpanDisplay], tree:
     document(&title, &style, &body, &json, SCRIPT)
 }
 
-/// 1234567 -> "1,234,567".
-fn thousands(v: i64) -> String {
-    let digits = v.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if v < 0 {
-        out.push('-');
-    }
-    for (k, c) in digits.chars().enumerate() {
-        if k > 0 && (digits.len() - k) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// A CSS class name from an operation type (letters, digits and `_` kept, the rest `-`).
 fn colours_class(op: &str) -> String {
     op.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect()
@@ -360,14 +344,6 @@ mod tests {
         assert!(doc.contains(&format!("style-src {}", super::super::page::csp_hash(style))));
         assert!(doc.contains(&format!("script-src {}", super::super::page::csp_hash(SCRIPT))));
         assert!(doc.contains(&format!("<script>{SCRIPT}</script>")));
-    }
-
-    #[test]
-    fn thousands_are_grouped() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(2720), "2,720");
-        assert_eq!(thousands(-1234567), "-1,234,567");
     }
 
     #[test]
