@@ -6,7 +6,8 @@
 #     output per span), in the same run; the same for 1,000 and 20,000 spans;
 #   * first render: the saved document opened in headless Chromium (chromedriver), time from navigation start to
 #     the end of the view's first drawing (document.body.dataset.rendered), median of 5 loads, against the time to
-#     load an empty page in the same browser.
+#     load an empty page in the same browser;
+#   * the dashboard over the same spans, against one trace_metrics call over the same range (for scale).
 set -euo pipefail
 db=$1
 cd "$(dirname "$0")/.."
@@ -33,6 +34,9 @@ from r order by n;
 select n as spans, pg_size_pretty(octet_length(analytics.trace_view('trace-' || n, max_spans => 100000, user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa'))::bigint) as document,
        pg_size_pretty(octet_length(analytics.get_trace_tree('trace-' || n, max_depth => 1000, max_spans => 1000000, user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', cache => false)::text)::bigint) as tree_json
 from unnest(array[1000, 10000, 20000]) n;
+\echo '== the dashboard over the same 31,000 spans (median ms of 15), against trace_metrics alone (uncached)'
+select round(pg_temp.bench($$select analytics.dashboard_view('2026-11-20 00:00+00', '2026-11-21 00:00+00', user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa')$$, 15)::numeric, 1) as dashboard_view_ms,
+       round(pg_temp.bench($$select count(*) from analytics.trace_metrics('15 minutes', '2026-11-20 00:00+00', '2026-11-21 00:00+00', user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', cache => false)$$, 15)::numeric, 1) as trace_metrics_ms;
 SQL
 for n in 1000 10000 20000; do
     q -c "select analytics.trace_view('trace-$n', max_spans => 100000, user_id => 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa')" > "$out/trace-$n.html"

@@ -7745,7 +7745,24 @@ Example: select analytics.experiment_view('checkout-cta', '["signup"]');$$;
 -- The dashboard: _dashboard_view_data gathers a time range's figures (requests, errors and latency of the traces'
 -- root spans, tokens and cost of every span, per bucket and in total; the top models and operations; the anomalies
 -- not yet resolved; running experiments; recent traces and traces with errors); _render_dashboard_view (Rust,
--- analytics_core::views::dashboard) draws it. VOLATILE because trace_metrics and search_traces may fill the cache.
+-- analytics_core::views::dashboard) draws it. VOLATILE because trace_metrics may fill the cache.
+-- one trace of the dashboard's lists: root span name, start, duration, spans, errors, cost
+CREATE FUNCTION analytics._dashboard_trace(user_id uuid, trace_id text) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+    select jsonb_build_object(
+        'trace_id', _dashboard_trace.trace_id,
+        'name', (select r.name from analytics.llm_traces r
+                 where r.user_id = _dashboard_trace.user_id and r.trace_id = _dashboard_trace.trace_id
+                 order by r.parent_span_id is not null, r.start_time, r.span_id limit 1),
+        'start', to_char(min(s.start_time) at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+        'duration_ms', extract(epoch from max(coalesce(s.end_time, s.start_time)) - min(s.start_time))::float8 * 1000,
+        'spans', count(*), 'errors', count(*) filter (where s.status = 'error'), 'cost_usd', coalesce(sum(s.cost_usd), 0))
+    from analytics.llm_traces s
+    where s.user_id = _dashboard_trace.user_id and s.trace_id = _dashboard_trace.trace_id
+$$;
+
 CREATE FUNCTION analytics._dashboard_view_data(from_time timestamptz, to_time timestamptz, bucket interval, user_id uuid)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -7829,18 +7846,20 @@ begin
                                order by e.started_at desc nulls last, e.key), '[]')
                         from analytics.ab_experiments e
                         where (owner is null or e.user_id = owner) and e.status = 'running'),
-        'failed_traces', (select coalesce(jsonb_agg(jsonb_build_object('trace_id', t.trace_id, 'name', t.root_name,
-                                       'start', to_char(t.start_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
-                                       'duration_ms', t.duration_ms, 'spans', t.span_count, 'errors', t.error_count,
-                                       'cost_usd', t.cost_usd)), '[]')
-                          from analytics.search_traces(status => 'error', from_time => from_time, to_time => to_time,
-                                                       "limit" => 10, user_id => owner) t),
-        'recent_traces', (select coalesce(jsonb_agg(jsonb_build_object('trace_id', t.trace_id, 'name', t.root_name,
-                                       'start', to_char(t.start_time at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
-                                       'duration_ms', t.duration_ms, 'spans', t.span_count, 'errors', t.error_count,
-                                       'cost_usd', t.cost_usd)), '[]')
-                          from analytics.search_traces(from_time => from_time, to_time => to_time, "limit" => 10,
-                                                       user_id => owner) t));
+        -- the ten traces with the latest error spans, and the ten latest traces (root spans): found by index, then
+        -- summed up one by one (search_traces would sum up every trace of the range first)
+        'failed_traces', (select coalesce(jsonb_agg(analytics._dashboard_trace(x.user_id, x.trace_id) order by x.last_error desc), '[]')
+                          from (select e.user_id, e.trace_id, max(e.start_time) as last_error
+                                from analytics.llm_traces e
+                                where (owner is null or e.user_id = owner) and e.status = 'error'
+                                  and e.start_time >= from_time and e.start_time < to_time
+                                group by e.user_id, e.trace_id order by max(e.start_time) desc limit 10) x),
+        'recent_traces', (select coalesce(jsonb_agg(analytics._dashboard_trace(x.user_id, x.trace_id) order by x.start_time desc), '[]')
+                          from (select t.user_id, t.trace_id, t.start_time
+                                from analytics.llm_traces t
+                                where (owner is null or t.user_id = owner) and t.parent_span_id is null
+                                  and t.start_time >= from_time and t.start_time < to_time
+                                order by t.start_time desc limit 10) x));
 end
 $$;
 
@@ -7852,14 +7871,16 @@ LANGUAGE sql VOLATILE
 AS $$ SELECT analytics._render_dashboard_view(
           analytics._dashboard_view_data(from_time, to_time, bucket, user_id))::analytics."text/html" $$;
 
+COMMENT ON FUNCTION analytics._dashboard_trace(uuid, text) IS
+'Internal: one trace of analytics.dashboard_view''s lists (root span name, start, duration, spans, errors, cost).';
 COMMENT ON FUNCTION analytics._dashboard_view_data(timestamptz, timestamptz, interval, uuid) IS
 'Internal: what analytics.dashboard_view shows, as jsonb.';
 COMMENT ON FUNCTION analytics._render_dashboard_view(jsonb) IS
 'Internal: the HTML of analytics.dashboard_view from the document of analytics._dashboard_view_data.';
 COMMENT ON FUNCTION analytics.dashboard_view(timestamptz, timestamptz, interval, uuid) IS
-$$The caller's LLM application over a time range as a self-contained HTML document: requests (traces), error rate, p50/p95 latency, tokens and cost per bucket as SVG charts with the anomalies not yet resolved marked on them, totals, the top models and operations, the anomalies, running experiments, recent traces and traces with errors, with in-document links between them. bucket: NULL picks 1 minute to 1 week for at most 120 buckets; at most 1000 buckets and 400 days.
+$$The caller's LLM application over a time range as a self-contained HTML document: requests (traces), error rate, p50/p95 latency, tokens and cost per bucket as SVG charts with the anomalies not yet resolved marked on them, totals, the top models and operations, the anomalies, running experiments, the latest traces and the traces with the latest errors, with in-document links between them. bucket: NULL picks 1 minute to 1 week for at most 120 buckets; at most 1000 buckets and 400 days.
 Example: select analytics.dashboard_view(now() - interval '7 days', now());$$;
-REVOKE EXECUTE ON FUNCTION analytics._trace_view(text, integer, uuid), analytics.trace_view(text, integer, uuid), analytics._experiment_view_data(text, jsonb, jsonb, text, double precision, integer), analytics._render_experiment_view(jsonb), analytics.experiment_view(text, jsonb, jsonb, text, double precision, integer), analytics._dashboard_view_data(timestamptz, timestamptz, interval, uuid), analytics._render_dashboard_view(jsonb), analytics.dashboard_view(timestamptz, timestamptz, interval, uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION analytics._trace_view(text, integer, uuid), analytics.trace_view(text, integer, uuid), analytics._experiment_view_data(text, jsonb, jsonb, text, double precision, integer), analytics._render_experiment_view(jsonb), analytics.experiment_view(text, jsonb, jsonb, text, double precision, integer), analytics._dashboard_trace(uuid, text), analytics._dashboard_view_data(timestamptz, timestamptz, interval, uuid), analytics._render_dashboard_view(jsonb), analytics.dashboard_view(timestamptz, timestamptz, interval, uuid) FROM PUBLIC;
 DO $grants$
 DECLARE
     r text;
@@ -7871,6 +7892,7 @@ BEGIN
                 analytics._experiment_view_data(text, jsonb, jsonb, text, double precision, integer),
                 analytics._render_experiment_view(jsonb),
                 analytics.experiment_view(text, jsonb, jsonb, text, double precision, integer),
+                analytics._dashboard_trace(uuid, text),
                 analytics._dashboard_view_data(timestamptz, timestamptz, interval, uuid),
                 analytics._render_dashboard_view(jsonb),
                 analytics.dashboard_view(timestamptz, timestamptz, interval, uuid) TO %I', r);

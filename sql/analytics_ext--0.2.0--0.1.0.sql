@@ -8,6 +8,7 @@
 DROP FUNCTION analytics.dashboard_view(timestamptz, timestamptz, interval, uuid);
 DROP FUNCTION analytics._render_dashboard_view(jsonb);
 DROP FUNCTION analytics._dashboard_view_data(timestamptz, timestamptz, interval, uuid);
+DROP FUNCTION analytics._dashboard_trace(uuid, text);
 DROP FUNCTION analytics.experiment_view(text, jsonb, jsonb, text, double precision, integer);
 DROP FUNCTION analytics._render_experiment_view(jsonb);
 DROP FUNCTION analytics._experiment_view_data(text, jsonb, jsonb, text, double precision, integer);

@@ -107,6 +107,21 @@ with Browser() as b:
     b.wait_for("return !!document.querySelector('.row[data-span-id=\"embed\"]')")
     check(b.run("return document.activeElement.dataset.spanId") == "kb", "ArrowRight expands; focus stays on the row")
 
+    # ---- in an app's page: iframe.srcdoc in a sandbox that allows scripts only (what docs/views.md recommends) ------
+    with open(os.path.join(out, "host.html"), "w") as f:
+        f.write("<!doctype html><title>host</title><body><div id=trace></div>")
+    b.open("file://" + os.path.join(out, "host.html"))
+    b.run("""const frame = document.createElement('iframe');
+             frame.sandbox = 'allow-scripts'; frame.style.cssText = 'width: 1200px; height: 700px; border: 0';
+             frame.srcdoc = arguments[0]; document.getElementById('trace').replaceChildren(frame);""", alice_doc)
+    b.frame(b.wait_for("return document.querySelector('iframe')"))
+    rendered(b)
+    b.click(b.find('.row[data-span-id="llm"]'))
+    b.wait_for("return document.getElementById('detail').dataset.spanId === 'llm'")
+    check("Your order 8812 ships today." in b.text(b.find('#detail pre[data-field="output"]')),
+          "inside a sandboxed iframe (srcdoc), the view runs and a click shows the span's output")
+    b.frame(None)
+
     # ---- hostile text renders as text and runs nothing ------------------------------------------------------------
     xss_doc = as_user(ALICE, "select analytics.trace_view('xss');")
     b.open(save("trace_view_xss.html", xss_doc))
@@ -189,6 +204,9 @@ with Browser(1200, 1400) as b:
     check(markers == [["errors", True], ["latency", True]],
           f"the open anomalies are marked, visibly, on the error-rate and latency charts: {markers}")
     check(b.count("#anomalies tbody tr") == 3, "three anomalies listed (the resolved one is not; a custom metric is listed, not drawn)")
+    check('&lt;script&gt;window.__xss=1&lt;/script&gt;' in dash and b.run("return window.__xss === undefined")
+          and b.run("return document.querySelectorAll('img, iframe, script[src]').length") == 0,
+          "hostile trace and model names on the dashboard are text: no injected element, no script run")
     b.click(b.find('figure[data-chart="latency"] .anomaly-marker'))
     b.wait_for("return location.hash === '#anomaly-1'")
     check(b.run("return document.querySelector(':target').textContent.startsWith('latency_p95')"),

@@ -96,6 +96,10 @@ class Browser:
         """Types `keys` into `element` (WebDriver key codes: "\\ue015" is ArrowDown, "\\ue012" ArrowLeft, ...)."""
         self._s("POST", f"/element/{_eid(element)}/value", {"text": keys})
 
+    def frame(self, element):
+        """Switches into the iframe `element` (None: back to the top-level document)."""
+        self._s("POST", "/frame", {"id": element})
+
     def screenshot(self, path):
         with open(path, "wb") as f:
             f.write(base64.b64decode(self._s("GET", "/screenshot")))
