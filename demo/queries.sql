@@ -67,3 +67,21 @@ select bucket_start, dimension->>'model' as model, request_count as calls, round
        round(latency_p50_ms) as p50_ms, round(latency_p95_ms) as p95_ms, total_tokens as tokens
 from analytics.trace_metrics('1 hour', '2026-11-18 11:00+00', '2026-11-18 18:00+00', group_by => '{model}', operation_type => 'chat');
 commit;
+
+\echo
+\echo '== 7. Alice: the same data as pages a person looks at, analytics.trace_view / experiment_view / dashboard_view'
+begin; set local role authenticated; :alice \gset
+\pset tuples_only on
+\pset format unaligned
+\o /tmp/analytics_ext_demo_trace.html
+select analytics.trace_view('trace-rag-002');
+\o /tmp/analytics_ext_demo_experiment.html
+select analytics.experiment_view('system-prompt-v2');
+\o /tmp/analytics_ext_demo_dashboard.html
+select analytics.dashboard_view('2026-11-13 00:00+00', '2026-11-21 00:00+00');
+\o
+\pset format aligned
+\pset tuples_only off
+commit;
+\echo '   written to /tmp/analytics_ext_demo_trace.html, /tmp/analytics_ext_demo_experiment.html and'
+\echo '   /tmp/analytics_ext_demo_dashboard.html: self-contained, open them in a browser (docs/views.md)'

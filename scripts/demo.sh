@@ -20,4 +20,5 @@ psql -X -q -v ON_ERROR_STOP=1 -c "select count(*) as spans, count(distinct user_
 psql -X -q -v ON_ERROR_STOP=1 -f demo/queries.sql
 echo
 [ -s /tmp/analytics_ext_demo_waterfall.svg ] && echo "[demo] open /tmp/analytics_ext_demo_waterfall.svg in a browser to see the waterfall of trace-rag-002"
+[ -s /tmp/analytics_ext_demo_dashboard.html ] && echo "[demo] open /tmp/analytics_ext_demo_trace.html, _experiment.html and _dashboard.html in a browser for the HTML views"
 echo "[demo] done; stopping the throwaway cluster"

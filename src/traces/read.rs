@@ -342,7 +342,6 @@ pub fn trace_waterfall_svg(
     })
 }
 
-
 /// Largest `max_spans` of `trace_view`.
 pub const MAX_VIEW_SPANS: i32 = 100_000;
 

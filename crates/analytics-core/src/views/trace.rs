@@ -184,7 +184,7 @@ pub fn render(trace_id: &str, spans: &[SpanInfo], display: &[SpanDisplay], tree:
         body,
         "<header class=\"top\"><h1>{}</h1><div class=\"chips\"><span>trace <b>{}</b></span><span><b>{}</b> spans</span>\
          <span><b class=\"{}\">{}</b> errors</span><span><b>{}</b></span><span><b>{}</b> tokens</span>\
-         <span><b>${:.4}</b></span></div></header>\n",
+         <span><b>${:.4}</b></span></div></header>",
         escape(root_name),
         escape(trace_id),
         spans.len(),
@@ -197,7 +197,7 @@ pub fn render(trace_id: &str, spans: &[SpanInfo], display: &[SpanDisplay], tree:
     if shown < spans.len() {
         let _ = write!(
             body,
-            "<p class=\"notice\" role=\"status\">Showing the first {shown} of {} spans (depth-first). Raise max_spans to see more.</p>\n",
+            "<p class=\"notice\" role=\"status\">Showing the first {shown} of {} spans (depth-first). Raise max_spans to see more.</p>",
             spans.len()
         );
     }
