@@ -3,9 +3,11 @@
 -- and serves its result with that Content-Type when the request's Accept header allows it; with
 -- `Accept: application/json` (supabase-js' rpc) the same document arrives as a JSON string.
 --
--- SECURITY INVOKER and STABLE like every read: row-level security decides what a view shows, and PostgREST may call
--- them with GET. Their Content-Security-Policy allows only their own inline script and style (SHA-256 hashes), so
--- they need no per-call nonce.
+-- SECURITY INVOKER like every read: row-level security decides what a view shows. trace_view is STABLE;
+-- experiment_view and dashboard_view are VOLATILE only because the cached functions they call may store a result
+-- (PostgREST runs GET READ ONLY whatever the volatility, and the cache is then only read). The documents'
+-- Content-Security-Policy allows only their own inline script and style (SHA-256 hashes), so they need no per-call
+-- nonce.
 
 CREATE DOMAIN analytics."text/html" AS text;
 COMMENT ON DOMAIN analytics."text/html" IS

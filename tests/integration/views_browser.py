@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from webdriver import ARROW_DOWN, ARROW_LEFT, ARROW_RIGHT, Browser  # noqa: E402
+from webdriver import ARROW_DOWN, ARROW_LEFT, ARROW_RIGHT, ENTER, Browser  # noqa: E402
 
 ALICE = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 BOB = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
@@ -106,6 +106,18 @@ with Browser() as b:
     b.keys(b.find('.row[data-span-id="kb"]'), ARROW_RIGHT)
     b.wait_for("return !!document.querySelector('.row[data-span-id=\"embed\"]')")
     check(b.run("return document.activeElement.dataset.spanId") == "kb", "ArrowRight expands; focus stays on the row")
+
+    # find: a span inside a collapsed subtree is found, its ancestors open, it is selected and highlighted
+    b.click(b.find('.row[data-span-id="root"] .tg'))
+    b.wait_for("return document.body.dataset.visibleRows === '1'")
+    b.keys(b.find("#find"), "embed")
+    b.wait_for("return document.getElementById('find-count').textContent === '1 found'")
+    b.keys(b.find("#find"), ENTER)
+    b.wait_for("return document.getElementById('detail').dataset.spanId === 'embed'")
+    check(b.run("return document.body.dataset.visibleRows") == "5"
+          and b.run("return document.querySelector('.row[data-span-id=\"embed\"]').classList.contains('match')")
+          and b.text(b.find("#find-count")) == "1 of 1",
+          "find: 'embed' under the collapsed root opens the way to it, selects and highlights it")
 
     # ---- in an app's page: iframe.srcdoc in a sandbox that allows scripts only (what docs/views.md recommends) ------
     with open(os.path.join(out, "host.html"), "w") as f:

@@ -6,6 +6,7 @@
   var spans = data.spans, n = spans.length, ROW = 24, OVERSCAN = 12;
   var total = Math.max(data.duration_ms, 1e-9);
   var collapsed = new Uint8Array(n), visible = [], selected = -1, pending = false;
+  var matches = [], matchSet = new Uint8Array(n), current = -1;
   var viewport = document.getElementById("viewport"), spacer = document.getElementById("spacer");
   var rowsBox = document.getElementById("rows"), detail = document.getElementById("detail");
 
@@ -40,7 +41,7 @@
   }
 
   function buildRow(i, pos) {
-    var s = spans[i], row = el("div", "row" + (s.status === "error" ? " error" : ""));
+    var s = spans[i], row = el("div", "row" + (s.status === "error" ? " error" : "") + (matchSet[i] ? " match" : ""));
     row.setAttribute("role", "treeitem");
     row.setAttribute("aria-level", String(s.depth + 1));
     row.setAttribute("aria-selected", i === selected ? "true" : "false");
@@ -193,6 +194,31 @@
       default: return;
     }
     ev.preventDefault();
+  });
+  // find: spans whose name, model, id or status message contain the text (case-insensitive); Enter goes to the
+  // next one (Shift+Enter: previous), opening collapsed spans above it
+  var find = document.getElementById("find"), findCount = document.getElementById("find-count");
+  function haystack(s) {
+    return [s.name, s.model || "", s.span_id, s.status_message || ""].join("\u0000").toLowerCase();
+  }
+  find.addEventListener("input", function () {
+    var q = find.value.trim().toLowerCase();
+    matches = [];
+    matchSet = new Uint8Array(n);
+    current = -1;
+    if (q) for (var i = 0; i < n; i++) if (haystack(spans[i]).indexOf(q) >= 0) { matches.push(i); matchSet[i] = 1; }
+    findCount.textContent = q ? (matches.length ? matches.length + " found" : "none found") : "";
+    render();
+  });
+  find.addEventListener("keydown", function (ev) {
+    if (ev.key !== "Enter" || !matches.length) return;
+    ev.preventDefault();
+    current = (current + (ev.shiftKey ? matches.length - 1 : 1)) % matches.length;
+    var i = matches[current], changed = false;
+    for (var a = spans[i].parent; a >= 0; a = spans[a].parent) if (collapsed[a]) { collapsed[a] = 0; changed = true; }
+    if (changed) computeVisible();
+    select(i, false);
+    findCount.textContent = (current + 1) + " of " + matches.length;
   });
   viewport.addEventListener("scroll", schedule);
   window.addEventListener("resize", schedule);

@@ -203,6 +203,8 @@ pub fn render(trace_id: &str, spans: &[SpanInfo], display: &[SpanDisplay], tree:
     }
     body.push_str(
         "<main class=\"layout\"><section class=\"spans\" aria-label=\"Spans\">\
+         <div class=\"find\"><input type=\"search\" id=\"find\" placeholder=\"Find a span: name, model, id or error text (Enter: next, Shift+Enter: previous)\" \
+         aria-label=\"Find a span\" aria-describedby=\"find-count\" autocomplete=\"off\"><span id=\"find-count\" role=\"status\"></span></div>\
          <div class=\"cols\" aria-hidden=\"true\"><span>Span</span><span class=\"axis\" id=\"axis\"></span><span>Duration</span></div>\
          <div id=\"viewport\" role=\"tree\" aria-label=\"Span tree; arrow keys move, left and right collapse and expand\" tabindex=\"0\">\
          <div id=\"spacer\"><div id=\"rows\"></div></div></div>\
