@@ -155,13 +155,15 @@ pub fn cumulative(series: &Series, relative: bool, alpha: f64) -> Result<BTreeMa
             if *is_control {
                 continue;
             }
-            let c = analysis::compare(control, m, &options)?;
+            // a day whose moments the test refuses (it cannot happen with the moments SQL sums, but the chart must
+            // not take the page down with it) is a gap in the chart
+            let c = analysis::compare(control, m, &options).ok();
             out.entry(key.to_string()).or_default().push(Point {
                 day: day.dimension.clone(),
                 units: m.n + control.n,
-                effect: c.test.effect,
-                ci_lower: c.test.ci_lower,
-                ci_upper: c.test.ci_upper,
+                effect: c.as_ref().and_then(|c| c.test.effect),
+                ci_lower: c.as_ref().and_then(|c| c.test.ci_lower),
+                ci_upper: c.as_ref().and_then(|c| c.test.ci_upper),
             });
         }
     }
@@ -599,6 +601,16 @@ mod tests {
         assert_eq!(pts[1].effect, whole.test.effect);
         assert_eq!(pts[1].ci_lower, whole.test.ci_lower);
         assert_eq!(pts[1].units, 600.0);
+    }
+
+    #[test]
+    fn a_day_the_test_refuses_is_a_gap_not_an_error() {
+        let mut s = series();
+        // 300 conversions among 20 units on the first day: not a binomial sample, then or summed with the next day
+        s.days[1].groups[1].moments = serde_json::from_value(m(20.0, 300.0)).unwrap();
+        let c = cumulative(&s, true, 0.05).unwrap();
+        assert_eq!(c["b"].len(), 2);
+        assert!(c["b"].iter().all(|p| p.effect.is_none()), "{:?}", c["b"]);
     }
 
     #[test]
