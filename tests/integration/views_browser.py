@@ -70,7 +70,7 @@ with Browser() as b:
     check(b.count(".row") == 5, "five span rows drawn")
     check(b.run("return document.querySelector('#detail h2').textContent") == "support-agent",
           "the root is selected at first")
-    b.click(b.find('.row[data-span-id="llm"]'))
+    b.click_css('.row[data-span-id="llm"]')
     b.wait_for("return document.getElementById('detail').dataset.spanId === 'llm'")
     inp = b.text(b.find('#detail pre[data-field="input"]'))
     check("You are a support agent." in inp and '"role": "user"' in inp, "clicking a span shows its input")
@@ -83,36 +83,35 @@ with Browser() as b:
           "the last model call is on the critical path")
     shot(b, "trace_view.png")
 
-    b.click(b.find('.row[data-span-id="kb"] .tg'))
+    b.click_css('.row[data-span-id="kb"] .tg')
     b.wait_for("return !document.querySelector('.row[data-span-id=\"embed\"]')")
     check(b.count(".row") == 4 and b.run("return document.body.dataset.visibleRows") == "4",
           "collapsing search-knowledge-base hides its child row")
     check(b.run("return document.querySelector('.row[data-span-id=\"kb\"]').getAttribute('aria-expanded')") == "false",
           "and says so to assistive technology")
-    b.click(b.find('.row[data-span-id="kb"] .tg'))
+    b.click_css('.row[data-span-id="kb"] .tg')
     b.wait_for("return !!document.querySelector('.row[data-span-id=\"embed\"]')")
     check(b.count(".row") == 5, "expanding it shows the child again")
 
     # keyboard: from kb, Down goes to embed, Left twice goes back to kb and collapses it, Right expands
-    row = b.find('.row[data-span-id="kb"]')
-    b.keys(row, ARROW_DOWN)
+    b.keys_css('.row[data-span-id="kb"]', ARROW_DOWN)
     b.wait_for("return document.getElementById('detail').dataset.spanId === 'embed'")
     check(True, "ArrowDown moves the selection to the next span")
-    b.keys(b.find('.row[data-span-id="embed"]'), ARROW_LEFT)
+    b.keys_css('.row[data-span-id="embed"]', ARROW_LEFT)
     b.wait_for("return document.getElementById('detail').dataset.spanId === 'kb'")
-    b.keys(b.find('.row[data-span-id="kb"]'), ARROW_LEFT)
+    b.keys_css('.row[data-span-id="kb"]', ARROW_LEFT)
     b.wait_for("return !document.querySelector('.row[data-span-id=\"embed\"]')")
     check(True, "ArrowLeft goes to the parent, then collapses it")
-    b.keys(b.find('.row[data-span-id="kb"]'), ARROW_RIGHT)
+    b.keys_css('.row[data-span-id="kb"]', ARROW_RIGHT)
     b.wait_for("return !!document.querySelector('.row[data-span-id=\"embed\"]')")
     check(b.run("return document.activeElement.dataset.spanId") == "kb", "ArrowRight expands; focus stays on the row")
 
     # find: a span inside a collapsed subtree is found, its ancestors open, it is selected and highlighted
-    b.click(b.find('.row[data-span-id="root"] .tg'))
+    b.click_css('.row[data-span-id="root"] .tg')
     b.wait_for("return document.body.dataset.visibleRows === '1'")
-    b.keys(b.find("#find"), "embed")
+    b.keys_css("#find", "embed")
     b.wait_for("return document.getElementById('find-count').textContent === '1 found'")
-    b.keys(b.find("#find"), ENTER)
+    b.keys_css("#find", ENTER)
     b.wait_for("return document.getElementById('detail').dataset.spanId === 'embed'")
     check(b.run("return document.body.dataset.visibleRows") == "5"
           and b.run("return document.querySelector('.row[data-span-id=\"embed\"]').classList.contains('match')")
@@ -128,7 +127,7 @@ with Browser() as b:
              frame.srcdoc = arguments[0]; document.getElementById('trace').replaceChildren(frame);""", alice_doc)
     b.frame(b.wait_for("return document.querySelector('iframe')"))
     rendered(b)
-    b.click(b.find('.row[data-span-id="llm"]'))
+    b.click_css('.row[data-span-id="llm"]')
     b.wait_for("return document.getElementById('detail').dataset.spanId === 'llm'")
     check("Your order 8812 ships today." in b.text(b.find('#detail pre[data-field="output"]')),
           "inside a sandboxed iframe (srcdoc), the view runs and a click shows the span's output")
@@ -138,7 +137,7 @@ with Browser() as b:
     xss_doc = as_user(ALICE, "select analytics.trace_view('xss');")
     b.open(save("trace_view_xss.html", xss_doc))
     rendered(b)
-    b.click(b.find('.row[data-span-id="root"]'))
+    b.click_css('.row[data-span-id="root"]')
     b.wait_for("return document.getElementById('detail').dataset.spanId === 'root'")
     check(b.run("return document.querySelector('.row[data-span-id=\"root\"] .name').textContent") ==
           "<script>window.__xss=1</script>", "a <script> name shows as text")
@@ -146,7 +145,7 @@ with Browser() as b:
           "an onerror input shows as text")
     check("javascript:window.__xss=4" in b.text(b.find('#detail pre[data-field="metadata"]')),
           "a javascript: URL shows as text")
-    b.click(b.find('.row[data-span-id="child"]'))
+    b.click_css('.row[data-span-id="child"]')
     b.wait_for("return document.getElementById('detail').dataset.spanId === 'child'")
     check(b.text(b.find('#detail dd[data-field="message"]')) == "<iframe src=javascript:window.__xss=7>",
           "an iframe status message shows as text")
@@ -167,7 +166,7 @@ with Browser() as b:
     check(True, "scrolling draws the rows in sight (s15000 at row 15,000)")
     b.run("document.getElementById('viewport').scrollTop = 0")
     b.wait_for("return !!document.querySelector('.row[data-span-id=\"s0\"]')")
-    b.click(b.find('.row[data-span-id="s0"] .tg'))
+    b.click_css('.row[data-span-id="s0"] .tg')
     b.wait_for("return document.body.dataset.visibleRows === '1'")
     check(True, "collapsing the root of 20,000 spans leaves one row")
 
@@ -219,7 +218,7 @@ with Browser(1200, 1400) as b:
     check('&lt;script&gt;window.__xss=1&lt;/script&gt;' in dash and b.run("return window.__xss === undefined")
           and b.run("return document.querySelectorAll('img, iframe, script[src]').length") == 0,
           "hostile trace and model names on the dashboard are text: no injected element, no script run")
-    b.click(b.find('figure[data-chart="latency"] .anomaly-marker'))
+    b.click_css('figure[data-chart="latency"] .anomaly-marker')
     b.wait_for("return location.hash === '#anomaly-1'")
     check(b.run("return document.querySelector(':target').textContent.startsWith('latency_p95')"),
           "clicking the latency marker jumps to its anomaly")
@@ -229,7 +228,7 @@ with Browser(1200, 1400) as b:
           "the request bars and the two latency lines are drawn")
     check(b.count('#failed-traces tbody tr') >= 1 and b.count('#experiments tbody tr') == 2,
           "traces with errors and the running experiments are listed")
-    b.click(b.find('header nav a[href="#failed-traces"]'))
+    b.click_css('header nav a[href="#failed-traces"]')
     b.wait_for("return location.hash === '#failed-traces'")
     check(True, "the section links navigate within the document")
     b.open(save("dashboard_view_bob.html", bob_dash))

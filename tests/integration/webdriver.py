@@ -89,6 +89,26 @@ class Browser:
         """A real click (WebDriver scrolls the element into view and dispatches mouse events at its centre)."""
         self._s("POST", f"/element/{_eid(element)}/click", {})
 
+    def _on_fresh(self, css, action, tries=50):
+        """Finds the element matching `css` and applies `action` to it, again when the page redrew it in between (a
+        virtualised list replaces its rows on every draw: the element found can be stale by the time it is used)."""
+        for k in range(tries):
+            element = self.find(css)
+            if element is None:
+                raise WebDriverError(f"no element matches {css}")
+            try:
+                return action(element)
+            except WebDriverError as e:
+                if "stale element" not in str(e) or k == tries - 1:
+                    raise
+                time.sleep(0.05)
+
+    def click_css(self, css):
+        self._on_fresh(css, self.click)
+
+    def keys_css(self, css, keys):
+        self._on_fresh(css, lambda element: self.keys(element, keys))
+
     def text(self, element):
         return self._s("GET", f"/element/{_eid(element)}/text")
 
