@@ -165,6 +165,15 @@ with Browser() as b:
     b.wait_for("return !!document.querySelector('.row[data-span-id=\"s15000\"]')")
     check(True, "scrolling draws the rows in sight (s15000 at row 15,000)")
     b.run("document.getElementById('viewport').scrollTop = 0")
+    b.wait_for("return !!document.querySelector('.row[data-span-id=\"s1\"]')")
+    b.click_css('.row[data-span-id="s1"]')
+    b.wait_for("return document.getElementById('detail').dataset.spanId === 's1'")
+    b.keys_css('.row[data-span-id="s1"]', ARROW_DOWN * 60)
+    b.wait_for("return document.getElementById('detail').dataset.spanId === 's61'")
+    check(b.run("return document.activeElement.dataset.spanId") == "s61"
+          and b.run("return document.getElementById('viewport').scrollTop") > 0,
+          "60 presses of ArrowDown scroll the list and keep the focus on the selected row through every redraw")
+    b.run("document.getElementById('viewport').scrollTop = 0")
     b.wait_for("return !!document.querySelector('.row[data-span-id=\"s0\"]')")
     b.click_css('.row[data-span-id="s0"] .tg')
     b.wait_for("return document.body.dataset.visibleRows === '1'")

@@ -79,12 +79,18 @@
 
   function render() {
     pending = false;
+    // the rows are replaced below: a keyboard user's focus on a row moves to the new row of the selected span
+    var hadFocus = rowsBox.contains(document.activeElement);
     var h = viewport.clientHeight || 600;
     var first = Math.max(0, Math.floor(viewport.scrollTop / ROW) - OVERSCAN);
     var last = Math.min(visible.length, Math.ceil((viewport.scrollTop + h) / ROW) + OVERSCAN);
     var rows = [];
     for (var p = first; p < last; p++) rows.push(buildRow(visible[p], p));
     rowsBox.replaceChildren.apply(rowsBox, rows);
+    if (hadFocus) {
+      var r = rowsBox.querySelector('[data-index="' + selected + '"]');
+      (r || viewport).focus({ preventScroll: true });
+    }
   }
   function schedule() {
     if (!pending) { pending = true; requestAnimationFrame(render); }
