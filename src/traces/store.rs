@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 use pgrx::{pg_sys, Uuid};
 use serde_json::json;
 
+use super::rows::PG_EPOCH_OFFSET_US;
 use super::{ingest, otlp};
 use crate::bind::{AnalyticsError, ErrorKind, OrRaise, Raise};
 use crate::identity::caller_id;
@@ -256,7 +257,6 @@ fn oid(o: pg_sys::Oid) -> pgrx::PgOid {
 }
 
 fn pg_timestamp(t: ingest::Timestamp) -> TimestampWithTimeZone {
-    const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
     TimestampWithTimeZone::try_from(t.0 - PG_EPOCH_OFFSET_US).expect("validated timestamps are in range")
 }
 
@@ -285,7 +285,6 @@ pub(crate) fn builtin_prices_on() -> bool {
 
 /// A timestamptz as microseconds since the Unix epoch; NULL and -infinity as i64::MIN, infinity as i64::MAX.
 pub(crate) fn micros(t: Option<TimestampWithTimeZone>) -> i64 {
-    const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
     match t {
         Some(t) if t.is_infinity() => i64::MAX, // never
         Some(t) if t.is_finite() => pg_sys::TimestampTz::from(t) + PG_EPOCH_OFFSET_US,

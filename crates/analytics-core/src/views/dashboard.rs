@@ -8,16 +8,10 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::page::{document, escape, thousands};
+use super::page::{document, escape, number, thousands, RENDERED_SCRIPT};
 use crate::traces::svg::format_duration;
 
 pub const STYLE: &str = include_str!("dashboard.css");
-/// Nothing to do in the browser but say it has rendered (the tests wait for it).
-pub const SCRIPT: &str = "\"use strict\";document.body.dataset.rendered=performance.now().toFixed(1);";
-
-fn f(v: &Value, k: &str) -> Option<f64> {
-    v.get(k).and_then(Value::as_f64).filter(|x| x.is_finite())
-}
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
@@ -212,7 +206,7 @@ fn chart(out: &mut String, id: &str, title: &str, range: (f64, f64), bucket_s: f
 }
 
 fn series(rows: &[Value], key: &str) -> Vec<(f64, f64)> {
-    rows.iter().filter_map(|r| Some((f(r, "t")?, f(r, key)?))).collect()
+    rows.iter().filter_map(|r| Some((number(r, "t")?, number(r, key)?))).collect()
 }
 
 fn trace_table(out: &mut String, id: &str, title: &str, rows: &[Value], empty: &str) {
@@ -229,11 +223,11 @@ fn trace_table(out: &mut String, id: &str, title: &str, rows: &[Value], empty: &
             escape(s(r, "trace_id")),
             escape(s(r, "name")),
             escape(s(r, "start")),
-            f(r, "duration_ms").map(ms).unwrap_or_else(|| "\u{2013}".into()),
-            f(r, "spans").map(int).unwrap_or_default(),
-            if f(r, "errors").unwrap_or(0.0) > 0.0 { "err" } else { "" },
-            f(r, "errors").map(int).unwrap_or_default(),
-            usd(f(r, "cost_usd").unwrap_or(0.0))
+            number(r, "duration_ms").map(ms).unwrap_or_else(|| "\u{2013}".into()),
+            number(r, "spans").map(int).unwrap_or_default(),
+            if number(r, "errors").unwrap_or(0.0) > 0.0 { "err" } else { "" },
+            number(r, "errors").map(int).unwrap_or_default(),
+            usd(number(r, "cost_usd").unwrap_or(0.0))
         );
     }
     out.push_str("</tbody></table></section>");
@@ -245,11 +239,11 @@ fn breakdown(out: &mut String, id: &str, title: &str, rows: &[Value], what: &str
         out.push_str("<p class=\"muted\">None in this range.</p></section>");
         return;
     }
-    let max = rows.iter().filter_map(|r| f(r, "calls")).fold(0.0_f64, f64::max).max(1.0);
+    let max = rows.iter().filter_map(|r| number(r, "calls")).fold(0.0_f64, f64::max).max(1.0);
     let _ = write!(out, "<table class=\"grid\"><thead><tr><th>{}</th><th>Spans</th><th></th><th>Errors</th><th>p95</th><th>Tokens</th><th>Cost</th></tr></thead><tbody>", escape(what));
     for r in rows {
-        let calls = f(r, "calls").unwrap_or(0.0);
-        let errors = f(r, "errors").unwrap_or(0.0);
+        let calls = number(r, "calls").unwrap_or(0.0);
+        let errors = number(r, "errors").unwrap_or(0.0);
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td><svg class=\"share\" width=\"120\" height=\"10\" role=\"img\" aria-label=\"{:.0}% of the busiest\"><rect width=\"{:.1}\" height=\"10\" rx=\"2\"/></svg></td>\
@@ -261,9 +255,9 @@ fn breakdown(out: &mut String, id: &str, title: &str, rows: &[Value], what: &str
             if errors > 0.0 { "err" } else { "" },
             int(errors),
             pct(if calls > 0.0 { errors / calls } else { 0.0 }),
-            f(r, "p95_ms").map(ms).unwrap_or_else(|| "\u{2013}".into()),
-            int(f(r, "tokens").unwrap_or(0.0)),
-            usd(f(r, "cost_usd").unwrap_or(0.0))
+            number(r, "p95_ms").map(ms).unwrap_or_else(|| "\u{2013}".into()),
+            int(number(r, "tokens").unwrap_or(0.0)),
+            usd(number(r, "cost_usd").unwrap_or(0.0))
         );
     }
     out.push_str("</tbody></table></section>");
@@ -271,11 +265,11 @@ fn breakdown(out: &mut String, id: &str, title: &str, rows: &[Value], what: &str
 
 /// The dashboard document.
 pub fn render(data: &Value) -> String {
-    let range = (f(data, "from_epoch").unwrap_or(0.0), f(data, "to_epoch").unwrap_or(1.0));
-    let bucket_s = f(data, "bucket_seconds").unwrap_or(3600.0);
+    let range = (number(data, "from_epoch").unwrap_or(0.0), number(data, "to_epoch").unwrap_or(1.0));
+    let bucket_s = number(data, "bucket_seconds").unwrap_or(3600.0);
     let totals = data.get("totals").cloned().unwrap_or(Value::Null);
-    let requests = f(&totals, "requests").unwrap_or(0.0);
-    let errors = f(&totals, "errors").unwrap_or(0.0);
+    let requests = number(&totals, "requests").unwrap_or(0.0);
+    let errors = number(&totals, "errors").unwrap_or(0.0);
     let anomalies = arr(data, "anomalies");
     let mut body = String::with_capacity(64 * 1024);
     let _ = write!(
@@ -298,10 +292,10 @@ pub fn render(data: &Value) -> String {
         int(requests),
         if errors > 0.0 { "err" } else { "" },
         if requests > 0.0 { pct(errors / requests) } else { "\u{2013}".into() },
-        f(&totals, "latency_p50_ms").map(ms).unwrap_or_else(|| "\u{2013}".into()),
-        f(&totals, "latency_p95_ms").map(ms).unwrap_or_else(|| "\u{2013}".into()),
-        int(f(&totals, "total_tokens").unwrap_or(0.0)),
-        usd(f(&totals, "cost_usd").unwrap_or(0.0)),
+        number(&totals, "latency_p50_ms").map(ms).unwrap_or_else(|| "\u{2013}".into()),
+        number(&totals, "latency_p95_ms").map(ms).unwrap_or_else(|| "\u{2013}".into()),
+        int(number(&totals, "total_tokens").unwrap_or(0.0)),
+        usd(number(&totals, "cost_usd").unwrap_or(0.0)),
         if anomalies.is_empty() { "" } else { "err" },
         anomalies.len()
     );
@@ -314,13 +308,13 @@ pub fn render(data: &Value) -> String {
             .filter(|(_, a)| chart_of(s(a, "metric")) == Some(chart_id))
             .filter_map(|(k, a)| {
                 Some(Marker {
-                    t: f(a, "t")?,
+                    t: number(a, "t")?,
                     anchor: format!("anomaly-{}", k + 1),
                     label: format!(
                         "{} anomaly, {}: {} at {}",
                         s(a, "severity"),
                         s(a, "metric"),
-                        f(a, "observed").map(|v| format!("{v:.4}")).unwrap_or_default(),
+                        number(a, "observed").map(|v| format!("{v:.4}")).unwrap_or_default(),
                         s(a, "bucket_start")
                     ),
                 })
@@ -402,8 +396,8 @@ pub fn render(data: &Value) -> String {
                 escape(s(a, "metric")),
                 escape(&dim),
                 escape(s(a, "bucket_start")),
-                f(a, "observed").map(|v| format!("{v:.4}")).unwrap_or_default(),
-                f(a, "expected").map(|v| format!("{v:.4}")).unwrap_or_else(|| "\u{2013}".into()),
+                number(a, "observed").map(|v| format!("{v:.4}")).unwrap_or_default(),
+                number(a, "expected").map(|v| format!("{v:.4}")).unwrap_or_else(|| "\u{2013}".into()),
                 escape(s(a, "severity")),
                 escape(s(a, "status")),
                 escape(s(a, "method"))
@@ -424,8 +418,8 @@ pub fn render(data: &Value) -> String {
                 escape(s(e, "key")),
                 escape(s(e, "name")),
                 escape(s(e, "started_at")),
-                f(e, "variants").map(int).unwrap_or_default(),
-                f(e, "units").map(int).unwrap_or_default(),
+                number(e, "variants").map(int).unwrap_or_default(),
+                number(e, "units").map(int).unwrap_or_default(),
                 escape(s(e, "primary_metric"))
             );
         }
@@ -439,7 +433,7 @@ pub fn render(data: &Value) -> String {
     for c in ["#4f7cff", "#d62828", "#20a39e", "#e8590c", "#9b59d0", "#2b8a3e"] {
         let _ = write!(style, ".legend i[data-colour=\"{c}\"]{{background:{c}}}");
     }
-    document("Dashboard", &style, &body, "{}", SCRIPT)
+    document("Dashboard", &style, &body, "{}", RENDERED_SCRIPT)
 }
 
 #[cfg(test)]

@@ -17,13 +17,11 @@ use std::fmt::Write;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::page::{document, escape};
+use super::page::{document, escape, number, RENDERED_SCRIPT};
 use crate::errors::AnalyticsError;
 use crate::experiments::analysis::{self, Alternative, CompareOptions, MetricType, Moments};
 
 pub const STYLE: &str = include_str!("experiment.css");
-/// The view has nothing to do in the browser but say it has rendered (the tests and the benchmark wait for it).
-pub const SCRIPT: &str = "\"use strict\";document.body.dataset.rendered=performance.now().toFixed(1);";
 
 #[derive(Debug, Deserialize)]
 pub struct ViewData {
@@ -170,10 +168,6 @@ pub fn cumulative(series: &Series, relative: bool, alpha: f64) -> Result<BTreeMa
     Ok(out)
 }
 
-fn f(v: &Value, k: &str) -> Option<f64> {
-    v.get(k).and_then(Value::as_f64).filter(|x| x.is_finite())
-}
-
 fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
 }
@@ -241,7 +235,7 @@ fn axis_of(rows: &[&Value], lower_key: &str, upper_key: &str) -> (f64, f64) {
     let mut hi: f64 = 0.0;
     for r in rows {
         for k in [lower_key, upper_key, "effect"] {
-            if let Some(v) = f(r, k) {
+            if let Some(v) = number(r, k) {
                 lo = lo.min(v);
                 hi = hi.max(v);
             }
@@ -255,7 +249,7 @@ fn axis_of(rows: &[&Value], lower_key: &str, upper_key: &str) -> (f64, f64) {
 }
 
 fn verdict(r: &Value, lower_is_better: bool) -> &'static str {
-    match f(r, "effect") {
+    match number(r, "effect") {
         Some(e) if b(r, "significant") && ((e > 0.0) != lower_is_better) => "better",
         Some(e) if b(r, "significant") && e != 0.0 => "worse",
         _ => "flat",
@@ -293,14 +287,14 @@ fn metric_table(out: &mut String, metric: &Value, relative: bool, alpha: f64, co
             escape(key),
             if control { " <span class=\"muted\">(control)</span>" } else { "" },
             r.get("units").and_then(Value::as_i64).map(|u| u.to_string()).unwrap_or_default(),
-            f(r, "value").map(fmt_num).unwrap_or_else(|| "\u{2013}".into())
+            number(r, "value").map(fmt_num).unwrap_or_else(|| "\u{2013}".into())
         );
         if control {
             out.push_str("<td></td><td></td><td></td><td></td></tr>");
             continue;
         }
-        let effect = f(r, "effect");
-        let (lo, hi) = (f(r, lo_key), f(r, hi_key));
+        let effect = number(r, "effect");
+        let (lo, hi) = (number(r, lo_key), number(r, hi_key));
         let label = match effect {
             Some(e) => format!(
                 "{key}: {} ({}% interval {} to {})",
@@ -313,7 +307,7 @@ fn metric_table(out: &mut String, metric: &Value, relative: bool, alpha: f64, co
         };
         let _ = write!(out, "<td class=\"effect-cell {v}\">{}</td><td>", effect.map(|e| fmt_effect(e, relative)).unwrap_or_else(|| "\u{2013}".into()));
         interval_bar(out, effect, lo, hi, axis, v, &label);
-        let p = if corrected { f(r, "adjusted_p_value") } else { f(r, "p_value") };
+        let p = if corrected { number(r, "adjusted_p_value") } else { number(r, "p_value") };
         let _ = write!(out, "</td><td>{}</td>", p.map(fmt_p).unwrap_or_else(|| "\u{2013}".into()));
         if guardrail {
             let status = s(r, "status").unwrap_or("ok");
@@ -322,7 +316,7 @@ fn metric_table(out: &mut String, metric: &Value, relative: bool, alpha: f64, co
             let _ = write!(
                 out,
                 "<td>{}</td></tr>",
-                f(r, "chance_to_beat_control").map(|c| format!("{:.1}%", c * 100.0)).unwrap_or_else(|| "\u{2013}".into())
+                number(r, "chance_to_beat_control").map(|c| format!("{:.1}%", c * 100.0)).unwrap_or_else(|| "\u{2013}".into())
             );
         }
     }
@@ -446,7 +440,7 @@ fn chart(out: &mut String, metric: &str, points: &BTreeMap<String, Vec<Point>>, 
 pub fn render(data: &ViewData) -> Result<String, AnalyticsError> {
     let report = &data.report;
     let relative = report.get("relative").and_then(Value::as_bool).unwrap_or(true);
-    let alpha = f(report, "alpha").unwrap_or(0.05);
+    let alpha = number(report, "alpha").unwrap_or(0.05);
     let correction = s(report, "correction").unwrap_or("none");
     let corrected = correction != "none";
     let e = &data.experiment;
@@ -487,7 +481,7 @@ pub fn render(data: &ViewData) -> Result<String, AnalyticsError> {
             body,
             "<p class=\"srm-warning\" role=\"alert\"><b>Sample ratio mismatch</b> (p = {}): the units are not split as planned, so \
              the assignment is likely broken and the results below may be biased. Find the cause before trusting them.</p>",
-            f(&srm, "p_value").map(fmt_p).unwrap_or_default()
+            number(&srm, "p_value").map(fmt_p).unwrap_or_default()
         );
     }
     let units: Vec<(&str, i64)> = report
@@ -513,7 +507,7 @@ pub fn render(data: &ViewData) -> Result<String, AnalyticsError> {
     let _ = write!(
         body,
         "</tbody></table><p class=\"muted\">Sample ratio check: p = {}{}.</p></section>",
-        f(&srm, "p_value").map(fmt_p).unwrap_or_else(|| "\u{2013}".into()),
+        number(&srm, "p_value").map(fmt_p).unwrap_or_else(|| "\u{2013}".into()),
         if b(&srm, "srm") { " (mismatch)" } else { " (as planned)" }
     );
 
@@ -548,7 +542,7 @@ pub fn render(data: &ViewData) -> Result<String, AnalyticsError> {
     for (k, c) in PALETTE.iter().enumerate() {
         let _ = write!(style, ".legend i[data-colour=\"{k}\"]{{background:{c}}}");
     }
-    Ok(document(&format!("Experiment {}", e.key), &style, &body, "{}", SCRIPT))
+    Ok(document(&format!("Experiment {}", e.key), &style, &body, "{}", RENDERED_SCRIPT))
 }
 
 #[cfg(test)]

@@ -18,6 +18,16 @@ use sha2::{Digest, Sha256};
 
 pub use crate::traces::svg::escape;
 
+/// The script of a view drawn wholly on the server: it only says when the page has rendered (the browser tests and
+/// the benchmark wait for `document.body.dataset.rendered`).
+pub const RENDERED_SCRIPT: &str = "\"use strict\";document.body.dataset.rendered=performance.now().toFixed(1);";
+
+/// A finite number field of a JSON object (the view documents SQL assembles), None when absent, not a number or not
+/// finite.
+pub fn number(v: &serde_json::Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(serde_json::Value::as_f64).filter(|x| x.is_finite())
+}
+
 /// The CSS every view starts with (colours, type, tables, the header).
 pub const BASE_STYLE: &str = include_str!("base.css");
 
