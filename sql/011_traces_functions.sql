@@ -30,7 +30,8 @@ CREATE FUNCTION analytics.record_span(
     output                jsonb            DEFAULT NULL,
     metadata              jsonb            DEFAULT NULL,
     tags                  text[]           DEFAULT NULL,
-    user_id               uuid             DEFAULT NULL
+    user_id               uuid             DEFAULT NULL,
+    end_user_id           text             DEFAULT NULL
 ) RETURNS analytics.llm_traces
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = ''
@@ -52,7 +53,8 @@ begin
         'total_tokens', record_span.total_tokens, 'cache_read_tokens', record_span.cache_read_tokens,
         'cache_write_tokens', record_span.cache_write_tokens, 'reasoning_tokens', record_span.reasoning_tokens,
         'cost_usd', record_span.cost_usd, 'input', record_span.input, 'output', record_span.output,
-        'metadata', record_span.metadata, 'tags', to_jsonb(record_span.tags), 'user_id', record_span.user_id)));
+        'metadata', record_span.metadata, 'tags', to_jsonb(record_span.tags), 'user_id', record_span.user_id,
+        'end_user_id', record_span.end_user_id)));
     if result ? 'code' then
         -- refused through PostgREST (recorded in ingest_failures, status 400 set): a span row cannot carry the
         -- error, so it is raised after all, and the record rolls back with it
@@ -227,6 +229,7 @@ AS $$
 declare
     owner uuid := coalesce(_trace_metrics.user_id, analytics.current_user_id());
     g text;
+    cohort uuid;
     dims text := '';
     q text;
 begin
@@ -245,6 +248,17 @@ begin
             floor(extract(epoch from to_time - from_time) / extract(epoch from bucket)) using errcode = '22023';
     end if;
     foreach g in array coalesce(group_by, '{}') loop
+        if g like 'cohort:%' then
+            -- whether the span's end user is a member of the owner's cohort now (true / false)
+            select c.id into cohort from analytics.user_cohorts c where c.user_id = owner and c.key = substr(g, 8);
+            if cohort is null then
+                raise exception 'group_by: no cohort "%"', substr(g, 8) using errcode = 'P0002';
+            end if;
+            dims := dims || ', ' || quote_literal(g) || ', exists (select 1 from analytics.user_cohort_members m'
+                || ' where m.user_id = s.user_id and m.cohort_id = ' || quote_literal(cohort) || '::uuid'
+                || ' and m.member_id = s.end_user_id and m.exited_at is null)';
+            continue;
+        end if;
         dims := dims || case g
             when 'model' then ', ''model'', s.model'
             when 'operation_type' then ', ''operation_type'', s.operation_type'
@@ -252,9 +266,10 @@ begin
             when 'status' then ', ''status'', s.status'
             when 'name' then ', ''name'', s.name'
             when 'user' then ', ''user_id'', s.user_id'
+            when 'end_user' then ', ''end_user_id'', s.end_user_id'
             else null end;
         if dims is null then
-            raise exception 'group_by: unknown dimension "%"; allowed: model, operation_type, provider, status, name, user', g
+            raise exception 'group_by: unknown dimension "%"; allowed: model, operation_type, provider, status, name, user, end_user, cohort:<key>', g
                 using errcode = '22023';
         end if;
     end loop;
@@ -279,9 +294,9 @@ end
 $$;
 
 -- ---- documentation ----------------------------------------------------------------------------------------------------
-COMMENT ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid) IS
-$$Stores one span (insert or update), with named arguments, and returns the stored row. Same rules as ingest_spans.
-Example: select analytics.record_span(trace_id => 't1', span_id => 's1', name => 'chat', start_time => now(), model => 'gpt-4o');$$;
+COMMENT ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) IS
+$$Stores one span (insert or update), with named arguments, and returns the stored row. Same rules as ingest_spans. end_user_id: the application's end user the span served (not the owner, user_id).
+Example: select analytics.record_span(trace_id => 't1', span_id => 's1', name => 'chat', start_time => now(), model => 'gpt-4o', end_user_id => 'customer-42');$$;
 
 COMMENT ON FUNCTION analytics._get_trace_tree(text, integer, integer, boolean, uuid) IS
 'Internal: the computation behind analytics.get_trace_tree, uncached (sql/041_cache.sql).';

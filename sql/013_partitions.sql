@@ -58,6 +58,7 @@ begin
     execute format('create index %I on %s (user_id, conversation_id, start_time) where conversation_id is not null', n || '_conversation_idx', part);
     execute format('create index %I on %s (user_id, session_id, start_time) where session_id is not null', n || '_session_idx', part);
     execute format('create index %I on %s (user_id, message_id) where message_id is not null', n || '_message_idx', part);
+    execute format('create index %I on %s (user_id, end_user_id, start_time) where end_user_id is not null', n || '_end_user_idx', part);
     execute format('create index %I on %s (user_id, model, start_time) where model is not null', n || '_model_idx', part);
     execute format('create index %I on %s (user_id, operation_type, start_time)', n || '_operation_idx', part);
     execute format('create index %I on %s (user_id, start_time) where status = ''error''', n || '_errors_idx', part);

@@ -431,7 +431,8 @@ COMMENT ON FUNCTION analytics._experiment_unit_values(uuid, text, integer, text,
 -- its unit: 'assigned_date' (the UTC day of the assignment, GrowthBook's date of first exposure), 'attribute.<name>'
 -- (the attribute assign_variant stored with the assignment, GrowthBook's experiment dimensions from exposures), or
 -- 'model' / 'provider' / 'operation_type' (that field of the unit's first span after its assignment that names one,
--- the spans linked to units by unit_source as for trace metrics). A unit without a value is in '(none)'. No rows when
+-- the spans linked to units by unit_source as for trace metrics), or 'cohort:<key>' ('in <key>' for the units that
+-- are members of the owner's cohort now, 'not in <key>' for the others). A unit without a value is in '(none)'. No rows when
 -- dimension is NULL. Inlined into the moment functions (one SELECT, STABLE, schema-qualified names).
 -- The value of a dimension of the assignment itself for one assignment (its UTC day, or an attribute given to
 -- assign_variant; NULL for the trace dimensions): inlined (one expression, STABLE as to_char).
@@ -453,6 +454,14 @@ AS $$
     select a.id, a.variant_id,
            case when _experiment_unit_dimensions.dimension in ('model', 'provider', 'operation_type')
                 then coalesce(f.value, '(none)')
+                when _experiment_unit_dimensions.dimension like 'cohort:%'
+                -- the unit (an end user) is a member of the owner's cohort now, or not
+                then case when exists (
+                         select 1 from analytics.user_cohort_members m
+                         join analytics.user_cohorts c on c.id = m.cohort_id and c.user_id = m.user_id
+                         where c.user_id = a.user_id and c.key = substr(_experiment_unit_dimensions.dimension, 8)
+                           and m.member_id = a.unit_id and m.exited_at is null)
+                     then 'in ' else 'not in ' end || substr(_experiment_unit_dimensions.dimension, 8)
                 else analytics._dimension_value(_experiment_unit_dimensions.dimension, a.assigned_at, a.attributes) end
     from analytics.ab_experiment_assignments a
     left join (
@@ -694,14 +703,18 @@ COMMENT ON FUNCTION analytics._experiment_quantile_moments(uuid, text, integer, 
 
 -- The dimension arguments of experiment_results and experiment_report, checked (22023 naming the argument).
 CREATE FUNCTION analytics._check_dimension(dimension text, max_dimensions integer) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = ''
 AS $$
 begin
     if dimension is not null and dimension not in ('assigned_date', 'model', 'provider', 'operation_type')
-       and not (dimension like 'attribute.%' and length(dimension) between 11 and 210) then
-        raise exception 'dimension: unknown dimension "%"; allowed: assigned_date, attribute.<name> (an attribute given to assign_variant), model, provider, operation_type (of the unit''s first span after assignment)',
+       and not (dimension like 'attribute.%' and length(dimension) between 11 and 210)
+       and not (dimension like 'cohort:%' and length(dimension) between 8 and 207) then
+        raise exception 'dimension: unknown dimension "%"; allowed: assigned_date, attribute.<name> (an attribute given to assign_variant), model, provider, operation_type (of the unit''s first span after assignment), cohort:<key> (members of a cohort or not)',
             dimension using errcode = '22023';
+    end if;
+    if dimension like 'cohort:%' and not exists (select 1 from analytics.user_cohorts c where c.key = substr(dimension, 8)) then
+        raise exception 'dimension: no cohort "%"', substr(dimension, 8) using errcode = 'P0002';
     end if;
     if max_dimensions is null or max_dimensions < 1 then
         raise exception 'max_dimensions: must be at least 1 (the dimension values shown, the rest merged into "(other)"), got %',
@@ -908,7 +921,8 @@ begin
         from analytics._experiment_quantile_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source,
                                                     operation_type, quantile, quantile_ignore_zeros, dimension) m;
     elsif metric_source = 'events' and not cuped and dimension is distinct from 'model'
-          and dimension is distinct from 'provider' and dimension is distinct from 'operation_type' then
+          and dimension is distinct from 'provider' and dimension is distinct from 'operation_type'
+          and (dimension is null or dimension not like 'cohort:%') then
         -- the per-unit totals kept by triggers (sql/023_experiment_totals.sql): no join of assignments and events
         select array_agg(m) into dims from analytics._experiment_event_moments(e.id, ph, metric, kind, cap, dimension) m;
     else

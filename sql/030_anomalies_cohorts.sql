@@ -48,7 +48,9 @@ CREATE INDEX anomaly_detections_user_open_idx ON analytics.anomaly_detections (u
 CREATE TRIGGER anomaly_detections_touch_updated_at BEFORE UPDATE ON analytics.anomaly_detections
     FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
 
--- Cohorts: named sets of end users (units) of an account, for targeting and breakdowns.
+-- Cohorts: named sets of end users (units) of an account, for targeting and breakdowns. A cohort with a rule
+-- (definition) is dynamic: analytics.refresh_cohort materialises its members; one without is static: members are
+-- added and removed explicitly. Membership is history: a row per stay, [entered_at, exited_at). sql/061_cohorts.sql.
 
 CREATE TABLE analytics.user_cohorts (
     id          uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -56,10 +58,12 @@ CREATE TABLE analytics.user_cohorts (
     key         text NOT NULL,
     name        text NOT NULL,
     description text,
-    -- an optional rule that describes membership (evaluated by the cohorts capability)
+    -- the rule of a dynamic cohort (analytics_core::cohorts::rule; checked on every write), NULL for a static one
     definition  jsonb,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
+    -- the moment of the last analytics.refresh_cohort (membership history is written in time order)
+    refreshed_at timestamptz,
 
     CONSTRAINT user_cohorts_pkey PRIMARY KEY (id, user_id),
     CONSTRAINT user_cohorts_key_per_owner UNIQUE (user_id, key),
@@ -78,15 +82,22 @@ CREATE TABLE analytics.user_cohort_members (
     cohort_id  uuid NOT NULL,
     member_id  text NOT NULL,
     properties jsonb NOT NULL DEFAULT '{}'::jsonb,
-    added_at   timestamptz NOT NULL DEFAULT now(),
+    entered_at timestamptz NOT NULL DEFAULT now(),
+    -- NULL while a member; one row per stay in the cohort
+    exited_at  timestamptz,
 
-    CONSTRAINT user_cohort_members_pkey PRIMARY KEY (cohort_id, member_id, user_id),
+    CONSTRAINT user_cohort_members_pkey PRIMARY KEY (cohort_id, member_id, entered_at, user_id),
+    CONSTRAINT user_cohort_members_exited_after_entered CHECK (exited_at >= entered_at),
     CONSTRAINT user_cohort_members_cohort_fk FOREIGN KEY (cohort_id, user_id)
         REFERENCES analytics.user_cohorts (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
     CONSTRAINT user_cohort_members_member_id_check CHECK (length(member_id) BETWEEN 1 AND 256),
     CONSTRAINT user_cohort_members_properties_is_object CHECK (jsonb_typeof(properties) = 'object')
 );
 
-COMMENT ON TABLE analytics.user_cohort_members IS 'Members (unit ids) of a cohort.';
+COMMENT ON TABLE analytics.user_cohort_members IS
+'Membership history of cohorts: one row per stay of an end user (member_id: an end_user_id or experiment unit id) in a cohort, from entered_at until exited_at (NULL: still a member). Written by analytics.refresh_cohort, add_cohort_members and remove_cohort_members.';
 
 CREATE INDEX user_cohort_members_user_idx ON analytics.user_cohort_members (user_id, member_id);
+-- at most one open stay per member and cohort
+CREATE UNIQUE INDEX user_cohort_members_open_key ON analytics.user_cohort_members (user_id, cohort_id, member_id)
+    WHERE exited_at IS NULL;

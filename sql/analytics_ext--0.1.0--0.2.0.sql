@@ -7900,3 +7900,1251 @@ BEGIN
     END LOOP;
 END
 $grants$;
+
+-- ---- End users, cohorts and retention (#15): the end user on spans (llm_traces.end_user_id, indexed in every
+-- partition, set by every ingest path), their profiles, cohorts with rules and membership history, retention, and
+-- cohorts as dimensions of trace_metrics and experiment_results. As a fresh install has it (sql/060-062).
+
+ALTER TABLE analytics.llm_traces ADD COLUMN end_user_id text,
+    ADD CONSTRAINT llm_traces_end_user_id_check CHECK (length(end_user_id) BETWEEN 1 AND 256);
+
+CREATE OR REPLACE FUNCTION analytics._index_span_partition(part regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    n text := (select c.relname from pg_catalog.pg_class c where c.oid = part);
+begin
+    execute format('create unique index %I on %s (user_id, trace_id, span_id)', n || '_span_key', part);
+    execute format('create index %I on %s (user_id, trace_id, parent_span_id)', n || '_trace_parent_idx', part);
+    execute format('create index %I on %s (user_id, trace_id, start_time)', n || '_trace_time_idx', part);
+    execute format('create index %I on %s (user_id, start_time desc, id desc)', n || '_start_idx', part);
+    execute format('create index %I on %s (user_id, conversation_id, start_time) where conversation_id is not null', n || '_conversation_idx', part);
+    execute format('create index %I on %s (user_id, session_id, start_time) where session_id is not null', n || '_session_idx', part);
+    execute format('create index %I on %s (user_id, message_id) where message_id is not null', n || '_message_idx', part);
+    execute format('create index %I on %s (user_id, end_user_id, start_time) where end_user_id is not null', n || '_end_user_idx', part);
+    execute format('create index %I on %s (user_id, model, start_time) where model is not null', n || '_model_idx', part);
+    execute format('create index %I on %s (user_id, operation_type, start_time)', n || '_operation_idx', part);
+    execute format('create index %I on %s (user_id, start_time) where status = ''error''', n || '_errors_idx', part);
+    execute format('create index %I on %s using gin (tags)', n || '_tags_idx', part);
+    execute format('create index %I on %s (user_id, duration_ms)', n || '_duration_idx', part);
+end
+$$;
+
+DO $indexes$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT k.oid, k.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
+             WHERE i.inhparent = 'analytics.llm_traces'::regclass ORDER BY k.relname LOOP
+        execute format('create index %I on %s (user_id, end_user_id, start_time) where end_user_id is not null', c.relname || '_end_user_idx', c.oid::regclass);
+    END LOOP;
+END
+$indexes$;
+
+DROP FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid);
+
+CREATE FUNCTION analytics.record_span(
+    trace_id              text,
+    span_id               text,
+    name                  text,
+    start_time            timestamptz,
+    end_time              timestamptz      DEFAULT NULL,
+    parent_span_id        text             DEFAULT NULL,
+    operation_type        text             DEFAULT NULL,
+    status                text             DEFAULT NULL,
+    status_message        text             DEFAULT NULL,
+    level                 text             DEFAULT NULL,
+    conversation_id       text             DEFAULT NULL,
+    message_id            text             DEFAULT NULL,
+    session_id            text             DEFAULT NULL,
+    completion_start_time timestamptz      DEFAULT NULL,
+    provider              text             DEFAULT NULL,
+    model                 text             DEFAULT NULL,
+    input_tokens          bigint           DEFAULT NULL,
+    output_tokens         bigint           DEFAULT NULL,
+    total_tokens          bigint           DEFAULT NULL,
+    cache_read_tokens     bigint           DEFAULT NULL,
+    cache_write_tokens    bigint           DEFAULT NULL,
+    reasoning_tokens      bigint           DEFAULT NULL,
+    cost_usd              double precision DEFAULT NULL,
+    input                 jsonb            DEFAULT NULL,
+    output                jsonb            DEFAULT NULL,
+    metadata              jsonb            DEFAULT NULL,
+    tags                  text[]           DEFAULT NULL,
+    user_id               uuid             DEFAULT NULL,
+    end_user_id           text             DEFAULT NULL
+) RETURNS analytics.llm_traces
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    stored analytics.llm_traces;
+    result jsonb;
+begin
+    -- the same validation and upsert as a batch of one (errors name the field as spans[0].<field>)
+    result := analytics.ingest_spans(jsonb_build_array(jsonb_build_object(
+        'trace_id', record_span.trace_id, 'span_id', record_span.span_id, 'name', record_span.name,
+        'start_time', record_span.start_time, 'end_time', record_span.end_time,
+        'parent_span_id', record_span.parent_span_id, 'operation_type', record_span.operation_type,
+        'status', record_span.status, 'status_message', record_span.status_message, 'level', record_span.level,
+        'conversation_id', record_span.conversation_id, 'message_id', record_span.message_id,
+        'session_id', record_span.session_id, 'completion_start_time', record_span.completion_start_time,
+        'provider', record_span.provider, 'model', record_span.model,
+        'input_tokens', record_span.input_tokens, 'output_tokens', record_span.output_tokens,
+        'total_tokens', record_span.total_tokens, 'cache_read_tokens', record_span.cache_read_tokens,
+        'cache_write_tokens', record_span.cache_write_tokens, 'reasoning_tokens', record_span.reasoning_tokens,
+        'cost_usd', record_span.cost_usd, 'input', record_span.input, 'output', record_span.output,
+        'metadata', record_span.metadata, 'tags', to_jsonb(record_span.tags), 'user_id', record_span.user_id,
+        'end_user_id', record_span.end_user_id)));
+    if result ? 'code' then
+        -- refused through PostgREST (recorded in ingest_failures, status 400 set): a span row cannot carry the
+        -- error, so it is raised after all, and the record rolls back with it
+        raise exception using errcode = result->>'code', message = result->>'message';
+    end if;
+    select t.* into stored
+    from analytics.llm_traces t
+    where t.user_id = coalesce(record_span.user_id, analytics.current_user_id())
+      and t.trace_id = record_span.trace_id and t.span_id = record_span.span_id;
+    return stored;
+end
+$$;
+
+COMMENT ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) IS
+$$Stores one span (insert or update), with named arguments, and returns the stored row. Same rules as ingest_spans. end_user_id: the application's end user the span served (not the owner, user_id).
+Example: select analytics.record_span(trace_id => 't1', span_id => 's1', name => 'chat', start_time => now(), model => 'gpt-4o', end_user_id => 'customer-42');$$;
+
+CREATE OR REPLACE FUNCTION analytics._trace_metrics(
+    bucket         interval,
+    from_time      timestamptz,
+    to_time        timestamptz,
+    group_by       text[]  DEFAULT '{}',
+    operation_type text    DEFAULT NULL,
+    root_only      boolean DEFAULT false,
+    user_id        uuid    DEFAULT NULL
+) RETURNS SETOF analytics.trace_metrics_row
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(_trace_metrics.user_id, analytics.current_user_id());
+    g text;
+    cohort uuid;
+    dims text := '';
+    q text;
+begin
+    if bucket is null or bucket <= interval '0' then
+        raise exception 'bucket: must be a positive interval, got %', coalesce(bucket::text, 'NULL') using errcode = '22023';
+    end if;
+    if extract(month from bucket) <> 0 or extract(year from bucket) <> 0 then
+        raise exception 'bucket: months and years are not fixed lengths; use days (e.g. ''30 days''), got %', bucket
+            using errcode = '22023';
+    end if;
+    if from_time is null or to_time is null or to_time <= from_time then
+        raise exception 'to_time: must be after from_time' using errcode = '22023';
+    end if;
+    if extract(epoch from to_time - from_time) / extract(epoch from bucket) > 100000 then
+        raise exception 'bucket: % buckets between from_time and to_time; the limit is 100000',
+            floor(extract(epoch from to_time - from_time) / extract(epoch from bucket)) using errcode = '22023';
+    end if;
+    foreach g in array coalesce(group_by, '{}') loop
+        if g like 'cohort:%' then
+            -- whether the span's end user is a member of the owner's cohort now (true / false)
+            select c.id into cohort from analytics.user_cohorts c where c.user_id = owner and c.key = substr(g, 8);
+            if cohort is null then
+                raise exception 'group_by: no cohort "%"', substr(g, 8) using errcode = 'P0002';
+            end if;
+            dims := dims || ', ' || quote_literal(g) || ', exists (select 1 from analytics.user_cohort_members m'
+                || ' where m.user_id = s.user_id and m.cohort_id = ' || quote_literal(cohort) || '::uuid'
+                || ' and m.member_id = s.end_user_id and m.exited_at is null)';
+            continue;
+        end if;
+        dims := dims || case g
+            when 'model' then ', ''model'', s.model'
+            when 'operation_type' then ', ''operation_type'', s.operation_type'
+            when 'provider' then ', ''provider'', s.provider'
+            when 'status' then ', ''status'', s.status'
+            when 'name' then ', ''name'', s.name'
+            when 'user' then ', ''user_id'', s.user_id'
+            when 'end_user' then ', ''end_user_id'', s.end_user_id'
+            else null end;
+        if dims is null then
+            raise exception 'group_by: unknown dimension "%"; allowed: model, operation_type, provider, status, name, user, end_user, cohort:<key>', g
+                using errcode = '22023';
+        end if;
+    end loop;
+    q := 'select date_bin($1, s.start_time, $2) as b, jsonb_build_object(' || coalesce(nullif(substr(dims, 3), ''), '') || ') as d,
+                 count(*), count(*) filter (where s.status = ''error''),
+                 (count(*) filter (where s.status = ''error''))::double precision / count(*),
+                 percentile_cont(0.50) within group (order by s.duration_ms),
+                 percentile_cont(0.90) within group (order by s.duration_ms),
+                 percentile_cont(0.95) within group (order by s.duration_ms),
+                 percentile_cont(0.99) within group (order by s.duration_ms),
+                 percentile_cont(0.50) within group (order by extract(epoch from s.completion_start_time - s.start_time)::double precision * 1000),
+                 percentile_cont(0.95) within group (order by extract(epoch from s.completion_start_time - s.start_time)::double precision * 1000),
+                 sum(s.input_tokens)::bigint, sum(s.output_tokens)::bigint, sum(s.total_tokens)::bigint, sum(s.cost_usd)
+          from analytics.llm_traces s
+          where s.start_time >= $2 and s.start_time < $3'
+        || case when owner is not null then ' and s.user_id = $4' else '' end
+        || case when operation_type is not null then ' and s.operation_type = $5' else '' end
+        || case when root_only then ' and s.parent_span_id is null' else '' end
+        || ' group by 1, 2 order by 1, 2';
+    return query execute q using bucket, from_time, to_time, owner, operation_type;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION analytics._check_dimension(dimension text, max_dimensions integer) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+begin
+    if dimension is not null and dimension not in ('assigned_date', 'model', 'provider', 'operation_type')
+       and not (dimension like 'attribute.%' and length(dimension) between 11 and 210)
+       and not (dimension like 'cohort:%' and length(dimension) between 8 and 207) then
+        raise exception 'dimension: unknown dimension "%"; allowed: assigned_date, attribute.<name> (an attribute given to assign_variant), model, provider, operation_type (of the unit''s first span after assignment), cohort:<key> (members of a cohort or not)',
+            dimension using errcode = '22023';
+    end if;
+    if dimension like 'cohort:%' and not exists (select 1 from analytics.user_cohorts c where c.key = substr(dimension, 8)) then
+        raise exception 'dimension: no cohort "%"', substr(dimension, 8) using errcode = 'P0002';
+    end if;
+    if max_dimensions is null or max_dimensions < 1 then
+        raise exception 'max_dimensions: must be at least 1 (the dimension values shown, the rest merged into "(other)"), got %',
+            coalesce(max_dimensions::text, 'NULL') using errcode = '22023';
+    end if;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION analytics._experiment_unit_dimensions(experiment_id uuid, experiment_key text, phase integer,
+                                                      dimension text, unit_source text)
+RETURNS TABLE (assignment_id uuid, variant_id uuid, value text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select a.id, a.variant_id,
+           case when _experiment_unit_dimensions.dimension in ('model', 'provider', 'operation_type')
+                then coalesce(f.value, '(none)')
+                when _experiment_unit_dimensions.dimension like 'cohort:%'
+                -- the unit (an end user) is a member of the owner's cohort now, or not
+                then case when exists (
+                         select 1 from analytics.user_cohort_members m
+                         join analytics.user_cohorts c on c.id = m.cohort_id and c.user_id = m.user_id
+                         where c.user_id = a.user_id and c.key = substr(_experiment_unit_dimensions.dimension, 8)
+                           and m.member_id = a.unit_id and m.exited_at is null)
+                     then 'in ' else 'not in ' end || substr(_experiment_unit_dimensions.dimension, 8)
+                else analytics._dimension_value(_experiment_unit_dimensions.dimension, a.assigned_at, a.attributes) end
+    from analytics.ab_experiment_assignments a
+    left join (
+        -- per assignment, the field of its first span after assignment that names one (one pass, as trace metrics)
+        select distinct on (a2.id) a2.id,
+               case _experiment_unit_dimensions.dimension when 'model' then s.model when 'provider' then s.provider
+                    else s.operation_type end as value
+        from analytics.ab_experiment_assignments a2
+        join analytics.llm_traces s
+          on s.user_id = a2.user_id
+         and case _experiment_unit_dimensions.unit_source when 'metadata' then s.metadata->>'unit_id'
+                              when 'session_id' then s.session_id
+                              else s.conversation_id end = a2.unit_id
+         and (s.metadata->>'experiment' is null or s.metadata->>'experiment' = _experiment_unit_dimensions.experiment_key)
+         and s.start_time >= a2.assigned_at
+         and case _experiment_unit_dimensions.dimension when 'model' then s.model when 'provider' then s.provider
+                  else s.operation_type end is not null
+        where _experiment_unit_dimensions.dimension in ('model', 'provider', 'operation_type')
+          and a2.experiment_id = _experiment_unit_dimensions.experiment_id and a2.phase = _experiment_unit_dimensions.phase
+        order by a2.id, s.start_time, s.span_id
+    ) f on f.id = a.id
+    where _experiment_unit_dimensions.dimension is not null
+      and a.experiment_id = _experiment_unit_dimensions.experiment_id and a.phase = _experiment_unit_dimensions.phase
+$$;
+
+CREATE OR REPLACE FUNCTION analytics._experiment_results(
+    experiment_key    text,
+    metric            text,
+    metric_type       text             DEFAULT NULL,
+    relative          boolean          DEFAULT true,
+    alpha             double precision DEFAULT 0.05,
+    correction        text             DEFAULT 'none',
+    phase             integer          DEFAULT NULL,
+    metric_source     text             DEFAULT 'events',
+    unit_source       text             DEFAULT 'metadata',
+    operation_type    text             DEFAULT NULL,
+    cuped             boolean          DEFAULT false,
+    cuped_lookback    interval         DEFAULT '14 days',
+    sequential_tuning double precision DEFAULT 5000,
+    lower_is_better   boolean          DEFAULT NULL,
+    sequential        boolean          DEFAULT false,
+    prior_mean        double precision DEFAULT NULL,
+    prior_variance    double precision DEFAULT NULL,
+    capping           text             DEFAULT NULL,
+    cap_value         double precision DEFAULT NULL,
+    cap_ignore_zeros  boolean          DEFAULT false,
+    quantile          double precision DEFAULT NULL,
+    quantile_ignore_zeros boolean      DEFAULT false,
+    dimension         text             DEFAULT NULL,
+    max_dimensions    integer          DEFAULT 20,
+    alternative       text             DEFAULT 'two-sided'
+) RETURNS SETOF analytics.experiment_result_row
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    ph int := coalesce(_experiment_results.phase, e.phase);
+    kind text := metric_type;
+    trace_kind text;
+    pre interval := case when cuped then cuped_lookback else interval '0' end;
+    -- trace metrics other than request_count are costs: lower is better
+    lower boolean := coalesce(lower_is_better, metric_source = 'traces' and metric <> 'request_count');
+    dims jsonb[];
+    d jsonb;
+    groups jsonb;
+    control jsonb;
+    srm_result jsonb;
+    srms jsonb := '{}';
+    tests jsonb := '{}';
+    control_keys text[] := '{}';
+    adjusted double precision[];
+    keys text[];
+    g jsonb;
+    t jsonb;
+    k text;
+    r analytics.experiment_result_row;
+    adjusted_ci double precision[];
+    cap double precision;
+begin
+    if metric is null or metric = '' then
+        raise exception 'metric: is required' using errcode = '22004';
+    end if;
+    if correction is null or correction not in ('holm', 'bh', 'none') then
+        raise exception 'correction: must be holm, bh or none, got %', coalesce(correction, 'NULL') using errcode = '22023';
+    end if;
+    if cuped is null or (cuped and (cuped_lookback is null or cuped_lookback <= interval '0')) then
+        raise exception 'cuped_lookback: must be a positive interval, got %', coalesce(cuped_lookback::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if metric_source = 'events' then
+        kind := coalesce(kind, 'binomial');
+        if kind not in ('binomial', 'mean', 'quantile', 'quantile_event') then
+            raise exception 'metric_type: must be binomial (share of units with the event), mean (event value per unit), quantile (a quantile of the units'' values) or quantile_event (a quantile of the events'' values), got %',
+                kind using errcode = '22023';
+        end if;
+    elsif metric_source = 'traces' then
+        if metric not in ('latency_ms', 'error_rate', 'cost_usd', 'total_tokens', 'input_tokens', 'output_tokens', 'request_count') then
+            raise exception 'metric: unknown trace metric "%"; allowed: latency_ms, error_rate, cost_usd, total_tokens, input_tokens, output_tokens, request_count',
+                metric using errcode = '22023';
+        end if;
+        if unit_source is null or unit_source not in ('metadata', 'session_id', 'conversation_id') then
+            raise exception 'unit_source: must be metadata (the span''s metadata.unit_id), session_id or conversation_id, got %',
+                coalesce(unit_source, 'NULL') using errcode = '22023';
+        end if;
+        trace_kind := case when metric in ('latency_ms', 'error_rate') then 'ratio' else 'mean' end;
+        if kind = 'quantile_event' and metric in ('error_rate', 'request_count') then
+            raise exception 'metric_type: quantile_event takes a quantile of every span''s value: latency_ms, cost_usd, total_tokens, input_tokens or output_tokens, not %',
+                metric using errcode = '22023';
+        elsif kind in ('quantile', 'quantile_event') then
+            trace_kind := kind;
+        end if;
+        if kind is not null and kind <> trace_kind then
+            raise exception 'metric_type: the trace metric % is a % metric, got %', metric, trace_kind, kind
+                using errcode = '22023';
+        end if;
+        kind := trace_kind;
+    else
+        raise exception 'metric_source: must be events (ab_experiment_events) or traces (llm_traces), got %',
+            coalesce(metric_source, 'NULL') using errcode = '22023';
+    end if;
+    if sequential is null then
+        raise exception 'sequential: must be true or false' using errcode = '22004';
+    end if;
+    if alternative is null or alternative not in ('two-sided', 'greater', 'less') then
+        raise exception 'alternative: must be two-sided, greater (the treatment is higher) or less (it is lower), got %',
+            coalesce(alternative, 'NULL') using errcode = '22023';
+    end if;
+    -- quantile metrics (GrowthBook's): the level, and whether zeros count
+    if kind in ('quantile', 'quantile_event') then
+        if quantile is null or not (quantile > 0 and quantile < 1) then
+            raise exception 'quantile: must be between 0 and 1 for a quantile metric (0.95 for the 95th percentile), got %',
+                coalesce(quantile::text, 'NULL') using errcode = '22023';
+        end if;
+        if cuped then
+            raise exception 'cuped: is available for binomial, mean and ratio metrics, not for quantile metrics' using errcode = '22023';
+        end if;
+    elsif quantile is not null then
+        raise exception 'quantile: needs metric_type => ''quantile'' or ''quantile_event''' using errcode = '22023';
+    end if;
+    -- dimension breakdowns (GrowthBook's dimensions): what a unit's value is taken from, and how many values are shown
+    perform analytics._check_dimension(dimension, max_dimensions);
+    if dimension in ('model', 'provider', 'operation_type')
+       and (unit_source is null or unit_source not in ('metadata', 'session_id', 'conversation_id')) then
+        raise exception 'unit_source: must be metadata (the span''s metadata.unit_id), session_id or conversation_id, got %',
+            coalesce(unit_source, 'NULL') using errcode = '22023';
+    end if;
+    if quantile_ignore_zeros is null or (quantile_ignore_zeros and kind not in ('quantile', 'quantile_event')) then
+        raise exception 'quantile_ignore_zeros: must be true or false, and true only with a quantile metric' using errcode = '22023';
+    end if;
+    -- metric capping (GrowthBook's capping settings): per-unit values above the cap count as the cap
+    if capping is null then
+        if cap_value is not null then
+            raise exception 'cap_value: needs capping => ''absolute'' or ''percentile''' using errcode = '22023';
+        end if;
+    elsif capping not in ('absolute', 'percentile') then
+        raise exception 'capping: must be absolute (cap at cap_value) or percentile (cap at the cap_value quantile of the units'' values), got %',
+            capping using errcode = '22023';
+    elsif kind not in ('mean', 'ratio') then
+        raise exception 'capping: applies to mean metrics (a value per unit) and to the numerator of a ratio metric, not to the % metric %',
+            kind, metric using errcode = '22023';
+    elsif capping = 'absolute' and (cap_value is null or not cap_value > 0 or cap_value in ('Infinity', 'NaN')) then
+        raise exception 'cap_value: must be a positive number for absolute capping, got %', coalesce(cap_value::text, 'NULL')
+            using errcode = '22023';
+    elsif capping = 'percentile' and (cap_value is null or not (cap_value > 0 and cap_value <= 1)) then
+        raise exception 'cap_value: must be a quantile in (0, 1] for percentile capping (0.99: the 99th percentile), got %',
+            coalesce(cap_value::text, 'NULL') using errcode = '22023';
+    end if;
+    if cap_ignore_zeros is null or (cap_ignore_zeros and capping is distinct from 'percentile') then
+        raise exception 'cap_ignore_zeros: must be true or false, and true only with percentile capping' using errcode = '22023';
+    end if;
+    if capping = 'absolute' then
+        cap := cap_value;
+    elsif capping = 'percentile' and metric_source = 'events' and not cuped then
+        -- the same from the per-unit totals the triggers keep (sql/023_experiment_totals.sql): no pass over the events
+        cap := analytics._experiment_event_cap(e.id, ph, metric, cap_value, cap_ignore_zeros);
+    elsif capping = 'percentile' then
+        -- the quantile of every assigned unit's value, all variants together (zeros left out with cap_ignore_zeros), as
+        -- GrowthBook computes its cap: one more pass over the units
+        select percentile_cont(cap_value) within group (order by u.y) into cap
+        from analytics._experiment_unit_values(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type,
+                                               interval '0') u
+        where not cap_ignore_zeros or u.y <> 0;
+    end if;
+
+    -- the moments of every variant: one row, or one per value of the dimension
+    if kind in ('quantile', 'quantile_event') then
+        select array_agg(m) into dims
+        from analytics._experiment_quantile_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source,
+                                                    operation_type, quantile, quantile_ignore_zeros, dimension) m;
+    elsif metric_source = 'events' and not cuped and dimension is distinct from 'model'
+          and dimension is distinct from 'provider' and dimension is distinct from 'operation_type'
+          and (dimension is null or dimension not like 'cohort:%') then
+        -- the per-unit totals kept by triggers (sql/023_experiment_totals.sql): no join of assignments and events
+        select array_agg(m) into dims from analytics._experiment_event_moments(e.id, ph, metric, kind, cap, dimension) m;
+    else
+        select array_agg(m) into dims
+        from analytics._experiment_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type, pre,
+                                           cap, dimension) m;
+    end if;
+    -- dimension values by units, most first (GrowthBook's order); beyond max_dimensions the rest is merged into
+    -- '(other)' (the max_dimensions-th value included), or left out for quantile metrics, whose order statistics
+    -- cannot be summed (gbstats' reduce_dimensionality)
+    select array_agg(x order by (select sum((gr->'moments'->>'n')::bigint) from jsonb_array_elements(x->'groups') gr) desc,
+                             x->>'dimension')
+      into dims from unnest(dims) x;
+    if cardinality(dims) > max_dimensions then
+        if kind in ('quantile', 'quantile_event') then
+            dims := dims[1:max_dimensions];
+        else
+            dims := dims[1:max_dimensions - 1]
+                    || analytics._experiment_merge_dimensions(dims[max_dimensions:cardinality(dims)]);
+        end if;
+    end if;
+
+    -- every variant against the control, in each dimension value; the sample ratio checked in each
+    foreach d in array coalesce(dims, '{}') loop
+        groups := d->'groups';
+        control := (select x from jsonb_array_elements(groups) x where (x->>'is_control')::boolean);
+        srm_result := analytics.srm_check(
+            (select array_agg((x->'moments'->>'n')::int) from jsonb_array_elements(groups) x),
+            (select array_agg((x->>'weight')::double precision) from jsonb_array_elements(groups) x));
+        srms := srms || jsonb_build_object(coalesce(d->>'dimension', ''), srm_result);
+        for g in select x from jsonb_array_elements(groups) x loop
+            -- (the control against itself gives its value)
+            t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning,
+                                          lower, prior_mean, prior_variance, alternative);
+            if sequential then
+                -- GrowthBook with sequential testing on: the always-valid p-value and interval replace the
+                -- fixed-horizon ones, and significance (after correction) follows them
+                t := t || jsonb_build_object('p_value', t->'sequential_p_value', 'ci_lower', t->'sequential_ci_lower',
+                                             'ci_upper', t->'sequential_ci_upper');
+            end if;
+            -- keyed by dimension value and variant ('' and the key without a dimension)
+            k := jsonb_build_array(coalesce(d->>'dimension', ''), g->>'key')::text;
+            tests := tests || jsonb_build_object(k, t);
+            if (g->>'is_control')::boolean then
+                control_keys := control_keys || k;
+            end if;
+        end loop;
+    end loop;
+
+    -- correct the p-values for comparing several variants (in several dimension values) with the control: one
+    -- correction over all of them, as GrowthBook corrects across variations and dimensions
+    select array_agg(x.key order by x.key), array_agg((x.value->>'p_value')::double precision order by x.key)
+      into keys, adjusted
+    from jsonb_each(tests) x
+    where x.value->>'p_value' is not null and x.key <> all (control_keys);
+    if correction <> 'none' and keys is not null then
+        adjusted := analytics.adjust_p_values(adjusted, correction);
+    end if;
+
+    foreach d in array coalesce(dims, '{}') loop
+        srm_result := srms->coalesce(d->>'dimension', '');
+        for g in select x from jsonb_array_elements(d->'groups') x loop
+            k := jsonb_build_array(coalesce(d->>'dimension', ''), g->>'key')::text;
+            t := tests->k;
+            r.dimension := d->>'dimension';
+            r.value := (t->>'treatment_value')::double precision;
+            r.variant_key := g->>'key';
+            r.is_control := (g->>'is_control')::boolean;
+            r.units := (g->'moments'->>'n')::bigint;
+            r.srm_p_value := (srm_result->>'p_value')::double precision;
+            r.srm := (srm_result->>'srm')::boolean;
+            r.capped_at := cap;
+            if r.is_control then
+                r.effect := null; r.ci_lower := null; r.ci_upper := null; r.p_value := null; r.adjusted_p_value := null;
+                r.ci_lower_adjusted := null; r.ci_upper_adjusted := null; r.std_error := null; r.control_risk := null;
+                r.significant := false; r.chance_to_beat_control := null; r.expected_loss := null; r.sequential_p_value := null;
+                r.sequential_ci_lower := null; r.sequential_ci_upper := null; r.variance_reduction := null;
+                r.note := srm_result->>'note';
+            else
+                r.effect := (t->>'effect')::double precision;
+                r.ci_lower := (t->>'ci_lower')::double precision;
+                r.ci_upper := (t->>'ci_upper')::double precision;
+                r.p_value := (t->>'p_value')::double precision;
+                r.adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, k)] end;
+                r.significant := coalesce(r.adjusted_p_value < alpha, false);
+                -- the interval that goes with the corrected p-value (GrowthBook's ciAdjusted; a one-sided test's
+                -- open end stays NULL); without a correction, the interval itself
+                if correction <> 'none' and r.adjusted_p_value is not null and r.effect is not null then
+                    adjusted_ci := analytics._adjusted_interval(r.effect, r.ci_lower, r.ci_upper, r.adjusted_p_value, alpha);
+                    r.ci_lower_adjusted := adjusted_ci[1];
+                    r.ci_upper_adjusted := adjusted_ci[2];
+                else
+                    r.ci_lower_adjusted := r.ci_lower;
+                    r.ci_upper_adjusted := r.ci_upper;
+                end if;
+                r.chance_to_beat_control := (t->>'chance_to_beat_control')::double precision;
+                r.expected_loss := (t->>'expected_loss')::double precision;
+                r.control_risk := (t->>'control_risk')::double precision;
+                r.std_error := (t->>'std_error')::double precision;
+                r.sequential_p_value := (t->>'sequential_p_value')::double precision;
+                r.sequential_ci_lower := (t->>'sequential_ci_lower')::double precision;
+                r.sequential_ci_upper := (t->>'sequential_ci_upper')::double precision;
+                r.variance_reduction := (t->>'variance_reduction')::double precision;
+                r.note := coalesce(t->>'note', srm_result->>'note');
+            end if;
+            return next r;
+        end loop;
+    end loop;
+end
+$$;
+
+COMMENT ON FUNCTION analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean) IS
+$$Rollups per time bucket and group (group_by: model, operation_type, provider, status, name, user, end_user, cohort:<key> — whether the span's end user is a member of that cohort now): request_count, error_count, error_rate, latency p50/p90/p95/p99 and time-to-first-token p50/p95 in ms, tokens and cost.
+Percentiles are exact (percentile_cont). Buckets are aligned to from_time. Filters: operation_type, root_only (traces rather than spans). Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
+Example: select * from analytics.trace_metrics('1 hour', now() - interval '1 day', now(), group_by => '{model}');$$;
+
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, text, integer, text, boolean) IS
+$$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (correction: none by default as GrowthBook, holm or bh) with the interval that goes with it (ci_lower_adjusted/ci_upper_adjusted, GrowthBook's ciAdjusted), significance, std_error, chance to beat control, expected loss and control_risk (Bayesian, Gaussian: GrowthBook's risk of shipping the treatment and of keeping the control; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
+metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
+metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
+cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial, mean and ratio metrics; for latency_ms and error_rate the unit's pre-period ratio, as GrowthBook's regression-adjusted ratio metrics). prior_mean and prior_variance (both, or neither for the flat prior) are GrowthBook's informative Gaussian prior on the effect for chance_to_beat_control and expected_loss. sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). capping (GrowthBook's metric capping: mean metrics, and the numerator of latency_ms and error_rate): 'absolute' caps each unit's value at cap_value; 'percentile' at the cap_value quantile (0.99: the 99th percentile) of every assigned unit's value, all variants together, zeros left out with cap_ignore_zeros; CUPED's pre-period values get the same cap; capped_at reports the cap. metric_type 'quantile' (a quantile of the units' values: their events' total, a trace metric's total, or their average latency or error rate) or 'quantile_event' (a quantile of every event's value, or of every span's latency_ms, cost_usd or tokens, the events clustered in their units) with quantile => 0.95 for the 95th percentile: GrowthBook's quantile metrics and gbstats' QuantileStatistic / QuantileClusteredStatistic (value: the variant's quantile; effect: its relative or absolute change); quantile_ignore_zeros leaves values of 0 out. dimension breaks the results down (GrowthBook's dimensions; a row per value and variant, the value in the dimension column, most units first): 'assigned_date' (UTC day of assignment), 'attribute.<name>' (an attribute stored by assign_variant), 'model', 'provider' or 'operation_type' (of the unit's first span after assignment that names one), 'cohort:<key>' ('in <key>' / 'not in <key>': the unit is a member of that cohort of end users now, or not); '(none)' for units without a value; beyond max_dimensions values (20) the rest is merged into '(other)' (left out for quantile metrics); each value has its own sample ratio check, and the correction covers variants and values together. alternative 'greater' or 'less' makes the frequentist and sequential tests one-sided (GrowthBook's one-sided t-tests): the treatment is higher, or lower; the interval's open end is NULL. Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
+Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
+
+ALTER TABLE analytics.user_cohorts ADD COLUMN refreshed_at timestamptz;
+ALTER TABLE analytics.user_cohort_members RENAME COLUMN added_at TO entered_at;
+ALTER TABLE analytics.user_cohort_members ADD COLUMN exited_at timestamptz,
+    DROP CONSTRAINT user_cohort_members_pkey,
+    ADD CONSTRAINT user_cohort_members_pkey PRIMARY KEY (cohort_id, member_id, entered_at, user_id),
+    ADD CONSTRAINT user_cohort_members_exited_after_entered CHECK (exited_at >= entered_at);
+CREATE UNIQUE INDEX user_cohort_members_open_key ON analytics.user_cohort_members (user_id, cohort_id, member_id)
+    WHERE exited_at IS NULL;
+
+COMMENT ON TABLE analytics.user_cohort_members IS
+'Membership history of cohorts: one row per stay of an end user (member_id: an end_user_id or experiment unit id) in a cohort, from entered_at until exited_at (NULL: still a member). Written by analytics.refresh_cohort, add_cohort_members and remove_cohort_members.';
+
+CREATE TABLE analytics.end_user_profiles (
+    user_id     uuid NOT NULL DEFAULT analytics.current_user_id(),
+    end_user_id text NOT NULL,
+    properties  jsonb NOT NULL DEFAULT '{}'::jsonb,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+
+    CONSTRAINT end_user_profiles_pkey PRIMARY KEY (user_id, end_user_id),
+    CONSTRAINT end_user_profiles_end_user_id_check CHECK (length(end_user_id) BETWEEN 1 AND 256),
+    CONSTRAINT end_user_profiles_properties_is_object CHECK (jsonb_typeof(properties) = 'object')
+);
+
+COMMENT ON TABLE analytics.end_user_profiles IS
+'Properties of an owner''s end users (the end_user_id of their spans), set by analytics.identify_end_user; cohort rules test them.';
+
+CREATE TRIGGER end_user_profiles_touch_updated_at BEFORE UPDATE ON analytics.end_user_profiles
+    FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
+
+-- cached results are stale after the owner's writes, as for every data table (sql/041_cache.sql)
+CREATE TRIGGER end_user_profiles_cache_insert AFTER INSERT ON analytics.end_user_profiles REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+CREATE TRIGGER end_user_profiles_cache_update AFTER UPDATE ON analytics.end_user_profiles
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+CREATE TRIGGER end_user_profiles_cache_delete AFTER DELETE ON analytics.end_user_profiles REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+CREATE TRIGGER end_user_profiles_cache_truncate AFTER TRUNCATE ON analytics.end_user_profiles
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+
+-- ---- identify_end_user -------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.identify_end_user(
+    end_user_id text,
+    properties  jsonb   DEFAULT '{}'::jsonb,
+    replace     boolean DEFAULT false,
+    user_id     uuid    DEFAULT NULL
+) RETURNS analytics.end_user_profiles
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(identify_end_user.user_id, analytics.current_user_id());
+    stored analytics.end_user_profiles;
+begin
+    if owner is null then
+        raise exception 'user_id: no caller (no JWT claim sub) and no user_id given' using errcode = '22004';
+    end if;
+    if identify_end_user.end_user_id is null or length(identify_end_user.end_user_id) not between 1 and 256
+       or btrim(identify_end_user.end_user_id) = '' then
+        raise exception 'end_user_id: must be a non-empty text of at most 256 characters, got %',
+            coalesce(quote_literal(identify_end_user.end_user_id), 'null') using errcode = '22023';
+    end if;
+    if identify_end_user.properties is null or jsonb_typeof(identify_end_user.properties) <> 'object' then
+        raise exception 'properties: must be a JSON object, got %',
+            coalesce(jsonb_typeof(identify_end_user.properties), 'null') using errcode = '22023';
+    end if;
+    if identify_end_user.replace is null then
+        raise exception 'replace: must be true or false, got null' using errcode = '22004';
+    end if;
+    -- merged into the stored properties (keys sent win; a key sent as null is removed), or replacing them
+    insert into analytics.end_user_profiles as p (user_id, end_user_id, properties)
+    values (owner, identify_end_user.end_user_id, jsonb_strip_nulls(identify_end_user.properties))
+    on conflict on constraint end_user_profiles_pkey do update
+        set properties = case when identify_end_user.replace then jsonb_strip_nulls(excluded.properties)
+                              else jsonb_strip_nulls(p.properties || identify_end_user.properties) end
+    returning p.* into stored;
+    return stored;
+end
+$$;
+
+COMMENT ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid) IS
+$$Sets properties of one of the caller's end users (the end_user_id their spans carry): merged into the stored ones (keys sent win, a key sent as null is removed) or, with replace => true, replacing them. Returns the stored profile. Cohort rules test these properties ({"property": "plan", "eq": "pro"}).
+Example: select end_user_id, properties from analytics.identify_end_user('customer-42', '{"plan": "pro", "country": "DE"}');$$;
+
+-- ---- end_users -----------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.end_users(
+    from_time   timestamptz DEFAULT NULL,
+    to_time     timestamptz DEFAULT NULL,
+    search      text        DEFAULT NULL,
+    "limit"     integer     DEFAULT 50,
+    "offset"    integer     DEFAULT 0,
+    user_id     uuid        DEFAULT NULL
+) RETURNS TABLE (
+    end_user_id  text,
+    first_seen   timestamptz,
+    last_seen    timestamptz,
+    spans        bigint,
+    traces       bigint,
+    sessions     bigint,
+    errors       bigint,
+    total_tokens bigint,
+    cost_usd     double precision,
+    properties   jsonb
+)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(end_users.user_id, analytics.current_user_id());
+begin
+    perform analytics._check_page("limit", "offset");
+    if end_users.from_time > end_users.to_time then
+        raise exception 'to_time: must not be before from_time (% > %)', end_users.from_time, end_users.to_time
+            using errcode = '22023';
+    end if;
+    -- the window's activity per end user (the (user_id, end_user_id, start_time) index of each partition), users
+    -- with a profile but no span in it too when no window is given; first and last seen over all time, by index
+    return query
+    with activity as (
+        select s.end_user_id, count(*) as spans, count(distinct s.trace_id) as traces,
+               count(distinct s.session_id) as sessions, count(*) filter (where s.status = 'error') as errors,
+               sum(s.total_tokens)::bigint as total_tokens, sum(s.cost_usd) as cost_usd,
+               max(s.start_time) as last_in_window
+        from analytics.llm_traces s
+        where s.user_id = owner and s.end_user_id is not null
+          and (end_users.search is null or strpos(lower(s.end_user_id), lower(end_users.search)) > 0)
+          and (end_users.from_time is null or s.start_time >= end_users.from_time)
+          and (end_users.to_time is null or s.start_time < end_users.to_time)
+        group by s.end_user_id
+    ), listed as (
+        select coalesce(a.end_user_id, p.end_user_id) as end_user_id, a.spans, a.traces, a.sessions, a.errors,
+               a.total_tokens, a.cost_usd, a.last_in_window, p.properties
+        from activity a
+        full join (select p.end_user_id, p.properties from analytics.end_user_profiles p
+                   where p.user_id = owner
+                     and (end_users.search is null or strpos(lower(p.end_user_id), lower(end_users.search)) > 0)) p
+               on p.end_user_id = a.end_user_id
+        where a.end_user_id is not null or (end_users.from_time is null and end_users.to_time is null)
+        order by a.last_in_window desc nulls last, 1
+        limit "limit" offset "offset"
+    )
+    select l.end_user_id,
+           (select s.start_time from analytics.llm_traces s
+            where s.user_id = owner and s.end_user_id = l.end_user_id order by s.start_time limit 1),
+           (select s.start_time from analytics.llm_traces s
+            where s.user_id = owner and s.end_user_id = l.end_user_id order by s.start_time desc limit 1),
+           coalesce(l.spans, 0), coalesce(l.traces, 0), coalesce(l.sessions, 0), coalesce(l.errors, 0),
+           l.total_tokens, l.cost_usd, coalesce(l.properties, '{}'::jsonb)
+    from listed l
+    order by l.last_in_window desc nulls last, l.end_user_id;
+end
+$$;
+
+COMMENT ON FUNCTION analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid) IS
+$$The caller's end users (the end_user_id of their spans, and those with a profile), most recently active first: first and last seen (over all time), and within [from_time, to_time) their spans, traces, sessions, error spans, tokens and cost, with their properties (analytics.identify_end_user). With a window, only end users active in it; search keeps the ids that contain it (ignoring case).
+Example: select end_user_id, spans, traces, cost_usd, properties from analytics.end_users(from_time => '2026-11-01', to_time => '2026-12-01');$$;
+
+ALTER TABLE analytics.end_user_profiles ENABLE ROW LEVEL SECURITY;
+ALTER TABLE analytics.end_user_profiles FORCE ROW LEVEL SECURITY;
+CREATE POLICY end_user_profiles_select_own ON analytics.end_user_profiles FOR SELECT USING (user_id = (select analytics.current_user_id()));
+CREATE POLICY end_user_profiles_insert_own ON analytics.end_user_profiles FOR INSERT WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY end_user_profiles_update_own ON analytics.end_user_profiles FOR UPDATE USING (user_id = (select analytics.current_user_id())) WITH CHECK (user_id = (select analytics.current_user_id()));
+CREATE POLICY end_user_profiles_delete_own ON analytics.end_user_profiles FOR DELETE USING (user_id = (select analytics.current_user_id()));
+SELECT pg_catalog.pg_extension_config_dump('analytics.end_user_profiles'::regclass, '');
+REVOKE ALL ON analytics.end_user_profiles FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON analytics.end_user_profiles TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+CREATE FUNCTION analytics."_compile_cohort_rule"(
+	"rule" jsonb /* Option < pgrx :: JsonB > */
+) RETURNS jsonb /* pgrx :: JsonB */
+IMMUTABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'compile_cohort_rule_wrapper';
+
+CREATE FUNCTION analytics._check_cohort_row() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+begin
+    if new.definition is not null then
+        perform analytics._compile_cohort_rule(new.definition);
+    end if;
+    return new;
+end
+$$;
+COMMENT ON FUNCTION analytics._check_cohort_row() IS
+'Trigger: a cohort''s rule (definition) must be valid (22023 naming the offending part, e.g. rule.and[1].at_least). Internal.';
+
+CREATE TRIGGER user_cohorts_check_rule BEFORE INSERT OR UPDATE OF definition ON analytics.user_cohorts
+    FOR EACH ROW EXECUTE FUNCTION analytics._check_cohort_row();
+
+-- The cohort named key of owner, locked for a membership change; P0002 when there is none.
+CREATE FUNCTION analytics._cohort_for_update(key text, owner uuid) RETURNS analytics.user_cohorts
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    c analytics.user_cohorts;
+begin
+    if key is null then
+        raise exception 'key: is required' using errcode = '22004';
+    end if;
+    select * into c from analytics.user_cohorts uc where uc.user_id = owner and uc.key = _cohort_for_update.key for update;
+    if not found then
+        raise exception 'key: no cohort "%"', key using errcode = 'P0002';
+    end if;
+    return c;
+end
+$$;
+COMMENT ON FUNCTION analytics._cohort_for_update(text, uuid) IS 'Internal: the owner''s cohort by key, locked (P0002 if none).';
+
+-- The references of a rule must exist among the owner's cohorts and experiments, and cohorts must not refer to
+-- each other in a cycle (self is the key of the cohort the rule belongs to).
+CREATE FUNCTION analytics._check_cohort_references(rule jsonb, self text, owner uuid) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+declare
+    compiled jsonb := analytics._compile_cohort_rule(rule);
+    ref jsonb;
+    seen text[] := array[self];
+    frontier text[];
+    next_keys text[];
+    k text;
+    d jsonb;
+    path text;
+begin
+    for ref in select * from jsonb_array_elements(compiled->'experiments') loop
+        if not exists (select 1 from analytics.ab_experiments e where e.user_id = owner and e.key = ref->>1) then
+            raise exception '%.experiment: no experiment "%"', ref->>0, ref->>1 using errcode = '22023';
+        end if;
+        if ref->>2 is not null and not exists (
+            select 1 from analytics.ab_experiment_variants v join analytics.ab_experiments e on e.id = v.experiment_id and e.user_id = v.user_id
+            where e.user_id = owner and e.key = ref->>1 and v.key = ref->>2) then
+            raise exception '%.variant: experiment "%" has no variant "%"', ref->>0, ref->>1, ref->>2 using errcode = '22023';
+        end if;
+    end loop;
+    for ref in select * from jsonb_array_elements(compiled->'cohorts') loop
+        path := ref->>0;
+        if ref->>1 = self then
+            raise exception '%: a cohort cannot contain itself ("%")', path, self using errcode = '22023';
+        end if;
+        if not exists (select 1 from analytics.user_cohorts c where c.user_id = owner and c.key = ref->>1) then
+            raise exception '%: no cohort "%"', path, ref->>1 using errcode = '22023';
+        end if;
+        -- follow the referenced cohort's own references: reaching self again is a cycle
+        frontier := array[ref->>1];
+        while cardinality(frontier) > 0 loop
+            next_keys := '{}';
+            foreach k in array frontier loop
+                continue when k = any(seen);
+                seen := seen || k;
+                select c.definition into d from analytics.user_cohorts c where c.user_id = owner and c.key = k;
+                continue when d is null;
+                if exists (select 1 from jsonb_array_elements(analytics._compile_cohort_rule(d)->'cohorts') x where x->>1 = self) then
+                    raise exception '%: cohort "%" refers back to "%" (a cycle)', path, k, self using errcode = '22023';
+                end if;
+                next_keys := next_keys || array(select x->>1 from jsonb_array_elements(analytics._compile_cohort_rule(d)->'cohorts') x);
+            end loop;
+            frontier := next_keys;
+        end loop;
+    end loop;
+end
+$$;
+COMMENT ON FUNCTION analytics._check_cohort_references(jsonb, text, uuid) IS
+'Internal: the experiments, variants and cohorts a rule names exist for the owner, and no cohort refers back to self (22023 naming the rule path).';
+
+-- ---- create_cohort / update_cohort ----------------------------------------------------------------------------------
+CREATE FUNCTION analytics.create_cohort(
+    key         text,
+    name        text    DEFAULT NULL,
+    rule        jsonb   DEFAULT NULL,
+    description text    DEFAULT NULL,
+    user_id     uuid    DEFAULT NULL
+) RETURNS analytics.user_cohorts
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(create_cohort.user_id, analytics.current_user_id());
+    c analytics.user_cohorts;
+begin
+    if owner is null then
+        raise exception 'user_id: no caller (no JWT claim sub) and no user_id given' using errcode = '22004';
+    end if;
+    if create_cohort.key is null or create_cohort.key !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$' then
+        raise exception 'key: must be 1 to 200 letters, digits, "_", ".", ":" or "-" starting with a letter or digit, got %',
+            coalesce(quote_literal(create_cohort.key), 'null') using errcode = '22023';
+    end if;
+    if rule is not null then
+        perform analytics._check_cohort_references(rule, create_cohort.key, owner);
+    end if;
+    begin
+        insert into analytics.user_cohorts (user_id, key, name, description, definition)
+        values (owner, create_cohort.key, coalesce(create_cohort.name, create_cohort.key), create_cohort.description, rule)
+        returning * into c;
+    exception when unique_violation then
+        raise exception 'key: a cohort "%" exists already', create_cohort.key using errcode = '23505';
+    end;
+    if rule is not null then
+        perform analytics.refresh_cohort(c.key, now(), owner);
+        select * into c from analytics.user_cohorts uc where uc.id = c.id and uc.user_id = owner;
+    end if;
+    return c;
+end
+$$;
+
+CREATE FUNCTION analytics.update_cohort(
+    key         text,
+    name        text    DEFAULT NULL,
+    rule        jsonb   DEFAULT NULL,
+    description text    DEFAULT NULL,
+    user_id     uuid    DEFAULT NULL
+) RETURNS analytics.user_cohorts
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(update_cohort.user_id, analytics.current_user_id());
+    c analytics.user_cohorts := analytics._cohort_for_update(update_cohort.key, owner);
+begin
+    if rule is not null then
+        if c.definition is null then
+            raise exception 'rule: cohort "%" is static (its members are added and removed); create a dynamic cohort instead', c.key
+                using errcode = '55000';
+        end if;
+        perform analytics._check_cohort_references(rule, c.key, owner);
+    end if;
+    update analytics.user_cohorts uc
+    set name = coalesce(update_cohort.name, uc.name),
+        description = coalesce(update_cohort.description, uc.description),
+        definition = coalesce(rule, uc.definition)
+    where uc.id = c.id and uc.user_id = owner
+    returning * into c;
+    if rule is not null then
+        perform analytics.refresh_cohort(c.key, greatest(now(), c.refreshed_at), owner);
+        select * into c from analytics.user_cohorts uc where uc.id = c.id and uc.user_id = owner;
+    end if;
+    return c;
+end
+$$;
+
+-- ---- preview ----------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.preview_cohort(
+    rule    jsonb,
+    at      timestamptz DEFAULT now(),
+    user_id uuid        DEFAULT NULL
+) RETURNS TABLE (end_user_id text)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(preview_cohort.user_id, analytics.current_user_id());
+    compiled jsonb := analytics._compile_cohort_rule(rule);
+begin
+    if at is null or not isfinite(at) then
+        raise exception 'at: must be a finite time' using errcode = '22023';
+    end if;
+    perform analytics._check_cohort_references(rule, null, owner);
+    return query execute (compiled->>'sql') || ' order by 1' using owner, at, compiled->'params';
+end
+$$;
+
+-- ---- refresh ----------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.refresh_cohort(
+    key     text,
+    at      timestamptz DEFAULT now(),
+    user_id uuid        DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(refresh_cohort.user_id, analytics.current_user_id());
+    c analytics.user_cohorts := analytics._cohort_for_update(refresh_cohort.key, owner);
+    compiled jsonb;
+    entered bigint := 0;
+    exited bigint := 0;
+    members bigint;
+begin
+    if at is null or not isfinite(at) then
+        raise exception 'at: must be a finite time' using errcode = '22023';
+    end if;
+    if c.refreshed_at is not null and at < c.refreshed_at then
+        raise exception 'at: % is before the cohort''s last refresh (%); its history is written in time order', at, c.refreshed_at
+            using errcode = '22023';
+    end if;
+    if c.definition is not null then
+        perform analytics._check_cohort_references(c.definition, c.key, owner);
+        compiled := analytics._compile_cohort_rule(c.definition);
+        -- who satisfies the rule at `at` (matched), compared with who is a member: members not matched exit, matched
+        -- end users who are not members enter (one statement: both read the membership as it was)
+        execute 'with matched as (' || (compiled->>'sql') || '),
+            gone as (update analytics.user_cohort_members m set exited_at = $2
+                     where m.user_id = $1 and m.cohort_id = $4 and m.exited_at is null
+                       and not exists (select 1 from matched r where r.end_user_id = m.member_id)
+                     returning 1),
+            came as (insert into analytics.user_cohort_members (user_id, cohort_id, member_id, entered_at)
+                     select $1, $4, r.end_user_id, $2 from matched r
+                     where not exists (select 1 from analytics.user_cohort_members m
+                                       where m.user_id = $1 and m.cohort_id = $4 and m.member_id = r.end_user_id
+                                         and m.exited_at is null)
+                     returning 1)
+            select (select count(*) from came), (select count(*) from gone)'
+        into entered, exited
+        using owner, at, compiled->'params', c.id;
+    end if;
+    update analytics.user_cohorts uc set refreshed_at = at where uc.id = c.id and uc.user_id = owner;
+    select count(*) into members from analytics.user_cohort_members m
+    where m.user_id = owner and m.cohort_id = c.id and m.exited_at is null;
+    return jsonb_build_object('cohort', c.key, 'dynamic', c.definition is not null, 'at', at, 'members', members,
+                              'entered', entered, 'exited', exited);
+end
+$$;
+
+CREATE FUNCTION analytics.refresh_cohorts(
+    user_id uuid        DEFAULT NULL,
+    at      timestamptz DEFAULT now()
+) RETURNS SETOF jsonb
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(refresh_cohorts.user_id, analytics.current_user_id());
+    pending jsonb[];
+    remaining jsonb[];
+    item jsonb;
+    done text[] := '{}';
+    progressed boolean;
+begin
+    -- the dynamic cohorts visible to the caller (one owner; every owner for a DBA's job without a JWT), each with
+    -- the cohorts its rule names: a cohort is refreshed after those, so "in_cohort" sees their new members
+    select coalesce(array_agg(jsonb_build_object('owner', c.user_id, 'key', c.key,
+               'needs', (select coalesce(jsonb_agg(x->>1), '[]') from jsonb_array_elements(analytics._compile_cohort_rule(c.definition)->'cohorts') x))
+               order by c.user_id, c.key), '{}')
+    into pending
+    from analytics.user_cohorts c
+    where c.definition is not null and (owner is null or c.user_id = owner);
+    while cardinality(pending) > 0 loop
+        remaining := '{}';
+        progressed := false;
+        foreach item in array pending loop
+            if exists (select 1 from jsonb_array_elements_text(item->'needs') n
+                       where (item->>'owner') || '/' || n <> all(done)
+                         and exists (select 1 from analytics.user_cohorts d
+                                     where d.user_id = (item->>'owner')::uuid and d.key = n and d.definition is not null)
+                         and exists (select 1 from unnest(pending) p where p->>'owner' = item->>'owner' and p->>'key' = n)) then
+                remaining := remaining || item;
+            else
+                return next analytics.refresh_cohort(item->>'key', greatest(at, (select c.refreshed_at from analytics.user_cohorts c
+                    where c.user_id = (item->>'owner')::uuid and c.key = item->>'key')), (item->>'owner')::uuid);
+                done := done || ((item->>'owner') || '/' || (item->>'key'));
+                progressed := true;
+            end if;
+        end loop;
+        if not progressed then
+            raise exception 'rule: cohorts % refer to each other in a cycle', (select string_agg(p->>'key', ', ') from unnest(remaining) p)
+                using errcode = '22023';
+        end if;
+        pending := remaining;
+    end loop;
+end
+$$;
+
+-- ---- static membership --------------------------------------------------------------------------------------------
+-- The member ids of a jsonb array (texts, or numbers as their decimal text); 22023 naming members[i] otherwise.
+CREATE FUNCTION analytics._member_ids(members jsonb) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+declare
+    bad record;
+begin
+    if members is null or jsonb_typeof(members) <> 'array' then
+        raise exception 'members: must be a JSON array of end user ids, got %', coalesce(jsonb_typeof(members), 'null')
+            using errcode = '22023';
+    end if;
+    select i - 1 as i, v into bad from jsonb_array_elements(members) with ordinality as e(v, i)
+    where not (jsonb_typeof(v) = 'number' or (jsonb_typeof(v) = 'string' and length(v #>> '{}') between 1 and 256 and btrim(v #>> '{}') <> ''))
+    limit 1;
+    if found then
+        raise exception 'members[%]: must be an end user id (a non-empty text of at most 256 characters), got %', bad.i, bad.v
+            using errcode = '22023';
+    end if;
+    return array(select distinct v #>> '{}' from jsonb_array_elements(members) v);
+end
+$$;
+COMMENT ON FUNCTION analytics._member_ids(jsonb) IS 'Internal: the distinct ids of a jsonb array of end user ids (22023 naming the element otherwise).';
+
+CREATE FUNCTION analytics.add_cohort_members(
+    key     text,
+    members jsonb,
+    user_id uuid DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(add_cohort_members.user_id, analytics.current_user_id());
+    c analytics.user_cohorts := analytics._cohort_for_update(add_cohort_members.key, owner);
+    ids text[] := analytics._member_ids(members);
+    n bigint;
+begin
+    if c.definition is not null then
+        raise exception 'key: cohort "%" is dynamic (it has a rule): its members come from analytics.refresh_cohort', c.key
+            using errcode = '55000';
+    end if;
+    insert into analytics.user_cohort_members (user_id, cohort_id, member_id, entered_at)
+    select owner, c.id, i, now() from unnest(ids) i
+    where not exists (select 1 from analytics.user_cohort_members m
+                      where m.user_id = owner and m.cohort_id = c.id and m.member_id = i and m.exited_at is null);
+    get diagnostics n = row_count;
+    return n;
+end
+$$;
+
+CREATE FUNCTION analytics.remove_cohort_members(
+    key     text,
+    members jsonb,
+    user_id uuid DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(remove_cohort_members.user_id, analytics.current_user_id());
+    c analytics.user_cohorts := analytics._cohort_for_update(remove_cohort_members.key, owner);
+    ids text[] := analytics._member_ids(members);
+    n bigint;
+    gone bigint;
+begin
+    if c.definition is not null then
+        raise exception 'key: cohort "%" is dynamic (it has a rule): its members come from analytics.refresh_cohort', c.key
+            using errcode = '55000';
+    end if;
+    -- a stay that began in this very transaction never happened; any other ends now
+    delete from analytics.user_cohort_members m
+    where m.user_id = owner and m.cohort_id = c.id and m.member_id = any(ids) and m.exited_at is null and m.entered_at = now();
+    get diagnostics gone = row_count;
+    update analytics.user_cohort_members m set exited_at = now()
+    where m.user_id = owner and m.cohort_id = c.id and m.member_id = any(ids) and m.exited_at is null;
+    get diagnostics n = row_count;
+    return n + gone;
+end
+$$;
+
+-- ---- reading ------------------------------------------------------------------------------------------------------
+CREATE FUNCTION analytics.cohort_members(
+    key     text,
+    at      timestamptz DEFAULT now(),
+    user_id uuid        DEFAULT NULL
+) RETURNS TABLE (member_id text, entered_at timestamptz, exited_at timestamptz, properties jsonb)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(cohort_members.user_id, analytics.current_user_id());
+    cid uuid;
+begin
+    if cohort_members.key is null then
+        raise exception 'key: is required' using errcode = '22004';
+    end if;
+    if cohort_members.at is null then
+        raise exception 'at: is required' using errcode = '22004';
+    end if;
+    select c.id into cid from analytics.user_cohorts c where c.user_id = owner and c.key = cohort_members.key;
+    if cid is null then
+        raise exception 'key: no cohort "%"', cohort_members.key using errcode = 'P0002';
+    end if;
+    return query
+    select m.member_id, m.entered_at, m.exited_at, coalesce(p.properties, '{}'::jsonb)
+    from analytics.user_cohort_members m
+    left join analytics.end_user_profiles p on p.user_id = m.user_id and p.end_user_id = m.member_id
+    where m.user_id = owner and m.cohort_id = cid
+      and m.entered_at <= cohort_members.at and (m.exited_at is null or m.exited_at > cohort_members.at)
+    order by m.member_id;
+end
+$$;
+
+COMMENT ON FUNCTION analytics.create_cohort(text, text, jsonb, text, uuid) IS
+$$Creates a cohort of the caller's end users: static (no rule: add_cohort_members / remove_cohort_members) or dynamic (a rule, refreshed at once and by refresh_cohort). Rules: {"and"|"or": [...]}, {"not": ...}, {"property": k, "eq"|"ne"|"in"|"not_in"|"gt"|"gte"|"lt"|"lte"|"contains"|"exists": v}, {"performed": {span filters} or {"event": metric}, "at_least", "at_most", "within" | "from"/"to"}, {"first_seen"|"last_seen": {"within" | "from"/"to"}}, {"cost"|"tokens": {"gte": x}, "within"}, {"assigned": {"experiment", "variant"}}, {"in_cohort": key}. An invalid rule fails with 22023 naming its path (rule.and[1].at_least).
+Example: select key, refreshed_at is not null as refreshed from analytics.create_cohort('chatty', rule => '{"performed": {"operation_type": "chat"}, "at_least": 3, "within": "7 days"}');$$;
+COMMENT ON FUNCTION analytics.update_cohort(text, text, jsonb, text, uuid) IS
+$$Changes a cohort's name, description or (dynamic cohorts) rule; a new rule is checked like create_cohort's and applied by a refresh at once (history kept: who no longer matches exits, who newly matches enters). Arguments left NULL keep their value.
+Example: select key, name from analytics.update_cohort('chatty', name => 'Chatty users');$$;
+COMMENT ON FUNCTION analytics.refresh_cohort(text, timestamptz, uuid) IS
+$$Evaluates a dynamic cohort's rule at `at` (default now; never before the last refresh) and records the change: end users who match and were not members enter (entered_at = at), members who no longer match exit (exited_at = at). Reads only the owner's data (their spans by the (user_id, end_user_id, start_time) and (user_id, start_time) indexes). Returns {"cohort", "dynamic", "at", "members", "entered", "exited"}.
+Example: select analytics.refresh_cohort('chatty') ->> 'members';$$;
+COMMENT ON FUNCTION analytics.refresh_cohorts(uuid, timestamptz) IS
+$$Refreshes every dynamic cohort the caller may see (one owner; with no JWT and no user_id, every owner: a pg_cron job), each after the cohorts its rule names. One result of refresh_cohort per cohort.
+Example: select count(*) from analytics.refresh_cohorts();$$;
+COMMENT ON FUNCTION analytics.add_cohort_members(text, jsonb, uuid) IS
+$$Adds end users (a JSON array of ids: '["u1", "u2"]', or from a query: (select jsonb_agg(end_user_id) from ...)) to a static cohort; those already members are left as they are. Returns the number that entered.
+Example: select analytics.add_cohort_members('beta-testers', '["customer-42", "customer-7"]');$$;
+COMMENT ON FUNCTION analytics.remove_cohort_members(text, jsonb, uuid) IS
+$$Ends the membership of end users in a static cohort (exited_at = now; their history stays). Returns the number that left.
+Example: select analytics.remove_cohort_members('beta-testers', '["customer-7"]');$$;
+COMMENT ON FUNCTION analytics.cohort_members(text, timestamptz, uuid) IS
+$$The members of a cohort at a moment (default now): those who entered at or before it and had not exited by then, with their stay and their end user properties.
+Example: select member_id from analytics.cohort_members('beta-testers');$$;
+COMMENT ON FUNCTION analytics._compile_cohort_rule(jsonb) IS
+'Internal: validates a cohort rule (22023 naming the offending part) and compiles it to {"sql", "params", "cohorts", "experiments"} (analytics_core::cohorts::rule).';
+COMMENT ON FUNCTION analytics.preview_cohort(jsonb, timestamptz, uuid) IS
+$$The end users a cohort rule selects at a moment (default now), without saving anything: to try a rule before create_cohort. Same checks (22023 naming the rule path).
+Example: select count(*) from analytics.preview_cohort('{"performed": {"operation_type": "chat"}, "within": "30 days"}');$$;
+
+CREATE FUNCTION analytics."_retention_query"(
+	"from_time" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"to_time" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"period" TEXT, /* Option < & str > */
+	"periods" INT, /* Option < i32 > */
+	"start_event" jsonb, /* Option < pgrx :: JsonB > */
+	"return_event" jsonb, /* Option < pgrx :: JsonB > */
+	"mode" TEXT, /* Option < & str > */
+	"brackets" jsonb, /* Option < pgrx :: JsonB > */
+	"calendar" bool, /* Option < bool > */
+	"time_zone" TEXT, /* Option < & str > */
+	"cohorts" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS jsonb /* pgrx :: JsonB */
+IMMUTABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'retention_query_wrapper';
+
+CREATE FUNCTION analytics.retention(
+    from_time    timestamptz,
+    to_time      timestamptz,
+    period       text        DEFAULT 'week',
+    periods      integer     DEFAULT 8,
+    start_event  jsonb       DEFAULT '{}'::jsonb,
+    return_event jsonb       DEFAULT '{}'::jsonb,
+    mode         text        DEFAULT 'n_day',
+    brackets     jsonb       DEFAULT NULL,
+    calendar     boolean     DEFAULT true,
+    time_zone    text        DEFAULT 'UTC',
+    cohorts      text[]      DEFAULT NULL,
+    as_of        timestamptz DEFAULT now(),
+    user_id      uuid        DEFAULT NULL
+) RETURNS TABLE (
+    cohort       text,
+    cohort_start timestamptz,
+    users        bigint,
+    period_number integer,
+    period_label text,
+    eligible     bigint,
+    returned     bigint,
+    rate         double precision
+)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(retention.user_id, analytics.current_user_id());
+    q jsonb;
+    missing text;
+begin
+    if retention.time_zone is null or not exists (select 1 from pg_catalog.pg_timezone_names z where z.name = retention.time_zone) then
+        raise exception 'time_zone: unknown time zone %; use an IANA name such as ''Europe/Berlin'' (see pg_timezone_names)',
+            coalesce(quote_literal(retention.time_zone), 'null') using errcode = '22023';
+    end if;
+    if retention.as_of is null or not isfinite(retention.as_of) then
+        raise exception 'as_of: must be a finite time' using errcode = '22023';
+    end if;
+    q := analytics._retention_query(retention.from_time, retention.to_time, retention.period, retention.periods,
+                                    retention.start_event, retention.return_event, retention.mode, retention.brackets,
+                                    retention.calendar, retention.time_zone, retention.cohorts);
+    select k into missing from unnest(retention.cohorts) k
+    where not exists (select 1 from analytics.user_cohorts c where c.user_id = owner and c.key = k) limit 1;
+    if missing is not null then
+        raise exception 'cohorts: no cohort "%"', missing using errcode = 'P0002';
+    end if;
+    return query execute q->>'sql' using owner, retention.as_of, q->'params';
+end
+$$;
+
+COMMENT ON FUNCTION analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid) IS
+$$Retention of the caller's end users. Each end user's anchor is their first start_event (span filters {"operation_type", "name", "model", "provider", "status"}, {} any span, or {"event": metric} an experiment event): ever, grouped by the anchor's period (cohort = its start date) when it falls in [from_time, to_time); or, with cohorts => array[keys], their first start_event in [from_time, to_time), one group per named cohort (current members). Period k: calendar days/weeks (Monday)/months in time_zone after the anchor's (calendar => true), or [anchor + k·L, anchor + (k+1)·L) with L = 24 h, 7 d, 30 d (calendar => false). Modes: n_day (returned in period k), unbounded (in period k or later), brackets ('[[1,1],[2,3],[4,7]]': in any period of the bracket). One row per cohort and period_number 0..periods (brackets: 0 and one per bracket, labelled): users (cohort size), eligible (period begun by as_of), returned (did return_event in it), rate = returned / eligible.
+Example: select cohort, period_number, returned, rate from analytics.retention('2026-11-02', '2026-11-16', period => 'week', periods => 2) order by cohort_start, period_number;$$;
+COMMENT ON FUNCTION analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]) IS
+'Internal: checks the arguments of analytics.retention (22023 naming the argument) and writes its query, {"sql", "params"} (analytics_core::cohorts::retention).';
+
+REVOKE EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics.create_cohort(text, text, jsonb, text, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics.create_cohort(text, text, jsonb, text, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;

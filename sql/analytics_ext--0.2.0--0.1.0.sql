@@ -4,6 +4,602 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- End users, cohorts and retention, undone (sql/060-062; the end user column, profiles and membership history):
+-- refused while 0.1.0 would have no place for what is stored.
+
+DO $refuse$
+DECLARE
+    n bigint;
+BEGIN
+    n := (SELECT count(*) FROM analytics.llm_traces WHERE end_user_id IS NOT NULL);
+    IF n > 0 THEN
+        RAISE EXCEPTION 'analytics_ext 0.2.0 -> 0.1.0 would lose the end user of % span%: 0.1.0 has no analytics.llm_traces.end_user_id',
+                        n, CASE WHEN n = 1 THEN '' ELSE 's' END
+            USING ERRCODE = '55000',
+                  HINT = 'Keep a copy (\copy (select user_id, trace_id, span_id, end_user_id from analytics.llm_traces where end_user_id is not null) to ''end_users.csv'' csv), set the column to NULL, then update again.';
+    END IF;
+    n := (SELECT count(*) FROM analytics.end_user_profiles);
+    IF n > 0 THEN
+        RAISE EXCEPTION 'analytics_ext 0.2.0 -> 0.1.0 would lose % end user profile%: analytics.end_user_profiles does not exist in 0.1.0',
+                        n, CASE WHEN n = 1 THEN '' ELSE 's' END
+            USING ERRCODE = '55000',
+                  HINT = 'Keep a copy (\copy analytics.end_user_profiles to ''end_user_profiles.csv'' csv) and delete the rows, then update again.';
+    END IF;
+    n := (SELECT count(*) FROM analytics.user_cohort_members WHERE exited_at IS NOT NULL);
+    IF n > 0 THEN
+        RAISE EXCEPTION 'analytics_ext 0.2.0 -> 0.1.0 would lose % ended cohort stay%: 0.1.0 keeps no membership history',
+                        n, CASE WHEN n = 1 THEN '' ELSE 's' END
+            USING ERRCODE = '55000',
+                  HINT = 'Keep a copy (\copy (select * from analytics.user_cohort_members where exited_at is not null) to ''stays.csv'' csv) and delete those rows, then update again.';
+    END IF;
+END
+$refuse$;
+
+DROP FUNCTION analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid);
+
+DROP FUNCTION analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]);
+
+DROP FUNCTION analytics.cohort_members(text, timestamptz, uuid);
+
+DROP FUNCTION analytics.remove_cohort_members(text, jsonb, uuid);
+
+DROP FUNCTION analytics.add_cohort_members(text, jsonb, uuid);
+
+DROP FUNCTION analytics._member_ids(jsonb);
+
+DROP FUNCTION analytics.refresh_cohorts(uuid, timestamptz);
+
+DROP FUNCTION analytics.refresh_cohort(text, timestamptz, uuid);
+
+DROP FUNCTION analytics.preview_cohort(jsonb, timestamptz, uuid);
+
+DROP FUNCTION analytics.update_cohort(text, text, jsonb, text, uuid);
+
+DROP FUNCTION analytics.create_cohort(text, text, jsonb, text, uuid);
+
+DROP FUNCTION analytics._check_cohort_references(jsonb, text, uuid);
+
+DROP FUNCTION analytics._cohort_for_update(text, uuid);
+
+DROP FUNCTION analytics._compile_cohort_rule(jsonb);
+
+DROP FUNCTION analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid);
+
+DROP FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid);
+
+DROP TRIGGER user_cohorts_check_rule ON analytics.user_cohorts;
+DROP FUNCTION analytics._check_cohort_row();
+
+-- out of the extension first, which also takes it off the extension's list of dumped tables
+ALTER EXTENSION analytics_ext DROP TABLE analytics.end_user_profiles;
+DROP TABLE analytics.end_user_profiles;
+
+DROP INDEX analytics.user_cohort_members_open_key;
+ALTER TABLE analytics.user_cohort_members DROP CONSTRAINT user_cohort_members_exited_after_entered,
+    DROP CONSTRAINT user_cohort_members_pkey,
+    ADD CONSTRAINT user_cohort_members_pkey PRIMARY KEY (cohort_id, member_id, user_id),
+    DROP COLUMN exited_at;
+ALTER TABLE analytics.user_cohort_members RENAME COLUMN entered_at TO added_at;
+ALTER TABLE analytics.user_cohorts DROP COLUMN refreshed_at;
+
+COMMENT ON TABLE analytics.user_cohort_members IS 'Members (unit ids) of a cohort.';
+
+COMMENT ON FUNCTION analytics.trace_metrics(interval, timestamptz, timestamptz, text[], text, boolean, uuid, boolean) IS
+$$Rollups per time bucket and group (group_by: model, operation_type, provider, status, name, user): request_count, error_count, error_rate, latency p50/p90/p95/p99 and time-to-first-token p50/p95 in ms, tokens and cost.
+Percentiles are exact (percentile_cont). Buckets are aligned to from_time. Filters: operation_type, root_only (traces rather than spans). Cached 5 minutes per caller, stale at once after a write to the caller's data; cache => false computes afresh.
+Example: select * from analytics.trace_metrics('1 hour', now() - interval '1 day', now(), group_by => '{model}');$$;
+
+COMMENT ON FUNCTION analytics.experiment_results(text, text, text, boolean, double precision, text, integer, text, text, text, boolean, interval, double precision, boolean, boolean, double precision, double precision, text, double precision, boolean, double precision, boolean, text, integer, text, boolean) IS
+$$Every variant of an experiment against its control on one metric: units, value, effect (relative lift by default, as GrowthBook; relative => false for the difference), confidence interval, p-value, p-value corrected across variants (correction: none by default as GrowthBook, holm or bh) with the interval that goes with it (ci_lower_adjusted/ci_upper_adjusted, GrowthBook's ciAdjusted), significance, std_error, chance to beat control, expected loss and control_risk (Bayesian, Gaussian: GrowthBook's risk of shipping the treatment and of keeping the control; better means lower when lower_is_better, which defaults to true for the trace metrics except request_count), always-valid sequential p-value and confidence sequence (safe to check every day), and the sample-ratio-mismatch check against the planned weights (srm true when p < 0.001).
+metric_source 'events': metric names an ab_experiment_events metric; metric_type 'binomial' (share of units with the event, default) or 'mean' (event value per unit, 0 without events). Counts the unit's events after its assignment, tied to this experiment or to no experiment, read from the per-unit totals that triggers keep in ab_experiment_unit_totals (with CUPED: from the events, in one pass).
+metric_source 'traces': the unit's spans in llm_traces after its assignment — linked by unit_source (metadata: the span's metadata.unit_id, or session_id, conversation_id), skipping spans whose metadata.experiment names another experiment, optionally of one operation_type. Metrics: latency_ms and error_rate (per span: ratio metrics, delta method), cost_usd, total_tokens, input_tokens, output_tokens and request_count (per unit: mean metrics).
+cuped => true reduces variance with the same metric in the cuped_lookback before assignment (binomial, mean and ratio metrics; for latency_ms and error_rate the unit's pre-period ratio, as GrowthBook's regression-adjusted ratio metrics). prior_mean and prior_variance (both, or neither for the flat prior) are GrowthBook's informative Gaussian prior on the effect for chance_to_beat_control and expected_loss. sequential => true is GrowthBook's sequential testing: p_value, ci_lower, ci_upper and significance are the always-valid ones (the fixed-horizon test is then not shown). capping (GrowthBook's metric capping: mean metrics, and the numerator of latency_ms and error_rate): 'absolute' caps each unit's value at cap_value; 'percentile' at the cap_value quantile (0.99: the 99th percentile) of every assigned unit's value, all variants together, zeros left out with cap_ignore_zeros; CUPED's pre-period values get the same cap; capped_at reports the cap. metric_type 'quantile' (a quantile of the units' values: their events' total, a trace metric's total, or their average latency or error rate) or 'quantile_event' (a quantile of every event's value, or of every span's latency_ms, cost_usd or tokens, the events clustered in their units) with quantile => 0.95 for the 95th percentile: GrowthBook's quantile metrics and gbstats' QuantileStatistic / QuantileClusteredStatistic (value: the variant's quantile; effect: its relative or absolute change); quantile_ignore_zeros leaves values of 0 out. dimension breaks the results down (GrowthBook's dimensions; a row per value and variant, the value in the dimension column, most units first): 'assigned_date' (UTC day of assignment), 'attribute.<name>' (an attribute stored by assign_variant), 'model', 'provider' or 'operation_type' (of the unit's first span after assignment that names one); '(none)' for units without a value; beyond max_dimensions values (20) the rest is merged into '(other)' (left out for quantile metrics); each value has its own sample ratio check, and the correction covers variants and values together. alternative 'greater' or 'less' makes the frequentist and sequential tests one-sided (GrowthBook's one-sided t-tests): the treatment is higher, or lower; the interval's open end is NULL. Default phase: the current one. Cached 5 minutes per caller, stale at once after a write to the caller's data (a new event, assignment or span); cache => false computes afresh.
+Example: select variant_key, units, value, effect, p_value, chance_to_beat_control from analytics.experiment_results('system-prompt-v2', 'cost_usd', metric_source => 'traces');$$;
+
+CREATE OR REPLACE FUNCTION analytics._experiment_results(
+    experiment_key    text,
+    metric            text,
+    metric_type       text             DEFAULT NULL,
+    relative          boolean          DEFAULT true,
+    alpha             double precision DEFAULT 0.05,
+    correction        text             DEFAULT 'none',
+    phase             integer          DEFAULT NULL,
+    metric_source     text             DEFAULT 'events',
+    unit_source       text             DEFAULT 'metadata',
+    operation_type    text             DEFAULT NULL,
+    cuped             boolean          DEFAULT false,
+    cuped_lookback    interval         DEFAULT '14 days',
+    sequential_tuning double precision DEFAULT 5000,
+    lower_is_better   boolean          DEFAULT NULL,
+    sequential        boolean          DEFAULT false,
+    prior_mean        double precision DEFAULT NULL,
+    prior_variance    double precision DEFAULT NULL,
+    capping           text             DEFAULT NULL,
+    cap_value         double precision DEFAULT NULL,
+    cap_ignore_zeros  boolean          DEFAULT false,
+    quantile          double precision DEFAULT NULL,
+    quantile_ignore_zeros boolean      DEFAULT false,
+    dimension         text             DEFAULT NULL,
+    max_dimensions    integer          DEFAULT 20,
+    alternative       text             DEFAULT 'two-sided'
+) RETURNS SETOF analytics.experiment_result_row
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    e analytics.ab_experiments := analytics._experiment(experiment_key);
+    ph int := coalesce(_experiment_results.phase, e.phase);
+    kind text := metric_type;
+    trace_kind text;
+    pre interval := case when cuped then cuped_lookback else interval '0' end;
+    -- trace metrics other than request_count are costs: lower is better
+    lower boolean := coalesce(lower_is_better, metric_source = 'traces' and metric <> 'request_count');
+    dims jsonb[];
+    d jsonb;
+    groups jsonb;
+    control jsonb;
+    srm_result jsonb;
+    srms jsonb := '{}';
+    tests jsonb := '{}';
+    control_keys text[] := '{}';
+    adjusted double precision[];
+    keys text[];
+    g jsonb;
+    t jsonb;
+    k text;
+    r analytics.experiment_result_row;
+    adjusted_ci double precision[];
+    cap double precision;
+begin
+    if metric is null or metric = '' then
+        raise exception 'metric: is required' using errcode = '22004';
+    end if;
+    if correction is null or correction not in ('holm', 'bh', 'none') then
+        raise exception 'correction: must be holm, bh or none, got %', coalesce(correction, 'NULL') using errcode = '22023';
+    end if;
+    if cuped is null or (cuped and (cuped_lookback is null or cuped_lookback <= interval '0')) then
+        raise exception 'cuped_lookback: must be a positive interval, got %', coalesce(cuped_lookback::text, 'NULL')
+            using errcode = '22023';
+    end if;
+    if metric_source = 'events' then
+        kind := coalesce(kind, 'binomial');
+        if kind not in ('binomial', 'mean', 'quantile', 'quantile_event') then
+            raise exception 'metric_type: must be binomial (share of units with the event), mean (event value per unit), quantile (a quantile of the units'' values) or quantile_event (a quantile of the events'' values), got %',
+                kind using errcode = '22023';
+        end if;
+    elsif metric_source = 'traces' then
+        if metric not in ('latency_ms', 'error_rate', 'cost_usd', 'total_tokens', 'input_tokens', 'output_tokens', 'request_count') then
+            raise exception 'metric: unknown trace metric "%"; allowed: latency_ms, error_rate, cost_usd, total_tokens, input_tokens, output_tokens, request_count',
+                metric using errcode = '22023';
+        end if;
+        if unit_source is null or unit_source not in ('metadata', 'session_id', 'conversation_id') then
+            raise exception 'unit_source: must be metadata (the span''s metadata.unit_id), session_id or conversation_id, got %',
+                coalesce(unit_source, 'NULL') using errcode = '22023';
+        end if;
+        trace_kind := case when metric in ('latency_ms', 'error_rate') then 'ratio' else 'mean' end;
+        if kind = 'quantile_event' and metric in ('error_rate', 'request_count') then
+            raise exception 'metric_type: quantile_event takes a quantile of every span''s value: latency_ms, cost_usd, total_tokens, input_tokens or output_tokens, not %',
+                metric using errcode = '22023';
+        elsif kind in ('quantile', 'quantile_event') then
+            trace_kind := kind;
+        end if;
+        if kind is not null and kind <> trace_kind then
+            raise exception 'metric_type: the trace metric % is a % metric, got %', metric, trace_kind, kind
+                using errcode = '22023';
+        end if;
+        kind := trace_kind;
+    else
+        raise exception 'metric_source: must be events (ab_experiment_events) or traces (llm_traces), got %',
+            coalesce(metric_source, 'NULL') using errcode = '22023';
+    end if;
+    if sequential is null then
+        raise exception 'sequential: must be true or false' using errcode = '22004';
+    end if;
+    if alternative is null or alternative not in ('two-sided', 'greater', 'less') then
+        raise exception 'alternative: must be two-sided, greater (the treatment is higher) or less (it is lower), got %',
+            coalesce(alternative, 'NULL') using errcode = '22023';
+    end if;
+    -- quantile metrics (GrowthBook's): the level, and whether zeros count
+    if kind in ('quantile', 'quantile_event') then
+        if quantile is null or not (quantile > 0 and quantile < 1) then
+            raise exception 'quantile: must be between 0 and 1 for a quantile metric (0.95 for the 95th percentile), got %',
+                coalesce(quantile::text, 'NULL') using errcode = '22023';
+        end if;
+        if cuped then
+            raise exception 'cuped: is available for binomial, mean and ratio metrics, not for quantile metrics' using errcode = '22023';
+        end if;
+    elsif quantile is not null then
+        raise exception 'quantile: needs metric_type => ''quantile'' or ''quantile_event''' using errcode = '22023';
+    end if;
+    -- dimension breakdowns (GrowthBook's dimensions): what a unit's value is taken from, and how many values are shown
+    perform analytics._check_dimension(dimension, max_dimensions);
+    if dimension in ('model', 'provider', 'operation_type')
+       and (unit_source is null or unit_source not in ('metadata', 'session_id', 'conversation_id')) then
+        raise exception 'unit_source: must be metadata (the span''s metadata.unit_id), session_id or conversation_id, got %',
+            coalesce(unit_source, 'NULL') using errcode = '22023';
+    end if;
+    if quantile_ignore_zeros is null or (quantile_ignore_zeros and kind not in ('quantile', 'quantile_event')) then
+        raise exception 'quantile_ignore_zeros: must be true or false, and true only with a quantile metric' using errcode = '22023';
+    end if;
+    -- metric capping (GrowthBook's capping settings): per-unit values above the cap count as the cap
+    if capping is null then
+        if cap_value is not null then
+            raise exception 'cap_value: needs capping => ''absolute'' or ''percentile''' using errcode = '22023';
+        end if;
+    elsif capping not in ('absolute', 'percentile') then
+        raise exception 'capping: must be absolute (cap at cap_value) or percentile (cap at the cap_value quantile of the units'' values), got %',
+            capping using errcode = '22023';
+    elsif kind not in ('mean', 'ratio') then
+        raise exception 'capping: applies to mean metrics (a value per unit) and to the numerator of a ratio metric, not to the % metric %',
+            kind, metric using errcode = '22023';
+    elsif capping = 'absolute' and (cap_value is null or not cap_value > 0 or cap_value in ('Infinity', 'NaN')) then
+        raise exception 'cap_value: must be a positive number for absolute capping, got %', coalesce(cap_value::text, 'NULL')
+            using errcode = '22023';
+    elsif capping = 'percentile' and (cap_value is null or not (cap_value > 0 and cap_value <= 1)) then
+        raise exception 'cap_value: must be a quantile in (0, 1] for percentile capping (0.99: the 99th percentile), got %',
+            coalesce(cap_value::text, 'NULL') using errcode = '22023';
+    end if;
+    if cap_ignore_zeros is null or (cap_ignore_zeros and capping is distinct from 'percentile') then
+        raise exception 'cap_ignore_zeros: must be true or false, and true only with percentile capping' using errcode = '22023';
+    end if;
+    if capping = 'absolute' then
+        cap := cap_value;
+    elsif capping = 'percentile' and metric_source = 'events' and not cuped then
+        -- the same from the per-unit totals the triggers keep (sql/023_experiment_totals.sql): no pass over the events
+        cap := analytics._experiment_event_cap(e.id, ph, metric, cap_value, cap_ignore_zeros);
+    elsif capping = 'percentile' then
+        -- the quantile of every assigned unit's value, all variants together (zeros left out with cap_ignore_zeros), as
+        -- GrowthBook computes its cap: one more pass over the units
+        select percentile_cont(cap_value) within group (order by u.y) into cap
+        from analytics._experiment_unit_values(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type,
+                                               interval '0') u
+        where not cap_ignore_zeros or u.y <> 0;
+    end if;
+
+    -- the moments of every variant: one row, or one per value of the dimension
+    if kind in ('quantile', 'quantile_event') then
+        select array_agg(m) into dims
+        from analytics._experiment_quantile_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source,
+                                                    operation_type, quantile, quantile_ignore_zeros, dimension) m;
+    elsif metric_source = 'events' and not cuped and dimension is distinct from 'model'
+          and dimension is distinct from 'provider' and dimension is distinct from 'operation_type' then
+        -- the per-unit totals kept by triggers (sql/023_experiment_totals.sql): no join of assignments and events
+        select array_agg(m) into dims from analytics._experiment_event_moments(e.id, ph, metric, kind, cap, dimension) m;
+    else
+        select array_agg(m) into dims
+        from analytics._experiment_moments(e.id, e.key, ph, metric, kind, metric_source, unit_source, operation_type, pre,
+                                           cap, dimension) m;
+    end if;
+    -- dimension values by units, most first (GrowthBook's order); beyond max_dimensions the rest is merged into
+    -- '(other)' (the max_dimensions-th value included), or left out for quantile metrics, whose order statistics
+    -- cannot be summed (gbstats' reduce_dimensionality)
+    select array_agg(x order by (select sum((gr->'moments'->>'n')::bigint) from jsonb_array_elements(x->'groups') gr) desc,
+                             x->>'dimension')
+      into dims from unnest(dims) x;
+    if cardinality(dims) > max_dimensions then
+        if kind in ('quantile', 'quantile_event') then
+            dims := dims[1:max_dimensions];
+        else
+            dims := dims[1:max_dimensions - 1]
+                    || analytics._experiment_merge_dimensions(dims[max_dimensions:cardinality(dims)]);
+        end if;
+    end if;
+
+    -- every variant against the control, in each dimension value; the sample ratio checked in each
+    foreach d in array coalesce(dims, '{}') loop
+        groups := d->'groups';
+        control := (select x from jsonb_array_elements(groups) x where (x->>'is_control')::boolean);
+        srm_result := analytics.srm_check(
+            (select array_agg((x->'moments'->>'n')::int) from jsonb_array_elements(groups) x),
+            (select array_agg((x->>'weight')::double precision) from jsonb_array_elements(groups) x));
+        srms := srms || jsonb_build_object(coalesce(d->>'dimension', ''), srm_result);
+        for g in select x from jsonb_array_elements(groups) x loop
+            -- (the control against itself gives its value)
+            t := analytics.compare_groups(control->'moments', g->'moments', kind, relative, alpha, cuped, sequential_tuning,
+                                          lower, prior_mean, prior_variance, alternative);
+            if sequential then
+                -- GrowthBook with sequential testing on: the always-valid p-value and interval replace the
+                -- fixed-horizon ones, and significance (after correction) follows them
+                t := t || jsonb_build_object('p_value', t->'sequential_p_value', 'ci_lower', t->'sequential_ci_lower',
+                                             'ci_upper', t->'sequential_ci_upper');
+            end if;
+            -- keyed by dimension value and variant ('' and the key without a dimension)
+            k := jsonb_build_array(coalesce(d->>'dimension', ''), g->>'key')::text;
+            tests := tests || jsonb_build_object(k, t);
+            if (g->>'is_control')::boolean then
+                control_keys := control_keys || k;
+            end if;
+        end loop;
+    end loop;
+
+    -- correct the p-values for comparing several variants (in several dimension values) with the control: one
+    -- correction over all of them, as GrowthBook corrects across variations and dimensions
+    select array_agg(x.key order by x.key), array_agg((x.value->>'p_value')::double precision order by x.key)
+      into keys, adjusted
+    from jsonb_each(tests) x
+    where x.value->>'p_value' is not null and x.key <> all (control_keys);
+    if correction <> 'none' and keys is not null then
+        adjusted := analytics.adjust_p_values(adjusted, correction);
+    end if;
+
+    foreach d in array coalesce(dims, '{}') loop
+        srm_result := srms->coalesce(d->>'dimension', '');
+        for g in select x from jsonb_array_elements(d->'groups') x loop
+            k := jsonb_build_array(coalesce(d->>'dimension', ''), g->>'key')::text;
+            t := tests->k;
+            r.dimension := d->>'dimension';
+            r.value := (t->>'treatment_value')::double precision;
+            r.variant_key := g->>'key';
+            r.is_control := (g->>'is_control')::boolean;
+            r.units := (g->'moments'->>'n')::bigint;
+            r.srm_p_value := (srm_result->>'p_value')::double precision;
+            r.srm := (srm_result->>'srm')::boolean;
+            r.capped_at := cap;
+            if r.is_control then
+                r.effect := null; r.ci_lower := null; r.ci_upper := null; r.p_value := null; r.adjusted_p_value := null;
+                r.ci_lower_adjusted := null; r.ci_upper_adjusted := null; r.std_error := null; r.control_risk := null;
+                r.significant := false; r.chance_to_beat_control := null; r.expected_loss := null; r.sequential_p_value := null;
+                r.sequential_ci_lower := null; r.sequential_ci_upper := null; r.variance_reduction := null;
+                r.note := srm_result->>'note';
+            else
+                r.effect := (t->>'effect')::double precision;
+                r.ci_lower := (t->>'ci_lower')::double precision;
+                r.ci_upper := (t->>'ci_upper')::double precision;
+                r.p_value := (t->>'p_value')::double precision;
+                r.adjusted_p_value := case when keys is null then null else adjusted[array_position(keys, k)] end;
+                r.significant := coalesce(r.adjusted_p_value < alpha, false);
+                -- the interval that goes with the corrected p-value (GrowthBook's ciAdjusted; a one-sided test's
+                -- open end stays NULL); without a correction, the interval itself
+                if correction <> 'none' and r.adjusted_p_value is not null and r.effect is not null then
+                    adjusted_ci := analytics._adjusted_interval(r.effect, r.ci_lower, r.ci_upper, r.adjusted_p_value, alpha);
+                    r.ci_lower_adjusted := adjusted_ci[1];
+                    r.ci_upper_adjusted := adjusted_ci[2];
+                else
+                    r.ci_lower_adjusted := r.ci_lower;
+                    r.ci_upper_adjusted := r.ci_upper;
+                end if;
+                r.chance_to_beat_control := (t->>'chance_to_beat_control')::double precision;
+                r.expected_loss := (t->>'expected_loss')::double precision;
+                r.control_risk := (t->>'control_risk')::double precision;
+                r.std_error := (t->>'std_error')::double precision;
+                r.sequential_p_value := (t->>'sequential_p_value')::double precision;
+                r.sequential_ci_lower := (t->>'sequential_ci_lower')::double precision;
+                r.sequential_ci_upper := (t->>'sequential_ci_upper')::double precision;
+                r.variance_reduction := (t->>'variance_reduction')::double precision;
+                r.note := coalesce(t->>'note', srm_result->>'note');
+            end if;
+            return next r;
+        end loop;
+    end loop;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION analytics._experiment_unit_dimensions(experiment_id uuid, experiment_key text, phase integer,
+                                                      dimension text, unit_source text)
+RETURNS TABLE (assignment_id uuid, variant_id uuid, value text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    select a.id, a.variant_id,
+           case when _experiment_unit_dimensions.dimension in ('model', 'provider', 'operation_type')
+                then coalesce(f.value, '(none)')
+                else analytics._dimension_value(_experiment_unit_dimensions.dimension, a.assigned_at, a.attributes) end
+    from analytics.ab_experiment_assignments a
+    left join (
+        -- per assignment, the field of its first span after assignment that names one (one pass, as trace metrics)
+        select distinct on (a2.id) a2.id,
+               case _experiment_unit_dimensions.dimension when 'model' then s.model when 'provider' then s.provider
+                    else s.operation_type end as value
+        from analytics.ab_experiment_assignments a2
+        join analytics.llm_traces s
+          on s.user_id = a2.user_id
+         and case _experiment_unit_dimensions.unit_source when 'metadata' then s.metadata->>'unit_id'
+                              when 'session_id' then s.session_id
+                              else s.conversation_id end = a2.unit_id
+         and (s.metadata->>'experiment' is null or s.metadata->>'experiment' = _experiment_unit_dimensions.experiment_key)
+         and s.start_time >= a2.assigned_at
+         and case _experiment_unit_dimensions.dimension when 'model' then s.model when 'provider' then s.provider
+                  else s.operation_type end is not null
+        where _experiment_unit_dimensions.dimension in ('model', 'provider', 'operation_type')
+          and a2.experiment_id = _experiment_unit_dimensions.experiment_id and a2.phase = _experiment_unit_dimensions.phase
+        order by a2.id, s.start_time, s.span_id
+    ) f on f.id = a.id
+    where _experiment_unit_dimensions.dimension is not null
+      and a.experiment_id = _experiment_unit_dimensions.experiment_id and a.phase = _experiment_unit_dimensions.phase
+$$;
+
+CREATE OR REPLACE FUNCTION analytics._check_dimension(dimension text, max_dimensions integer) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+begin
+    if dimension is not null and dimension not in ('assigned_date', 'model', 'provider', 'operation_type')
+       and not (dimension like 'attribute.%' and length(dimension) between 11 and 210) then
+        raise exception 'dimension: unknown dimension "%"; allowed: assigned_date, attribute.<name> (an attribute given to assign_variant), model, provider, operation_type (of the unit''s first span after assignment)',
+            dimension using errcode = '22023';
+    end if;
+    if max_dimensions is null or max_dimensions < 1 then
+        raise exception 'max_dimensions: must be at least 1 (the dimension values shown, the rest merged into "(other)"), got %',
+            coalesce(max_dimensions::text, 'NULL') using errcode = '22023';
+    end if;
+end
+$$;
+
+CREATE OR REPLACE FUNCTION analytics._trace_metrics(
+    bucket         interval,
+    from_time      timestamptz,
+    to_time        timestamptz,
+    group_by       text[]  DEFAULT '{}',
+    operation_type text    DEFAULT NULL,
+    root_only      boolean DEFAULT false,
+    user_id        uuid    DEFAULT NULL
+) RETURNS SETOF analytics.trace_metrics_row
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    owner uuid := coalesce(_trace_metrics.user_id, analytics.current_user_id());
+    g text;
+    dims text := '';
+    q text;
+begin
+    if bucket is null or bucket <= interval '0' then
+        raise exception 'bucket: must be a positive interval, got %', coalesce(bucket::text, 'NULL') using errcode = '22023';
+    end if;
+    if extract(month from bucket) <> 0 or extract(year from bucket) <> 0 then
+        raise exception 'bucket: months and years are not fixed lengths; use days (e.g. ''30 days''), got %', bucket
+            using errcode = '22023';
+    end if;
+    if from_time is null or to_time is null or to_time <= from_time then
+        raise exception 'to_time: must be after from_time' using errcode = '22023';
+    end if;
+    if extract(epoch from to_time - from_time) / extract(epoch from bucket) > 100000 then
+        raise exception 'bucket: % buckets between from_time and to_time; the limit is 100000',
+            floor(extract(epoch from to_time - from_time) / extract(epoch from bucket)) using errcode = '22023';
+    end if;
+    foreach g in array coalesce(group_by, '{}') loop
+        dims := dims || case g
+            when 'model' then ', ''model'', s.model'
+            when 'operation_type' then ', ''operation_type'', s.operation_type'
+            when 'provider' then ', ''provider'', s.provider'
+            when 'status' then ', ''status'', s.status'
+            when 'name' then ', ''name'', s.name'
+            when 'user' then ', ''user_id'', s.user_id'
+            else null end;
+        if dims is null then
+            raise exception 'group_by: unknown dimension "%"; allowed: model, operation_type, provider, status, name, user', g
+                using errcode = '22023';
+        end if;
+    end loop;
+    q := 'select date_bin($1, s.start_time, $2) as b, jsonb_build_object(' || coalesce(nullif(substr(dims, 3), ''), '') || ') as d,
+                 count(*), count(*) filter (where s.status = ''error''),
+                 (count(*) filter (where s.status = ''error''))::double precision / count(*),
+                 percentile_cont(0.50) within group (order by s.duration_ms),
+                 percentile_cont(0.90) within group (order by s.duration_ms),
+                 percentile_cont(0.95) within group (order by s.duration_ms),
+                 percentile_cont(0.99) within group (order by s.duration_ms),
+                 percentile_cont(0.50) within group (order by extract(epoch from s.completion_start_time - s.start_time)::double precision * 1000),
+                 percentile_cont(0.95) within group (order by extract(epoch from s.completion_start_time - s.start_time)::double precision * 1000),
+                 sum(s.input_tokens)::bigint, sum(s.output_tokens)::bigint, sum(s.total_tokens)::bigint, sum(s.cost_usd)
+          from analytics.llm_traces s
+          where s.start_time >= $2 and s.start_time < $3'
+        || case when owner is not null then ' and s.user_id = $4' else '' end
+        || case when operation_type is not null then ' and s.operation_type = $5' else '' end
+        || case when root_only then ' and s.parent_span_id is null' else '' end
+        || ' group by 1, 2 order by 1, 2';
+    return query execute q using bucket, from_time, to_time, owner, operation_type;
+end
+$$;
+
+DROP FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text);
+
+CREATE FUNCTION analytics.record_span(
+    trace_id              text,
+    span_id               text,
+    name                  text,
+    start_time            timestamptz,
+    end_time              timestamptz      DEFAULT NULL,
+    parent_span_id        text             DEFAULT NULL,
+    operation_type        text             DEFAULT NULL,
+    status                text             DEFAULT NULL,
+    status_message        text             DEFAULT NULL,
+    level                 text             DEFAULT NULL,
+    conversation_id       text             DEFAULT NULL,
+    message_id            text             DEFAULT NULL,
+    session_id            text             DEFAULT NULL,
+    completion_start_time timestamptz      DEFAULT NULL,
+    provider              text             DEFAULT NULL,
+    model                 text             DEFAULT NULL,
+    input_tokens          bigint           DEFAULT NULL,
+    output_tokens         bigint           DEFAULT NULL,
+    total_tokens          bigint           DEFAULT NULL,
+    cache_read_tokens     bigint           DEFAULT NULL,
+    cache_write_tokens    bigint           DEFAULT NULL,
+    reasoning_tokens      bigint           DEFAULT NULL,
+    cost_usd              double precision DEFAULT NULL,
+    input                 jsonb            DEFAULT NULL,
+    output                jsonb            DEFAULT NULL,
+    metadata              jsonb            DEFAULT NULL,
+    tags                  text[]           DEFAULT NULL,
+    user_id               uuid             DEFAULT NULL
+) RETURNS analytics.llm_traces
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = ''
+AS $$
+declare
+    stored analytics.llm_traces;
+    result jsonb;
+begin
+    -- the same validation and upsert as a batch of one (errors name the field as spans[0].<field>)
+    result := analytics.ingest_spans(jsonb_build_array(jsonb_build_object(
+        'trace_id', record_span.trace_id, 'span_id', record_span.span_id, 'name', record_span.name,
+        'start_time', record_span.start_time, 'end_time', record_span.end_time,
+        'parent_span_id', record_span.parent_span_id, 'operation_type', record_span.operation_type,
+        'status', record_span.status, 'status_message', record_span.status_message, 'level', record_span.level,
+        'conversation_id', record_span.conversation_id, 'message_id', record_span.message_id,
+        'session_id', record_span.session_id, 'completion_start_time', record_span.completion_start_time,
+        'provider', record_span.provider, 'model', record_span.model,
+        'input_tokens', record_span.input_tokens, 'output_tokens', record_span.output_tokens,
+        'total_tokens', record_span.total_tokens, 'cache_read_tokens', record_span.cache_read_tokens,
+        'cache_write_tokens', record_span.cache_write_tokens, 'reasoning_tokens', record_span.reasoning_tokens,
+        'cost_usd', record_span.cost_usd, 'input', record_span.input, 'output', record_span.output,
+        'metadata', record_span.metadata, 'tags', to_jsonb(record_span.tags), 'user_id', record_span.user_id)));
+    if result ? 'code' then
+        -- refused through PostgREST (recorded in ingest_failures, status 400 set): a span row cannot carry the
+        -- error, so it is raised after all, and the record rolls back with it
+        raise exception using errcode = result->>'code', message = result->>'message';
+    end if;
+    select t.* into stored
+    from analytics.llm_traces t
+    where t.user_id = coalesce(record_span.user_id, analytics.current_user_id())
+      and t.trace_id = record_span.trace_id and t.span_id = record_span.span_id;
+    return stored;
+end
+$$;
+
+COMMENT ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid) IS
+$$Stores one span (insert or update), with named arguments, and returns the stored row. Same rules as ingest_spans.
+Example: select analytics.record_span(trace_id => 't1', span_id => 's1', name => 'chat', start_time => now(), model => 'gpt-4o');$$;
+
+REVOKE EXECUTE ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid) FROM PUBLIC;
+DO $grants$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid) TO %I', r);
+        END IF;
+    END LOOP;
+END
+$grants$;
+
+CREATE OR REPLACE FUNCTION analytics._index_span_partition(part regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+AS $$
+declare
+    n text := (select c.relname from pg_catalog.pg_class c where c.oid = part);
+begin
+    execute format('create unique index %I on %s (user_id, trace_id, span_id)', n || '_span_key', part);
+    execute format('create index %I on %s (user_id, trace_id, parent_span_id)', n || '_trace_parent_idx', part);
+    execute format('create index %I on %s (user_id, trace_id, start_time)', n || '_trace_time_idx', part);
+    execute format('create index %I on %s (user_id, start_time desc, id desc)', n || '_start_idx', part);
+    execute format('create index %I on %s (user_id, conversation_id, start_time) where conversation_id is not null', n || '_conversation_idx', part);
+    execute format('create index %I on %s (user_id, session_id, start_time) where session_id is not null', n || '_session_idx', part);
+    execute format('create index %I on %s (user_id, message_id) where message_id is not null', n || '_message_idx', part);
+    execute format('create index %I on %s (user_id, model, start_time) where model is not null', n || '_model_idx', part);
+    execute format('create index %I on %s (user_id, operation_type, start_time)', n || '_operation_idx', part);
+    execute format('create index %I on %s (user_id, start_time) where status = ''error''', n || '_errors_idx', part);
+    execute format('create index %I on %s using gin (tags)', n || '_tags_idx', part);
+    execute format('create index %I on %s (user_id, duration_ms)', n || '_duration_idx', part);
+end
+$$;
+
+-- the column goes with its constraint and the partitions' indexes on it
+ALTER TABLE analytics.llm_traces DROP COLUMN end_user_id;
+
+-- ---- (end of the #15 downgrade)
+
 -- ---- HTML views, undone (functions only: nothing stored).
 DROP FUNCTION analytics.dashboard_view(timestamptz, timestamptz, interval, uuid);
 DROP FUNCTION analytics._render_dashboard_view(jsonb);

@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 pub mod anomaly;
 pub mod bind;
 pub mod cache;
+pub mod cohorts;
 pub mod experiments;
 pub mod identity;
 pub mod jsonb;
@@ -136,6 +137,13 @@ extension_sql_file!(
         views::render_dashboard_view
     ]
 );
+extension_sql_file!("../sql/060_end_users.sql", name = "end_users", requires = ["identity", "traces_functions", "partitions", "cache"]);
+extension_sql_file!(
+    "../sql/061_cohorts.sql",
+    name = "cohorts",
+    requires = ["end_users", "anomaly_cohort_tables", "experiments_lifecycle", cohorts::compile_cohort_rule]
+);
+extension_sql_file!("../sql/062_retention.sql", name = "retention_of_end_users", requires = ["cohorts", cohorts::retention_query]);
 // last: RLS, policies, pg_dump registration and grants for every table and function defined above
 extension_sql_file!("../sql/900_security.sql", name = "security", finalize);
 

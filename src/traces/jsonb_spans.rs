@@ -129,6 +129,7 @@ unsafe fn read_span(v: &pg_sys::JsonbValue, i: usize) -> Result<RawSpan, Analyti
                         "conversation_id" => &mut span.conversation_id,
                         "message_id" => &mut span.message_id,
                         "session_id" => &mut span.session_id,
+                        "end_user_id" => &mut span.end_user_id,
                         "name" => &mut span.name,
                         "operation_type" => &mut span.operation_type,
                         "status" => &mut span.status,

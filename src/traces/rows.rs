@@ -60,6 +60,7 @@ pub(super) const DOC_COLUMNS: &[(&str, &str, Kind)] = &[
     ("conversation_id", "t.conversation_id", Kind::Text),
     ("message_id", "t.message_id", Kind::Text),
     ("session_id", "t.session_id", Kind::Text),
+    ("end_user_id", "t.end_user_id", Kind::Text),
     ("name", "t.name", Kind::Text),
     ("operation_type", "t.operation_type", Kind::Text),
     ("status", "t.status", Kind::Text),

@@ -66,11 +66,11 @@ macro_rules! insert_spans {
 /// One row per span of the batch (0.1.0's table).
 const INSERT_SPANS_0_1_0: &str = concat!(insert_spans!(), ")", span_rows!());
 
-/// One row per span of the batch, with `cost_computed` ($29).
+/// One row per span of the batch, with `end_user_id` ($29) and `cost_computed` ($30), which 0.1.0's table lacks.
 const INSERT_SPANS: &str = concat!(
     insert_spans!(),
-    ", cost_computed)",
-    span_rows!(", coalesce(r.cost_computed, false)", ", $29::boolean[]", ", cost_computed")
+    ", end_user_id, cost_computed)",
+    span_rows!(", r.end_user_id, coalesce(r.cost_computed, false)", ", $29::text[], $30::boolean[]", ", end_user_id, cost_computed")
 );
 
 /// ...merged into existing rows: fields sent win, fields not sent keep their value, metadata objects merge.
@@ -111,7 +111,7 @@ fn upsert_unpartitioned() -> String {
 /// batch's spans, `STORED_STARTS` finds where each span of the batch is stored (its start_time, NULL if it is not),
 /// and one statement updates the stored ones, merging them with the batch (the rules of `MERGE_SET`) and taking
 /// the new start_time (so moving a span to its partition when a re-send changed it), and inserts the others.
-/// $29 is `cost_computed` and $30 `STORED_STARTS`' array, in the batch's order; returns the number of spans written. With `new_spans` false
+/// $29 is `end_user_id`, $30 `cost_computed` and $31 `STORED_STARTS`' array, in the batch's order; returns the number of spans written. With `new_spans` false
 /// (every span of the batch is stored: a re-send) the statement is the UPDATE alone, which reads the batch once.
 ///
 /// Each stored span is found by its exact key, (user_id, trace_id, span_id, start_time): a join that the planner
@@ -119,12 +119,13 @@ fn upsert_unpartitioned() -> String {
 /// it could take the range's index as the outer side and scan every span of the range for each batch.)
 fn merge_spans(new_spans: bool) -> String {
     let rows = span_rows!(
-        ", coalesce(r.cost_computed, false) as cost_computed, r.stored_start",
-        ", $29::boolean[], $30::timestamptz[]",
-        ", cost_computed, stored_start"
+        ", r.end_user_id, coalesce(r.cost_computed, false) as cost_computed, r.stored_start",
+        ", $29::text[], $30::boolean[], $31::timestamptz[]",
+        ", end_user_id, cost_computed, stored_start"
     );
     let update = format!(
         "update analytics.llm_traces t set{set},
+        end_user_id           = coalesce(r.end_user_id, t.end_user_id),
         cost_computed         = case when r.cost_usd is null or {keep_sent} then t.cost_computed else r.cost_computed end
     from ({rows}) r
         where r.stored_start is not null
@@ -145,12 +146,13 @@ fn merge_spans(new_spans: bool) -> String {
         select r.user_id, r.trace_id, r.span_id, r.parent_span_id, r.conversation_id, r.message_id, r.session_id, r.name,
                r.operation_type, r.status, r.status_message, r.level, r.start_time, r.end_time, r.completion_start_time,
                r.provider, r.model, r.input_tokens, r.output_tokens, r.total_tokens, r.cache_read_tokens,
-               r.cache_write_tokens, r.reasoning_tokens, r.cost_usd, r.input, r.output, r.metadata, r.tags, r.cost_computed
+               r.cache_write_tokens, r.reasoning_tokens, r.cost_usd, r.input, r.output, r.metadata, r.tags,
+               r.end_user_id, r.cost_computed
         from ({rows}) r
         where r.stored_start is null
         returning 1)
     select (select count(*) from updated) + (select count(*) from inserted)",
-        insert = concat!(insert_spans!(), ", cost_computed)")
+        insert = concat!(insert_spans!(), ", end_user_id, cost_computed)")
     )
 }
 
@@ -383,6 +385,7 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
                 // every writer), stored spans are updated and the rest inserted; the statement trigger that checks
                 // plain SQL writes for the same is told this batch was checked
                 client.update(LOCK_SPANS, None, &[lock_owners.clone().into(), lock_traces.clone().into(), lock_spans.clone().into()])?;
+                args.push(texts(|s| s.end_user_id.as_deref()));
                 args.push(computed.iter().map(|c| Some(*c)).collect::<Vec<Option<bool>>>().into());
                 let traces_arg = || [pair_owners.clone().into(), pair_traces.clone().into()];
                 let trace_times = |client: &mut pgrx::spi::SpiClient<'_>| {
@@ -447,6 +450,14 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
                 Ok(stored.unwrap_or_default())
             }
             Layout::Unpartitioned => {
+                // 0.1.0's table has no end_user_id column: a span naming one is refused, not stored without it
+                if let Some(i) = spans.iter().position(|s| s.end_user_id.is_some()) {
+                    AnalyticsError::new(
+                        ErrorKind::WrongState,
+                        format!("spans[{i}].end_user_id: needs analytics_ext 0.2.0 (run ALTER EXTENSION analytics_ext UPDATE)"),
+                    )
+                    .raise();
+                }
                 let seen = client.select(ANY_TRACE_STORED, Some(1), &[pair_owners.into(), pair_traces.into()])?.first().get_one::<bool>()?;
                 if seen == Some(false) {
                     // new traces only: a plain INSERT, without ON CONFLICT's per-row speculative insertion

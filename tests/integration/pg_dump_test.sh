@@ -27,6 +27,14 @@ psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.budgets (use
 psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "select analytics.snapshot_usage('2026-01-01')"
 psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "insert into analytics.ingest_stats (user_id, bucket_start, function, backend_pid, calls, spans, bytes)
     values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', '2026-01-01 10:00+00', 'ingest_spans', 4242, 3, 30, 9000)"
+# end users, their profiles and cohorts whose rules name each other (restored in any order: a rule's references are
+# checked by the API functions and at refresh, not by the row trigger), with a stay that ended
+psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "select set_config('request.jwt.claims', '{\"sub\":\"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\"}', false)" \
+    -c "update analytics.llm_traces set end_user_id = 'customer-' || span_id where user_id = 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa'" \
+    -c "select analytics.identify_end_user('customer-1', '{\"plan\": \"pro\"}')" \
+    -c "select analytics.create_cohort('a-zz-named-first', rule => '{\"performed\": {}}', at => '2026-01-01')" \
+    -c "select analytics.create_cohort('a-aa-names-it', rule => '{\"in_cohort\": \"a-zz-named-first\"}', at => '2026-01-01')" \
+    -c "select analytics.refresh_cohort('a-zz-named-first', '2026-01-02')" > /dev/null
 
 # spans in time partitions made by maintenance (not extension members: dumped as tables of their own, with their
 # row-level security) and in the default partition (a member, its rows registered for the dump)

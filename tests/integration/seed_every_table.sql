@@ -24,7 +24,7 @@ insert into analytics.anomaly_detections (user_id, metric, dimension, bucket_sta
 values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'latency_p95', '{"model":"gpt-4o-mini"}', '2026-01-01 10:00+00', '1 hour', 5300, 900, 500, 1300, 9.1, 'critical', 'mad'),
        ('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'error_rate', '{}', '2026-01-01 10:00+00', '1 hour', 0.4, 0.01, 0, 0.05, 6.2, 'warning', 'zscore');
 insert into analytics.user_cohorts (id, user_id, key, name, definition)
-values ('a0000000-0000-4000-8000-000000000003', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'power-users', 'Power users', '{"min_traces": 10}'),
+values ('a0000000-0000-4000-8000-000000000003', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'power-users', 'Power users', '{"performed": {}, "at_least": 10}'),
        ('b0000000-0000-4000-8000-000000000003', 'bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'beta', 'Beta testers', null);
 insert into analytics.user_cohort_members (user_id, cohort_id, member_id)
 select c.user_id, c.id, 'visitor-' || i from analytics.user_cohorts c, generate_series(1, 3) i;

@@ -104,8 +104,17 @@ for prev in $released; do
         -c "select analytics.ingest_spans('[{\"trace_id\":\"t\",\"span_id\":\"s\",\"name\":\"again\",\"start_time\":\"2026-11-20T09:00:00Z\"}]')" > /dev/null
     [ "$(sql -d up_fresh_prev -c "select count(*) || ' ' || min(name) from analytics.llm_traces")" = "1 again" ] \
         || { echo "FAIL: ingest through $prev's SQL with the current library"; exit 1; }
+    # a field its table has no column for is refused, not dropped (0.1.0 has no end_user_id)
+    if [ "$(sql -d up_fresh_prev -c "select count(*) from information_schema.columns where table_schema = 'analytics'
+                                     and table_name = 'llm_traces' and column_name = 'end_user_id'")" = 0 ]; then
+        out=$(psql -X -q -At -v VERBOSITY=verbose -d up_fresh_prev \
+              -c "select set_config('request.jwt.claims', '{\"sub\":\"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\"}', false)" \
+              -c "select analytics.ingest_spans('[{\"trace_id\":\"t\",\"span_id\":\"s\",\"name\":\"n\",\"start_time\":\"2026-11-20T09:00:00Z\",\"end_user_id\":\"u1\"}]')" 2>&1 || true)
+        echo "$out" | grep -q "55000" && echo "$out" | grep -q "spans\[0\].end_user_id: needs analytics_ext 0.2.0" \
+            || { echo "FAIL: $prev's ingest with an end_user_id: $out"; exit 1; }
+    fi
     sql -d up_fresh_prev -c "delete from analytics.llm_traces"
-    echo "ok: version $prev created with the current shared library, and its ingest stores and re-sends a span"
+    echo "ok: version $prev created with the current shared library, and its ingest stores and re-sends a span (and refuses fields it has no column for)"
     fresh_db up_updated;    sql -d up_updated    -c "create extension analytics_ext version '$prev'" \
                                                  -c "alter extension analytics_ext update to '$current'"
     fresh_db up_downgraded; sql -d up_downgraded -c "create extension analytics_ext" \
@@ -124,6 +133,8 @@ for prev in $released; do
     columns_of up_data > "$work/columns_before.txt"
     rows_of up_data "$work/columns_before.txt" > "$work/rows_before.txt"
     awk '$2 == 0 { print "FAIL: the seed left " $1 " empty"; bad = 1 } END { exit bad }' "$work/rows_before.txt"
+    # columns the current version renamed (same values, in the same place): user_cohort_members.added_at is entered_at
+    sed -E '/^user_cohort_members /s/(^|[ ,])added_at(,|$)/\1entered_at\2/' "$work/columns_before.txt" > "$work/columns_current.txt"
     for step in "$current" "$prev" "$current"; do
         sql -d up_data -c "alter extension analytics_ext update to '$step'"
         [ "$(sql -d up_data -c "select extversion from pg_extension where extname = 'analytics_ext'")" = "$step" ]
@@ -134,7 +145,8 @@ for prev in $released; do
             parts=$(sql -d up_data -c "select count(*) from analytics.span_partitions() where from_time is not null")
             [ "$parts" -gt 0 ] || { echo "FAIL: maintenance made no partition"; exit 1; }
         fi
-        rows_of up_data "$work/columns_before.txt" > "$work/rows_all.txt"
+        if [ "$step" = "$current" ]; then cols_file="$work/columns_current.txt"; else cols_file="$work/columns_before.txt"; fi
+        rows_of up_data "$cols_file" > "$work/rows_all.txt"
         # the tables of the released version keep their rows; tables it lacks start empty, except the usage cache's
         # log of late writes (maintenance just moved old spans out of the default partition: their days are logged),
         # the one-row version of the rate limits, and the unit counts, derived from the assignments (checked below)
@@ -208,6 +220,34 @@ for prev in $released; do
     refuses_to_lose ingest_stats \
         "insert into analytics.ingest_stats (user_id, bucket_start, function, backend_pid, calls, spans, bytes) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', '2026-11-20 12:00+00', 'ingest_spans', 1, 1, 2, 300)" \
         "would lose 1 ingest count"
+    refuses_to_lose end_user_profiles \
+        "insert into analytics.end_user_profiles (user_id, end_user_id, properties) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'customer-42', '{\"plan\": \"pro\"}')" \
+        "would lose 1 end user profile"
+    # values in what 0.2.0 added to tables 0.1.0 has: a span's end user, a cohort stay that ended
+    refuses_to_keep() {  # WHAT SET_SQL MESSAGE UNSET_SQL
+        local out
+        sql -d up_data -c "$2"
+        if out=$(PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d up_data \
+                 -c "alter extension analytics_ext update to '$prev'" 2>&1); then
+            echo "FAIL: the downgrade to $prev went through with $1"; exit 1
+        fi
+        echo "$out" | grep -q "55000" && echo "$out" | grep -q "$3" \
+            || { echo "FAIL: the downgrade refused with an unexpected error: $out"; exit 1; }
+        [ "$(sql -d up_data -c "select extversion from pg_extension where extname = 'analytics_ext'")" = "$current" ]
+        sql -d up_data -c "$4" -c "alter extension analytics_ext update to '$prev'" -c "alter extension analytics_ext update to '$current'"
+        echo "ok: the downgrade to $prev refuses (55000) while $1 would be lost, and goes through without"
+    }
+    if [ "$(sql -d up_data -c "select count(*) from information_schema.columns where table_schema = 'analytics'
+                                and table_name = 'llm_traces' and column_name = 'end_user_id'")" = 1 ]; then
+        refuses_to_keep "the end users of spans" \
+            "update analytics.llm_traces set end_user_id = 'customer-' || span_id where trace_id in (select min(trace_id) from analytics.llm_traces)" \
+            "would lose the end user of" \
+            "update analytics.llm_traces set end_user_id = null"
+        refuses_to_keep "an ended cohort stay" \
+            "update analytics.user_cohort_members set exited_at = entered_at + interval '1 day' where member_id = 'visitor-1'" \
+            "would lose 2 ended cohort stays" \
+            "update analytics.user_cohort_members set exited_at = null"
+    fi
     # a reasoning-token price (a column 0.2.0 added to analytics.model_prices)
     if [ "$(sql -d up_data -c "select count(*) from information_schema.columns where table_schema = 'analytics'
                                 and table_name = 'model_prices' and column_name = 'reasoning_usd_per_mtok'")" = 1 ]; then

@@ -11,6 +11,7 @@
 //! - `rate_window`: the rate limiter's exact sliding window
 //! - `usage`: least-squares trends of daily usage and their prediction intervals
 //! - `views`: the HTML views (trace, experiment, dashboard)
+//! - `cohorts`: cohort rules and retention
 
 pub mod errors;
 pub mod textfmt;
@@ -70,3 +71,12 @@ pub mod anomaly {
 
 pub mod cache;
 pub mod rate_window;
+
+pub mod cohorts {
+    //! End users, cohorts and retention.
+    //!
+    //! - `rule`: the rule language of dynamic cohorts: validation with paths, compilation to one SQL query
+    //! - `retention`: the retention triangle's arguments and its query (calendar or rolling periods, three modes)
+    pub mod retention;
+    pub mod rule;
+}

@@ -85,6 +85,8 @@ pub struct Span {
     pub conversation_id: Option<String>,
     pub message_id: Option<String>,
     pub session_id: Option<String>,
+    /// the traced application's end user (Langfuse `userId`, OpenTelemetry `enduser.id`), not the owner
+    pub end_user_id: Option<String>,
     pub name: String,
     pub operation_type: Option<&'static str>,
     pub status: Option<&'static str>,
@@ -164,8 +166,8 @@ impl<'de> Deserialize<'de> for Blob {
 }
 
 /// The fields a span object may have.
-pub const SPAN_FIELDS: [&str; 28] = [
-    "user_id", "trace_id", "span_id", "parent_span_id", "conversation_id", "message_id", "session_id", "name",
+pub const SPAN_FIELDS: [&str; 29] = [
+    "user_id", "trace_id", "span_id", "parent_span_id", "conversation_id", "message_id", "session_id", "end_user_id", "name",
     "operation_type", "status", "status_message", "level", "start_time", "end_time", "completion_start_time",
     "provider", "model", "input_tokens", "output_tokens", "total_tokens", "cache_read_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "input", "output", "metadata", "tags",
@@ -182,6 +184,7 @@ pub struct RawSpan {
     pub conversation_id: Option<Value>,
     pub message_id: Option<Value>,
     pub session_id: Option<Value>,
+    pub end_user_id: Option<Value>,
     pub name: Option<Value>,
     pub operation_type: Option<Value>,
     pub status: Option<Value>,
@@ -446,6 +449,7 @@ impl RawSpan {
             conversation_id: opt_id(self.conversation_id, f("conversation_id"))?,
             message_id: opt_id(self.message_id, f("message_id"))?,
             session_id: opt_id(self.session_id, f("session_id"))?,
+            end_user_id: opt_id(self.end_user_id, f("end_user_id"))?,
             name,
             operation_type: opt_enum(self.operation_type, f("operation_type"), canonical_operation_type, &OPERATION_TYPES)?,
             status: opt_enum(self.status, f("status"), lower_in(&STATUSES), &STATUSES)?,
@@ -507,7 +511,7 @@ impl Span {
             ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
         }
         take!(
-            user_id, parent_span_id, conversation_id, message_id, session_id, operation_type, status, status_message,
+            user_id, parent_span_id, conversation_id, message_id, session_id, end_user_id, operation_type, status, status_message,
             level, end_time, completion_start_time, provider, model, input_tokens, output_tokens, total_tokens,
             cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, input, output, tags
         );

@@ -21,6 +21,7 @@
 //! | cost_usd | `gen_ai.usage.cost`, `llm.cost.total` |
 //! | conversation_id | `gen_ai.conversation.id` |
 //! | session_id | `session.id`, `langfuse.session.id` |
+//! | end_user_id | `enduser.id`, `user.id`, `langfuse.user.id` (on the span, else on its resource) |
 //! | input / output | `gen_ai.input.messages` / `gen_ai.output.messages`, `gen_ai.prompt` / `gen_ai.completion`, `input.value` / `output.value` (JSON text is parsed) |
 //! | completion_start_time | `langfuse.observation.completion_start_time` |
 //! | tags | `tag.tags`, `langfuse.trace.tags` |
@@ -60,6 +61,9 @@ const COLUMN_ATTRIBUTES: &[&str] = &[
     "gen_ai.conversation.id",
     "session.id",
     "langfuse.session.id",
+    "enduser.id",
+    "user.id",
+    "langfuse.user.id",
     "gen_ai.input.messages",
     "gen_ai.prompt",
     "input.value",
@@ -70,6 +74,9 @@ const COLUMN_ATTRIBUTES: &[&str] = &[
     "tag.tags",
     "langfuse.trace.tags",
 ];
+
+/// The traced application's end user: OpenTelemetry's `enduser.id` and `user.id`, Langfuse's `langfuse.user.id`.
+const END_USER_ATTRIBUTES: &[&str] = &["enduser.id", "user.id", "langfuse.user.id"];
 
 fn invalid(at: &str, msg: impl std::fmt::Display) -> AnalyticsError {
     AnalyticsError::new(ErrorKind::InvalidParameter, format!("{at}: {msg}"))
@@ -264,6 +271,7 @@ fn map_span(span: &Value, resource: &Map<String, Value>, scope: &Value, at: &str
         cost_usd: first(&attrs, &["gen_ai.usage.cost", "llm.cost.total"]).cloned(),
         conversation_id: first(&attrs, &["gen_ai.conversation.id"]).cloned(),
         session_id: first(&attrs, &["session.id", "langfuse.session.id"]).cloned(),
+        end_user_id: first(&attrs, END_USER_ATTRIBUTES).or_else(|| first(resource, END_USER_ATTRIBUTES)).cloned(),
         completion_start_time: first(&attrs, &["langfuse.observation.completion_start_time"]).cloned(),
         tags: first(&attrs, &["tag.tags", "langfuse.trace.tags"]).cloned(),
         input: input.and_then(raw),
@@ -366,11 +374,31 @@ mod tests {
                           {"key":"llm.token_count.prompt","value":{"intValue":"12"}},
                           {"key":"llm.token_count.completion","value":{"intValue":"3"}},
                           {"key":"input.value","value":{"stringValue":"hello"}},
-                          {"key":"session.id","value":{"stringValue":"sess-1"}}]}]}]}]}"#;
+                          {"key":"session.id","value":{"stringValue":"sess-1"}},
+                          {"key":"user.id","value":{"stringValue":"customer-7"}}]}]}]}]}"#;
         let s = &parse_otlp(payload, Some(CALLER)).unwrap().spans[0];
         assert_eq!((s.operation_type, s.model.as_deref(), s.total_tokens), (Some("chat"), Some("gpt-4o-mini"), Some(15)));
         assert_eq!(text(&s.input), Value::String("hello".into()));
         assert_eq!(s.session_id.as_deref(), Some("sess-1"));
+        assert_eq!(s.end_user_id.as_deref(), Some("customer-7"));
+        assert!(text(&s.metadata)["otel"].get("attributes").is_none(), "user.id is a column, not repeated in metadata");
+    }
+
+    #[test]
+    fn end_user_comes_from_the_span_else_from_its_resource() {
+        let payload = |span_attrs: &str| {
+            format!(
+                r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"enduser.id","value":{{"intValue":"1001"}}}}]}},
+                "scopeSpans":[{{"spans":[{{"traceId":"0123456789abcdef0123456789abcdef","spanId":"0123456789abcdef",
+                "name":"chat","startTimeUnixNano":"1763629200000000000","attributes":[{span_attrs}]}}]}}]}}]}}"#
+            )
+        };
+        let s = &parse_otlp(&payload(""), Some(CALLER)).unwrap().spans[0];
+        assert_eq!(s.end_user_id.as_deref(), Some("1001"));
+        let s = &parse_otlp(&payload(r#"{"key":"langfuse.user.id","value":{"stringValue":"alice@example.com"}}"#), Some(CALLER)).unwrap().spans[0];
+        assert_eq!(s.end_user_id.as_deref(), Some("alice@example.com"));
+        let e = parse_otlp(&payload(r#"{"key":"enduser.id","value":{"stringValue":" "}}"#), Some(CALLER)).unwrap_err();
+        assert_eq!(e.message, "resourceSpans[0].scopeSpans[0].spans[0].end_user_id: must not be empty");
     }
 
     #[test]
