@@ -226,18 +226,20 @@ begin
     if c.definition is not null then
         perform analytics._check_cohort_references(c.definition, c.key, owner);
         compiled := analytics._compile_cohort_rule(c.definition);
-        -- who satisfies the rule at `at` (matched), compared with who is a member: members not matched exit, matched
-        -- end users who are not members enter (one statement: both read the membership as it was)
+        -- who satisfies the rule at `at` (matched), compared with who is a member (one full join, hashed): members not
+        -- matched exit, matched end users who are not members enter (one statement: both read the membership as it was)
         execute 'with matched as (' || (compiled->>'sql') || '),
+            members as (select m.member_id from analytics.user_cohort_members m
+                        where m.user_id = $1 and m.cohort_id = $4 and m.exited_at is null),
+            change as (select coalesce(r.end_user_id, m.member_id) as id, r.end_user_id is not null as enters
+                       from matched r full join members m on m.member_id = r.end_user_id
+                       where r.end_user_id is null or m.member_id is null),
             gone as (update analytics.user_cohort_members m set exited_at = $2
-                     where m.user_id = $1 and m.cohort_id = $4 and m.exited_at is null
-                       and not exists (select 1 from matched r where r.end_user_id = m.member_id)
+                     from change x
+                     where not x.enters and m.user_id = $1 and m.cohort_id = $4 and m.member_id = x.id and m.exited_at is null
                      returning 1),
             came as (insert into analytics.user_cohort_members (user_id, cohort_id, member_id, entered_at)
-                     select $1, $4, r.end_user_id, $2 from matched r
-                     where not exists (select 1 from analytics.user_cohort_members m
-                                       where m.user_id = $1 and m.cohort_id = $4 and m.member_id = r.end_user_id
-                                         and m.exited_at is null)
+                     select $1, $4, x.id, $2 from change x where x.enters
                      returning 1)
             select (select count(*) from came), (select count(*) from gone)'
         into entered, exited

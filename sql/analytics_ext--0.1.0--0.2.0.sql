@@ -8726,10 +8726,11 @@ COMMENT ON FUNCTION analytics._check_cohort_references(jsonb, text, uuid) IS
 -- ---- create_cohort / update_cohort ----------------------------------------------------------------------------------
 CREATE FUNCTION analytics.create_cohort(
     key         text,
-    name        text    DEFAULT NULL,
-    rule        jsonb   DEFAULT NULL,
-    description text    DEFAULT NULL,
-    user_id     uuid    DEFAULT NULL
+    name        text        DEFAULT NULL,
+    rule        jsonb       DEFAULT NULL,
+    description text        DEFAULT NULL,
+    at          timestamptz DEFAULT now(),
+    user_id     uuid        DEFAULT NULL
 ) RETURNS analytics.user_cohorts
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = ''
@@ -8755,8 +8756,8 @@ begin
     exception when unique_violation then
         raise exception 'key: a cohort "%" exists already', create_cohort.key using errcode = '23505';
     end;
-    if rule is not null then
-        perform analytics.refresh_cohort(c.key, now(), owner);
+    if rule is not null and create_cohort.at is not null then
+        perform analytics.refresh_cohort(c.key, create_cohort.at, owner);
         select * into c from analytics.user_cohorts uc where uc.id = c.id and uc.user_id = owner;
     end if;
     return c;
@@ -8846,18 +8847,20 @@ begin
     if c.definition is not null then
         perform analytics._check_cohort_references(c.definition, c.key, owner);
         compiled := analytics._compile_cohort_rule(c.definition);
-        -- who satisfies the rule at `at` (matched), compared with who is a member: members not matched exit, matched
-        -- end users who are not members enter (one statement: both read the membership as it was)
+        -- who satisfies the rule at `at` (matched), compared with who is a member (one full join, hashed): members not
+        -- matched exit, matched end users who are not members enter (one statement: both read the membership as it was)
         execute 'with matched as (' || (compiled->>'sql') || '),
+            members as (select m.member_id from analytics.user_cohort_members m
+                        where m.user_id = $1 and m.cohort_id = $4 and m.exited_at is null),
+            change as (select coalesce(r.end_user_id, m.member_id) as id, r.end_user_id is not null as enters
+                       from matched r full join members m on m.member_id = r.end_user_id
+                       where r.end_user_id is null or m.member_id is null),
             gone as (update analytics.user_cohort_members m set exited_at = $2
-                     where m.user_id = $1 and m.cohort_id = $4 and m.exited_at is null
-                       and not exists (select 1 from matched r where r.end_user_id = m.member_id)
+                     from change x
+                     where not x.enters and m.user_id = $1 and m.cohort_id = $4 and m.member_id = x.id and m.exited_at is null
                      returning 1),
             came as (insert into analytics.user_cohort_members (user_id, cohort_id, member_id, entered_at)
-                     select $1, $4, r.end_user_id, $2 from matched r
-                     where not exists (select 1 from analytics.user_cohort_members m
-                                       where m.user_id = $1 and m.cohort_id = $4 and m.member_id = r.end_user_id
-                                         and m.exited_at is null)
+                     select $1, $4, x.id, $2 from change x where x.enters
                      returning 1)
             select (select count(*) from came), (select count(*) from gone)'
         into entered, exited
@@ -9035,8 +9038,8 @@ begin
 end
 $$;
 
-COMMENT ON FUNCTION analytics.create_cohort(text, text, jsonb, text, uuid) IS
-$$Creates a cohort of the caller's end users: static (no rule: add_cohort_members / remove_cohort_members) or dynamic (a rule, refreshed at once and by refresh_cohort). Rules: {"and"|"or": [...]}, {"not": ...}, {"property": k, "eq"|"ne"|"in"|"not_in"|"gt"|"gte"|"lt"|"lte"|"contains"|"exists": v}, {"performed": {span filters} or {"event": metric}, "at_least", "at_most", "within" | "from"/"to"}, {"first_seen"|"last_seen": {"within" | "from"/"to"}}, {"cost"|"tokens": {"gte": x}, "within"}, {"assigned": {"experiment", "variant"}}, {"in_cohort": key}. An invalid rule fails with 22023 naming its path (rule.and[1].at_least).
+COMMENT ON FUNCTION analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid) IS
+$$Creates a cohort of the caller's end users: static (no rule: add_cohort_members / remove_cohort_members) or dynamic (a rule, refreshed at `at`, default now: a past moment starts the history then; NULL: not yet, and by refresh_cohort). Rules: {"and"|"or": [...]}, {"not": ...}, {"property": k, "eq"|"ne"|"in"|"not_in"|"gt"|"gte"|"lt"|"lte"|"contains"|"exists": v}, {"performed": {span filters} or {"event": metric}, "at_least", "at_most", "within" | "from"/"to"}, {"first_seen"|"last_seen": {"within" | "from"/"to"}}, {"cost"|"tokens": {"gte": x}, "within"}, {"assigned": {"experiment", "variant"}}, {"in_cohort": key}. An invalid rule fails with 22023 naming its path (rule.and[1].at_least).
 Example: select key, refreshed_at is not null as refreshed from analytics.create_cohort('chatty', rule => '{"performed": {"operation_type": "chat"}, "at_least": 3, "within": "7 days"}');$$;
 COMMENT ON FUNCTION analytics.update_cohort(text, text, jsonb, text, uuid) IS
 $$Changes a cohort's name, description or (dynamic cohorts) rule; a new rule is checked like create_cohort's and applied by a refresh at once (history kept: who no longer matches exits, who newly matches enters). Arguments left NULL keep their value.
@@ -9136,14 +9139,14 @@ Example: select cohort, period_number, returned, rate from analytics.retention('
 COMMENT ON FUNCTION analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]) IS
 'Internal: checks the arguments of analytics.retention (22023 naming the argument) and writes its query, {"sql", "params"} (analytics_core::cohorts::retention).';
 
-REVOKE EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics.create_cohort(text, text, jsonb, text, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) FROM PUBLIC;
 DO $grants$
 DECLARE
     r text;
 BEGIN
     FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics.create_cohort(text, text, jsonb, text, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) TO %I', r);
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) TO %I', r);
         END IF;
     END LOOP;
 END

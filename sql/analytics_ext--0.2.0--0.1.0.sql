@@ -55,7 +55,7 @@ DROP FUNCTION analytics.preview_cohort(jsonb, timestamptz, uuid);
 
 DROP FUNCTION analytics.update_cohort(text, text, jsonb, text, uuid);
 
-DROP FUNCTION analytics.create_cohort(text, text, jsonb, text, uuid);
+DROP FUNCTION analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid);
 
 DROP FUNCTION analytics._check_cohort_references(jsonb, text, uuid);
 
