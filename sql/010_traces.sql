@@ -58,8 +58,9 @@ CREATE TABLE analytics.llm_traces (
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now(),
     -- the traced application's end user (Langfuse userId, OpenTelemetry enduser.id): whom the owner's app served,
-    -- not the owner (user_id). Last in the row: 0.2.0 added it (an upgraded table has it there too).
-    end_user_id           text,
+    -- not the owner (user_id). Last in the row: 0.2.0 added it (an upgraded table has it there too). Collation "C":
+    -- an identifier, compared and sorted byte by byte (retention merges the partitions' indexes on it in that order).
+    end_user_id           text COLLATE "C",
 
     CONSTRAINT llm_traces_end_user_id_check CHECK (length(end_user_id) BETWEEN 1 AND 256),
     CONSTRAINT llm_traces_trace_id_check CHECK (length(trace_id) BETWEEN 1 AND 256),

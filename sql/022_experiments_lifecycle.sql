@@ -460,7 +460,7 @@ AS $$
                          select 1 from analytics.user_cohort_members m
                          join analytics.user_cohorts c on c.id = m.cohort_id and c.user_id = m.user_id
                          where c.user_id = a.user_id and c.key = substr(_experiment_unit_dimensions.dimension, 8)
-                           and m.member_id = a.unit_id and m.exited_at is null)
+                           and m.member_id = a.unit_id collate "C" and m.exited_at is null)
                      then 'in ' else 'not in ' end || substr(_experiment_unit_dimensions.dimension, 8)
                 else analytics._dimension_value(_experiment_unit_dimensions.dimension, a.assigned_at, a.attributes) end
     from analytics.ab_experiment_assignments a

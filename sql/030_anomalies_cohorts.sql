@@ -80,7 +80,8 @@ CREATE TRIGGER user_cohorts_touch_updated_at BEFORE UPDATE ON analytics.user_coh
 CREATE TABLE analytics.user_cohort_members (
     user_id    uuid NOT NULL DEFAULT analytics.current_user_id(),
     cohort_id  uuid NOT NULL,
-    member_id  text NOT NULL,
+    -- an end_user_id (collation "C", as llm_traces.end_user_id: joined with it through its indexes)
+    member_id  text COLLATE "C" NOT NULL,
     properties jsonb NOT NULL DEFAULT '{}'::jsonb,
     entered_at timestamptz NOT NULL DEFAULT now(),
     -- NULL while a member; one row per stay in the cohort

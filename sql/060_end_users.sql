@@ -6,7 +6,7 @@
 
 CREATE TABLE analytics.end_user_profiles (
     user_id     uuid NOT NULL DEFAULT analytics.current_user_id(),
-    end_user_id text NOT NULL,
+    end_user_id text COLLATE "C" NOT NULL,
     properties  jsonb NOT NULL DEFAULT '{}'::jsonb,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),

@@ -7905,7 +7905,7 @@ $grants$;
 -- partition, set by every ingest path), their profiles, cohorts with rules and membership history, retention, and
 -- cohorts as dimensions of trace_metrics and experiment_results. As a fresh install has it (sql/060-062).
 
-ALTER TABLE analytics.llm_traces ADD COLUMN end_user_id text,
+ALTER TABLE analytics.llm_traces ADD COLUMN end_user_id text COLLATE "C",
     ADD CONSTRAINT llm_traces_end_user_id_check CHECK (length(end_user_id) BETWEEN 1 AND 256);
 
 CREATE OR REPLACE FUNCTION analytics._index_span_partition(part regclass) RETURNS void
@@ -8128,7 +8128,7 @@ AS $$
                          select 1 from analytics.user_cohort_members m
                          join analytics.user_cohorts c on c.id = m.cohort_id and c.user_id = m.user_id
                          where c.user_id = a.user_id and c.key = substr(_experiment_unit_dimensions.dimension, 8)
-                           and m.member_id = a.unit_id and m.exited_at is null)
+                           and m.member_id = a.unit_id collate "C" and m.exited_at is null)
                      then 'in ' else 'not in ' end || substr(_experiment_unit_dimensions.dimension, 8)
                 else analytics._dimension_value(_experiment_unit_dimensions.dimension, a.assigned_at, a.attributes) end
     from analytics.ab_experiment_assignments a
@@ -8448,7 +8448,8 @@ Example: select variant_key, units, value, effect, p_value, chance_to_beat_contr
 
 ALTER TABLE analytics.user_cohorts ADD COLUMN refreshed_at timestamptz;
 ALTER TABLE analytics.user_cohort_members RENAME COLUMN added_at TO entered_at;
-ALTER TABLE analytics.user_cohort_members ADD COLUMN exited_at timestamptz,
+ALTER TABLE analytics.user_cohort_members ALTER COLUMN member_id TYPE text COLLATE "C",
+    ADD COLUMN exited_at timestamptz,
     DROP CONSTRAINT user_cohort_members_pkey,
     ADD CONSTRAINT user_cohort_members_pkey PRIMARY KEY (cohort_id, member_id, entered_at, user_id),
     ADD CONSTRAINT user_cohort_members_exited_after_entered CHECK (exited_at >= entered_at);
@@ -8460,7 +8461,7 @@ COMMENT ON TABLE analytics.user_cohort_members IS
 
 CREATE TABLE analytics.end_user_profiles (
     user_id     uuid NOT NULL DEFAULT analytics.current_user_id(),
-    end_user_id text NOT NULL,
+    end_user_id text COLLATE "C" NOT NULL,
     properties  jsonb NOT NULL DEFAULT '{}'::jsonb,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
@@ -8799,6 +8800,27 @@ begin
 end
 $$;
 
+-- ---- evaluation -------------------------------------------------------------------------------------------------
+-- The end users a compiled rule selects at `at`. A set-returning function so that its query may run in parallel
+-- workers even when the caller goes on to write (a statement that writes never runs in parallel): a behavioural rule
+-- groups millions of spans by end user, per partition, in parallel, in memory (the settings analytics.retention has,
+-- and why: sql/062_retention.sql). Over the 10M spans of bench/cohorts.sh: 14.5 s inside the writing statement,
+-- 3.4 s here.
+CREATE FUNCTION analytics._cohort_matches(compiled jsonb, at timestamptz, owner uuid) RETURNS SETOF text
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+SET enable_partitionwise_aggregate = on
+SET parallel_tuple_cost = 0.01
+SET work_mem = '256MB'
+SET jit = off
+AS $$
+begin
+    return query execute compiled->>'sql' using owner, at, compiled->'params';
+end
+$$;
+COMMENT ON FUNCTION analytics._cohort_matches(jsonb, timestamptz, uuid) IS
+'Internal: the end_user_ids a compiled cohort rule (analytics._compile_cohort_rule) selects for owner at a moment.';
+
 -- ---- preview ----------------------------------------------------------------------------------------------------
 CREATE FUNCTION analytics.preview_cohort(
     rule    jsonb,
@@ -8816,7 +8838,7 @@ begin
         raise exception 'at: must be a finite time' using errcode = '22023';
     end if;
     perform analytics._check_cohort_references(rule, null, owner);
-    return query execute (compiled->>'sql') || ' order by 1' using owner, at, compiled->'params';
+    return query select m from analytics._cohort_matches(compiled, at, owner) m order by 1;
 end
 $$;
 
@@ -8828,11 +8850,14 @@ CREATE FUNCTION analytics.refresh_cohort(
 ) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = ''
+-- the comparison of who matches with who is a member hashes both sets (hundreds of thousands of ids) in memory
+SET work_mem = '256MB'
 AS $$
 declare
     owner uuid := coalesce(refresh_cohort.user_id, analytics.current_user_id());
     c analytics.user_cohorts := analytics._cohort_for_update(refresh_cohort.key, owner);
     compiled jsonb;
+    matched text[];
     entered bigint := 0;
     exited bigint := 0;
     members bigint;
@@ -8847,11 +8872,14 @@ begin
     if c.definition is not null then
         perform analytics._check_cohort_references(c.definition, c.key, owner);
         compiled := analytics._compile_cohort_rule(c.definition);
-        -- who satisfies the rule at `at` (matched), compared with who is a member (one full join, hashed): members not
-        -- matched exit, matched end users who are not members enter (one statement: both read the membership as it was)
-        execute 'with matched as (' || (compiled->>'sql') || '),
-            members as (select m.member_id from analytics.user_cohort_members m
-                        where m.user_id = $1 and m.cohort_id = $4 and m.exited_at is null),
+        matched := array(select analytics._cohort_matches(compiled, at, owner));
+        -- who satisfies the rule at `at` (matched), compared with who is a member (one full join, hashed, of the
+        -- members read before the insert: probing the index the insert is writing cost 3 s for 676,000 entrants):
+        -- members not matched exit, matched end users who are not members enter, in key order (the indexes are then
+        -- appended to, not written at random places)
+        execute 'with matched as (select unnest($3::text[]) as end_user_id),
+            members as materialized (select m.member_id from analytics.user_cohort_members m
+                                     where m.user_id = $1 and m.cohort_id = $4 and m.exited_at is null),
             change as (select coalesce(r.end_user_id, m.member_id) as id, r.end_user_id is not null as enters
                        from matched r full join members m on m.member_id = r.end_user_id
                        where r.end_user_id is null or m.member_id is null),
@@ -8860,11 +8888,11 @@ begin
                      where not x.enters and m.user_id = $1 and m.cohort_id = $4 and m.member_id = x.id and m.exited_at is null
                      returning 1),
             came as (insert into analytics.user_cohort_members (user_id, cohort_id, member_id, entered_at)
-                     select $1, $4, x.id, $2 from change x where x.enters
+                     select $1, $4, x.id, $2 from change x where x.enters order by x.id
                      returning 1)
             select (select count(*) from came), (select count(*) from gone)'
         into entered, exited
-        using owner, at, compiled->'params', c.id;
+        using owner, at, matched, c.id;
     end if;
     update analytics.user_cohorts uc set refreshed_at = at where uc.id = c.id and uc.user_id = owner;
     select count(*) into members from analytics.user_cohort_members m
@@ -9076,6 +9104,7 @@ CREATE FUNCTION analytics."_retention_query"(
 	"brackets" jsonb, /* Option < pgrx :: JsonB > */
 	"calendar" bool, /* Option < bool > */
 	"time_zone" TEXT, /* Option < & str > */
+	"as_of" timestamp with time zone, /* Option < TimestampWithTimeZone > */
 	"cohorts" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
 ) RETURNS jsonb /* pgrx :: JsonB */
 IMMUTABLE PARALLEL SAFE 
@@ -9108,6 +9137,17 @@ CREATE FUNCTION analytics.retention(
 )
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = ''
+-- First-seen cohorts over calendar periods group the owner's spans by end user, partition by partition in parallel
+-- workers, then the end users by anchor period and return periods (analytics_core::cohorts::retention::calendar_sql).
+-- The planner takes that plan with these settings (measured over 10M spans / 1M end users, bench/cohorts.sh): without
+-- partitionwise aggregation and a cheaper tuple transfer it runs serially; it would sort 1M end users where hashing
+-- them into ~100 groups does; the hash of 1M end users needs ~150 MB (a DBA may lower it: ALTER FUNCTION ... SET
+-- work_mem); JIT compiling the query took 0.7 s of a 3 s run.
+SET enable_partitionwise_aggregate = on
+SET parallel_tuple_cost = 0.01
+SET enable_sort = off
+SET work_mem = '256MB'
+SET jit = off
 AS $$
 declare
     owner uuid := coalesce(retention.user_id, analytics.current_user_id());
@@ -9123,7 +9163,7 @@ begin
     end if;
     q := analytics._retention_query(retention.from_time, retention.to_time, retention.period, retention.periods,
                                     retention.start_event, retention.return_event, retention.mode, retention.brackets,
-                                    retention.calendar, retention.time_zone, retention.cohorts);
+                                    retention.calendar, retention.time_zone, retention.as_of, retention.cohorts);
     select k into missing from unnest(retention.cohorts) k
     where not exists (select 1 from analytics.user_cohorts c where c.user_id = owner and c.key = k) limit 1;
     if missing is not null then
@@ -9136,17 +9176,17 @@ $$;
 COMMENT ON FUNCTION analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid) IS
 $$Retention of the caller's end users. Each end user's anchor is their first start_event (span filters {"operation_type", "name", "model", "provider", "status"}, {} any span, or {"event": metric} an experiment event): ever, grouped by the anchor's period (cohort = its start date) when it falls in [from_time, to_time); or, with cohorts => array[keys], their first start_event in [from_time, to_time), one group per named cohort (current members). Period k: calendar days/weeks (Monday)/months in time_zone after the anchor's (calendar => true), or [anchor + k·L, anchor + (k+1)·L) with L = 24 h, 7 d, 30 d (calendar => false). Modes: n_day (returned in period k), unbounded (in period k or later), brackets ('[[1,1],[2,3],[4,7]]': in any period of the bracket). One row per cohort and period_number 0..periods (brackets: 0 and one per bracket, labelled): users (cohort size), eligible (period begun by as_of), returned (did return_event in it), rate = returned / eligible.
 Example: select cohort, period_number, returned, rate from analytics.retention('2026-11-02', '2026-11-16', period => 'week', periods => 2) order by cohort_start, period_number;$$;
-COMMENT ON FUNCTION analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]) IS
+COMMENT ON FUNCTION analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, timestamptz, text[]) IS
 'Internal: checks the arguments of analytics.retention (22023 naming the argument) and writes its query, {"sql", "params"} (analytics_core::cohorts::retention).';
 
-REVOKE EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics._cohort_matches(jsonb, timestamptz, uuid), analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, timestamptz, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) FROM PUBLIC;
 DO $grants$
 DECLARE
     r text;
 BEGIN
     FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) TO %I', r);
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics._cohort_matches(jsonb, timestamptz, uuid), analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, timestamptz, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) TO %I', r);
         END IF;
     END LOOP;
 END

@@ -37,7 +37,7 @@ $refuse$;
 
 DROP FUNCTION analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid);
 
-DROP FUNCTION analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[]);
+DROP FUNCTION analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, timestamptz, text[]);
 
 DROP FUNCTION analytics.cohort_members(text, timestamptz, uuid);
 
@@ -56,6 +56,8 @@ DROP FUNCTION analytics.preview_cohort(jsonb, timestamptz, uuid);
 DROP FUNCTION analytics.update_cohort(text, text, jsonb, text, uuid);
 
 DROP FUNCTION analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid);
+
+DROP FUNCTION analytics._cohort_matches(jsonb, timestamptz, uuid);
 
 DROP FUNCTION analytics._check_cohort_references(jsonb, text, uuid);
 
@@ -78,7 +80,8 @@ DROP INDEX analytics.user_cohort_members_open_key;
 ALTER TABLE analytics.user_cohort_members DROP CONSTRAINT user_cohort_members_exited_after_entered,
     DROP CONSTRAINT user_cohort_members_pkey,
     ADD CONSTRAINT user_cohort_members_pkey PRIMARY KEY (cohort_id, member_id, user_id),
-    DROP COLUMN exited_at;
+    DROP COLUMN exited_at,
+    ALTER COLUMN member_id TYPE text COLLATE pg_catalog."default";
 ALTER TABLE analytics.user_cohort_members RENAME COLUMN entered_at TO added_at;
 ALTER TABLE analytics.user_cohorts DROP COLUMN refreshed_at;
 

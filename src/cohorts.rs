@@ -45,6 +45,7 @@ pub fn retention_query(
     brackets: Option<pgrx::JsonB>,
     calendar: Option<bool>,
     time_zone: Option<&str>,
+    as_of: Option<TimestampWithTimeZone>,
     cohorts: Option<Vec<Option<String>>>,
 ) -> pgrx::JsonB {
     let from = epoch_us(from_time, "from_time");
@@ -75,6 +76,7 @@ pub fn retention_query(
         ret: event(return_event, "return_event"),
         mode: retention::parse_mode(mode, brackets.as_ref()).or_raise(),
         calendar: calendar.unwrap_or_else(|| AnalyticsError::invalid("calendar: must be true or false, got null").raise()),
+        as_of: epoch_us(as_of, "as_of"),
         time_zone: time_zone.filter(|z| !z.is_empty()).unwrap_or_else(|| AnalyticsError::invalid("time_zone: is required").raise()).to_string(),
         cohorts,
     };

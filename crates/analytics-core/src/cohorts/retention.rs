@@ -123,6 +123,8 @@ pub struct Spec {
     pub calendar: bool,
     /// an IANA name, checked by the database
     pub time_zone: String,
+    /// the moment the table is drawn at, microseconds since the Unix epoch (the query reads it from $2)
+    pub as_of: i64,
     pub cohorts: Vec<String>,
 }
 
@@ -158,8 +160,162 @@ fn offset_sql(spec: &Spec, t: &str, tz: &str) -> String {
     }
 }
 
+impl Spec {
+    /// (period, first k, last k) of each column after period 0.
+    fn columns(&self) -> Vec<(i32, i32, i32)> {
+        columns(self).into_iter().map(|(p, _, lo, hi)| (p, lo, hi)).collect()
+    }
+}
+
+fn columns(spec: &Spec) -> Vec<(i32, String, i32, i32)> {
+    let max_k = spec.max_k();
+    match &spec.mode {
+        Mode::NDay => (1..=max_k).map(|k| (k, k.to_string(), k, k)).collect(),
+        Mode::Unbounded => (1..=max_k).map(|k| (k, format!("{k}+"), k, max_k)).collect(),
+        Mode::Brackets(b) => b
+            .iter()
+            .enumerate()
+            .map(|(i, &(lo, hi))| (i as i32 + 1, if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }, lo, hi))
+            .collect(),
+    }
+}
+
+/// (period, label, first k, last k) of each column after period 0, as a VALUES list.
+fn columns_sql(spec: &Spec) -> String {
+    let cols = columns(spec);
+    format!(
+        "select * from (values {}) as b(period, label, lo, hi)",
+        cols.iter().map(|(p, l, lo, hi)| format!("({p}, '{l}', {lo}, {hi})")).collect::<Vec<_>>().join(", ")
+    )
+}
+
 /// The query: rows (cohort, cohort_start, users, period, period_label, eligible, returned, rate).
+///
+/// First-seen cohorts over spans with calendar periods take one pass over the owner's spans (`calendar_sql`); the
+/// rest the general query below, which joins each cohort member's anchor with their return events.
 pub fn sql(spec: &Spec) -> (String, Vec<Value>) {
+    if spec.calendar && spec.cohorts.is_empty() {
+        if let (EventFilter::Spans(_), EventFilter::Spans(_)) = (&spec.start, &spec.ret) {
+            return calendar_sql(spec);
+        }
+    }
+    general_sql(spec)
+}
+
+/// One pass over the owner's spans, grouped by end user: the first start event (the anchor) and, as a bit set, the
+/// calendar periods (from the one holding from_time to the one after as_of's; their starts are `bounds`) in which
+/// they did the return event. An end user's return periods relative to their anchor's are those bits shifted by the
+/// anchor's period; eligibility depends on the anchor's period only (has period k begun by as_of?).
+///
+/// The end users are then grouped by (anchor period, return periods): a few thousand groups, and each column sums the
+/// groups with a return in its periods. Up to 62 periods the bit set is a bigint; beyond, a bit string (of which only
+/// the periods after the anchor's are kept).
+///
+/// The grouping by end user runs per partition, in the order of the partition's (user_id, end_user_id, start_time)
+/// index, and in parallel workers (analytics.retention sets enable_partitionwise_aggregate): the partial groups are
+/// merged by a hash aggregate, since an end user's spans may lie in several partitions.
+fn calendar_sql(spec: &Spec) -> (String, Vec<Value>) {
+    let mut params = Params::default();
+    let tz = params.text(Value::String(spec.time_zone.clone()));
+    let from = params.time(spec.from);
+    let to = params.time(spec.to);
+    let unit = spec.period.unit();
+    let label = if spec.period == Period::Month { "YYYY-MM" } else { "YYYY-MM-DD" };
+    let start_where = spec.start.filter_sql(&mut params);
+    let return_where = spec.ret.filter_sql(&mut params);
+    let bounds = format!(
+        "bounds as ( \
+             select array_agg(d at time zone {tz} order by d) as b, count(*)::integer as n \
+             from generate_series(date_trunc('{unit}', {from} at time zone {tz}), \
+                                  date_trunc('{unit}', $2 at time zone {tz}) + interval '1 {unit}', interval '1 {unit}') d)"
+    );
+    let per_user = |seen: &str| {
+        format!(
+            "per_user as ( \
+                 select min(s.start_time){start} as anchor, {seen} as seen \
+                 from analytics.llm_traces s \
+                 where s.user_id = $1 and s.end_user_id is not null and s.start_time < $2 \
+                 group by s.end_user_id)",
+            start = if start_where.is_empty() { String::new() } else { format!(" filter (where {start_where})") },
+        )
+    };
+    let bucket = "(width_bucket(s.start_time, (select b from bounds)) - 1)";
+    let returns = format!("s.start_time >= {from}{}", if return_where.is_empty() { String::new() } else { format!(" and {return_where}") });
+    let columns = columns_sql(spec);
+    let tail = format!(
+        "select s.cohort, s.cohort_start, s.users, 0 as period, '0'::text as period_label, s.users as eligible, s.users as returned, \
+                1.0::double precision as rate \
+         from sizes s \
+         union all \
+         select s.cohort, s.cohort_start, s.users, c.period, c.label, e.eligible, r.returned, \
+                case when e.eligible > 0 then r.returned::double precision / e.eligible end \
+         from sizes s cross join columns c \
+         cross join lateral (select case when s.reached >= c.lo then s.users else 0 end as eligible) e \
+         cross join lateral (select {returned} as returned) r \
+         order by 2, 1, 4",
+        returned = "coalesce(s.returned[c.period], 0)::bigint"
+    );
+    let cohorts = |pa: &str| {
+        format!(
+            "to_char((select b from bounds)[{pa} + 1] at time zone {tz}, '{label}') as cohort, (select b from bounds)[{pa} + 1] as cohort_start, \
+             width_bucket($2, (select b from bounds)) - 1 - {pa} as reached"
+        )
+    };
+    // the periods an end user's anchor could be followed by: at most as many as there are between from_time and
+    // as_of (a day may have 23 hours, a month 28 days)
+    let shortest = match spec.period {
+        Period::Day => 23 * 3600,
+        Period::Week => 7 * 24 * 3600 - 3600,
+        Period::Month => 28 * 24 * 3600 - 3600,
+    } as i64;
+    let most_periods = (spec.as_of.saturating_sub(spec.from)).max(0) / 1_000_000 / shortest + 3;
+    let sql = if most_periods <= 62 {
+        // bit i of `seen`: a return event in period i (bounds[i + 1] <= t < bounds[i + 2])
+        let filtered = spec
+            .columns()
+            .iter()
+            .map(|&(_, lo, hi)| {
+                let mask = (1i64 << (hi - lo + 1)) - 1;
+                format!("coalesce(sum(p.n) filter (where p.pa + {lo} <= 62 and (p.seen >> (p.pa + {lo})) & {mask} <> 0), 0)")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "with {bounds}, {per_user}, \
+             patterns as (select width_bucket(u.anchor, (select b from bounds)) - 1 as pa, u.seen, count(*) as n \
+                          from per_user u where u.anchor >= {from} and u.anchor < {to} group by 1, 2), \
+             sizes as (select {cohorts}, sum(p.n)::bigint as users, array[{filtered}] as returned from patterns p group by p.pa), \
+             columns as ({columns}) {tail}",
+            per_user = per_user(&format!("coalesce(bit_or(1::bigint << {bucket}) filter (where {returns}), 0)")),
+            cohorts = cohorts("p.pa"),
+        )
+    } else {
+        let max_k = spec.max_k();
+        let filtered = spec
+            .columns()
+            .iter()
+            .map(|&(_, lo, hi)| format!("coalesce(sum(p.n) filter (where strpos(substring(p.pattern from {lo} for {}), '1') > 0), 0)", hi - lo + 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "with {bounds}, {per_user}, \
+             patterns as (select width_bucket(u.anchor, (select b from bounds)) - 1 as pa, \
+                                 coalesce(substring(u.seen::text from width_bucket(u.anchor, (select b from bounds)) + 1 for {max_k}), '') as pattern, \
+                                 count(*) as n \
+                          from per_user u where u.anchor >= {from} and u.anchor < {to} group by 1, 2), \
+             sizes as (select {cohorts}, sum(p.n)::bigint as users, array[{filtered}] as returned from patterns p group by p.pa), \
+             columns as ({columns}) {tail}",
+            per_user = per_user(&format!(
+                "bit_or(set_bit(repeat('0', (select n from bounds))::bit varying, {bucket}, 1)) filter (where {returns})"
+            )),
+            cohorts = cohorts("p.pa"),
+        )
+    };
+    (sql, params.0)
+}
+
+/// Any cohorts, periods and events: each member's anchor joined with their return events.
+fn general_sql(spec: &Spec) -> (String, Vec<Value>) {
     let mut params = Params::default();
     let tz = params.text(Value::String(spec.time_zone.clone()));
     let from = params.time(spec.from);
@@ -208,29 +364,15 @@ pub fn sql(spec: &Spec) -> (String, Vec<Value>) {
     );
     let reached = format!("select m.cohort, m.cohort_start, m.end_user_id, least({k_now}, {max_k}) as reached from members m");
     let sizes = "select cohort, cohort_start, count(*) as users from reached group by 1, 2";
-    // (period, label, first k, last k) of each column after period 0
-    let (columns, per_user) = match &spec.mode {
-        Mode::NDay => (
-            format!("select k as period, k::text as label, k as lo, k as hi from generate_series(1, {max_k}) k"),
-            "select c.period, r.cohort, r.end_user_id from returns r join columns c on r.k = c.lo".to_string(),
-        ),
-        Mode::Unbounded => (
-            format!("select k as period, k::text || '+' as label, k as lo, {max_k} as hi from generate_series(1, {max_k}) k"),
-            "select c.period, u.cohort, u.end_user_id from (select cohort, end_user_id, max(k) as last_k from returns group by 1, 2) u \
+    let columns = columns_sql(spec);
+    let per_user = match &spec.mode {
+        Mode::NDay => "select c.period, r.cohort, r.end_user_id from returns r join columns c on r.k = c.lo".to_string(),
+        Mode::Unbounded => "select c.period, u.cohort, u.end_user_id from (select cohort, end_user_id, max(k) as last_k from returns group by 1, 2) u \
              join columns c on u.last_k >= c.lo"
-                .to_string(),
-        ),
-        Mode::Brackets(b) => (
-            format!(
-                "select * from (values {}) as b(period, label, lo, hi)",
-                b.iter()
-                    .enumerate()
-                    .map(|(i, (lo, hi))| format!("({}, '{}', {lo}, {hi})", i + 1, if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            "select distinct c.period, r.cohort, r.end_user_id from returns r join columns c on r.k between c.lo and c.hi".to_string(),
-        ),
+            .to_string(),
+        Mode::Brackets(_) => {
+            "select distinct c.period, r.cohort, r.end_user_id from returns r join columns c on r.k between c.lo and c.hi".to_string()
+        }
     };
     let sql = format!(
         "with anchors as ({anchors}), members as materialized ({members}), returns as ({returns}), reached as ({reached}), sizes as ({sizes}), \
@@ -265,6 +407,7 @@ mod tests {
             mode,
             calendar,
             time_zone: "Europe/Berlin".into(),
+            as_of: 86_400_000_000 * 30,
             cohorts: vec![],
         }
     }
@@ -297,6 +440,17 @@ mod tests {
         let (sql, _) = sql(&spec(Mode::Unbounded, false));
         assert!(sql.contains("floor(extract(epoch from (s.start_time) - m.anchor) / 604800)::integer"), "{sql}");
         assert!(sql.contains("max(k) as last_k"));
+    }
+
+    #[test]
+    fn a_long_horizon_takes_a_bit_string_a_short_one_a_bigint() {
+        let mut s = spec(Mode::NDay, true);
+        s.period = Period::Day;
+        let (short, _) = sql(&s);
+        assert!(short.contains("bit_or(1::bigint <<") && !short.contains("bit varying"), "{short}");
+        s.as_of = 86_400_000_000 * 70;
+        let (long, _) = sql(&s);
+        assert!(long.contains("bit varying") && long.contains("strpos(substring(p.pattern"), "{long}");
     }
 
     #[test]

@@ -140,6 +140,19 @@ impl EventFilter {
         Ok(EventFilter::Spans(filters))
     }
 
+    /// The span filters alone, over alias `s` (empty: every span); an experiment event filter has none here (it is
+    /// not a span), which the callers rule out.
+    pub fn filter_sql(&self, params: &mut Params) -> String {
+        match self {
+            EventFilter::Spans(filters) => filters
+                .iter()
+                .map(|(column, value)| format!("s.{column} = {}", params.text(Value::String(value.clone()))))
+                .collect::<Vec<_>>()
+                .join(" and "),
+            EventFilter::Event(_) => "false".to_string(),
+        }
+    }
+
     /// The FROM, the end-user column, the time column and the WHERE clause (without time bounds) of the rows this
     /// filter selects for owner $1, with its literals appended to `params`. Alias `s` (spans) or `e` (events).
     pub fn source(&self, params: &mut Params) -> (&'static str, &'static str, &'static str, String) {
@@ -153,7 +166,8 @@ impl EventFilter {
             }
             EventFilter::Event(metric) => {
                 let w = format!("e.user_id = $1 and e.metric = {}", params.text(Value::String(metric.clone())));
-                ("analytics.ab_experiment_events e", "e.unit_id", "e.occurred_at", w)
+                // unit ids compared as end user ids are: byte by byte (collation "C")
+                ("analytics.ab_experiment_events e", "e.unit_id collate \"C\"", "e.occurred_at", w)
             }
         }
     }
@@ -506,7 +520,7 @@ impl Compiler {
         self.experiments.push((at.clone(), experiment.clone(), variant.clone()));
         let e = self.params.text(Value::String(experiment));
         let mut sql = format!(
-            "select distinct a.unit_id from analytics.ab_experiment_assignments a join analytics.ab_experiments x on x.id = a.experiment_id and x.user_id = a.user_id"
+            "select distinct a.unit_id collate \"C\" from analytics.ab_experiment_assignments a join analytics.ab_experiments x on x.id = a.experiment_id and x.user_id = a.user_id"
         );
         let mut w = format!("a.user_id = $1 and x.key = {e} and a.assigned_at < $2");
         if let Some(v) = variant {
