@@ -8648,8 +8648,9 @@ COMMENT ON FUNCTION analytics._check_cohort_row() IS
 CREATE TRIGGER user_cohorts_check_rule BEFORE INSERT OR UPDATE OF definition ON analytics.user_cohorts
     FOR EACH ROW EXECUTE FUNCTION analytics._check_cohort_row();
 
--- The cohort named key of owner, locked for a membership change; P0002 when there is none.
-CREATE FUNCTION analytics._cohort_for_update(key text, owner uuid) RETURNS analytics.user_cohorts
+-- The cohort named key of owner, locked for a membership change; P0002 when there is none, 55000 when static is
+-- true and it is dynamic (its members come from its rule).
+CREATE FUNCTION analytics._cohort_for_update(key text, owner uuid, static boolean DEFAULT false) RETURNS analytics.user_cohorts
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
@@ -8663,10 +8664,14 @@ begin
     if not found then
         raise exception 'key: no cohort "%"', key using errcode = 'P0002';
     end if;
+    if static and c.definition is not null then
+        raise exception 'key: cohort "%" is dynamic (it has a rule): its members come from analytics.refresh_cohort', c.key
+            using errcode = '55000';
+    end if;
     return c;
 end
 $$;
-COMMENT ON FUNCTION analytics._cohort_for_update(text, uuid) IS 'Internal: the owner''s cohort by key, locked (P0002 if none).';
+COMMENT ON FUNCTION analytics._cohort_for_update(text, uuid, boolean) IS 'Internal: the owner''s cohort by key, locked (P0002 if none; 55000 if static is asked for and it has a rule).';
 
 -- The references of a rule must exist among the owner's cohorts and experiments, and cohorts must not refer to
 -- each other in a cycle (self is the key of the cohort the rule belongs to).
@@ -8986,14 +8991,10 @@ SET search_path = ''
 AS $$
 declare
     owner uuid := coalesce(add_cohort_members.user_id, analytics.current_user_id());
-    c analytics.user_cohorts := analytics._cohort_for_update(add_cohort_members.key, owner);
+    c analytics.user_cohorts := analytics._cohort_for_update(add_cohort_members.key, owner, static => true);
     ids text[] := analytics._member_ids(members);
     n bigint;
 begin
-    if c.definition is not null then
-        raise exception 'key: cohort "%" is dynamic (it has a rule): its members come from analytics.refresh_cohort', c.key
-            using errcode = '55000';
-    end if;
     insert into analytics.user_cohort_members (user_id, cohort_id, member_id, entered_at)
     select owner, c.id, i, now() from unnest(ids) i
     where not exists (select 1 from analytics.user_cohort_members m
@@ -9013,15 +9014,11 @@ SET search_path = ''
 AS $$
 declare
     owner uuid := coalesce(remove_cohort_members.user_id, analytics.current_user_id());
-    c analytics.user_cohorts := analytics._cohort_for_update(remove_cohort_members.key, owner);
+    c analytics.user_cohorts := analytics._cohort_for_update(remove_cohort_members.key, owner, static => true);
     ids text[] := analytics._member_ids(members);
     n bigint;
     gone bigint;
 begin
-    if c.definition is not null then
-        raise exception 'key: cohort "%" is dynamic (it has a rule): its members come from analytics.refresh_cohort', c.key
-            using errcode = '55000';
-    end if;
     -- a stay that began in this very transaction never happened; any other ends now
     delete from analytics.user_cohort_members m
     where m.user_id = owner and m.cohort_id = c.id and m.member_id = any(ids) and m.exited_at is null and m.entered_at = now();
@@ -9179,14 +9176,14 @@ Example: select cohort, period_number, returned, rate from analytics.retention('
 COMMENT ON FUNCTION analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, timestamptz, text[]) IS
 'Internal: checks the arguments of analytics.retention (22023 naming the argument) and writes its query, {"sql", "params"} (analytics_core::cohorts::retention).';
 
-REVOKE EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics._cohort_matches(jsonb, timestamptz, uuid), analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, timestamptz, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid, boolean), analytics._check_cohort_references(jsonb, text, uuid), analytics._cohort_matches(jsonb, timestamptz, uuid), analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, timestamptz, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) FROM PUBLIC;
 DO $grants$
 DECLARE
     r text;
 BEGIN
     FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid), analytics._check_cohort_references(jsonb, text, uuid), analytics._cohort_matches(jsonb, timestamptz, uuid), analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, timestamptz, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) TO %I', r);
+            EXECUTE format('GRANT EXECUTE ON FUNCTION analytics.identify_end_user(text, jsonb, boolean, uuid), analytics.end_users(timestamptz, timestamptz, text, integer, integer, uuid), analytics._compile_cohort_rule(jsonb), analytics._check_cohort_row(), analytics._cohort_for_update(text, uuid, boolean), analytics._check_cohort_references(jsonb, text, uuid), analytics._cohort_matches(jsonb, timestamptz, uuid), analytics.create_cohort(text, text, jsonb, text, timestamptz, uuid), analytics.update_cohort(text, text, jsonb, text, uuid), analytics.preview_cohort(jsonb, timestamptz, uuid), analytics.refresh_cohort(text, timestamptz, uuid), analytics.refresh_cohorts(uuid, timestamptz), analytics._member_ids(jsonb), analytics.add_cohort_members(text, jsonb, uuid), analytics.remove_cohort_members(text, jsonb, uuid), analytics.cohort_members(text, timestamptz, uuid), analytics._retention_query(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, timestamptz, text[]), analytics.retention(timestamptz, timestamptz, text, integer, jsonb, jsonb, text, jsonb, boolean, text, text[], timestamptz, uuid), analytics.record_span(text, text, text, timestamptz, timestamptz, text, text, text, text, text, text, text, text, timestamptz, text, text, bigint, bigint, bigint, bigint, bigint, bigint, double precision, jsonb, jsonb, jsonb, text[], uuid, text) TO %I', r);
         END IF;
     END LOOP;
 END

@@ -61,7 +61,7 @@ DROP FUNCTION analytics._cohort_matches(jsonb, timestamptz, uuid);
 
 DROP FUNCTION analytics._check_cohort_references(jsonb, text, uuid);
 
-DROP FUNCTION analytics._cohort_for_update(text, uuid);
+DROP FUNCTION analytics._cohort_for_update(text, uuid, boolean);
 
 DROP FUNCTION analytics._compile_cohort_rule(jsonb);
 
