@@ -8811,7 +8811,8 @@ $$;
 -- groups millions of spans by end user, per partition, in parallel, in memory (the settings analytics.retention has,
 -- and why: sql/062_retention.sql). Over the 10M spans of bench/cohorts.sh: 14.5 s inside the writing statement,
 -- 3.4 s here.
-CREATE FUNCTION analytics._cohort_matches(compiled jsonb, at timestamptz, owner uuid) RETURNS SETOF text
+-- It takes the rule, never SQL: every API role may call it, and the only SQL it runs is what the core compiled.
+CREATE FUNCTION analytics._cohort_matches(rule jsonb, at timestamptz, owner uuid) RETURNS SETOF text
 LANGUAGE plpgsql STABLE
 SET search_path = ''
 SET enable_partitionwise_aggregate = on
@@ -8819,12 +8820,14 @@ SET parallel_tuple_cost = 0.01
 SET work_mem = '256MB'
 SET jit = off
 AS $$
+declare
+    compiled jsonb := analytics._compile_cohort_rule(rule);
 begin
     return query execute compiled->>'sql' using owner, at, compiled->'params';
 end
 $$;
 COMMENT ON FUNCTION analytics._cohort_matches(jsonb, timestamptz, uuid) IS
-'Internal: the end_user_ids a compiled cohort rule (analytics._compile_cohort_rule) selects for owner at a moment.';
+'Internal: the end_user_ids a cohort rule selects for owner at a moment (row-level security applies: only the caller''s rows).';
 
 -- ---- preview ----------------------------------------------------------------------------------------------------
 CREATE FUNCTION analytics.preview_cohort(
@@ -8837,13 +8840,12 @@ SET search_path = ''
 AS $$
 declare
     owner uuid := coalesce(preview_cohort.user_id, analytics.current_user_id());
-    compiled jsonb := analytics._compile_cohort_rule(rule);
 begin
     if at is null or not isfinite(at) then
         raise exception 'at: must be a finite time' using errcode = '22023';
     end if;
     perform analytics._check_cohort_references(rule, null, owner);
-    return query select m from analytics._cohort_matches(compiled, at, owner) m order by 1;
+    return query select m from analytics._cohort_matches(rule, at, owner) m order by 1;
 end
 $$;
 
@@ -8861,7 +8863,6 @@ AS $$
 declare
     owner uuid := coalesce(refresh_cohort.user_id, analytics.current_user_id());
     c analytics.user_cohorts := analytics._cohort_for_update(refresh_cohort.key, owner);
-    compiled jsonb;
     matched text[];
     entered bigint := 0;
     exited bigint := 0;
@@ -8876,8 +8877,7 @@ begin
     end if;
     if c.definition is not null then
         perform analytics._check_cohort_references(c.definition, c.key, owner);
-        compiled := analytics._compile_cohort_rule(c.definition);
-        matched := array(select analytics._cohort_matches(compiled, at, owner));
+        matched := array(select analytics._cohort_matches(c.definition, at, owner));
         -- who satisfies the rule at `at` (matched), compared with who is a member (one full join, hashed, of the
         -- members read before the insert: probing the index the insert is writing cost 3 s for 676,000 entrants):
         -- members not matched exit, matched end users who are not members enter, in key order (the indexes are then

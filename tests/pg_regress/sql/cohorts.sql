@@ -214,6 +214,8 @@ select regress.attempt($$select * from analytics.trace_metrics('1 day', '2026-11
 select key from analytics.create_cohort('chatty', rule => '{"performed": {"operation_type": "chat"}, "at_least": 2}');
 select member_id, properties from analytics.cohort_members('chatty');
 select end_user_id from analytics.preview_cohort('{"property": "plan", "eq": "pro"}');
+-- the internal evaluator takes a rule, never SQL (it is callable through PostgREST like every function)
+select regress.attempt($$select analytics._cohort_matches('{"sql": "select pg_sleep(10)"}', now(), null)$$) as no_sql;
 -- forging Alice's id as the owner of a row is refused by row-level security
 select regress.attempt($$insert into analytics.user_cohorts (user_id, key, name) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'forged', 'x')$$, null, false) as forged_owner;
 select regress.attempt($$insert into analytics.end_user_profiles (user_id, end_user_id) values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'u1')$$, null, false) as forged_profile;
