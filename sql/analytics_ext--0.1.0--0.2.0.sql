@@ -8806,7 +8806,7 @@ end
 $$;
 
 -- ---- evaluation -------------------------------------------------------------------------------------------------
--- The end users a compiled rule selects at `at`. A set-returning function so that its query may run in parallel
+-- The end users a rule selects at `at`. A set-returning function so that its query may run in parallel
 -- workers even when the caller goes on to write (a statement that writes never runs in parallel): a behavioural rule
 -- groups millions of spans by end user, per partition, in parallel, in memory (the settings analytics.retention has,
 -- and why: sql/062_retention.sql). Over the 10M spans of bench/cohorts.sh: 14.5 s inside the writing statement,
