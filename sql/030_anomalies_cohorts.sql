@@ -102,3 +102,22 @@ CREATE INDEX user_cohort_members_user_idx ON analytics.user_cohort_members (user
 -- at most one open stay per member and cohort
 CREATE UNIQUE INDEX user_cohort_members_open_key ON analytics.user_cohort_members (user_id, cohort_id, member_id)
     WHERE exited_at IS NULL;
+
+-- End users' properties (analytics.identify_end_user, sql/060_end_users.sql); cohort rules test them.
+CREATE TABLE analytics.end_user_profiles (
+    user_id     uuid NOT NULL DEFAULT analytics.current_user_id(),
+    end_user_id text COLLATE "C" NOT NULL,
+    properties  jsonb NOT NULL DEFAULT '{}'::jsonb,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+
+    CONSTRAINT end_user_profiles_pkey PRIMARY KEY (user_id, end_user_id),
+    CONSTRAINT end_user_profiles_end_user_id_check CHECK (length(end_user_id) BETWEEN 1 AND 256),
+    CONSTRAINT end_user_profiles_properties_is_object CHECK (jsonb_typeof(properties) = 'object')
+);
+
+COMMENT ON TABLE analytics.end_user_profiles IS
+'Properties of an owner''s end users (the end_user_id of their spans), set by analytics.identify_end_user; cohort rules test them.';
+
+CREATE TRIGGER end_user_profiles_touch_updated_at BEFORE UPDATE ON analytics.end_user_profiles
+    FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();

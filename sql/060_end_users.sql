@@ -1,36 +1,8 @@
 -- End users: the people the owner's LLM application serves (Langfuse's userId, OpenTelemetry's enduser.id), as
 -- opposed to the owner (user_id, the account whose JWT calls us). Spans carry them in llm_traces.end_user_id (every
 -- ingest path sets it: ingest_spans' "end_user_id", record_span(end_user_id => ...), OTLP's enduser.id / user.id /
--- langfuse.user.id); their properties (plan, country, signup date...) live here, set by analytics.identify_end_user.
--- docs/cohorts.md.
-
-CREATE TABLE analytics.end_user_profiles (
-    user_id     uuid NOT NULL DEFAULT analytics.current_user_id(),
-    end_user_id text COLLATE "C" NOT NULL,
-    properties  jsonb NOT NULL DEFAULT '{}'::jsonb,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now(),
-
-    CONSTRAINT end_user_profiles_pkey PRIMARY KEY (user_id, end_user_id),
-    CONSTRAINT end_user_profiles_end_user_id_check CHECK (length(end_user_id) BETWEEN 1 AND 256),
-    CONSTRAINT end_user_profiles_properties_is_object CHECK (jsonb_typeof(properties) = 'object')
-);
-
-COMMENT ON TABLE analytics.end_user_profiles IS
-'Properties of an owner''s end users (the end_user_id of their spans), set by analytics.identify_end_user; cohort rules test them.';
-
-CREATE TRIGGER end_user_profiles_touch_updated_at BEFORE UPDATE ON analytics.end_user_profiles
-    FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
-
--- cached results are stale after the owner's writes, as for every data table (sql/041_cache.sql)
-CREATE TRIGGER end_user_profiles_cache_insert AFTER INSERT ON analytics.end_user_profiles REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
-CREATE TRIGGER end_user_profiles_cache_update AFTER UPDATE ON analytics.end_user_profiles
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
-CREATE TRIGGER end_user_profiles_cache_delete AFTER DELETE ON analytics.end_user_profiles REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
-CREATE TRIGGER end_user_profiles_cache_truncate AFTER TRUNCATE ON analytics.end_user_profiles
-    FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
+-- langfuse.user.id); their properties (plan, country, signup date...) live in analytics.end_user_profiles
+-- (sql/030_anomalies_cohorts.sql, beside the cohorts), set by analytics.identify_end_user. docs/cohorts.md.
 
 -- ---- identify_end_user -------------------------------------------------------------------------------------------
 CREATE FUNCTION analytics.identify_end_user(

@@ -63,6 +63,7 @@ declare
     seen text[] := array[self];
     frontier text[];
     next_keys text[];
+    refs text[];
     k text;
     d jsonb;
     path text;
@@ -94,10 +95,11 @@ begin
                 seen := seen || k;
                 select c.definition into d from analytics.user_cohorts c where c.user_id = owner and c.key = k;
                 continue when d is null;
-                if exists (select 1 from jsonb_array_elements(analytics._compile_cohort_rule(d)->'cohorts') x where x->>1 = self) then
+                refs := array(select x->>1 from jsonb_array_elements(analytics._compile_cohort_rule(d)->'cohorts') x);
+                if self = any(refs) then
                     raise exception '%: cohort "%" refers back to "%" (a cycle)', path, k, self using errcode = '22023';
                 end if;
-                next_keys := next_keys || array(select x->>1 from jsonb_array_elements(analytics._compile_cohort_rule(d)->'cohorts') x);
+                next_keys := next_keys || refs;
             end loop;
             frontier := next_keys;
         end loop;

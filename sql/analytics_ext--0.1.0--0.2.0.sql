@@ -8477,7 +8477,7 @@ COMMENT ON TABLE analytics.end_user_profiles IS
 CREATE TRIGGER end_user_profiles_touch_updated_at BEFORE UPDATE ON analytics.end_user_profiles
     FOR EACH ROW EXECUTE FUNCTION analytics.touch_updated_at();
 
--- cached results are stale after the owner's writes, as for every data table (sql/041_cache.sql)
+-- cached results are stale after the owner's writes, as for every data table (a fresh install: the loop of sql/041_cache.sql)
 CREATE TRIGGER end_user_profiles_cache_insert AFTER INSERT ON analytics.end_user_profiles REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
 CREATE TRIGGER end_user_profiles_cache_update AFTER UPDATE ON analytics.end_user_profiles
@@ -8487,7 +8487,7 @@ CREATE TRIGGER end_user_profiles_cache_delete AFTER DELETE ON analytics.end_user
 CREATE TRIGGER end_user_profiles_cache_truncate AFTER TRUNCATE ON analytics.end_user_profiles
     FOR EACH STATEMENT EXECUTE FUNCTION analytics._cache_note_writes();
 
--- ---- identify_end_user -------------------------------------------------------------------------------------------
+
 CREATE FUNCTION analytics.identify_end_user(
     end_user_id text,
     properties  jsonb   DEFAULT '{}'::jsonb,
@@ -8685,6 +8685,7 @@ declare
     seen text[] := array[self];
     frontier text[];
     next_keys text[];
+    refs text[];
     k text;
     d jsonb;
     path text;
@@ -8716,10 +8717,11 @@ begin
                 seen := seen || k;
                 select c.definition into d from analytics.user_cohorts c where c.user_id = owner and c.key = k;
                 continue when d is null;
-                if exists (select 1 from jsonb_array_elements(analytics._compile_cohort_rule(d)->'cohorts') x where x->>1 = self) then
+                refs := array(select x->>1 from jsonb_array_elements(analytics._compile_cohort_rule(d)->'cohorts') x);
+                if self = any(refs) then
                     raise exception '%: cohort "%" refers back to "%" (a cycle)', path, k, self using errcode = '22023';
                 end if;
-                next_keys := next_keys || array(select x->>1 from jsonb_array_elements(analytics._compile_cohort_rule(d)->'cohorts') x);
+                next_keys := next_keys || refs;
             end loop;
             frontier := next_keys;
         end loop;

@@ -157,10 +157,12 @@ impl EventFilter {
     /// filter selects for owner $1, with its literals appended to `params`. Alias `s` (spans) or `e` (events).
     pub fn source(&self, params: &mut Params) -> (&'static str, &'static str, &'static str, String) {
         match self {
-            EventFilter::Spans(filters) => {
+            EventFilter::Spans(_) => {
                 let mut w = String::from("s.user_id = $1 and s.end_user_id is not null");
-                for (column, value) in filters {
-                    w.push_str(&format!(" and s.{column} = {}", params.text(Value::String(value.clone()))));
+                let filters = self.filter_sql(params);
+                if !filters.is_empty() {
+                    w.push_str(" and ");
+                    w.push_str(&filters);
                 }
                 ("analytics.llm_traces s", "s.end_user_id", "s.start_time", w)
             }
