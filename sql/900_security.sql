@@ -114,7 +114,8 @@ BEGIN
     --  * retention policies and rate limits are a plan's limits (sql/012_retention.sql, sql/040_rate_limits.sql):
     --    owners read theirs, only the DBA or service_role writes them, and applying retention is a DBA's job (pg_cron)
     --  * the rate limiter's state is written by analytics.check_rate_limit only (SECURITY DEFINER): an owner who
-    --    could delete their own row would reset their limit
+    --    could delete their own row would reset their limit; its lock function would let a caller hold another
+    --    owner's lock
     --  * ingest failures are a log: the ingest functions insert the caller's, the owner reads and deletes them
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN
         REVOKE UPDATE ON analytics.ingest_failures FROM authenticated;
@@ -128,7 +129,7 @@ BEGIN
             analytics.maintain_span_partitions(text, integer, interval, timestamptz), analytics.span_partitions(),
             analytics._secure_span_partition(regclass), analytics._index_span_partition(regclass),
             analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_count(text, boolean),
-            analytics._cache_drain(), analytics._cache_pending() FROM authenticated;
+            analytics._cache_drain(), analytics._cache_pending(), analytics._rate_limit_lock(uuid, text, boolean) FROM authenticated;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
         REVOKE INSERT, UPDATE, DELETE ON analytics.ab_experiment_unit_totals, analytics.ab_experiment_unit_counts,
@@ -141,7 +142,7 @@ BEGIN
             analytics.maintain_span_partitions(text, integer, interval, timestamptz), analytics.span_partitions(),
             analytics._secure_span_partition(regclass), analytics._index_span_partition(regclass),
             analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_count(text, boolean),
-            analytics._cache_drain(), analytics._cache_pending() FROM service_role;
+            analytics._cache_drain(), analytics._cache_pending(), analytics._rate_limit_lock(uuid, text, boolean) FROM service_role;
     END IF;
 END
 $grants$;

@@ -116,7 +116,7 @@ CREATE UNLOGGED TABLE analytics.rate_limit_state (
     per           interval,
     rules_version bigint NOT NULL,
     PRIMARY KEY (user_id, action)
-);
+) WITH (fillfactor = 50);
 COMMENT ON TABLE analytics.rate_limit_state IS
 'Per owner and action, the times of the calls admitted within the current window, oldest first, and the limit that applied (max_calls per per, copied from analytics.rate_limits at rules_version); kept by analytics.check_rate_limit(). UNLOGGED: emptied by a crash, which resets the limits and loses no data. Owners read their own; nobody but the limiter writes it.';
 
@@ -195,6 +195,15 @@ AS 'MODULE_PATHNAME', 'clock_wrapper';
 COMMENT ON FUNCTION analytics._clock(text) IS
 'clock_timestamp(), or the time in the given setting (analytics.rate_limit_clock, analytics.cache_clock) when the session''s login role is a superuser (tests). Internal.';
 
+-- The start of an admission, in Rust (src/rate_limits.rs): the lock of the owner's window for the action, then the
+-- clock; NULL unless always or an API caller in a transaction that can record the call. Not for API roles (it would
+-- let one hold another owner's lock): analytics.check_rate_limit (SECURITY DEFINER) calls it.
+CREATE FUNCTION analytics._rate_limit_lock(owner uuid, action text, always boolean) RETURNS timestamptz
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'rate_limit_lock_wrapper';
+COMMENT ON FUNCTION analytics._rate_limit_lock(uuid, text, boolean) IS
+'Takes the transaction-level advisory lock (1634628204, hashtext(owner::text || action)) of an owner''s rate-limit window and then reads the limiter''s clock (analytics._clock(''analytics.rate_limit_clock'')); with always = false it does neither and answers NULL in a READ ONLY transaction or for a superuser or BYPASSRLS role. Internal: called by analytics.check_rate_limit.';
+
 -- Whether the role a call runs as sees every owner's rows (superuser, BYPASSRLS: service_role, a DBA's job): exempt
 -- from rate limits, not cached, sees every owner's cache statistics. Inside a SECURITY DEFINER function current_user
 -- is its owner, while the setting role is what PostgREST's SET LOCAL ROLE (or a psql SET ROLE) chose: Postgres's
@@ -258,8 +267,9 @@ SET search_path = ''
 AS $$
 declare
     owner uuid := analytics.current_user_id();
-    read_only boolean := pg_catalog.current_setting('transaction_read_only')::boolean;
+    read_only boolean;
     privileged boolean;
+    answer jsonb;
     ver bigint;
     lim_max integer;
     lim_per interval;
@@ -278,33 +288,35 @@ begin
     if check_rate_limit.action is null then
         raise exception 'action: is required' using errcode = '22004';
     end if;
-    privileged := analytics._caller_is_privileged();
-    if owner is not null and not read_only and not privileged then
-        -- one admission at a time per owner and action, until the caller's transaction ends: a concurrent call counts
-        -- this one once it commits (or not at all if it rolls back). Every writer of the owner's window takes this
-        -- lock first, so nothing below waits once it is held, and the time of the call is read after it.
-        perform pg_catalog.pg_advisory_xact_lock(1634628204, pg_catalog.hashtext(owner::text || check_rate_limit.action));
-        t := analytics._clock('analytics.rate_limit_clock');
-        -- the common case, an API caller who has called before (a role that is neither superuser nor BYPASSRLS is
-        -- never exempt): one statement checks the window against the limit copied into it (still the current
-        -- version of the limits) and records the call
+    -- the common case, an API caller who has called before (a role that is neither superuser nor BYPASSRLS is
+    -- never exempt) in a transaction that can record the call: _rate_limit_lock takes the owner's lock for the
+    -- action (one admission at a time per owner and action, until the caller's transaction ends: a concurrent call
+    -- counts this one once it commits, or not at all if it rolls back; every writer of the window takes this lock
+    -- first, so nothing below waits once it is held) and then reads the clock; it answers NULL for any other caller.
+    -- One statement then checks the window against the limit copied into it (still the current version of the
+    -- limits), records the call and builds the answer.
+    t := analytics._rate_limit_lock(owner, check_rate_limit.action, false);
+    if t is not null then
         update analytics.rate_limit_state s
         set admitted = analytics._rate_window_admit(s.admitted, t, s.per)
         where s.user_id = owner and s.action = check_rate_limit.action
           and s.rules_version = (select v.version from analytics.rate_limit_rules_version v)
           and analytics._rate_window_room(s.admitted, t, s.per, s.max_calls)
-        returning s.admitted, s.max_calls, s.per into adm, lim_max, lim_per;
+        returning jsonb_build_object('action', s.action, 'limited', true, 'limit', s.max_calls,
+            'window_seconds', pg_catalog.date_part('epoch', s.per), 'remaining', s.max_calls - cardinality(s.admitted),
+            'reset_seconds', ceil(pg_catalog.date_part('epoch', s.per)
+                                  - pg_catalog.date_part('epoch', s.admitted[cardinality(s.admitted)] - s.admitted[1]))::integer)
+        into answer;
         if found then
             info := pg_catalog.set_config('analytics.rate_limit_admitted', check_rate_limit.action, true);
-            window_s := pg_catalog.date_part('epoch', lim_per);
-            return jsonb_build_object('action', check_rate_limit.action, 'limited', true, 'limit', lim_max,
-                'window_seconds', window_s, 'remaining', lim_max - cardinality(adm),
-                'reset_seconds', ceil(window_s - pg_catalog.date_part('epoch', adm[cardinality(adm)] - adm[1]))::integer);
+            return answer;
         end if;
     end if;
 
     -- everything else: a first call, a changed limit, a full window (refused below), no limit, a privileged or
     -- READ ONLY caller. The version first, then the limit: a limit changed in between is read again next time.
+    read_only := pg_catalog.current_setting('transaction_read_only')::boolean;
+    privileged := analytics._caller_is_privileged();
     select v.version into ver from analytics.rate_limit_rules_version v;
     select r.max_calls, r.per, r.exempt, r.defined into lim_max, lim_per, lim_exempt, defined
     from analytics._rate_limit_for(check_rate_limit.action, owner) r;
@@ -324,8 +336,7 @@ begin
         t := analytics._clock('analytics.rate_limit_clock');
     elsif privileged then
         -- a privileged role that a limit does not exempt (exempt_privileged = false): the lock and clock of above
-        perform pg_catalog.pg_advisory_xact_lock(1634628204, pg_catalog.hashtext(owner::text || check_rate_limit.action));
-        t := analytics._clock('analytics.rate_limit_clock');
+        t := analytics._rate_limit_lock(owner, check_rate_limit.action, true);
     end if;
     select s.admitted into adm from analytics.rate_limit_state s
     where s.user_id = owner and s.action = check_rate_limit.action;
@@ -663,7 +674,7 @@ CREATE POLICY rate_limit_state_delete_own ON analytics.rate_limit_state FOR DELE
 SELECT pg_catalog.pg_extension_config_dump('analytics.rate_limits'::regclass, '');
 REVOKE ALL ON analytics.rate_limits, analytics.rate_limit_state, analytics.rate_limit_rules_version FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION analytics._builtin_rate_limits(), analytics._clock(text), analytics._caller_is_privileged(), analytics._window_text(interval),
-    analytics._rate_limit_rule(text, uuid), analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text),
+    analytics._rate_limit_lock(uuid, text, boolean), analytics._rate_limit_rule(text, uuid), analytics._rate_limit_for(text, uuid), analytics.check_rate_limit(text),
     analytics.rate_limit_status(), analytics._rate_limits_changed(),
     analytics._rate_window_room(timestamptz[], timestamptz, interval, integer),
     analytics._rate_window_admit(timestamptz[], timestamptz, interval),

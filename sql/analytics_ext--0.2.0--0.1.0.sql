@@ -4158,6 +4158,7 @@ $grants$;
 DROP FUNCTION analytics.rate_limit_status();
 DROP FUNCTION analytics.check_rate_limit(text);
 DROP FUNCTION analytics._rate_limit_for(text, uuid);
+DROP FUNCTION analytics._rate_limit_lock(uuid, text, boolean);
 DROP FUNCTION analytics._rate_limit_rule(text, uuid);
 DROP FUNCTION analytics._window_text(interval);
 DROP FUNCTION analytics._caller_is_privileged();

@@ -87,3 +87,36 @@ pub fn rate_window_reset(
     let used = rate_window::used(&times, t.into_inner(), per);
     (used > 0).then(|| timestamp(times[times.len() - used].saturating_add(per)))
 }
+
+unsafe extern "C-unwind" {
+    /// Postgres's `hashtext(text)` as a `PGFunction` (pgrx binds it as a Rust function, which
+    /// `DirectFunctionCall1Coll` does not take); called with a collation, which hashing text needs.
+    fn hashtext(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum;
+}
+
+/// `analytics._rate_limit_lock(owner uuid, action text, always boolean) timestamptz`: the start of an admission.
+/// Takes the transaction-level advisory lock of the owner's window for the action — every writer of that window
+/// takes it first, so one admission at a time per owner and action, and a concurrent call counts this one once it
+/// commits (or not at all if it rolls back) — and then reads the clock (`analytics._clock('analytics.rate_limit_clock')`),
+/// so the time of the call is never earlier than the admission it waited for. With `always` false it does neither
+/// and answers NULL unless the caller is an API caller whose call can be recorded: a READ ONLY transaction only
+/// checks, and a superuser or BYPASSRLS role takes the lookup of its limit (it may be exempt). One call from
+/// `analytics.check_rate_limit` instead of three expressions (the role check, the lock, the clock): each PL/pgSQL
+/// expression is set up again in every transaction. The lock key is `(1634628204, hashtext(owner::text || action))`,
+/// what `pg_advisory_xact_lock(1634628204, pg_catalog.hashtext(owner::text || action))` takes.
+#[pg_extern(volatile, strict, sql = false)]
+pub fn rate_limit_lock(owner: pgrx::Uuid, action: &str, always: bool) -> Option<TimestampWithTimeZone> {
+    if !always && (unsafe { pg_sys::XactReadOnly } || crate::identity::caller_is_privileged()) {
+        return None;
+    }
+    let key = format!("{owner}{action}").into_datum().expect("text is never NULL");
+    unsafe {
+        // (hashes the bytes under any deterministic collation: "C" is one)
+        let hash = pg_sys::DirectFunctionCall1Coll(Some(hashtext), pg_sys::C_COLLATION_OID, key);
+        pgrx::fcinfo::direct_function_call_as_datum(
+            pg_sys::pg_advisory_xact_lock_int4,
+            &[Some(pg_sys::Datum::from(1634628204i32)), Some(hash)],
+        );
+    }
+    Some(crate::identity::clock("analytics.rate_limit_clock"))
+}

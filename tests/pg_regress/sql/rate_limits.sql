@@ -113,6 +113,8 @@ select regress.attempt($$delete from analytics.rate_limit_state$$) as reset_wind
 -- nor the version of the limits (a stale version sends her calls to the lookup; an API role has no privilege on it)
 select regress.attempt($$select version from analytics.rate_limit_rules_version$$) as read_version,
        regress.attempt($$update analytics.rate_limit_rules_version set version = version + 1$$) as raise_version;
+-- nor hold another user's lock (which would make their calls wait until her transaction ends)
+select regress.attempt($$select analytics._rate_limit_lock('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'ingest', true)$$) as hold_lock;
 reset role;
 insert into analytics.rate_limits (user_id, action, max_calls, per) values (:B, 'ingest', 5, '1 second'), (null, 'export_csv', 2, '1 hour');
 set role authenticated;
