@@ -89,7 +89,9 @@ select regress.attempt($$insert into analytics.budgets (key, amount_usd, period)
        regress.attempt($$insert into analytics.budgets (key, amount_usd) values ('Bad Key', 1)$$) as key;
 -- December 1st: the spans above (10:00); status at 12:00 on that day (a budget's model matches the model as stored:
 -- 'openai/gpt-4o-mini' is not gpt-4o*)
-select budget_key, period_start, period_end, spent_usd, remaining_usd, round(used_percent::numeric, 2) as used_percent,
+-- (sums of double precision: rounded, their last bits depend on the order the rows are added in)
+select budget_key, period_start, period_end, round(spent_usd::numeric, 12) as spent_usd,
+       round(remaining_usd::numeric, 12) as remaining_usd, round(used_percent::numeric, 2) as used_percent,
        round(projected_usd::numeric, 4) as projected_usd, exceeded, thresholds_crossed
 from analytics.budget_status('2026-12-01 12:00+00');
 -- the gpt-4o* day budget crossed 80 %: one alert, once
