@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # What the rate limiter adds to the calls it guards. One client (pgbench), one call per transaction as PostgREST
-# runs it (role authenticated, JWT claims), the test clock advancing 0.6 s per call so that every call finds the
-# window of the built-in limit (100 per minute) full of earlier calls, as a client at the limit does, and is
-# admitted. Each call is measured twice in the same run, alternating, in 20 short rounds (medians, and the spread of
-# the round-by-round difference):
-#   with the limiter     analytics.ingest_spans(...)  = check_rate_limit('ingest') + analytics._ingest_spans(...)
-#   without it           analytics._ingest_spans(...) with the admission set by hand (what the function does after
-#                        the limiter; an API caller cannot set it, a benchmark can)
-# for one span (what record_span stores) and for 1,000 spans; and record_span itself, for reference. The limiter's
-# own cost does not depend on the batch (it never reads the spans), so it is also measured alone, with many more
-# calls than a 1,000-span call allows: the same transaction (role, claims, an xid) with and without
-# check_rate_limit('ingest'), and set against the 1,000-span call. The limiter before its one-statement admission
-# (commit efe19d1: a lookup of the limit joined to a locked read of the window, then an UPDATE) is recreated as
-# bench_before.check_rate_limit and measured alike, the baseline of the same run.
+# runs it (role authenticated, JWT claims), the test clock advancing 0.6 s per transaction id so that every call
+# finds the window of the built-in limit (100 per minute) full of earlier calls, as a client at the limit does, and
+# is admitted. The calls compared run interleaved in the same pgbench run (each transaction picks one of the
+# scripts at random), so whatever drifts under the run (the table growing, autovacuum, the machine) falls on all of
+# them alike; 6 rounds, each reporting pgbench's mean latency per script:
+#   record_span            analytics.record_span(...): a new span per call, limiter included
+#   without the limiter    bench_bare.record_span: the same functions (copied from the installed ones by
+#                          pg_get_functiondef) with ingest_spans' check_rate_limit call replaced by setting the
+#                          admission by hand (what an API caller cannot do, a benchmark can)
+#   with the efe19d1 one   bench_before.record_span: the same copy calling the limiter as it was at efe19d1 (a
+#                          lookup of the limit joined to a locked read of the window, then an UPDATE), the baseline
+# likewise ingest_spans of 1,000 spans with and without the limiter; and the limiter alone, in the shape record_span
+# runs it (a PERFORM in a PL/pgSQL function, its plan cached) against the same function without it.
 set -euo pipefail
 db=$1
 dir=$(mktemp -d)
@@ -146,31 +146,76 @@ end
 $$;
 grant execute on function bench_before.check_rate_limit(text) to authenticated;
 SQL
+# copies of ingest_spans and record_span without the limiter (bench_bare) and with the efe19d1 limiter
+# (bench_before), from the installed definitions: what differs is the one line that calls the limiter
+psql -X -q -v ON_ERROR_STOP=1 -d "$db" <<'SQL'
+create schema bench_bare;
+grant usage on schema bench_bare to authenticated;
+do $copy$
+declare
+    ingest text := pg_get_functiondef('analytics.ingest_spans(jsonb)'::regprocedure);
+    record text := pg_get_functiondef('analytics.record_span'::regproc);
+    limiter constant text := $l$perform analytics.check_rate_limit('ingest', answer => false);$l$;
+    s text;
+begin
+    if position(limiter in ingest) = 0 or position('analytics.ingest_spans(' in record) = 0 then
+        raise exception 'bench/rate_limits.sh: ingest_spans or record_span no longer has the line this benchmark replaces';
+    end if;
+    foreach s in array array['bench_bare', 'bench_before'] loop
+        execute replace(replace(ingest, 'FUNCTION analytics.ingest_spans(', format('FUNCTION %s.ingest_spans(', s)),
+                        limiter, case s when 'bench_bare'
+                                   then $l$perform pg_catalog.set_config('analytics.rate_limit_admitted', 'ingest', true);$l$
+                                   else $l$perform bench_before.check_rate_limit('ingest');$l$ end);
+        execute replace(replace(record, 'FUNCTION analytics.record_span(', format('FUNCTION %s.record_span(', s)),
+                        'analytics.ingest_spans(', format('%s.ingest_spans(', s));
+    end loop;
+end
+$copy$;
+-- the limiter alone, as record_span's ingest_spans runs it: a PERFORM in PL/pgSQL (its plan cached)
+create function bench_bare.limiter() returns integer language plpgsql as
+$f$ begin perform analytics.check_rate_limit('ingest', answer => false); return 1; end $f$;
+create function bench_before.limiter() returns integer language plpgsql as
+$f$ begin perform bench_before.check_rate_limit('ingest'); return 1; end $f$;
+create function bench_bare.no_limiter() returns integer language plpgsql as
+$f$ begin return 1; end $f$;
+grant execute on all functions in schema bench_bare, bench_before to authenticated;
+SQL
 cat > "$dir/prelude" <<'SQL'
 begin;
 set local role authenticated;
 select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-0000-4000-8000-000000000000","role":"authenticated"}', true);
 select set_config('analytics.rate_limit_clock', (timestamptz '2026-11-20 00:00+00' + txid_current() * interval '0.6 s')::text, true);
 SQL
-one='[{"trace_id":"one","span_id":"s","name":"step","start_time":"2026-11-20T09:00:00Z"}]'
-admit="select set_config('analytics.rate_limit_admitted', 'ingest', true);"
-{ cat "$dir/prelude"; echo "select analytics.ingest_spans('$one');"; echo "commit;"; } > "$dir/one_limited.sql"
-{ cat "$dir/prelude"; echo "$admit"; echo "select analytics._ingest_spans('$one');"; echo "commit;"; } > "$dir/one_bare.sql"
-{ cat "$dir/prelude"; echo "select analytics.ingest_spans(j) from payload;"; echo "commit;"; } > "$dir/bulk_limited.sql"
-{ cat "$dir/prelude"; echo "$admit"; echo "select analytics._ingest_spans(j) from payload;"; echo "commit;"; } > "$dir/bulk_bare.sql"
-{ cat "$dir/prelude"; echo "select analytics.record_span('one', 's', 'step', '2026-11-20 09:00+00');"; echo "commit;"; } > "$dir/record_span.sql"
-{ cat "$dir/prelude"; echo "select txid_current();"; echo "select analytics.check_rate_limit('ingest');"; echo "commit;"; } > "$dir/check.sql"
-{ cat "$dir/prelude"; echo "select txid_current();"; echo "select null::jsonb;"; echo "commit;"; } > "$dir/nocheck.sql"
-{ cat "$dir/prelude"; echo "select txid_current();"; echo "select bench_before.check_rate_limit('ingest');"; echo "commit;"; } > "$dir/check_before.sql"
-lat() { pgbench -n -c 1 -t "$2" -f "$dir/$1.sql" "$db" 2>&1 | awk '/^latency average/ {print $4}'; }
-# many short rounds, alternating which goes first, so that what changes under the runs (the re-sent spans are
-# updates; autovacuum comes and goes) falls on both sides alike
-for round in $(seq 1 20); do
-    if [ $((round % 2)) = 1 ]; then order="limited bare"; checks="check nocheck check_before"; else order="bare limited"; checks="check_before nocheck check"; fi
-    for o in $order; do echo "one_$o $(lat one_$o 1000)" >> "$dir/runs"; done
-    echo "record_span $(lat record_span 1000)" >> "$dir/runs"
-    for o in $order; do echo "bulk_$o $(lat bulk_$o 12)" >> "$dir/runs"; done
-    for c in $checks; do echo "$c $(lat $c 3000)" >> "$dir/runs"; done
+script() { { cat "$dir/prelude"; echo "$2"; echo "commit;"; } > "$dir/$1.sql"; }
+span="'t' || txid_current(), 's', 'step', '2026-11-20 09:00+00'"
+script rs_limited "select analytics.record_span($span);"
+script rs_bare "select bench_bare.record_span($span);"
+script rs_before "select bench_before.record_span($span);"
+script bulk_limited "select analytics.ingest_spans(j) from payload;"
+script bulk_bare "select bench_bare.ingest_spans(j) from payload;"
+script alone_limited "select bench_bare.limiter();"
+script alone_bare "select bench_bare.no_limiter();"
+script alone_before "select bench_before.limiter();"
+# interleaved: one pgbench run, the scripts picked at random per transaction; mean latency per script
+run() {
+    local secs=$1; shift
+    local args=()
+    for s in "$@"; do args+=(-f "$dir/$s.sql@1"); done
+    pgbench -n -c 1 -T "$secs" "${args[@]}" "$db" 2>&1 | awk -v names="$*" '
+        BEGIN { n = split(names, name, " ") }
+        /^SQL script [0-9]+:/ { k = $3 + 0 }
+        /^ - latency average/ { print name[k], $5 }'
+}
+# the window row made by the current limiter first (the efe19d1 one predates its limit columns and cannot create it),
+# and the 1,000 spans stored and the table analysed, so that every bulk call of the rounds is a re-send (the first
+# call of an unanalysed table is planned for an empty one: one such call skewed a whole round)
+pgbench -n -c 1 -t 1 -f "$dir/rs_limited.sql" "$db" > /dev/null
+pgbench -n -c 1 -t 1 -f "$dir/bulk_limited.sql" "$db" > /dev/null
+psql -X -q -d "$db" -c 'analyze analytics.llm_traces'
+for round in $(seq 1 "${ROUNDS:-6}"); do
+    run ${RS_SECS:-30} rs_limited rs_bare rs_before >> "$dir/runs"
+    run 8 bulk_limited bulk_bare >> "$dir/runs"
+    run 10 alone_limited alone_bare alone_before >> "$dir/runs"
 done
 python3 - "$dir/runs" <<'PY'
 import statistics, sys
@@ -179,26 +224,24 @@ for line in open(sys.argv[1]):
     k, v = line.split()
     runs.setdefault(k, []).append(float(v))
 m = {k: statistics.median(v) for k, v in runs.items()}
-def spread(a, b):
-    d = sorted(1000 * (x - y) for x, y in zip(runs[a], runs[b]))
-    return d[0], d[len(d) // 4], statistics.median(d), d[(3 * len(d)) // 4], d[-1]
-print(" call (one per transaction, 20 rounds)     | with limiter ms | without ms | limiter adds (median of the rounds' differences)")
-print("-------------------------------------------+-----------------+------------+--------------------------------------------------")
-for k, label in (("one", "ingest_spans, 1 span"), ("bulk", "ingest_spans, 1,000 spans")):
-    w, wo = m[k + "_limited"], m[k + "_bare"]
-    lo, q1, med, q3, hi = spread(k + "_limited", k + "_bare")
-    print(f" {label:<41} | {w:15.3f} | {wo:10.3f} | {med:6.0f} us = {100 * med / 1000 / wo:5.1f}%"
-          f" (middle half {q1:.0f}..{q3:.0f} us, all {lo:.0f}..{hi:.0f})")
-print(f" {'record_span (1 span, limiter included)':<41} | {m['record_span']:15.3f} |            |")
-lo, q1, med, q3, hi = spread("check", "nocheck")
-bulk = m["bulk_bare"]
+def diffs(a, b):
+    return [1000 * (x - y) for x, y in zip(runs[a], runs[b])]
+def row(label, a, b):
+    d = diffs(a, b)
+    pct = [100 * x / 1000 / y for x, y in zip(d, runs[b])]
+    print(f" {label:<38} | {m[b]:10.3f} | {statistics.median(d):6.0f} us = {statistics.median(pct):4.1f}%"
+          f" | {', '.join(f'{x:.0f}' for x in d)} us ({', '.join(f'{x:.1f}' for x in pct)}%)")
+print(" call (one per transaction, interleaved) | without ms | limiter adds (median of the rounds) | round by round")
+print("-----------------------------------------+------------+-----------------------------------+---------------")
+row("record_span, 1 span", "rs_limited", "rs_bare")
+row("record_span, efe19d1 limiter", "rs_before", "rs_bare")
+row("ingest_spans, 1,000 spans", "bulk_limited", "bulk_bare")
+alone = statistics.median(diffs("alone_limited", "alone_bare"))
+before = statistics.median(diffs("alone_before", "alone_bare"))
 print()
-print(f" the limiter alone (check_rate_limit in a transaction against the same transaction without it, 20 x 3,000 calls):"
-      f" {med:.0f} us (middle half {q1:.0f}..{q3:.0f} us, all {lo:.0f}..{hi:.0f})")
-print(f"   = {100 * med / 1000 / m['one_bare']:.1f}% of a 1-span ingest_spans ({m['one_bare']:.3f} ms),"
-      f" {100 * med / 1000 / bulk:.2f}% of a 1,000-span ingest_spans ({bulk:.1f} ms),"
-      f" {100 * med / 1000 / (m['record_span'] - med / 1000):.1f}% of a record_span call without it"
-      f" ({m['record_span'] - med / 1000:.3f} ms: record_span {m['record_span']:.3f} ms less the limiter)")
-lo, q1, bmed, q3, hi = spread("check_before", "nocheck")
-print(f" the limiter before (efe19d1), measured alike: {bmed:.0f} us (middle half {q1:.0f}..{q3:.0f} us, all {lo:.0f}..{hi:.0f})")
+print(f" the limiter alone (a PERFORM in PL/pgSQL, as in ingest_spans): {alone:.0f} us"
+      f" (rounds: {', '.join(f'{x:.0f}' for x in diffs('alone_limited', 'alone_bare'))});"
+      f" the efe19d1 limiter: {before:.0f} us")
+print(f"   = {100 * alone / 1000 / m['rs_bare']:.1f}% of record_span without it ({m['rs_bare']:.3f} ms),"
+      f" {100 * alone / 1000 / m['bulk_bare']:.2f}% of a 1,000-span ingest_spans ({m['bulk_bare']:.1f} ms)")
 PY

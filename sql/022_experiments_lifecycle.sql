@@ -139,7 +139,7 @@ begin
     if analytics.current_user_id() is null then
         raise exception 'no user: call with a JWT whose claims have a sub (request.jwt.claims)' using errcode = '42501';
     end if;
-    perform analytics.check_rate_limit('create_experiment');
+    perform analytics.check_rate_limit('create_experiment', answer => false);
     if hash_version not in (1, 2) then
         raise exception 'hash_version: must be 1 or 2, got %', hash_version using errcode = '22023';
     end if;

@@ -100,7 +100,7 @@ begin
         raise exception 'user_id: no caller identity (request.jwt.claims has no sub); pass user_id => the owner whose traces to check'
             using errcode = '42501';
     end if;
-    perform analytics.check_rate_limit('run_anomaly_detection');
+    perform analytics.check_rate_limit('run_anomaly_detection', answer => false);
     col := case metric
         when 'request_count' then 'request_count' when 'error_count' then 'error_count' when 'error_rate' then 'error_rate'
         when 'latency_p50' then 'latency_p50_ms' when 'latency_p90' then 'latency_p90_ms'

@@ -189,7 +189,7 @@ $$;
 COMMENT ON FUNCTION analytics._rate_limit_for(text, uuid) IS
 'The rate limit of an action for an owner (their row, else the default row, else the built-in default; defined = false when none) and whether the calling role is exempt from it. Internal.';
 
-CREATE FUNCTION analytics.check_rate_limit(action text) RETURNS jsonb
+CREATE FUNCTION analytics.check_rate_limit(action text, answer boolean DEFAULT true) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
 AS $$
@@ -197,11 +197,11 @@ declare
     owner uuid := analytics.current_user_id();
     read_only boolean;
     privileged boolean;
-    answer jsonb;
+    result jsonb;
     ver bigint;
     lim_max integer;
     lim_per interval;
-    lim_exempt boolean := false;
+    lim_exempt boolean;
     defined boolean;
     adm timestamptz[];
     used integer;
@@ -213,16 +213,14 @@ declare
     msg text;
     hnt text;
 begin
-    if check_rate_limit.action is null then
-        raise exception 'action: is required' using errcode = '22004';
-    end if;
     -- the common case, an API caller who has called before (a role that is neither superuser nor BYPASSRLS is
     -- never exempt) in a transaction that can record the call: _rate_limit_lock takes the owner's lock for the
     -- action (one admission at a time per owner and action, until the caller's transaction ends: a concurrent call
     -- counts this one once it commits, or not at all if it rolls back; every writer of the window takes this lock
-    -- first, so nothing below waits once it is held) and then reads the clock; it answers NULL for any other caller.
-    -- One statement then checks the window against the limit copied into it (still the current version of the
-    -- limits), records the call and builds the answer.
+    -- first, so nothing below waits once it is held) and then reads the clock; it answers NULL for any other caller
+    -- (and, being STRICT, for a NULL action). One statement then checks the window against the limit copied into it
+    -- (still the current version of the limits), records the call and builds the answer unless the caller wants
+    -- none (our writing functions: answer => false).
     t := analytics._rate_limit_lock(owner, check_rate_limit.action, false);
     if t is not null then
         update analytics.rate_limit_state s
@@ -230,19 +228,24 @@ begin
         where s.user_id = owner and s.action = check_rate_limit.action
           and s.rules_version = (select v.version from analytics.rate_limit_rules_version v)
           and analytics._rate_window_room(s.admitted, t, s.per, s.max_calls)
-        returning jsonb_build_object('action', s.action, 'limited', true, 'limit', s.max_calls,
-            'window_seconds', pg_catalog.date_part('epoch', s.per), 'remaining', s.max_calls - cardinality(s.admitted),
+        returning case when check_rate_limit.answer then jsonb_build_object('action', s.action, 'limited', true,
+            'limit', s.max_calls, 'window_seconds', pg_catalog.date_part('epoch', s.per),
+            'remaining', s.max_calls - cardinality(s.admitted),
             'reset_seconds', ceil(pg_catalog.date_part('epoch', s.per)
                                   - pg_catalog.date_part('epoch', s.admitted[cardinality(s.admitted)] - s.admitted[1]))::integer)
-        into answer;
+            end
+        into result;
         if found then
             info := pg_catalog.set_config('analytics.rate_limit_admitted', check_rate_limit.action, true);
-            return answer;
+            return result;
         end if;
     end if;
 
     -- everything else: a first call, a changed limit, a full window (refused below), no limit, a privileged or
     -- READ ONLY caller. The version first, then the limit: a limit changed in between is read again next time.
+    if check_rate_limit.action is null then
+        raise exception 'action: is required' using errcode = '22004';
+    end if;
     read_only := pg_catalog.current_setting('transaction_read_only')::boolean;
     privileged := analytics._caller_is_privileged();
     select v.version into ver from analytics.rate_limit_rules_version v;
@@ -256,7 +259,7 @@ begin
     info := pg_catalog.set_config('analytics.rate_limit_admitted', check_rate_limit.action, true);
     -- not limited: no owner to count against (a DBA's session, a back end without a user), an exempt role, no limit
     if owner is null or lim_exempt or lim_max is null then
-        return jsonb_build_object('action', check_rate_limit.action, 'limited', false);
+        return case when check_rate_limit.answer then jsonb_build_object('action', check_rate_limit.action, 'limited', false) end;
     end if;
 
     if read_only then
@@ -304,15 +307,18 @@ begin
             rules_version = excluded.rules_version;
         used := cardinality(adm);
     end if;
+    if check_rate_limit.answer is not true then
+        return null;
+    end if;
     return jsonb_build_object('action', check_rate_limit.action, 'limited', true, 'limit', lim_max,
         'window_seconds', window_s, 'remaining', lim_max - used,
         'reset_seconds', ceil(coalesce(pg_catalog.date_part('epoch',
             analytics._rate_window_reset(adm, t, lim_per) - greatest(t, adm[cardinality(adm)])), window_s))::integer);
 end
 $$;
-COMMENT ON FUNCTION analytics.check_rate_limit(text) IS
+COMMENT ON FUNCTION analytics.check_rate_limit(text, boolean) IS
 $$Admits one call of an action for the caller (the JWT's sub) under its rate limit (analytics.rate_limits, else the built-in default), or rejects it: RAISE SQLSTATE 'PGRST' that PostgREST (>= 12) answers with HTTP 429 and the headers Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy; the body's details (JSON text) has action, limit, window, window_seconds, remaining and retry_after_seconds. With the setting analytics.rate_limit_sqlstate = 'PT429' it raises SQLSTATE PT429 (PostgREST < 12: status 429, no headers). Exact sliding window: never more than max_calls admitted in any window of length per. A rejection rolls back the transaction, so it consumes nothing. Not limited: callers without a sub, superusers and service_role (unless the limit says exempt_privileged = false). In a READ ONLY transaction it only checks. An action without any limit raises P0002.
-Returns {"action", "limited", "limit", "window_seconds", "remaining", "reset_seconds"}. ingest_spans, ingest_otlp, record_span, create_experiment and run_anomaly_detection call it; a Supabase project may call it from its own db_pre_request function for actions of its own.
+Returns {"action", "limited", "limit", "window_seconds", "remaining", "reset_seconds"}; with answer => false (or NULL) it returns NULL and skips building the answer (what ingest_spans, ingest_otlp, record_span, create_experiment and run_anomaly_detection do). A Supabase project may call it from its own db_pre_request function for actions of its own.
 Example: select analytics.check_rate_limit('ingest');$$;
 
 CREATE FUNCTION analytics.rate_limit_status()
@@ -361,7 +367,7 @@ AS $$
 declare
     result jsonb;
 begin
-    perform analytics.check_rate_limit('ingest');
+    perform analytics.check_rate_limit('ingest', answer => false);
     result := analytics._ingest_spans(spans);
     if result ? 'error' then
         -- refused by validation, nothing stored: recorded and answered (sql/042_ingest_failures.sql)
@@ -379,7 +385,7 @@ AS $$
 declare
     result jsonb;
 begin
-    perform analytics.check_rate_limit('ingest');
+    perform analytics.check_rate_limit('ingest', answer => false);
     result := analytics._ingest_otlp(payload);
     if result ? 'error' then
         -- refused by validation, nothing stored: recorded and answered (sql/042_ingest_failures.sql)

@@ -94,7 +94,7 @@ BEGIN
             analytics.detect_series_anomalies(timestamptz[], double precision[], text, jsonb, interval),
             analytics.builtin_model_prices() TO anon;
         -- a project's db_pre_request function runs for anonymous requests too (they are never limited: no sub)
-        GRANT EXECUTE ON FUNCTION analytics.check_rate_limit(text) TO anon;
+        GRANT EXECUTE ON FUNCTION analytics.check_rate_limit(text, boolean) TO anon;
     END IF;
     -- authenticated: everything, confined to its own rows by the policies above.
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'authenticated') THEN

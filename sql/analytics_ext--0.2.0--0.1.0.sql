@@ -4,6 +4,10 @@
 --
 \echo Use "ALTER EXTENSION analytics_ext UPDATE TO '0.1.0'" to load this file. \quit
 
+-- ---- The identity functions' SET clause, back
+ALTER FUNCTION analytics.current_user_id() SET search_path = '';
+ALTER FUNCTION analytics.current_role_claim() SET search_path = '';
+
 -- ---- End users, cohorts and retention, undone (sql/060-062; the end user column, profiles and membership history):
 -- refused while 0.1.0 would have no place for what is stored.
 
@@ -4156,7 +4160,7 @@ BEGIN
 END
 $grants$;
 DROP FUNCTION analytics.rate_limit_status();
-DROP FUNCTION analytics.check_rate_limit(text);
+DROP FUNCTION analytics.check_rate_limit(text, boolean);
 DROP FUNCTION analytics._rate_limit_for(text, uuid);
 DROP FUNCTION analytics._rate_limit_lock(uuid, text, boolean);
 DROP FUNCTION analytics._rate_limit_rule(text, uuid);

@@ -10,8 +10,8 @@
 //! `SET search_path` clause cannot be inlined, so Postgres parsed and planned its body again in every query
 //! (about 40 us, measured), which on small API queries was most of the cost of RLS. This version calls the same
 //! Postgres functions the SQL does (`jsonb_in`, `->>`, `uuid_in`), so results and errors (22P02) are identical;
-//! the regression test `identity` pins them. The SQL declarations (with `SET search_path = ''`) are in
-//! `sql/001_identity.sql`.
+//! the regression test `identity` pins them. The claims JSON is parsed once per distinct claims text (a request
+//! keeps one for its whole transaction). The SQL declarations are in `sql/001_identity.sql`.
 
 use std::ffi::{CStr, CString};
 
@@ -33,29 +33,54 @@ fn setting(name: &CStr) -> Option<CString> {
     }
 }
 
-/// `(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> claim)`
-fn claim_from_claims_json(claim: &str) -> Option<pg_sys::Datum> {
-    let claims = setting(c"request.jwt.claims")?;
+/// `(claims::jsonb ->> claim)` of a non-empty claims text (jsonb_in raises 22P02 on malformed JSON, as the cast does)
+fn claim_from_claims_json(claims: &CStr, claim: &str) -> Option<CString> {
     unsafe {
         let jsonb = direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(claims.as_ptr()))])?;
         let key = claim.into_datum();
-        direct_function_call_as_datum(pg_sys::jsonb_object_field_text, &[Some(jsonb), key])
-    }
-}
-
-/// The text of a claim: the legacy per-claim setting `request.jwt.claim.<name>` first, then the claims JSON.
-fn claim_text(legacy: &CStr, claim: &str) -> Option<CString> {
-    if let Some(v) = setting(legacy) {
-        return Some(v);
-    }
-    let text = claim_from_claims_json(claim)?;
-    unsafe {
+        let text = direct_function_call_as_datum(pg_sys::jsonb_object_field_text, &[Some(jsonb), key])?;
         let cstr = direct_function_call_as_datum(pg_sys::textout, &[Some(text)])?;
         Some(CStr::from_ptr(cstr.cast_mut_ptr::<std::ffi::c_char>()).to_owned())
     }
 }
 
-/// Declared in sql/001_identity.sql as `analytics.current_user_id() RETURNS uuid ... SET search_path = ''`.
+/// The text of a claim in the claims JSON, parsed once per distinct claims text: every policy of every query asks
+/// for the `sub`, and a PostgREST request keeps one claims text for its whole transaction (jsonb_in was most of the
+/// function's cost). Keyed by the claim and the exact claims text, so a changed setting is parsed again; a claims
+/// text that does not parse raises every time, as the SQL does (nothing is remembered for it).
+fn claim_from_claims_json_cached(claim: &'static str) -> Option<CString> {
+    let claims = setting(c"request.jwt.claims")?;
+    CLAIMS_CACHE.with(|cache| {
+        if let Some((_, _, value)) = cache.borrow().iter().find(|(c, text, _)| *c == claim && *text == claims) {
+            return value.clone();
+        }
+        let value = claim_from_claims_json(&claims, claim);
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= 4 {
+            cache.remove(0);
+        }
+        cache.push((claim, claims, value.clone()));
+        value
+    })
+}
+
+/// (claim, claims text, the claim's text in it)
+type ClaimsCacheEntry = (&'static str, CString, Option<CString>);
+
+thread_local! {
+    /// The last claims texts seen and the claims read from them (a backend runs one thread).
+    static CLAIMS_CACHE: std::cell::RefCell<Vec<ClaimsCacheEntry>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The text of a claim: the legacy per-claim setting `request.jwt.claim.<name>` first, then the claims JSON.
+fn claim_text(legacy: &CStr, claim: &'static str) -> Option<CString> {
+    if let Some(v) = setting(legacy) {
+        return Some(v);
+    }
+    claim_from_claims_json_cached(claim)
+}
+
+/// Declared in sql/001_identity.sql as `analytics.current_user_id() RETURNS uuid`.
 #[pg_extern(stable, parallel_safe, sql = false)]
 pub fn current_user_id() -> Option<pgrx::Uuid> {
     let sub = claim_text(c"request.jwt.claim.sub", "sub")?;
@@ -67,7 +92,7 @@ pub fn current_user_id() -> Option<pgrx::Uuid> {
     }
 }
 
-/// Declared in sql/001_identity.sql as `analytics.current_role_claim() RETURNS text ... SET search_path = ''`.
+/// Declared in sql/001_identity.sql as `analytics.current_role_claim() RETURNS text`.
 #[pg_extern(stable, parallel_safe, sql = false)]
 pub fn current_role_claim() -> Option<String> {
     claim_text(c"request.jwt.claim.role", "role").map(|c| c.to_string_lossy().into_owned())

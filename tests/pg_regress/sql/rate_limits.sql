@@ -203,6 +203,27 @@ select regress.attempt($$select analytics.check_rate_limit('ingest')$$) as clock
 reset session authorization;
 reset analytics.rate_limit_clock;
 
+-- answer => false (what our writing functions pass): admitted and counted alike, NULL instead of the answer, on the
+-- first call (the lookup) and the next (the one-statement admission); held until the transaction ends: the lock
+-- (1634628204, hashtext(owner::text || action)), the one that any admission of this owner and action takes
+set role authenticated;
+select set_config('request.jwt.claims', '{"sub":"cccccccc-cccc-4ccc-8ccc-cccccccccccc","role":"authenticated"}', false) is not null as carol;
+begin;
+set local analytics.rate_limit_clock = '2026-11-20 13:00:00+00';
+select analytics.check_rate_limit('create_experiment', answer => false) is null as first_call_no_answer;
+set local analytics.rate_limit_clock = '2026-11-20 13:00:01+00';
+select analytics.check_rate_limit('create_experiment', answer => false) is null as next_call_no_answer;
+select count(*) as window_lock
+from pg_locks l
+where l.locktype = 'advisory' and l.pid = pg_backend_pid() and l.mode = 'ExclusiveLock' and l.objsubid = 2
+  and l.classid::bigint = 1634628204
+  and l.objid::bigint = (hashtext('cccccccc-cccc-4ccc-8ccc-cccccccccccc' || 'create_experiment')::bigint & 4294967295);
+commit;
+set analytics.rate_limit_clock = '2026-11-20 13:00:02+00';
+select action, used, remaining from analytics.rate_limit_status() where action = 'create_experiment';
+reset analytics.rate_limit_clock;
+reset role;
+
 -- back to what setup.sql gives the other tests
 delete from analytics.rate_limits;
 delete from analytics.rate_limit_state;
