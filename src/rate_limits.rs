@@ -109,7 +109,11 @@ pub fn rate_limit_lock(owner: pgrx::Uuid, action: &str, always: bool) -> Option<
     if !always && (unsafe { pg_sys::XactReadOnly } || crate::identity::caller_is_privileged()) {
         return None;
     }
-    let key = lock_key_text(owner.as_bytes(), action).as_str().into_datum().expect("text is never NULL");
+    // owner::text || action (the uuid's canonical text written by the core: format! of a uuid was a tenth of the
+    // lock's cost)
+    let mut key = analytics_core::textfmt::uuid_text(owner.as_bytes());
+    key.push_str(action);
+    let key = key.into_datum().expect("text is never NULL");
     unsafe {
         // (hashes the bytes under any deterministic collation: "C" is one)
         let hash = pg_sys::DirectFunctionCall1Coll(Some(hashtext), pg_sys::C_COLLATION_OID, key);
@@ -121,18 +125,3 @@ pub fn rate_limit_lock(owner: pgrx::Uuid, action: &str, always: bool) -> Option<
     Some(crate::identity::clock("analytics.rate_limit_clock"))
 }
 
-/// `owner::text || action`: the uuid as Postgres prints it (lowercase hex, hyphens after bytes 4, 6, 8 and 10), then
-/// the action. Written out by hand: `format!` of a uuid was a tenth of the lock's cost.
-fn lock_key_text(owner: &[u8; 16], action: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut key = String::with_capacity(36 + action.len());
-    for (i, b) in owner.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            key.push('-');
-        }
-        key.push(HEX[usize::from(b >> 4)] as char);
-        key.push(HEX[usize::from(b & 15)] as char);
-    }
-    key.push_str(action);
-    key
-}
