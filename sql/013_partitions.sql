@@ -41,9 +41,12 @@ $$;
 COMMENT ON FUNCTION analytics._secure_span_partition(regclass) IS
 'Gives a partition of analytics.llm_traces the parent''s row-level security (enabled, forced, one policy per command) and no privileges for API roles. Internal.';
 
--- The indexes of every partition (named after it). The unique one serves "all spans of a trace" and keeps one row
--- per span within the partition; the next one tree walks; trace_time where a trace's stored spans are (ingest
--- searches only those partitions for the spans of a batch); the rest the filters of search_spans and trace_metrics.
+-- The indexes of every partition (named after it). The unique one serves "all spans of a trace" and finds a span: by
+-- its ids within a range of start times (ingest, where the span may be stored; with start_time in the key the
+-- planner cannot prefer trace_time and read the whole trace per span) or at its exact start time (the update of a
+-- re-sent span). Two rows of one span are refused by it at the same start time and by the writers' check at any
+-- other (below). The next one serves tree walks; trace_time where a trace's stored spans are (ingest searches only
+-- those partitions for the spans of a batch); the rest the filters of search_spans and trace_metrics.
 CREATE FUNCTION analytics._index_span_partition(part regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
@@ -51,7 +54,7 @@ AS $$
 declare
     n text := (select c.relname from pg_catalog.pg_class c where c.oid = part);
 begin
-    execute format('create unique index %I on %s (user_id, trace_id, span_id)', n || '_span_key', part);
+    execute format('create unique index %I on %s (user_id, trace_id, span_id, start_time)', n || '_span_key', part);
     execute format('create index %I on %s (user_id, trace_id, parent_span_id)', n || '_trace_parent_idx', part);
     execute format('create index %I on %s (user_id, trace_id, start_time)', n || '_trace_time_idx', part);
     execute format('create index %I on %s (user_id, start_time desc, id desc)', n || '_start_idx', part);
@@ -69,8 +72,11 @@ $$;
 COMMENT ON FUNCTION analytics._index_span_partition(regclass) IS
 'Creates the indexes of a partition of analytics.llm_traces (the parent has none: sql/010_traces.sql says why). Internal.';
 
--- The default partition: rows outside every time partition (backfills, clocks far ahead, a database where maintenance
--- never ran) land here; analytics.maintain_span_partitions() moves them into partitions of their own.
+-- The default partition of a fresh install (and of a database just updated from 0.1.0): every span lands here until
+-- the first analytics.maintain_span_partitions(), which moves them into range partitions covering all time and
+-- detaches it (see "the partitions" below). It stays, detached and empty, a member of the extension: a restore from
+-- pg_dump recreates it attached (beside the dumped range partitions, which leave it nothing to hold) and the next
+-- maintenance detaches it again.
 CREATE TABLE analytics_partitions.llm_traces_default PARTITION OF analytics.llm_traces DEFAULT;
 SELECT analytics._index_span_partition('analytics_partitions.llm_traces_default');
 SELECT analytics._secure_span_partition('analytics_partitions.llm_traces_default');
@@ -137,7 +143,7 @@ COMMENT ON FUNCTION analytics._lock_spans(uuid[], text[], text[], integer, integ
 'Takes the transaction locks under which a writer of spans checks that a span has one row: owner, trace and span locks in one global order (spans for batches of up to max_span_locks spans, else traces for up to max_trace_locks traces, else owners). Internal.';
 
 -- INSERT and UPDATE by plain SQL (a PostgREST POST to the table, psql): a partition's unique index refuses a second
--- row of a span in that partition; a second row in another partition (another start_time) is refused here. Ingest
+-- row of a span at the same start_time; a second row at another start_time (in any partition) is refused here. Ingest
 -- checks this itself (and says so with the transaction-local setting analytics.spans_checked, which only lets a
 -- session skip the check of its own rows).
 CREATE FUNCTION analytics._check_one_row_per_span() RETURNS trigger
@@ -179,27 +185,100 @@ CREATE TRIGGER llm_traces_one_row_per_span_update AFTER UPDATE ON analytics.llm_
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION analytics._check_one_row_per_span();
 
 -- ---- the partitions ----------------------------------------------------------------------------------------------------
-CREATE FUNCTION analytics.span_partitions()
-RETURNS TABLE (partition text, from_time timestamptz, to_time timestamptz, spans_estimate bigint, bytes bigint)
-LANGUAGE plpgsql STABLE
+-- Once maintenance ran, every start time has a range partition and there is no DEFAULT partition:
+--   * period partitions, llm_traces_p<from> (a day, a week or a month, UTC), made ahead and for the periods that have
+--     spans, dropped whole by retention;
+--   * where no period partition is, the rest of the time line: llm_traces_before_<to> (everything earlier than the
+--     first period), llm_traces_after_<from> (everything from the end of the last one on) and llm_traces_gap_<from>_<to>
+--     (between two periods). They hold the spans of backfills and of clocks far ahead until maintenance makes periods
+--     for them, and are usually empty.
+-- Without a default partition, which may hold any time, the planner knows the partitions are ordered by time: a
+-- newest-first search without a time bound reads the newest partition first and stops when its page is full
+-- (an ordered Append) instead of merging the indexes of every partition (a MergeAppend).
+
+-- The partitions of analytics.llm_traces with their bounds (NULL: unbounded) and kind: 'period', 'rest' (before,
+-- after, gap) or 'default'.
+CREATE FUNCTION analytics._span_partition_layout()
+RETURNS TABLE (part regclass, name text, kind text, from_time timestamptz, to_time timestamptz)
+LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-begin
-    return query
-    select c.oid::regclass::text,
+    select c.oid::regclass, c.relname::text,
+           case when pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT' then 'default'
+                when c.relname ~ '^llm_traces_(before|after|gap)_' then 'rest'
+                else 'period' end,
            (regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'))[1]::timestamptz,
-           (regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz,
-           greatest(c.reltuples, 0)::bigint,
-           pg_catalog.pg_total_relation_size(c.oid)
+           (regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz
     from pg_catalog.pg_inherits i
     join pg_catalog.pg_class c on c.oid = i.inhrelid
     where i.inhparent = 'analytics.llm_traces'::regclass
-    order by 2 nulls last;
-end
+$$;
+COMMENT ON FUNCTION analytics._span_partition_layout() IS
+'The partitions of analytics.llm_traces: bounds (NULL: unbounded) and kind (period, rest: before/after/gap, default). Internal.';
+
+CREATE FUNCTION analytics.span_partitions()
+RETURNS TABLE (partition text, from_time timestamptz, to_time timestamptz, spans_estimate bigint, bytes bigint)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    select l.part::text, l.from_time, l.to_time, greatest(c.reltuples, 0)::bigint, pg_catalog.pg_total_relation_size(l.part)
+    from analytics._span_partition_layout() l
+    join pg_catalog.pg_class c on c.oid = l.part
+    order by l.kind = 'default', l.from_time nulls first, l.to_time nulls last
 $$;
 COMMENT ON FUNCTION analytics.span_partitions() IS
-$$The partitions of analytics.llm_traces: name, time range [from_time, to_time) (NULL for the default partition, which holds spans outside every range), estimated rows (as of the last ANALYZE) and total bytes with indexes and TOAST. For the DBA.
+$$The partitions of analytics.llm_traces in time order: name, time range [from_time, to_time) (NULL: unbounded; both NULL for the default partition of a database maintenance has not run on), estimated rows (as of the last ANALYZE) and total bytes with indexes and TOAST. For the DBA.
 Example: select partition, from_time, to_time from analytics.span_partitions();$$;
+
+-- A new partition [lo, hi) (NULL: unbounded) named name, filled with the rows of that range from the tables sources
+-- (partitions just detached), then secured, indexed and attached: a table of its own until then, so that its rows are
+-- copied without the triggers of analytics.llm_traces and indexed once, and a CHECK matching its bounds spares the
+-- attach a scan. Returns the rows copied.
+CREATE FUNCTION analytics._make_span_partition(name text, lo timestamptz, hi timestamptz, sources regclass[])
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = ''
+SET TimeZone = 'UTC'
+AS $$
+declare
+    part regclass;
+    cols text;
+    src regclass;
+    n bigint;
+    copied bigint := 0;
+    bounds text := coalesce('start_time >= ' || quote_literal(lo), 'true') || ' and ' || coalesce('start_time < ' || quote_literal(hi), 'true');
+begin
+    select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into cols
+    from pg_catalog.pg_attribute a
+    where a.attrelid = 'analytics.llm_traces'::regclass and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';
+    execute format('create table analytics_partitions.%I (like analytics.llm_traces including defaults including constraints including generated including storage including compression)', name);
+    part := format('analytics_partitions.%I', name)::regclass;
+    perform analytics._secure_span_partition(part);
+    foreach src in array coalesce(sources, '{}') loop
+        execute format('insert into %s (%s) select %s from %s where %s', part, cols, cols, src, bounds);
+        get diagnostics n = row_count;
+        copied := copied + n;
+    end loop;
+    perform analytics._index_span_partition(part);
+    execute format('alter table %s add constraint %I check (%s)', part, name || '_range', bounds);
+    execute format('alter table analytics.llm_traces attach partition %s for values from (%s) to (%s)',
+                   part, coalesce(quote_literal(lo), 'MINVALUE'), coalesce(quote_literal(hi), 'MAXVALUE'));
+    execute format('alter table %s drop constraint %I', part, name || '_range');
+    return copied;
+end
+$$;
+COMMENT ON FUNCTION analytics._make_span_partition(text, timestamptz, timestamptz, regclass[]) IS
+'Creates and attaches the partition [lo, hi) (NULL: unbounded) of analytics.llm_traces, filled with the rows of that range from the given detached partitions, with the parent''s row-level security and the partitions'' indexes. Internal.';
+
+-- A partition bound in a partition's name: YYYYMMDD, and _HH24MISS when it is not midnight (UTC).
+CREATE FUNCTION analytics._span_partition_label(t timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET TimeZone = 'UTC'
+AS $$
+    select pg_catalog.to_char(t, 'YYYYMMDD') || case when t <> pg_catalog.date_trunc('day', t) then pg_catalog.to_char(t, '"_"HH24MISS') else '' end
+$$;
+COMMENT ON FUNCTION analytics._span_partition_label(timestamptz) IS
+'A bound of a partition of analytics.llm_traces as its name writes it: YYYYMMDD, with _HH24MISS when not at midnight UTC. Internal.';
 
 CREATE FUNCTION analytics.maintain_span_partitions(
     period   text        DEFAULT 'month',
@@ -214,13 +293,21 @@ AS $$
 declare
     step interval;
     cutoff timestamptz;
-    period_start timestamptz;
-    lo timestamptz;
-    hi timestamptz;
     p record;
-    moved bigint;
+    n bigint;
+    want tstzrange[];           -- the periods to cover
+    more tstzrange[];
+    g tstzrange;
+    gap tstzrange;
+    covered tstzmultirange;     -- by period partitions, kept and new
+    new_periods tstzrange[] := '{}';
+    pieces tstzrange[] := '{}';
+    replaced regclass[] := '{}';
+    old_rows bigint := 0;
+    new_rows bigint := 0;
+    part regclass;
+    piece tstzrange;
     name text;
-    cols text;
     cache_cleared boolean := false;
 begin
     if period is null or period not in ('day', 'week', 'month') then
@@ -241,79 +328,104 @@ begin
         raise exception 'maintain_span_partitions: only the owner of analytics.llm_traces with BYPASSRLS or superuser (the DBA, or a pg_cron job of theirs) may create and drop partitions'
             using errcode = '42501';
     end if;
+    -- one maintenance at a time: the layout it reads stays as it read it until it commits
+    perform pg_catalog.pg_advisory_xact_lock(1634628204, pg_catalog.hashtext('analytics.maintain_span_partitions'));
     step := ('1 ' || period)::interval;
     cutoff := case when retain is null then null else as_of - retain end;
-    select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into cols
-    from pg_catalog.pg_attribute a
-    where a.attrelid = 'analytics.llm_traces'::regclass and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';
 
-    -- 1. drop the partitions that end at or before the cutoff (a metadata operation: no row is read; the count of
-    --    spans reported is the planner's estimate)
+    -- 1. retention: the period partitions that end at or before the cutoff are dropped (a metadata operation: no row
+    --    is read; the count of spans reported is the planner's estimate); the other partitions' spans that started
+    --    before it are deleted (row by row: they are few)
     if cutoff is not null then
-        for p in select s.partition, s.from_time, s.to_time, s.spans_estimate from analytics.span_partitions() s
-                 where s.to_time is not null and s.to_time <= cutoff order by s.from_time loop
+        for p in select l.part, l.part::text as name, l.from_time, l.to_time, greatest(c.reltuples, 0)::bigint as estimate
+                 from analytics._span_partition_layout() l join pg_catalog.pg_class c on c.oid = l.part
+                 where l.kind = 'period' and l.to_time <= cutoff order by l.from_time loop
             if not cache_cleared then
                 -- cached results may include these spans: as after a TRUNCATE, every owner's entries become stale
                 insert into analytics.cache_writes (user_id, xid)
                 values ('00000000-0000-0000-0000-000000000000', pg_catalog.pg_current_xact_id()) on conflict do nothing;
                 cache_cleared := true;
             end if;
-            execute format('drop table %s', p.partition);
-            return query select 'dropped'::text, p.partition, p.from_time, p.to_time, p.spans_estimate;
+            execute format('drop table %s', p.part);
+            return query select 'dropped'::text, p.name, p.from_time, p.to_time, p.estimate;
         end loop;
-        -- spans of the default partition that started before the cutoff are deleted (row by row: they are few)
-        delete from analytics_partitions.llm_traces_default d where d.start_time < cutoff;
-        get diagnostics moved = row_count;
-        if moved > 0 then
-            insert into analytics.cache_writes (user_id, xid)
-            values ('00000000-0000-0000-0000-000000000000', pg_catalog.pg_current_xact_id()) on conflict do nothing;
-            return query select 'deleted'::text, 'analytics_partitions.llm_traces_default'::text, null::timestamptz, cutoff, moved;
-        end if;
+        for p in select l.part from analytics._span_partition_layout() l
+                 where l.kind <> 'period' and (l.from_time is null or l.from_time < cutoff) order by l.from_time nulls first loop
+            execute format('delete from %s where start_time < $1', p.part) using cutoff;
+            get diagnostics n = row_count;
+            if n > 0 then
+                insert into analytics.cache_writes (user_id, xid)
+                values ('00000000-0000-0000-0000-000000000000', pg_catalog.pg_current_xact_id()) on conflict do nothing;
+                return query select 'deleted'::text, p.part::text, null::timestamptz, cutoff, n;
+            end if;
+        end loop;
     end if;
 
-    -- 2. the periods to cover: from the one holding as_of to premake ahead, and every period with rows in the
-    --    default partition (oldest first); a partition is made for each gap the existing partitions leave in them
-    for period_start in
-        select g from generate_series(date_trunc(period, as_of), date_trunc(period, as_of) + step * premake, step) g
-        union
-        select distinct date_trunc(period, d.start_time) from analytics_partitions.llm_traces_default d
-        where cutoff is null or d.start_time >= cutoff
-        order by 1
-    loop
-        lo := period_start;
-        while lo < period_start + step loop
-            -- the next gap: past every partition that covers lo, up to the next partition's start
-            loop
-                select max(s.to_time) into hi from analytics.span_partitions() s where s.from_time <= lo and s.to_time > lo;
-                exit when hi is null;
-                lo := hi;
-            end loop;
-            exit when lo >= period_start + step;
-            select least(period_start + step, min(s.from_time)) into hi
-            from analytics.span_partitions() s where s.from_time > lo and s.from_time < period_start + step;
-            name := 'llm_traces_p' || to_char(lo, 'YYYYMMDD') || case when lo <> date_trunc('day', lo) then to_char(lo, '"_"HH24MISS') else '' end;
-            -- a table of its own, filled from the default partition, indexed, checked, then attached (attaching takes a
-            -- weaker lock on analytics.llm_traces than CREATE TABLE ... PARTITION OF, and with the CHECK reads no row)
-            execute format('create table analytics_partitions.%I (like analytics.llm_traces including defaults including constraints including generated including storage including compression)', name);
-            perform analytics._secure_span_partition(format('analytics_partitions.%I', name)::regclass);
-            execute format('insert into analytics_partitions.%I (%s) select %s from analytics_partitions.llm_traces_default '
-                           'where start_time >= $1 and start_time < $2', name, cols, cols) using lo, hi;
-            get diagnostics moved = row_count;
-            if moved > 0 then
-                delete from analytics_partitions.llm_traces_default d where d.start_time >= lo and d.start_time < hi;
-            end if;
-            perform analytics._index_span_partition(format('analytics_partitions.%I', name)::regclass);
-            execute format('alter table analytics_partitions.%I add constraint %I check (start_time >= %L and start_time < %L)',
-                           name, name || '_range', lo, hi);
-            execute format('alter table analytics.llm_traces attach partition analytics_partitions.%I for values from (%L) to (%L)',
-                           name, lo, hi);
-            execute format('alter table analytics_partitions.%I drop constraint %I', name, name || '_range');
-            return query select 'created'::text, 'analytics_partitions.' || quote_ident(name), lo, hi, moved;
-            lo := hi;
+    -- 2. the periods to cover: the one holding as_of and premake ahead, and every period with spans outside the period
+    --    partitions (none before the cutoff); a period partly covered by partitions of another size gets partitions
+    --    for its gaps
+    want := array(select tstzrange(g0, g0 + step)
+                  from generate_series(date_trunc(period, as_of), date_trunc(period, as_of) + step * premake, step) g0);
+    for p in select l.part from analytics._span_partition_layout() l where l.kind <> 'period' loop
+        execute format('select array(select tstzrange(d, d + $1) from (select distinct date_trunc($2, start_time) as d from %s'
+                       ' where $3::timestamptz is null or start_time >= $3) x)', p.part)
+            into more using step, period, cutoff;
+        want := want || more;
+    end loop;
+    covered := (select coalesce(range_agg(tstzrange(l.from_time, l.to_time)), '{}')
+                from analytics._span_partition_layout() l where l.kind = 'period');
+    for g in select distinct w from unnest(want) w order by 1 loop
+        for gap in select x from unnest(tstzmultirange(g) - covered) x order by 1 loop
+            new_periods := new_periods || gap;
         end loop;
+        covered := covered + tstzmultirange(g);
     end loop;
 
-    -- 3. each owner's retention policy (analytics.retention_policies), on top of the partitions dropped above
+    -- 3. the layout to reach: the period partitions kept and new, and the rest of the time line in before/after/gap
+    --    partitions, one per stretch between periods. A rest partition that spans its stretch exactly is kept; the
+    --    others (and the default partition) are detached, their spans copied into the new partitions of their times
+    --    and they are dropped (the default partition is kept, detached and empty)
+    pieces := new_periods || array(
+        select r from unnest(tstzmultirange(tstzrange(null, null)) - covered) r
+        where not exists (select 1 from analytics._span_partition_layout() l
+                          where l.kind = 'rest' and tstzrange(l.from_time, l.to_time) = r));
+    replaced := array(
+        select l.part from analytics._span_partition_layout() l
+        where l.kind = 'default'
+           or l.kind = 'rest' and not exists (select 1 from unnest(tstzmultirange(tstzrange(null, null)) - covered) r
+                                              where tstzrange(l.from_time, l.to_time) = r)
+        order by l.from_time nulls first);
+    for p in select l.part, l.kind, l.from_time, l.to_time from analytics._span_partition_layout() l
+             where l.part = any (replaced) order by l.from_time nulls first loop
+        execute format('select count(*) from %s', p.part) into n;
+        old_rows := old_rows + n;
+        execute format('alter table analytics.llm_traces detach partition %s', p.part);
+        return query select case p.kind when 'default' then 'detached' else 'replaced' end, p.part::text, p.from_time, p.to_time, n;
+    end loop;
+    for piece in select x from unnest(pieces) x order by 1 loop
+        name := case when piece = any (new_periods) then 'llm_traces_p' || analytics._span_partition_label(lower(piece))
+                     when lower_inf(piece) and upper_inf(piece) then 'llm_traces_after_min'
+                     when lower_inf(piece) then 'llm_traces_before_' || analytics._span_partition_label(upper(piece))
+                     when upper_inf(piece) then 'llm_traces_after_' || analytics._span_partition_label(lower(piece))
+                     else 'llm_traces_gap_' || analytics._span_partition_label(lower(piece)) || '_' || analytics._span_partition_label(upper(piece)) end;
+        n := analytics._make_span_partition(name, lower(piece), upper(piece), replaced);
+        new_rows := new_rows + n;
+        return query select 'created'::text, 'analytics_partitions.' || quote_ident(name), lower(piece), upper(piece), n;
+    end loop;
+    -- every span of the detached partitions is in exactly one new partition (they covered the same times)
+    if new_rows <> old_rows then
+        raise exception 'maintain_span_partitions: % spans were in the partitions replaced, % copied into the new ones', old_rows, new_rows
+            using errcode = 'XX000';
+    end if;
+    foreach part in array replaced loop
+        if part = 'analytics_partitions.llm_traces_default'::regclass then
+            truncate analytics_partitions.llm_traces_default;
+        else
+            execute format('drop table %s', part);
+        end if;
+    end loop;
+
+    -- 4. each owner's retention policy (analytics.retention_policies), on top of the partitions dropped above
     return query
     select 'retention'::text, r.user_id::text, null::timestamptz, as_of - make_interval(days => r.keep_days), r.spans_deleted
     from analytics.apply_retention(null, as_of) r
@@ -321,5 +433,5 @@ begin
 end
 $$;
 COMMENT ON FUNCTION analytics.maintain_span_partitions(text, integer, interval, timestamptz) IS
-$$Partition maintenance of analytics.llm_traces, for a pg_cron job of the DBA: drops the partitions that end more than retain before as_of (NULL: none), creates the partitions of the period holding as_of and premake periods ahead (period: day, week or month, UTC boundaries), moves spans of the default partition into partitions of their own, and applies each owner's retention policy. New partitions get the parent's row-level security. Returns one row per action: dropped, deleted (from the default partition), created (with the spans moved in), retention (per owner).
+$$Partition maintenance of analytics.llm_traces, for a pg_cron job of the DBA: drops the period partitions that end more than retain before as_of (NULL: none) and deletes older spans of the other partitions, creates the partitions of the period holding as_of and premake periods ahead and of every period with spans outside the period partitions (period: day, week or month, UTC boundaries), keeps the rest of the time line in before/after/gap partitions (the first run replaces the default partition by them), and applies each owner's retention policy. New partitions get the parent's row-level security. Returns one row per action: dropped, deleted (spans of a before/after/gap partition), created (with the spans copied in), replaced (a before/after/gap partition whose spans went to the new ones), detached (the default partition, once), retention (per owner).
 Example: select * from analytics.maintain_span_partitions(period => 'month', premake => 3, retain => '13 months');$$;

@@ -289,7 +289,8 @@ begin
         cutoff := '-infinity';
     end if;
 
-    -- days logged that no range partition holds (spans in the default partition, which is always measured) are of no use
+    -- days logged that no bounded partition holds (spans in the default partition or in a before/after partition, which
+    -- are always measured) are of no use
     delete from analytics.usage_cache_changes c
     where not exists (select 1 from analytics.span_partitions() p
                       where c.day >= (p.from_time AT TIME ZONE 'UTC')::date and c.day < (p.to_time AT TIME ZONE 'UTC')::date);
@@ -312,8 +313,9 @@ begin
             continue;                                   -- later than the day: nothing to count
         end if;
         want := least(p.to_time, cutoff, until);
-        -- the default partition, a range that does not start and end at UTC midnight, or nothing settled yet: measured
-        if p.from_time is null or want <= p.from_time
+        -- the default partition, a partition unbounded below or above (before/after), a range that does not start and
+        -- end at UTC midnight, or nothing settled yet: measured
+        if p.from_time is null or p.to_time is null or want <= p.from_time
            or p.from_time <> pg_catalog.date_trunc('day', p.from_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
            or p.to_time <> pg_catalog.date_trunc('day', p.to_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' then
             parts := parts || format('select t.user_id, count(*), sum(analytics._span_bytes(t)) from %s t where t.start_time < %L group by 1',

@@ -128,6 +128,8 @@ BEGIN
             analytics.apply_retention(integer, timestamptz), analytics._cache_note_writes(),
             analytics.maintain_span_partitions(text, integer, interval, timestamptz), analytics.span_partitions(),
             analytics._secure_span_partition(regclass), analytics._index_span_partition(regclass),
+            analytics._span_partition_layout(), analytics._make_span_partition(text, timestamptz, timestamptz, regclass[]),
+            analytics._span_partition_label(timestamptz),
             analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_count(text, boolean),
             analytics._cache_drain(), analytics._cache_pending(), analytics._rate_limit_lock(uuid, text, boolean) FROM authenticated;
     END IF;
@@ -141,6 +143,8 @@ BEGIN
             analytics.apply_retention(integer, timestamptz), analytics._cache_note_writes(),
             analytics.maintain_span_partitions(text, integer, interval, timestamptz), analytics.span_partitions(),
             analytics._secure_span_partition(regclass), analytics._index_span_partition(regclass),
+            analytics._span_partition_layout(), analytics._make_span_partition(text, timestamptz, timestamptz, regclass[]),
+            analytics._span_partition_label(timestamptz),
             analytics._cache_current(uuid, pg_snapshot, xid8), analytics._cache_count(text, boolean),
             analytics._cache_drain(), analytics._cache_pending(), analytics._rate_limit_lock(uuid, text, boolean) FROM service_role;
     END IF;

@@ -587,7 +587,7 @@ AS $$
 declare
     n text := (select c.relname from pg_catalog.pg_class c where c.oid = part);
 begin
-    execute format('create unique index %I on %s (user_id, trace_id, span_id)', n || '_span_key', part);
+    execute format('create unique index %I on %s (user_id, trace_id, span_id, start_time)', n || '_span_key', part);
     execute format('create index %I on %s (user_id, trace_id, parent_span_id)', n || '_trace_parent_idx', part);
     execute format('create index %I on %s (user_id, trace_id, start_time)', n || '_trace_time_idx', part);
     execute format('create index %I on %s (user_id, start_time desc, id desc)', n || '_start_idx', part);
@@ -3145,9 +3145,14 @@ SELECT id, user_id, trace_id, span_id, parent_span_id, conversation_id, message_
 -- partitions maintenance made are not members and go with their parent)
 ALTER EXTENSION analytics_ext DROP TABLE analytics_partitions.llm_traces_default;
 ALTER EXTENSION analytics_ext DROP TABLE analytics.llm_traces_0_2_0;
+-- (the default partition too, which maintenance leaves detached and empty)
+DROP TABLE analytics_partitions.llm_traces_default;
 DROP TABLE analytics.llm_traces_0_2_0;
 DROP FUNCTION analytics.maintain_span_partitions(text, integer, interval, timestamptz);
+DROP FUNCTION analytics._make_span_partition(text, timestamptz, timestamptz, regclass[]);
+DROP FUNCTION analytics._span_partition_label(timestamptz);
 DROP FUNCTION analytics.span_partitions();
+DROP FUNCTION analytics._span_partition_layout();
 DROP FUNCTION analytics._check_one_row_per_span();
 DROP FUNCTION analytics._lock_spans(uuid[], text[], text[], integer, integer);
 DROP FUNCTION analytics._secure_span_partition(regclass);

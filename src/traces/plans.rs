@@ -31,6 +31,35 @@ impl Drop for GenericPlan {
     }
 }
 
+/// Plans the statements run while it lives with nested loops only (no hash, merge or memoize joins), and puts the
+/// settings back when it goes, also on an error. For ingest's update of the stored spans of a batch, a join of the
+/// batch with the table by each span's exact key: the planner counts every partition's rows on the inner side (it
+/// cannot know that each probe is pruned to one partition) and would otherwise hash the whole table: a sequential
+/// scan of every partition for a re-sent batch that needs one index probe per span. (The triggers that fire within
+/// it, the cache's and the usage log's, plan no join.)
+pub(crate) struct NestedLoops([bool; 3]);
+
+impl NestedLoops {
+    pub(crate) fn force() -> Self {
+        // SAFETY: backend-local planner settings (GUC variables), read when a statement is planned
+        unsafe {
+            let previous = [pg_sys::enable_hashjoin, pg_sys::enable_mergejoin, pg_sys::enable_memoize];
+            pg_sys::enable_hashjoin = false;
+            pg_sys::enable_mergejoin = false;
+            pg_sys::enable_memoize = false;
+            NestedLoops(previous)
+        }
+    }
+}
+
+impl Drop for NestedLoops {
+    fn drop(&mut self) {
+        // SAFETY: as above
+        unsafe {
+            [pg_sys::enable_hashjoin, pg_sys::enable_mergejoin, pg_sys::enable_memoize] = self.0;
+        }
+    }
+}
 
 thread_local! {
     /// Kept plans of fixed statements (ingest's lookups), by their text.

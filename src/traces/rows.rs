@@ -99,11 +99,27 @@ unsafe fn text_of(d: pg_sys::Datum) -> String {
     }
 }
 
+/// Whether `analytics.llm_traces` has the column (syscache lookups, no query): 0.1.0's table lacks the columns 0.2.0
+/// added, and a database not yet updated runs this library through the 0.1.0 symbols.
+fn table_has_column(column: &std::ffi::CStr) -> bool {
+    // SAFETY: catalog cache lookups by name; a missing schema or table gives InvalidOid, a missing column 0
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"analytics".as_ptr(), true);
+        let table = pg_sys::get_relname_relid(c"llm_traces".as_ptr(), schema);
+        table != pg_sys::InvalidOid && pg_sys::get_attnum(table, column.as_ptr()) != 0
+    }
+}
+
 /// Loads the spans of `trace_id` owned by `owner` and hands them to `f` while the SPI connection is still open
 /// (so document values can be spliced into jsonb in place). Reads the SPI result directly: one
 /// `heap_deform_tuple` per row, no per-value conversions beyond what the tree needs.
 pub(super) fn with_trace_rows<R>(owner: &str, trace_id: &str, doc: &[(&str, &str, Kind)], f: impl FnOnce(TraceRows) -> R) -> R {
-    let doc_sql: String = doc.iter().map(|(_, expr, _)| format!(", {expr}")).collect();
+    // a database still at 0.1.0 runs get_trace_tree through the same symbol, over a table without end_user_id
+    let has_end_user = !doc.iter().any(|(key, _, _)| *key == "end_user_id") || table_has_column(c"end_user_id");
+    let doc_sql: String = doc
+        .iter()
+        .map(|(key, expr, _)| if *key == "end_user_id" && !has_end_user { ", null::text".to_string() } else { format!(", {expr}") })
+        .collect();
     let query = format!(
         "select {BASE_COLUMNS}{doc_sql} from analytics.llm_traces t where t.user_id = $1::uuid and t.trace_id = $2"
     );

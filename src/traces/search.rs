@@ -164,7 +164,8 @@ pub fn search_spans(
         q.param("s.duration_ms >= ?", vec![d.into()]);
     }
     if let Some((time, id)) = cursor {
-        q.param("(s.start_time, s.id) < (?, ?::uuid)", vec![time.into(), id.into()]);
+        // the row comparison alone prunes no partition: the bound on start_time it implies does, when the plan starts
+        q.param("s.start_time <= ? and (s.start_time, s.id) < (?, ?::uuid)", vec![time.into(), time.into(), id.into()]);
     }
     let where_clause = if q.preds.is_empty() { "true".to_string() } else { q.preds.join(" and ") };
     let query = format!(

@@ -114,9 +114,10 @@ fn upsert_unpartitioned() -> String {
 /// $29 is `end_user_id`, $30 `cost_computed` and $31 `STORED_STARTS`' array, in the batch's order; returns the number of spans written. With `new_spans` false
 /// (every span of the batch is stored: a re-send) the statement is the UPDATE alone, which reads the batch once.
 ///
-/// Each stored span is found by its exact key, (user_id, trace_id, span_id, start_time): a join that the planner
-/// runs as one index probe per span in the one partition of that start_time. (With a range of start times instead,
-/// it could take the range's index as the outer side and scan every span of the range for each batch.)
+/// Each stored span is found by its exact key, (user_id, trace_id, span_id, start_time), the partitions' unique key:
+/// a join planned with nested loops only (`NestedLoops`), one index probe per span in the one partition of that
+/// start_time. (With a range of start times instead, it could take the range's index as the outer side and scan
+/// every span of the range for each batch.)
 fn merge_spans(new_spans: bool) -> String {
     let rows = span_rows!(
         ", r.end_user_id, coalesce(r.cost_computed, false) as cost_computed, r.stored_start",
@@ -161,7 +162,7 @@ const KEEP_SENT_COST: &str = "(r.cost_computed and t.cost_usd is not null and no
 
 /// Where each span of the batch is stored: its start_time, or NULL. $4 and $5 bound the start times of the stored
 /// spans of the batch's traces (`TRACE_TIMES`), so only the partitions of that range are searched; the LATERAL ...
-/// LIMIT 1 makes it one probe of a partition's unique index per span.
+/// LIMIT 1 makes it one probe of a partition's unique index (user_id, trace_id, span_id, start_time) per span.
 const STORED_STARTS: &str = r#"
 select array_agg(x.start_time order by r.ord)
 from unnest($1::uuid[], $2::text[], $3::text[]) with ordinality as r(user_id, trace_id, span_id, ord)
@@ -432,7 +433,10 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
                     .unwrap_or_default();
                     let new_spans = stored_starts.len() < spans.len() || stored_starts.iter().any(Option::is_none);
                     args.push(stored_starts.into());
-                    let written = client.update(merge_spans(new_spans).as_str(), Some(1), &args)?.first().get_one::<i64>()?;
+                    let written = {
+                        let _nested_loops = super::plans::NestedLoops::force();
+                        client.update(merge_spans(new_spans).as_str(), Some(1), &args)?.first().get_one::<i64>()?
+                    };
                     let written = written.unwrap_or_default() as u64;
                     if written != spans.len() as u64 {
                         // a stored span was deleted (retention, a DBA) between finding it and updating it, which

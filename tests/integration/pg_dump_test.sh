@@ -36,8 +36,9 @@ psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "select set_config('request.jwt.cla
     -c "select analytics.create_cohort('a-aa-names-it', rule => '{\"in_cohort\": \"a-zz-named-first\"}', at => '2026-01-01')" \
     -c "select analytics.refresh_cohort('a-zz-named-first', '2026-01-02')" > /dev/null
 
-# spans in time partitions made by maintenance (not extension members: dumped as tables of their own, with their
-# row-level security) and in the default partition (a member, its rows registered for the dump)
+# spans in partitions made by maintenance (not extension members: dumped as tables of their own, with their
+# row-level security), the backfilled one in the before partition; the default partition, a member whose rows are
+# registered for the dump, is left detached and empty by maintenance
 psql -X -q -v ON_ERROR_STOP=1 -d dump_src -c "select count(*) from analytics.maintain_span_partitions(as_of => '2026-11-20')" \
     -c "insert into analytics.llm_traces (user_id, trace_id, span_id, name, start_time)
         values ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'backfill', 's', 'old', '2001-01-01')"
@@ -48,6 +49,13 @@ psql -X -At -d dump_src -c "select partition || ' ' || count(t.*) from analytics
 
 pg_dump -Fc -d dump_src -f "$CLUSTER_DIR/dump_src.pgdump"
 pg_restore --exit-on-error -d dump_dst "$CLUSTER_DIR/dump_src.pgdump"
+# the restore recreates the default partition attached (CREATE EXTENSION), beside the restored range partitions that
+# leave it nothing to hold; the next maintenance detaches it again
+[ "$(psql -X -At -d dump_dst -c "select count(*) from analytics_partitions.llm_traces_default")" = 0 ] \
+    || { echo "the restored default partition holds spans"; exit 1; }
+psql -X -q -v ON_ERROR_STOP=1 -d dump_dst -c "select count(*) from analytics.maintain_span_partitions(as_of => '2026-11-20')" > /dev/null
+[ "$(psql -X -At -d dump_dst -c "select relispartition from pg_class where oid = 'analytics_partitions.llm_traces_default'::regclass")" = f ] \
+    || { echo "maintenance after the restore left the default partition attached"; exit 1; }
 
 tables=$(psql -X -At -d dump_src -c "select string_agg(c.relname, ' ' order by c.relname) from pg_class c
     join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'analytics' and c.relkind in ('r', 'p')")

@@ -113,8 +113,16 @@ for prev in $released; do
         echo "$out" | grep -q "55000" && echo "$out" | grep -q "spans\[0\].end_user_id: needs analytics_ext 0.2.0" \
             || { echo "FAIL: $prev's ingest with an end_user_id: $out"; exit 1; }
     fi
+    # ...and every reader of spans its SQL binds to reads that version's table (0.1.0's has no end_user_id)
+    reads=$(sql -d up_fresh_prev -c "select set_config('request.jwt.claims', '{\"sub\":\"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa\"}', false)" \
+        -c "select concat_ws(' ', analytics.get_trace_tree('t') #>> '{roots,0,name}',
+                             (select count(*) from analytics.search_spans(trace_id => 't')),
+                             (select count(*) from analytics.trace_spans('t')), (select count(*) from analytics.trace_waterfall('t')),
+                             (select count(*) from analytics.span_subtree('t', 's')), (select count(*) from analytics.span_ancestors('t', 's')),
+                             analytics.trace_waterfall_svg('t') like '%<svg %')" | tail -1)
+    [ "$reads" = "again 1 1 1 1 0 t" ] || { echo "FAIL: reading spans through $prev's SQL with the current library: '$reads'"; exit 1; }
     sql -d up_fresh_prev -c "delete from analytics.llm_traces"
-    echo "ok: version $prev created with the current shared library, and its ingest stores and re-sends a span (and refuses fields it has no column for)"
+    echo "ok: version $prev created with the current shared library: its ingest stores and re-sends a span (and refuses fields it has no column for), its readers read it"
     fresh_db up_updated;    sql -d up_updated    -c "create extension analytics_ext version '$prev'" \
                                                  -c "alter extension analytics_ext update to '$current'"
     fresh_db up_downgraded; sql -d up_downgraded -c "create extension analytics_ext" \
@@ -148,7 +156,7 @@ for prev in $released; do
         if [ "$step" = "$current" ]; then cols_file="$work/columns_current.txt"; else cols_file="$work/columns_before.txt"; fi
         rows_of up_data "$cols_file" > "$work/rows_all.txt"
         # the tables of the released version keep their rows; tables it lacks start empty, except the usage cache's
-        # log of late writes (maintenance just moved old spans out of the default partition: their days are logged),
+        # log of late writes (spans written with old start times log their days),
         # the one-row version of the rate limits, and the unit counts, derived from the assignments (checked below)
         awk 'NR == FNR { old[$1] = 1; next } ($1 in old) { print; next }
              $2 != 0 && $1 != "usage_cache_changes" && $1 != "rate_limit_rules_version" && $1 != "ab_experiment_unit_counts" {

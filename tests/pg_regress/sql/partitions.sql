@@ -1,6 +1,8 @@
 -- Time partitions of analytics.llm_traces: made ahead and from the default partition's rows by
--- analytics.maintain_span_partitions (the DBA's pg_cron job), each secured like the parent, one row per span across
--- partitions, keyset pages across them, pruning of time-bounded searches, retention by dropping a partition.
+-- analytics.maintain_span_partitions (the DBA's pg_cron job), which replaces the default partition by before/after/gap
+-- partitions covering the rest of the time line; each secured like the parent, one row per span across partitions,
+-- keyset pages across them, newest-first pages reading the newest partitions only, pruning of time-bounded searches,
+-- retention by dropping a partition.
 -- Sessions act like PostgREST where a user acts.
 \pset null '·'
 set timezone = 'UTC';
@@ -35,10 +37,15 @@ select analytics.ingest_spans(jsonb_build_array(
 commit;
 select tableoid::regclass as partition, count(*) from analytics.llm_traces group by 1;
 
--- the DBA's maintenance: this month and 2 ahead, and June (moved out of the default partition)
+-- the DBA's maintenance: this month and 2 ahead, and June (moved out of the default partition); the rest of the
+-- time line in before/after/gap partitions, so that no default partition is left
 select * from analytics.maintain_span_partitions(period => 'month', premake => 2, as_of => '2026-11-20');
 select partition, from_time, to_time from analytics.span_partitions();
 select tableoid::regclass as partition, count(*) from analytics.llm_traces group by 1;
+-- the default partition stays, detached, empty and a member of the extension (a restore recreates it attached)
+select c.relispartition as attached, (select count(*) from analytics_partitions.llm_traces_default) as spans,
+       exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e') as member
+from pg_class c where c.oid = 'analytics_partitions.llm_traces_default'::regclass;
 -- running it again changes nothing
 select * from analytics.maintain_span_partitions(period => 'month', premake => 2, as_of => '2026-11-20');
 
@@ -169,10 +176,28 @@ end $$;
 select * from pages order by page;
 select sum(n) as spans_paged, count(distinct first_span) as pages from pages;
 
--- a time-bounded search reads only the partitions of its range (pruning): November's spans of the trace, and the
--- index scans each partition's indexes ran in this transaction (executor scans; planning reads no index this way;
--- the counts are those pending since the last flush of the statistics, which is forced when the previous statement
--- ends)
+-- without a default partition the partitions are ordered by time: Alice's newest page without a time bound reads the
+-- after partition, January and December (where its 7 spans are) and no other partition (an ordered Append; on
+-- partitions this small the planner would rather sort their few rows, so sorting is off for this check). The
+-- partitions whose indexes were scanned in the transaction (executor scans; planning reads no index this way; the
+-- counts are those pending since the last flush of the statistics, which is forced when the previous statement ends):
+commit;
+create temp view partitions_scanned as
+select c.oid::regclass as partition,
+       coalesce(sum(pg_stat_get_xact_numscans(i.indexrelid)), 0) > 0 as indexes_scanned
+from pg_inherits h join pg_class c on c.oid = h.inhrelid left join pg_index i on i.indrelid = c.oid
+where h.inhparent = 'analytics.llm_traces'::regclass
+group by 1;
+select pg_stat_force_next_flush();
+begin;
+set local enable_sort = off;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select count(*) as newest_page, min(start_time), max(start_time) from analytics.search_spans("limit" => 7, cache => false);
+reset role;
+select * from partitions_scanned order by 1;
+
+-- a time-bounded search reads only the partitions of its range (pruning): November's spans of the trace
 commit;
 select pg_stat_force_next_flush();
 begin;
@@ -183,22 +208,19 @@ from analytics.search_spans(trace_id => 'pages', from_time => '2026-11-01', to_t
 -- (search_spans runs its kept plan as the generic plan, which prunes when it starts, and leaves the setting as it was)
 select current_setting('plan_cache_mode') as plan_cache_mode_after_search;
 reset role;
-select c.oid::regclass as partition,
-       coalesce(sum(pg_stat_get_xact_numscans(i.indexrelid)), 0) > 0 as indexes_scanned
-from pg_inherits h join pg_class c on c.oid = h.inhrelid left join pg_index i on i.indrelid = c.oid
-where h.inhparent = 'analytics.llm_traces'::regclass
-group by 1 order by 1;
+select * from partitions_scanned order by 1;
 commit;
 explain (costs off)
 select * from analytics.llm_traces
 where user_id = :A and start_time >= '2026-11-01' and start_time < '2026-11-30' order by start_time desc, id desc limit 7;
 
--- retention: partitions that end more than 4 months before as_of are dropped; the default partition's older rows
--- deleted; A's policy of 30 days applies on top
+-- retention: period partitions that end more than 4 months before as_of are dropped, older spans of the before
+-- partition deleted, and the before partition extended to the first period kept; A's policy of 30 days applies on
+-- top. A span far ahead, in the after partition, gets a period partition of its own (and a gap partition before it)
 insert into analytics.retention_policies (user_id, keep_days) values (:A, 30);
 insert into analytics.llm_traces (user_id, trace_id, span_id, name, start_time)
-values (:B, 'ancient', 's', 'step', '2001-01-01');
-select tableoid::regclass as partition from analytics.llm_traces where trace_id = 'ancient';
+values (:B, 'ancient', 's', 'step', '2001-01-01'), (:B, 'ahead', 's', 'step', '2031-05-05');
+select trace_id, tableoid::regclass as partition from analytics.llm_traces where trace_id in ('ancient', 'ahead') order by 1;
 select action, partition, from_time, to_time, spans
 from analytics.maintain_span_partitions(premake => 2, retain => '4 months', as_of => '2026-11-20')
 order by action, partition;
@@ -213,12 +235,15 @@ select action, partition, from_time, to_time
 from analytics.maintain_span_partitions(period => 'week', premake => 1, as_of => '2027-02-01')
 where action = 'created';
 
+select trace_id, tableoid::regclass as partition from analytics.llm_traces where trace_id = 'ahead';
+
 -- leave the database as the other tests expect it: the default partition only
 delete from analytics.llm_traces;
 delete from analytics.retention_policies;
 do $$ declare p text; begin
-    for p in select partition from analytics.span_partitions() where from_time is not null loop
+    for p in select partition from analytics.span_partitions() where partition <> 'analytics_partitions.llm_traces_default' loop
         execute format('drop table %s', p);
     end loop;
 end $$;
+alter table analytics.llm_traces attach partition analytics_partitions.llm_traces_default default;
 select partition from analytics.span_partitions();
