@@ -6,7 +6,7 @@
 --
 -- Range-partitioned by start_time (sql/013_partitions.sql: partitions, their indexes and security, maintenance,
 -- retention by dropping a partition). Postgres has no unique index across partitions: each partition has a unique
--- index on (user_id, trace_id, span_id, start_time), and "one row per span" is kept by the writers: ingest
+-- index on (user_id, trace_id, span_id), and across partitions "one row per span" is kept by the writers: ingest
 -- takes a lock per trace and updates (moving it, if its start_time changed) a span already stored
 -- (src/traces/store.rs); any other INSERT or UPDATE is checked by the statement trigger llm_traces_one_row_per_span
 -- (sql/013_partitions.sql), which raises 23505 on a second row of a span.

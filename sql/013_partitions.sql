@@ -41,12 +41,9 @@ $$;
 COMMENT ON FUNCTION analytics._secure_span_partition(regclass) IS
 'Gives a partition of analytics.llm_traces the parent''s row-level security (enabled, forced, one policy per command) and no privileges for API roles. Internal.';
 
--- The indexes of every partition (named after it). The unique one serves "all spans of a trace" and finds a span: by
--- its ids within a range of start times (ingest, where the span may be stored; with start_time in the key the
--- planner cannot prefer trace_time and read the whole trace per span) or at its exact start time (the update of a
--- re-sent span). Two rows of one span are refused by it at the same start time and by the writers' check at any
--- other (below). The next one serves tree walks; trace_time where a trace's stored spans are (ingest searches only
--- those partitions for the spans of a batch); the rest the filters of search_spans and trace_metrics.
+-- The indexes of every partition (named after it). The unique one serves "all spans of a trace" and keeps one row
+-- per span within the partition; the next one tree walks; trace_time where a trace's stored spans are (ingest
+-- searches only those partitions for the spans of a batch); the rest the filters of search_spans and trace_metrics.
 CREATE FUNCTION analytics._index_span_partition(part regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
@@ -54,7 +51,7 @@ AS $$
 declare
     n text := (select c.relname from pg_catalog.pg_class c where c.oid = part);
 begin
-    execute format('create unique index %I on %s (user_id, trace_id, span_id, start_time)', n || '_span_key', part);
+    execute format('create unique index %I on %s (user_id, trace_id, span_id)', n || '_span_key', part);
     execute format('create index %I on %s (user_id, trace_id, parent_span_id)', n || '_trace_parent_idx', part);
     execute format('create index %I on %s (user_id, trace_id, start_time)', n || '_trace_time_idx', part);
     execute format('create index %I on %s (user_id, start_time desc, id desc)', n || '_start_idx', part);
@@ -87,23 +84,27 @@ SELECT pg_catalog.pg_extension_config_dump('analytics_partitions.llm_traces_defa
 -- then the span, each level in ascending key order (so writers of the same spans wait for each other instead of
 -- deadlocking). A batch of up to max_span_locks spans locks its spans (and its traces and owners shared); a larger
 -- one with up to max_trace_locks traces locks its traces (owners shared); a larger one its owners. A writer thus
--- holds at most about max_span_locks + max_trace_locks locks.
+-- holds at most about max_span_locks + max_trace_locks locks. A caller that knows how many distinct spans and traces
+-- (with an owner) the arrays hold passes them (ingest does: counting 100,000 spans here took 0.2 s).
 CREATE FUNCTION analytics._lock_spans(owners uuid[], trace_ids text[], span_ids text[],
-                                      max_span_locks integer DEFAULT 128, max_trace_locks integer DEFAULT 64)
+                                      max_span_locks integer DEFAULT 128, max_trace_locks integer DEFAULT 64,
+                                      span_count integer DEFAULT NULL, trace_count integer DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = ''
 AS $$
 declare
-    n_spans integer;
-    n_traces integer;
+    n_spans integer := span_count;
+    n_traces integer := trace_count;
     spans_locked boolean;
     traces_locked boolean;
     lvl record;
     waited boolean := false;
 begin
-    select count(distinct (o, t, s)), count(distinct (o, t)) into n_spans, n_traces
-    from unnest(owners, trace_ids, span_ids) as x(o, t, s) where o is not null;
+    if n_spans is null or n_traces is null then
+        select count(distinct (o, t, s)), count(distinct (o, t)) into n_spans, n_traces
+        from unnest(owners, trace_ids, span_ids) as x(o, t, s) where o is not null;
+    end if;
     spans_locked := n_spans <= max_span_locks;
     traces_locked := spans_locked or n_traces <= max_trace_locks;
     -- the levels in order, each with its keys in ascending order (a level not locked has none) and whether its locks
@@ -139,11 +140,11 @@ begin
     end if;
 end
 $$;
-COMMENT ON FUNCTION analytics._lock_spans(uuid[], text[], text[], integer, integer) IS
-'Takes the transaction locks under which a writer of spans checks that a span has one row: owner, trace and span locks in one global order (spans for batches of up to max_span_locks spans, else traces for up to max_trace_locks traces, else owners). Internal.';
+COMMENT ON FUNCTION analytics._lock_spans(uuid[], text[], text[], integer, integer, integer, integer) IS
+'Takes the transaction locks under which a writer of spans checks that a span has one row: owner, trace and span locks in one global order (spans for batches of up to max_span_locks spans, else traces for up to max_trace_locks traces, else owners; span_count and trace_count, when given, are the distinct spans and traces of the arrays). Internal.';
 
 -- INSERT and UPDATE by plain SQL (a PostgREST POST to the table, psql): a partition's unique index refuses a second
--- row of a span at the same start_time; a second row at another start_time (in any partition) is refused here. Ingest
+-- row of a span in that partition; a second row in another partition (another start_time) is refused here. Ingest
 -- checks this itself (and says so with the transaction-local setting analytics.spans_checked, which only lets a
 -- session skip the check of its own rows).
 CREATE FUNCTION analytics._check_one_row_per_span() RETURNS trigger

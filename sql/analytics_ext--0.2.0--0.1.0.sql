@@ -587,7 +587,7 @@ AS $$
 declare
     n text := (select c.relname from pg_catalog.pg_class c where c.oid = part);
 begin
-    execute format('create unique index %I on %s (user_id, trace_id, span_id, start_time)', n || '_span_key', part);
+    execute format('create unique index %I on %s (user_id, trace_id, span_id)', n || '_span_key', part);
     execute format('create index %I on %s (user_id, trace_id, parent_span_id)', n || '_trace_parent_idx', part);
     execute format('create index %I on %s (user_id, trace_id, start_time)', n || '_trace_time_idx', part);
     execute format('create index %I on %s (user_id, start_time desc, id desc)', n || '_start_idx', part);
@@ -3154,7 +3154,7 @@ DROP FUNCTION analytics._span_partition_label(timestamptz);
 DROP FUNCTION analytics.span_partitions();
 DROP FUNCTION analytics._span_partition_layout();
 DROP FUNCTION analytics._check_one_row_per_span();
-DROP FUNCTION analytics._lock_spans(uuid[], text[], text[], integer, integer);
+DROP FUNCTION analytics._lock_spans(uuid[], text[], text[], integer, integer, integer, integer);
 DROP FUNCTION analytics._secure_span_partition(regclass);
 DROP FUNCTION analytics._index_span_partition(regclass);
 DROP SCHEMA analytics_partitions;

@@ -114,10 +114,9 @@ fn upsert_unpartitioned() -> String {
 /// $29 is `end_user_id`, $30 `cost_computed` and $31 `STORED_STARTS`' array, in the batch's order; returns the number of spans written. With `new_spans` false
 /// (every span of the batch is stored: a re-send) the statement is the UPDATE alone, which reads the batch once.
 ///
-/// Each stored span is found by its exact key, (user_id, trace_id, span_id, start_time), the partitions' unique key:
-/// a join planned with nested loops only (`NestedLoops`), one index probe per span in the one partition of that
-/// start_time. (With a range of start times instead, it could take the range's index as the outer side and scan
-/// every span of the range for each batch.)
+/// Each stored span is found by its exact key, (user_id, trace_id, span_id, start_time): a join planned as index
+/// probes (`IndexProbes`), one per span in the one partition of that start_time. (With a range of start times
+/// instead, it could take the range's index as the outer side and scan every span of the range for each batch.)
 fn merge_spans(new_spans: bool) -> String {
     let rows = span_rows!(
         ", r.end_user_id, coalesce(r.cost_computed, false) as cost_computed, r.stored_start",
@@ -162,13 +161,19 @@ const KEEP_SENT_COST: &str = "(r.cost_computed and t.cost_usd is not null and no
 
 /// Where each span of the batch is stored: its start_time, or NULL. $4 and $5 bound the start times of the stored
 /// spans of the batch's traces (`TRACE_TIMES`), so only the partitions of that range are searched; the LATERAL ...
-/// LIMIT 1 makes it one probe of a partition's unique index (user_id, trace_id, span_id, start_time) per span.
+/// LIMIT 1 makes it one probe of a partition's unique index (user_id, trace_id, span_id) per span.
+///
+/// The bounds are written so that they prune partitions (when the plan starts) but cannot be an index condition:
+/// as one, they made the (user_id, trace_id, start_time) index look as good as the unique key, and the planner took
+/// it and read every span of the trace in the range for each span (50 rows per probe in a trace of 100 spans, 3-4
+/// times slower). `start_time is null` never holds (the column is NOT NULL) and prunes every range partition (a range
+/// partition holds no NULL; a default partition, where one is attached, is kept), so the OR prunes as the range does.
 const STORED_STARTS: &str = r#"
 select array_agg(x.start_time order by r.ord)
 from unnest($1::uuid[], $2::text[], $3::text[]) with ordinality as r(user_id, trace_id, span_id, ord)
 left join lateral (select t.start_time from analytics.llm_traces t
                    where t.user_id = r.user_id and t.trace_id = r.trace_id and t.span_id = r.span_id
-                     and t.start_time >= $4 and t.start_time <= $5
+                     and (t.start_time >= $4 and t.start_time <= $5 or t.start_time is null)
                    limit 1) x on true
 "#;
 
@@ -183,6 +188,9 @@ from unnest($1::uuid[], $2::text[]) as k(user_id, trace_id),
                       where s.user_id = k.user_id and s.trace_id = k.trace_id order by s.start_time desc limit 1) as latest) x
 "#;
 
+/// From this many spans, a batch plans its lookups of stored spans for itself (see `plans::Planning`).
+const PLAN_PER_CALL_SPANS: usize = 1000;
+
 /// Which table the SQL calling us has: the 0.1.0 install script's unpartitioned `llm_traces` (a database not yet
 /// updated runs this library through the 0.1.0 symbols) or the partitioned one.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -193,7 +201,8 @@ pub(crate) enum Layout {
 
 /// The locks of the batch's spans (sql/013_partitions.sql), and the setting that tells the trigger checking plain
 /// SQL writes that this writer checks its own; `CHECKS_DONE` clears it once the batch is stored.
-const LOCK_SPANS: &str = "select analytics._lock_spans($1::uuid[], $2::text[], $3::text[]), \
+/// $4 and $5: the batch's distinct spans and traces with an owner (counted here, where the batch is at hand).
+const LOCK_SPANS: &str = "select analytics._lock_spans($1::uuid[], $2::text[], $3::text[], span_count => $4, trace_count => $5), \
      pg_catalog.set_config('analytics.spans_checked', 'on', true)";
 const CHECKS_DONE: &str = "select pg_catalog.set_config('analytics.spans_checked', '', true)";
 
@@ -385,9 +394,30 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
                 // one row per span across partitions: under the locks of the batch's spans (taken in one order by
                 // every writer), stored spans are updated and the rest inserted; the statement trigger that checks
                 // plain SQL writes for the same is told this batch was checked
-                client.update(LOCK_SPANS, None, &[lock_owners.clone().into(), lock_traces.clone().into(), lock_spans.clone().into()])?;
+                let span_count = lock_owners
+                    .iter()
+                    .zip(&lock_traces)
+                    .zip(&lock_spans)
+                    .filter(|((o, _), _)| o.is_some())
+                    .map(|((o, t), s)| (*o, *t, *s))
+                    .collect::<std::collections::HashSet<_>>()
+                    .len() as i32;
+                let trace_count = pair_owners.iter().filter(|o| o.is_some()).count() as i32;
+                client.update(
+                    LOCK_SPANS,
+                    None,
+                    &[
+                        lock_owners.clone().into(),
+                        lock_traces.clone().into(),
+                        lock_spans.clone().into(),
+                        span_count.into(),
+                        trace_count.into(),
+                    ],
+                )?;
                 args.push(texts(|s| s.end_user_id.as_deref()));
                 args.push(computed.iter().map(|c| Some(*c)).collect::<Vec<Option<bool>>>().into());
+                // a batch of this many spans plans its lookups anew (`plans::Planning`)
+                let planning = if spans.len() >= PLAN_PER_CALL_SPANS { super::plans::Planning::PerCall } else { super::plans::Planning::Kept };
                 let traces_arg = || [pair_owners.clone().into(), pair_traces.clone().into()];
                 let trace_times = |client: &mut pgrx::spi::SpiClient<'_>| {
                     super::plans::select_two::<TimestampWithTimeZone, TimestampWithTimeZone>(
@@ -395,6 +425,7 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
                         TRACE_TIMES,
                         &[oid(pg_sys::UUIDARRAYOID), oid(pg_sys::TEXTARRAYOID)],
                         &traces_arg(),
+                        planning,
                     )
                 };
                 let mut times = trace_times(client)?;
@@ -429,12 +460,13 @@ pub(crate) fn store_batch(mut batch: ingest::Batch, layout: Layout) -> pgrx::Jso
                             earliest.into(),
                             latest.into(),
                         ],
+                        planning,
                     )?
                     .unwrap_or_default();
                     let new_spans = stored_starts.len() < spans.len() || stored_starts.iter().any(Option::is_none);
                     args.push(stored_starts.into());
                     let written = {
-                        let _nested_loops = super::plans::NestedLoops::force();
+                        let _probes = super::plans::IndexProbes::force();
                         client.update(merge_spans(new_spans).as_str(), Some(1), &args)?.first().get_one::<i64>()?
                     };
                     let written = written.unwrap_or_default() as u64;

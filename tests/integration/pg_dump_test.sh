@@ -50,12 +50,7 @@ psql -X -At -d dump_src -c "select partition || ' ' || count(t.*) from analytics
 pg_dump -Fc -d dump_src -f "$CLUSTER_DIR/dump_src.pgdump"
 pg_restore --exit-on-error -d dump_dst "$CLUSTER_DIR/dump_src.pgdump"
 # the restore recreates the default partition attached (CREATE EXTENSION), beside the restored range partitions that
-# leave it nothing to hold; the next maintenance detaches it again
-[ "$(psql -X -At -d dump_dst -c "select count(*) from analytics_partitions.llm_traces_default")" = 0 ] \
-    || { echo "the restored default partition holds spans"; exit 1; }
-psql -X -q -v ON_ERROR_STOP=1 -d dump_dst -c "select count(*) from analytics.maintain_span_partitions(as_of => '2026-11-20')" > /dev/null
-[ "$(psql -X -At -d dump_dst -c "select relispartition from pg_class where oid = 'analytics_partitions.llm_traces_default'::regclass")" = f ] \
-    || { echo "maintenance after the restore left the default partition attached"; exit 1; }
+# leave it nothing to hold (checked below); the next maintenance detaches it again (at the end)
 
 tables=$(psql -X -At -d dump_src -c "select string_agg(c.relname, ' ' order by c.relname) from pg_class c
     join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'analytics' and c.relkind in ('r', 'p')")
@@ -86,13 +81,21 @@ done
 pg_restore -f "$CLUSTER_DIR/dump_src.data.sql" --data-only "$CLUSTER_DIR/dump_src.pgdump"
 grep -q 'COPY analytics_partitions.llm_traces_default' "$CLUSTER_DIR/dump_src.data.sql"
 grep -q 'COPY analytics_partitions.llm_traces_p2026' "$CLUSTER_DIR/dump_src.data.sql"
-# and the partitions keep their place and their security
-for q in "select count(*) from analytics.span_partitions()" \
-         "select string_agg(partition || ':' || coalesce(from_time::text, 'default'), ',' order by partition) from analytics.span_partitions()" \
-         "select count(*) from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'analytics.llm_traces'::regclass and c.relrowsecurity and c.relforcerowsecurity and (select count(*) from pg_policy p where p.polrelid = c.oid) = 4" \
-         "select string_agg(c.relname || ':' || (select count(*) from pg_index x where x.indrelid = c.oid), ',' order by c.relname) from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'analytics.llm_traces'::regclass"; do
+# and the partitions keep their place and their security (the default partition aside: detached and empty in the
+# source, attached and empty after the restore)
+for q in "select count(*) from analytics.span_partitions() where partition <> 'analytics_partitions.llm_traces_default'" \
+         "select string_agg(partition || ':' || coalesce(from_time::text, 'min') || ':' || coalesce(to_time::text, 'max'), ',' order by partition) from analytics.span_partitions() where partition <> 'analytics_partitions.llm_traces_default'" \
+         "select count(*) from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'analytics.llm_traces'::regclass and c.relname <> 'llm_traces_default' and c.relrowsecurity and c.relforcerowsecurity and (select count(*) from pg_policy p where p.polrelid = c.oid) = 4" \
+         "select string_agg(c.relname || ':' || (select count(*) from pg_index x where x.indrelid = c.oid), ',' order by c.relname) from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'analytics.llm_traces'::regclass and c.relname <> 'llm_traces_default'"; do
     [ "$(psql -X -At -d dump_src -c "$q")" = "$(psql -X -At -d dump_dst -c "$q")" ] || { echo "partitions differ after restore: $q"; exit 1; }
 done
+[ "$(psql -X -At -d dump_src -c "select relispartition from pg_class where oid = 'analytics_partitions.llm_traces_default'::regclass")" = f ] \
+    || { echo "maintenance left the default partition attached"; exit 1; }
+[ "$(psql -X -At -d dump_dst -c "select count(*) from analytics_partitions.llm_traces_default")" = 0 ] \
+    || { echo "the restored default partition holds spans"; exit 1; }
+psql -X -q -v ON_ERROR_STOP=1 -d dump_dst -c "select count(*) from analytics.maintain_span_partitions(as_of => '2026-11-20')" > /dev/null
+[ "$(psql -X -At -d dump_dst -c "select relispartition from pg_class where oid = 'analytics_partitions.llm_traces_default'::regclass")" = f ] \
+    || { echo "maintenance after the restore left the default partition attached"; exit 1; }
 for t in rate_limit_state cache_entries cache_writes cache_events cache_counters usage_cache_partitions usage_cache_days usage_cache_changes \
          ab_experiment_unit_totals ab_experiment_unit_counts; do
     if grep -q "COPY analytics.$t " "$CLUSTER_DIR/dump_src.data.sql"; then echo "$t was dumped"; exit 1; fi
