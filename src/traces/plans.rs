@@ -32,56 +32,48 @@ impl Drop for GenericPlan {
 }
 
 /// Plans the statements run while it lives as index probes: no sequential or bitmap scans, sorts, hash, merge or
-/// memoize joins (each still chosen where nothing else can run the statement), and puts the settings back when it
-/// goes, also on an error. For ingest's statements, which look up or update the stored spans of a batch one span or
-/// one trace at a time, whatever the statistics say:
-///
-/// * the update of a re-sent batch joins it with the table by each span's exact key; the planner counts every
-///   partition's rows on the inner side (it cannot know that each probe is pruned to one partition) and hashed the
-///   whole table, a sequential scan of every partition for a batch that needs one index probe per span;
-/// * a partition whose statistics say it is empty (made ahead by maintenance, or emptied and vacuumed) is planned as
-///   a sequential scan, and a kept plan keeps it while the partition fills: the first and last start time of each
-///   trace of a batch then read the whole partition, 24 s for a re-send of 100,000 spans right after they arrived.
-///
-/// (The triggers that fire meanwhile, the result cache's and the usage log's, plan no join and scan no table.)
-pub(crate) struct IndexProbes([bool; 6]);
+/// memoize joins (each still chosen where nothing else can run the statement), and no JIT compilation (the probes'
+/// estimated cost counts every partition for each span and passed the JIT thresholds: compiling the update of a
+/// re-send over 67 partitions took 7 s); puts the settings back when it goes, also on an error. For ingest's statements, which look up or update the stored spans of a batch one span or
+/// one trace at a time: the update of a re-sent batch joins it with the table by each span's exact key, and the
+/// planner, which counts every partition's rows on the inner side (it cannot know that each probe is pruned to one
+/// partition), hashed the whole table, a sequential scan of every partition for a batch that needs one index probe
+/// per span. (The triggers that fire meanwhile, the result cache's and the usage log's, plan no join and scan no
+/// table.) Statistics that call a partition empty still leave the choice of index to chance: see `Planning`.
+pub(crate) struct IndexProbes([bool; 7]);
 
 impl IndexProbes {
     pub(crate) fn force() -> Self {
-        // SAFETY: backend-local planner settings (GUC variables), read when a statement is planned
+        IndexProbes(Self::set([false; 7]))
+    }
+
+    /// Sets enable_seqscan, enable_bitmapscan, enable_sort, enable_hashjoin, enable_mergejoin, enable_memoize and
+    /// jit; returns what they were.
+    fn set(values: [bool; 7]) -> [bool; 7] {
+        // SAFETY: backend-local planner settings (GUC variables), read when a statement is planned; written through
+        // raw pointers, no reference to a static is made
         unsafe {
-            let previous = [
-                pg_sys::enable_seqscan,
-                pg_sys::enable_bitmapscan,
-                pg_sys::enable_sort,
-                pg_sys::enable_hashjoin,
-                pg_sys::enable_mergejoin,
-                pg_sys::enable_memoize,
+            let settings = [
+                &raw mut pg_sys::enable_seqscan,
+                &raw mut pg_sys::enable_bitmapscan,
+                &raw mut pg_sys::enable_sort,
+                &raw mut pg_sys::enable_hashjoin,
+                &raw mut pg_sys::enable_mergejoin,
+                &raw mut pg_sys::enable_memoize,
+                &raw mut pg_sys::jit_enabled,
             ];
-            pg_sys::enable_seqscan = false;
-            pg_sys::enable_bitmapscan = false;
-            pg_sys::enable_sort = false;
-            pg_sys::enable_hashjoin = false;
-            pg_sys::enable_mergejoin = false;
-            pg_sys::enable_memoize = false;
-            IndexProbes(previous)
+            let mut previous = [false; 7];
+            for (k, setting) in settings.into_iter().enumerate() {
+                previous[k] = std::ptr::replace(setting, values[k]);
+            }
+            previous
         }
     }
 }
 
 impl Drop for IndexProbes {
     fn drop(&mut self) {
-        // SAFETY: as above
-        unsafe {
-            [
-                pg_sys::enable_seqscan,
-                pg_sys::enable_bitmapscan,
-                pg_sys::enable_sort,
-                pg_sys::enable_hashjoin,
-                pg_sys::enable_mergejoin,
-                pg_sys::enable_memoize,
-            ] = self.0;
-        }
+        Self::set(self.0);
     }
 }
 
@@ -113,9 +105,9 @@ fn with_kept<R>(
 
 /// How a lookup of ingest is planned: through its kept generic plan, or anew for this call (a custom plan, which sees
 /// the partitions' current size). A kept plan made while a partition was empty (made ahead by maintenance, or emptied
-/// and vacuumed) reads that partition as if it were, through any index that leads with user_id, until an ANALYZE of
-/// the partition makes the plan anew: a re-send of 100,000 spans right after they arrived took 18 s in the first and
-/// last start time of its 1,000 traces alone. A large batch therefore plans its lookups anew (planning is a
+/// and vacuumed) reads that partition as if it were, through whichever index leads with user_id (or a sequential
+/// scan), until an ANALYZE of the partition makes the plan anew: a re-send of 100,000 spans right after they arrived
+/// spent 16-24 s in the first and last start time of its 1,000 traces alone. A large batch therefore plans its lookups anew (planning is a
 /// millisecond or two, against seconds of work); a small one keeps them (a plan per call would cost a single span
 /// more than its lookups), and pays for a stale plan only on the few spans it has.
 #[derive(Clone, Copy, PartialEq, Eq)]
