@@ -3,8 +3,9 @@
 --
 -- Why our own few functions rather than pg_partman: Debian 12 ships pg_partman 4.x and Supabase 5.x, whose APIs and
 -- catalogs differ (create_parent's arguments, run_maintenance's procedure, the part_config columns); partitions must
--- get this extension's row-level security (a partition queried directly bypasses the parent's policies), and moving
--- rows out of the default partition must respect the one-row-per-span rule. What is needed here is four functions.
+-- get this extension's row-level security (a partition queried directly bypasses the parent's policies), the time
+-- line is kept covered without a default partition, and moving rows between partitions must respect the
+-- one-row-per-span rule. What is needed here is a few functions.
 --
 -- Partitions live in the schema analytics_partitions, on which API roles have no privilege (PostgREST cannot expose
 -- what its roles cannot use), and each one still has row-level security enabled and forced with the parent's
