@@ -302,6 +302,7 @@ declare
     g tstzrange;
     gap tstzrange;
     covered tstzmultirange;     -- by period partitions, kept and new
+    stretches tstzrange[];      -- the rest of the time line, between and around them
     new_periods tstzrange[] := '{}';
     pieces tstzrange[] := '{}';
     replaced regclass[] := '{}';
@@ -387,15 +388,14 @@ begin
     --    partitions, one per stretch between periods. A rest partition that spans its stretch exactly is kept; the
     --    others (and the default partition) are detached, their spans copied into the new partitions of their times
     --    and they are dropped (the default partition is kept, detached and empty)
+    stretches := array(select unnest(tstzmultirange(tstzrange(null, null)) - covered));
     pieces := new_periods || array(
-        select r from unnest(tstzmultirange(tstzrange(null, null)) - covered) r
+        select r from unnest(stretches) r
         where not exists (select 1 from analytics._span_partition_layout() l
                           where l.kind = 'rest' and tstzrange(l.from_time, l.to_time) = r));
     replaced := array(
         select l.part from analytics._span_partition_layout() l
-        where l.kind = 'default'
-           or l.kind = 'rest' and not exists (select 1 from unnest(tstzmultirange(tstzrange(null, null)) - covered) r
-                                              where tstzrange(l.from_time, l.to_time) = r)
+        where l.kind = 'default' or l.kind = 'rest' and not tstzrange(l.from_time, l.to_time) = any (stretches)
         order by l.from_time nulls first);
     for p in select l.part, l.kind, l.from_time, l.to_time from analytics._span_partition_layout() l
              where l.part = any (replaced) order by l.from_time nulls first loop
