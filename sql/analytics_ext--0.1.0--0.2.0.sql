@@ -6007,9 +6007,9 @@ $grants$;
 --  * a day is settled once it ended more than a day before the run and before every transaction still open started
 --    (pg_stat_activity.xact_start): any write that could still commit after the run then either touches a later day or
 --    meets the trigger below;
---  * a write (INSERT, UPDATE, DELETE) of a span that started more than a day before the writing moment fires a row
---    trigger (its WHEN clause is all a write of a recent span pays) that logs the span's day in usage_cache_changes;
---    the next snapshot measures that day again. The log rows are deleted before the day is measured again, so a write
+--  * a write (INSERT, UPDATE, DELETE through analytics.llm_traces) of spans that started more than a day before the
+--    writing moment makes the table's statement trigger log their days in usage_cache_changes (a statement of recent
+--    spans logs nothing); the next snapshot measures those days again. The log rows are deleted before the day is measured again, so a write
 --    that commits in between is measured now and logged once more (measured again next time: never missed);
 --  * TRUNCATE and VACUUM FULL give a partition a new file node and drop its cache; a dropped or detached partition's
 --    cache is dropped with it; TRUNCATE usage_cache_partitions, usage_cache_days resets the cache.
@@ -6059,12 +6059,23 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = ''
 AS $$
 declare
+    cutoff timestamptz := pg_catalog.clock_timestamp() - interval '1 day';
+    days date[];
     d date;
     seen text;
 begin
-    -- the old and the new day of the span (an UPDATE may move it); logging a day that is not settled is harmless
-    foreach d in array array[(old.start_time AT TIME ZONE 'UTC')::date, (new.start_time AT TIME ZONE 'UTC')::date] loop
-        continue when d is null;
+    -- the UTC days of the statement's spans that started more than a day ago (an UPDATE: old and new, it may move a
+    -- span); logging a day that is not settled is harmless. A statement of recent spans logs nothing.
+    if tg_op = 'INSERT' then
+        days := array(select distinct (n.start_time AT TIME ZONE 'UTC')::date from new_rows n where n.start_time < cutoff);
+    elsif tg_op = 'DELETE' then
+        days := array(select distinct (o.start_time AT TIME ZONE 'UTC')::date from old_rows o where o.start_time < cutoff);
+    else
+        days := array(select (n.start_time AT TIME ZONE 'UTC')::date from new_rows n where n.start_time < cutoff
+                      union
+                      select (o.start_time AT TIME ZONE 'UTC')::date from old_rows o where o.start_time < cutoff);
+    end if;
+    foreach d in array days loop
         seen := 'analytics.usage_logged_' || pg_catalog.to_char(d, 'YYYYMMDD');
         -- once per day and transaction (a late batch of a thousand spans logs one row); the setting is transaction-local
         if pg_catalog.current_setting(seen, true) is distinct from 'on' then
@@ -6076,7 +6087,7 @@ begin
 end
 $$;
 COMMENT ON FUNCTION analytics._usage_log_change() IS
-'Row trigger of analytics.llm_traces, fired only for spans that started more than a day before the write: logs their UTC day in analytics.usage_cache_changes (once per day and transaction). SECURITY DEFINER because API roles have no privilege on that table; it reads nothing and returns nothing. Internal.';
+'Statement trigger of analytics.llm_traces (INSERT, UPDATE, DELETE, with the transition tables): logs the UTC days of the statement''s spans that started more than a day before the write in analytics.usage_cache_changes (once per day and transaction). SECURITY DEFINER because API roles have no privilege on that table; it returns nothing. Internal.';
 
 REVOKE EXECUTE ON FUNCTION analytics._usage_log_change() FROM PUBLIC;
 DO $grants$
@@ -6091,15 +6102,14 @@ BEGIN
 END
 $grants$;
 
-CREATE TRIGGER llm_traces_usage_insert AFTER INSERT ON analytics.llm_traces FOR EACH ROW
-    WHEN (new.start_time < pg_catalog.clock_timestamp() - interval '1 day')
-    EXECUTE FUNCTION analytics._usage_log_change();
-CREATE TRIGGER llm_traces_usage_update AFTER UPDATE ON analytics.llm_traces FOR EACH ROW
-    WHEN (old.start_time < pg_catalog.clock_timestamp() - interval '1 day' OR new.start_time < pg_catalog.clock_timestamp() - interval '1 day')
-    EXECUTE FUNCTION analytics._usage_log_change();
-CREATE TRIGGER llm_traces_usage_delete AFTER DELETE ON analytics.llm_traces FOR EACH ROW
-    WHEN (old.start_time < pg_catalog.clock_timestamp() - interval '1 day')
-    EXECUTE FUNCTION analytics._usage_log_change();
+-- statement triggers: a batch of late spans costs one call, not one per span (a row trigger cost 0.4 s per 100,000
+-- late spans); writes made directly into a partition, bypassing analytics.llm_traces, are not logged
+CREATE TRIGGER llm_traces_usage_insert AFTER INSERT ON analytics.llm_traces REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._usage_log_change();
+CREATE TRIGGER llm_traces_usage_update AFTER UPDATE ON analytics.llm_traces REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._usage_log_change();
+CREATE TRIGGER llm_traces_usage_delete AFTER DELETE ON analytics.llm_traces REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION analytics._usage_log_change();
 
 -- Spans per owner that started before `until` and their row bytes: from the cache where it is valid (filling and
 -- repairing it on the way), measured for the rest. One owner, or a caller who does not read every owner, is measured

@@ -104,7 +104,7 @@ select count(*) as log_emptied from analytics.usage_cache_changes where day >= '
 select analytics.snapshot_usage('2026-11-20') as owners;
 select user_id, spans_stored, spans_stored = (select m.spans from pg_temp.measured('2026-11-21') m where m.user_id = s.user_id) as measured
 from analytics.usage_snapshots s where day = '2026-11-20' order by 1;
--- a span that started within the last day is not logged (the trigger's WHEN: what a live write pays)
+-- a span that started within the last day is not logged (the statement trigger finds no late span)
 insert into analytics.llm_traces (user_id, trace_id, span_id, name, start_time)
 values ('bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb', 'live', 'a', 'chat', now() - interval '1 hour');
 select count(*) as live_not_logged from analytics.usage_cache_changes where day >= current_date - 1;
