@@ -275,13 +275,15 @@ begin
             came as (insert into analytics.user_cohort_members (user_id, cohort_id, member_id, entered_at)
                      select $1, $4, x.id, $2 from change x where x.enters order by x.id
                      returning 1)
-            select (select count(*) from came), (select count(*) from gone)'
-        into entered, exited
+            select (select count(*) from came), (select count(*) from gone), (select count(*) from members)'
+        into entered, exited, members
         using owner, at, matched, c.id;
+        members := members + entered - exited;
+    else
+        select count(*) into members from analytics.user_cohort_members m
+        where m.user_id = owner and m.cohort_id = c.id and m.exited_at is null;
     end if;
     update analytics.user_cohorts uc set refreshed_at = at where uc.id = c.id and uc.user_id = owner;
-    select count(*) into members from analytics.user_cohort_members m
-    where m.user_id = owner and m.cohort_id = c.id and m.exited_at is null;
     return jsonb_build_object('cohort', c.key, 'dynamic', c.definition is not null, 'at', at, 'members', members,
                               'entered', entered, 'exited', exited);
 end

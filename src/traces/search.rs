@@ -163,34 +163,112 @@ pub fn search_spans(
     if let Some(d) = min_duration_ms {
         q.param("s.duration_ms >= ?", vec![d.into()]);
     }
+    let cursor_time = cursor.as_ref().map(|(time, _)| pg_sys::TimestampTz::from(*time));
     if let Some((time, id)) = cursor {
         // the row comparison alone prunes no partition: the bound on start_time it implies does, when the plan starts
         q.param("s.start_time <= ? and (s.start_time, s.id) < (?, ?::uuid)", vec![time.into(), time.into(), id.into()]);
     }
-    let where_clause = if q.preds.is_empty() { "true".to_string() } else { q.preds.join(" and ") };
-    let query = format!(
-        "select s from analytics.llm_traces s where {where_clause} order by s.start_time desc, s.id desc limit {limit} offset {offset}"
+    // on a time-partitioned table: the partition bounds around the searched range, as literals, so that the kept plan
+    // holds (and each call locks) only those partitions, and a long range read newest partitions first
+    let window = search::partition_window(
+        &partition_bounds(),
+        from_time.map(pg_sys::TimestampTz::from),
+        to_time.map(pg_sys::TimestampTz::from),
+        cursor_time,
+        offset,
     );
+    if let Some(b) = window.lower {
+        q.param(&format!("s.start_time >= {}", time_literal(b)), vec![]);
+    }
+    if let Some(b) = window.upper {
+        q.param(&format!("s.start_time < {}", time_literal(b)), vec![]);
+    }
+    let query = |extra: Option<String>| {
+        let preds: Vec<&str> = q.preds.iter().map(String::as_str).chain(extra.as_deref()).collect();
+        let where_clause = if preds.is_empty() { "true".to_string() } else { preds.join(" and ") };
+        format!("select s from analytics.llm_traces s where {where_clause} order by s.start_time desc, s.id desc limit {limit} offset {offset}")
+    };
+    let (first, rest) = match window.split {
+        Some(b) => (query(Some(format!("s.start_time >= {}", time_literal(b)))), Some(query(Some(format!("s.start_time < {}", time_literal(b)))))),
+        None => (query(None), None),
+    };
     let SearchQuery { args, types, .. } = q;
 
     let rows = Spi::connect(|client| {
         SEARCH_PLANS.with(|cache| {
             let mut cache = cache.borrow_mut();
-            if !cache.contains_key(&query) {
-                if cache.len() >= MAX_KEPT_SEARCH_PLANS {
-                    cache.clear();
+            let mut run = |query: &str, rows: Option<i64>| {
+                if !cache.contains_key(query) {
+                    if cache.len() >= MAX_KEPT_SEARCH_PLANS {
+                        cache.clear();
+                    }
+                    let plan = client.prepare(query, &types).unwrap_or_else(|e| invalid(format!("search_spans: {e}")));
+                    cache.insert(query.to_string(), plan.keep());
                 }
-                let plan = client.prepare(query.as_str(), &types).unwrap_or_else(|e| invalid(format!("search_spans: {e}")));
-                cache.insert(query.clone(), plan.keep());
+                let plan = &cache[query];
+                let _generic = super::plans::GenericPlan::force();
+                let table = client.select(plan, rows, &args).unwrap_or_else(|e| invalid(format!("search_spans: {e}")));
+                table
+                    .map(|row| row.get::<pgrx::composite_type!('static, "llm_traces")>(1).expect("a span row").expect("not null"))
+                    .collect::<Vec<_>>()
+            };
+            let mut page = run(&first, None);
+            // the newest partitions did not fill the page: the older ones give the rest
+            if let Some(rest) = rest.filter(|_| page.len() < limit as usize) {
+                let more = run(&rest, Some((limit as usize - page.len()) as i64));
+                page.extend(more);
             }
-            let plan = &cache[&query];
-            let _generic = super::plans::GenericPlan::force();
-            let table = client.select(plan, None, &args).unwrap_or_else(|e| invalid(format!("search_spans: {e}")));
-            table
-                .map(|row| row.get::<pgrx::composite_type!('static, "llm_traces")>(1).expect("a span row").expect("not null"))
-                .collect::<Vec<_>>()
+            page
         })
     });
     SetOfIterator::new(rows)
+}
+
+/// A start time (microseconds since 2000-01-01, Postgres' epoch) as a timestamptz literal, e.g.
+/// `'2026-06-01T00:00:00.000000Z'::timestamptz`.
+fn time_literal(pg_us: i64) -> String {
+    format!("'{}'::timestamptz", analytics_core::textfmt::rfc3339_micros(pg_us + super::rows::PG_EPOCH_OFFSET_US))
+}
+
+/// The finite bounds of analytics.llm_traces' range partitions, ascending (microseconds since 2000-01-01); none when
+/// the table is not partitioned (a database at 0.1.0, whose SQL runs this same function) or not by range. Read from
+/// the partition descriptor the relation cache keeps for the planner: no query, and current after every ATTACH,
+/// DETACH, CREATE or DROP of a partition.
+fn partition_bounds() -> Vec<i64> {
+    // years 1 to 9999: bounds a literal can spell (a bound outside is not used; the search's own predicates hold)
+    const FIRST: i64 = -63_082_281_600_000_000; // 0001-01-01 in microseconds since 2000-01-01
+    const LAST: i64 = 252_455_615_999_999_999; // 9999-12-31 23:59:59.999999
+    let mut bounds = Vec::new();
+    // SAFETY: catalog cache lookups by name; the relation is opened with the lock the search's query takes anyway (and
+    // keeps until the transaction ends, as a query does); the partition descriptor and its bound arrays belong to the
+    // relation cache entry, read while the relation is open and not kept
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"analytics".as_ptr(), true);
+        if schema == pg_sys::InvalidOid {
+            return bounds;
+        }
+        let table = pg_sys::get_relname_relid(c"llm_traces".as_ptr(), schema);
+        if table == pg_sys::InvalidOid || pg_sys::get_rel_relkind(table) as u8 != pg_sys::RELKIND_PARTITIONED_TABLE {
+            return bounds;
+        }
+        let rel = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let desc = pg_sys::RelationGetPartitionDesc(rel, true);
+        if !desc.is_null() && !(*desc).boundinfo.is_null() {
+            let info = &*(*desc).boundinfo;
+            if info.strategy as u8 == pg_sys::PARTITION_STRATEGY_RANGE && !info.kind.is_null() {
+                for i in 0..info.ndatums.max(0) as usize {
+                    // one partition key column (start_time): the first datum of each bound
+                    if **info.kind.add(i) == pg_sys::PartitionRangeDatumKind::PARTITION_RANGE_DATUM_VALUE {
+                        let us = (**info.datums.add(i)).value() as i64;
+                        if (FIRST..=LAST).contains(&us) {
+                            bounds.push(us);
+                        }
+                    }
+                }
+            }
+        }
+        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+    }
+    bounds
 }
 

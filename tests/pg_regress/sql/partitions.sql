@@ -237,6 +237,57 @@ where action = 'created';
 
 select trace_id, tableoid::regclass as partition from analytics.llm_traces where trace_id = 'ahead';
 
+-- a search over many partitions (months, days, weeks, before and after: more than 6) reads the newest 6 of its range
+-- first and the older ones only when they do not fill the page; its pages are those of the plain query, keyset pages
+-- (walked to the end), the newest page, an offset page and a bounded range alike
+insert into analytics.llm_traces (user_id, trace_id, span_id, name, start_time)
+select :A, 'many', 's' || i, 'step', timestamptz '2026-12-20' + make_interval(hours => i * 19) from generate_series(0, 79) i;
+select count(*) as partitions_holding_many from (select distinct tableoid from analytics.llm_traces where trace_id = 'many') p;
+create function pg_temp.walk(lim int, f timestamptz, t timestamptz) returns table (same_as_plain boolean, pages int, spans int)
+language plpgsql as $$
+declare
+    after text;
+    got text[] := '{}';
+    page text[];
+    cursors text[];
+    n int := 0;
+begin
+    loop
+        select array_agg(s.span_id order by s.start_time desc, s.id desc),
+               array_agg(to_char(s.start_time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || ',' || s.id order by s.start_time desc, s.id desc)
+          into page, cursors
+        from analytics.search_spans(trace_id => 'many', from_time => f, to_time => t, after => after, "limit" => lim, cache => false) s;
+        exit when page is null;
+        n := n + 1;
+        got := got || page;
+        after := cursors[cardinality(cursors)];
+    end loop;
+    return query select got = coalesce((select array_agg(s.span_id order by s.start_time desc, s.id desc) from analytics.llm_traces s
+                                        where s.trace_id = 'many' and (f is null or s.start_time >= f) and (t is null or s.start_time < t)), '{}'),
+                        n, cardinality(got);
+end $$;
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is not null as alice;
+select * from pg_temp.walk(7, null, null);
+select * from pg_temp.walk(3, '2027-01-05', '2027-02-20');
+select * from pg_temp.walk(100, '2026-12-01', null);
+select (select array_agg(span_id) from analytics.search_spans(trace_id => 'many', "limit" => 5, "offset" => 40, cache => false))
+     = (select array_agg(span_id) from (select span_id from analytics.llm_traces where trace_id = 'many'
+                                       order by start_time desc, id desc limit 5 offset 40) x) as offset_page_same;
+commit;
+-- what a page locks: the table, the partitions of its window and their indexes (the plan is kept; a first call plans
+-- it), not every partition: PostgreSQL 15 takes a transaction's first 16 relation locks in its fast path
+select count(*) from analytics.search_spans(trace_id => 'many', "limit" => 7, cache => false);
+begin;
+select count(*) as newest_page from analytics.search_spans(trace_id => 'many', "limit" => 7, cache => false);
+select (select count(*) from analytics.span_partitions()) as partitions,
+       count(*) filter (where c.relkind = 'r') as partitions_locked,
+       count(*) filter (where c.relkind = 'i') as indexes_locked
+from pg_locks l join pg_class c on c.oid = l.relation join pg_namespace n on n.oid = c.relnamespace
+where l.pid = pg_backend_pid() and l.locktype = 'relation' and n.nspname = 'analytics_partitions';
+commit;
+
 -- leave the database as the other tests expect it: the default partition only
 delete from analytics.llm_traces;
 delete from analytics.retention_policies;
