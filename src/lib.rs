@@ -10,6 +10,18 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+/// Runs when a backend loads the library. Keeps Rust backtraces out of error reports: pgrx adds one to the DETAIL of
+/// an error raised through Rust when the server's environment has RUST_BACKTRACE set (a DBA's shell, a container
+/// image), and PostgREST hands DETAIL to API clients. Only an unset RUST_LIB_BACKTRACE is filled in, so a developer
+/// who wants backtraces sets RUST_LIB_BACKTRACE=1 (tests/integration/backtrace_test.sh).
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // a backend is single-threaded: nothing else reads or writes the environment while the library loads
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+}
+
 pub mod anomaly;
 pub mod bind;
 pub mod cache;
