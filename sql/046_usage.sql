@@ -173,8 +173,9 @@ COMMENT ON TABLE analytics.usage_snapshots IS
 --    meets the trigger below;
 --  * a write (INSERT, UPDATE, DELETE through analytics.llm_traces) of spans that started more than a day before the
 --    writing moment makes the table's statement trigger log their days in usage_cache_changes (a statement of recent
---    spans logs nothing); the next snapshot measures those days again. The log rows are deleted before the day is measured again, so a write
---    that commits in between is measured now and logged once more (measured again next time: never missed);
+--    spans logs nothing); the next snapshot measures those days again. The log rows are deleted before the day is
+--    measured again, so a write that commits in between is measured now and logged once more (measured again next
+--    time: never missed);
 --  * TRUNCATE and VACUUM FULL give a partition a new file node and drop its cache; a dropped or detached partition's
 --    cache is dropped with it; TRUNCATE usage_cache_partitions, usage_cache_days resets the cache.
 --
