@@ -116,7 +116,23 @@ pub(crate) enum Planning {
     PerCall,
 }
 
-/// The first column of the first row of a fixed SELECT (see `with_kept` and `Planning`).
+/// The first row of a fixed SELECT, read by `get`, planned as `planning` says (see `with_kept` and `Planning`).
+fn select_first<R>(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    sql: &'static str,
+    types: &[pgrx::PgOid],
+    args: &[pgrx::datum::DatumWithOid<'_>],
+    planning: Planning,
+    get: impl for<'t> FnOnce(pgrx::spi::SpiTupleTable<'t>) -> Result<R, pgrx::spi::Error>,
+) -> Result<R, pgrx::spi::Error> {
+    if planning == Planning::PerCall {
+        let _probes = IndexProbes::force();
+        return get(client.select(sql, Some(1), args)?);
+    }
+    with_kept(client, sql, types, |client, plan| get(client.select(plan, Some(1), args)?))
+}
+
+/// The first column of the first row of a fixed SELECT (see `select_first`).
 pub(crate) fn select_one<T: pgrx::FromDatum + pgrx::IntoDatum>(
     client: &mut pgrx::spi::SpiClient<'_>,
     sql: &'static str,
@@ -124,14 +140,10 @@ pub(crate) fn select_one<T: pgrx::FromDatum + pgrx::IntoDatum>(
     args: &[pgrx::datum::DatumWithOid<'_>],
     planning: Planning,
 ) -> Result<Option<T>, pgrx::spi::Error> {
-    if planning == Planning::PerCall {
-        let _probes = IndexProbes::force();
-        return client.select(sql, Some(1), args)?.first().get_one::<T>();
-    }
-    with_kept(client, sql, types, |client, plan| client.select(plan, Some(1), args)?.first().get_one::<T>())
+    select_first(client, sql, types, args, planning, |table| table.first().get_one::<T>())
 }
 
-/// The first two columns of the first row of a fixed SELECT (see `with_kept` and `Planning`).
+/// The first two columns of the first row of a fixed SELECT (see `select_first`).
 pub(crate) fn select_two<A: pgrx::FromDatum + pgrx::IntoDatum, B: pgrx::FromDatum + pgrx::IntoDatum>(
     client: &mut pgrx::spi::SpiClient<'_>,
     sql: &'static str,
@@ -139,9 +151,5 @@ pub(crate) fn select_two<A: pgrx::FromDatum + pgrx::IntoDatum, B: pgrx::FromDatu
     args: &[pgrx::datum::DatumWithOid<'_>],
     planning: Planning,
 ) -> Result<(Option<A>, Option<B>), pgrx::spi::Error> {
-    if planning == Planning::PerCall {
-        let _probes = IndexProbes::force();
-        return client.select(sql, Some(1), args)?.first().get_two::<A, B>();
-    }
-    with_kept(client, sql, types, |client, plan| client.select(plan, Some(1), args)?.first().get_two::<A, B>())
+    select_first(client, sql, types, args, planning, |table| table.first().get_two::<A, B>())
 }

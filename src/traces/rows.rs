@@ -99,15 +99,24 @@ unsafe fn text_of(d: pg_sys::Datum) -> String {
     }
 }
 
+/// The OID of `analytics.llm_traces` (syscache lookups by name, no query); InvalidOid when there is none.
+pub(super) fn span_table() -> pg_sys::Oid {
+    // SAFETY: catalog cache lookups by name; a missing schema or table gives InvalidOid
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"analytics".as_ptr(), true);
+        if schema == pg_sys::InvalidOid {
+            return pg_sys::InvalidOid;
+        }
+        pg_sys::get_relname_relid(c"llm_traces".as_ptr(), schema)
+    }
+}
+
 /// Whether `analytics.llm_traces` has the column (syscache lookups, no query): 0.1.0's table lacks the columns 0.2.0
 /// added, and a database not yet updated runs this library through the 0.1.0 symbols.
 fn table_has_column(column: &std::ffi::CStr) -> bool {
-    // SAFETY: catalog cache lookups by name; a missing schema or table gives InvalidOid, a missing column 0
-    unsafe {
-        let schema = pg_sys::get_namespace_oid(c"analytics".as_ptr(), true);
-        let table = pg_sys::get_relname_relid(c"llm_traces".as_ptr(), schema);
-        table != pg_sys::InvalidOid && pg_sys::get_attnum(table, column.as_ptr()) != 0
-    }
+    let table = span_table();
+    // SAFETY: a catalog cache lookup by name; a missing column gives 0
+    table != pg_sys::InvalidOid && unsafe { pg_sys::get_attnum(table, column.as_ptr()) } != 0
 }
 
 /// Loads the spans of `trace_id` owned by `owner` and hands them to `f` while the SPI connection is still open

@@ -239,15 +239,11 @@ fn partition_bounds() -> Vec<i64> {
     const FIRST: i64 = -63_082_281_600_000_000; // 0001-01-01 in microseconds since 2000-01-01
     const LAST: i64 = 252_455_615_999_999_999; // 9999-12-31 23:59:59.999999
     let mut bounds = Vec::new();
-    // SAFETY: catalog cache lookups by name; the relation is opened with the lock the search's query takes anyway (and
-    // keeps until the transaction ends, as a query does); the partition descriptor and its bound arrays belong to the
+    let table = super::rows::span_table();
+    // SAFETY: a catalog cache lookup; the relation is opened with the lock the search's query takes anyway (and keeps
+    // until the transaction ends, as a query does); the partition descriptor and its bound arrays belong to the
     // relation cache entry, read while the relation is open and not kept
     unsafe {
-        let schema = pg_sys::get_namespace_oid(c"analytics".as_ptr(), true);
-        if schema == pg_sys::InvalidOid {
-            return bounds;
-        }
-        let table = pg_sys::get_relname_relid(c"llm_traces".as_ptr(), schema);
         if table == pg_sys::InvalidOid || pg_sys::get_rel_relkind(table) as u8 != pg_sys::RELKIND_PARTITIONED_TABLE {
             return bounds;
         }
