@@ -243,6 +243,10 @@ begin
     if from_time is null or to_time is null or to_time <= from_time then
         raise exception 'to_time: must be after from_time' using errcode = '22023';
     end if;
+    if not isfinite(from_time) or not isfinite(to_time) then
+        raise exception '%: must be a finite time', case when isfinite(from_time) then 'to_time' else 'from_time' end
+            using errcode = '22023';
+    end if;
     if extract(epoch from to_time - from_time) / extract(epoch from bucket) > 100000 then
         raise exception 'bucket: % buckets between from_time and to_time; the limit is 100000',
             floor(extract(epoch from to_time - from_time) / extract(epoch from bucket)) using errcode = '22023';

@@ -102,6 +102,10 @@ begin
     if as_of is null then
         raise exception 'as_of: is required' using errcode = '22004';
     end if;
+    if not isfinite(as_of) or as_of >= timestamptz '294276-01-01 00:00+00' then
+        raise exception 'as_of: must be a finite time before the year 294276 (the period''s end must be a timestamp), got %', as_of
+            using errcode = '22023';
+    end if;
     return query
     with p as (
         select b.*,

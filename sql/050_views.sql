@@ -153,6 +153,10 @@ begin
     if from_time is null or to_time is null or to_time <= from_time then
         raise exception 'to_time: must be after from_time' using errcode = '22023';
     end if;
+    if not isfinite(from_time) or not isfinite(to_time) then
+        raise exception '%: must be a finite time', case when isfinite(from_time) then 'to_time' else 'from_time' end
+            using errcode = '22023';
+    end if;
     if to_time - from_time > interval '400 days' then
         raise exception 'from_time: a dashboard covers at most 400 days, got %', to_time - from_time using errcode = '22023';
     end if;

@@ -5205,6 +5205,10 @@ begin
     if as_of is null then
         raise exception 'as_of: is required' using errcode = '22004';
     end if;
+    if not isfinite(as_of) or as_of >= timestamptz '294276-01-01 00:00+00' then
+        raise exception 'as_of: must be a finite time before the year 294276 (the period''s end must be a timestamp), got %', as_of
+            using errcode = '22023';
+    end if;
     return query
     with p as (
         select b.*,
@@ -7920,6 +7924,10 @@ begin
     if from_time is null or to_time is null or to_time <= from_time then
         raise exception 'to_time: must be after from_time' using errcode = '22023';
     end if;
+    if not isfinite(from_time) or not isfinite(to_time) then
+        raise exception '%: must be a finite time', case when isfinite(from_time) then 'to_time' else 'from_time' end
+            using errcode = '22023';
+    end if;
     if to_time - from_time > interval '400 days' then
         raise exception 'from_time: a dashboard covers at most 400 days, got %', to_time - from_time using errcode = '22023';
     end if;
@@ -8186,6 +8194,10 @@ begin
     end if;
     if from_time is null or to_time is null or to_time <= from_time then
         raise exception 'to_time: must be after from_time' using errcode = '22023';
+    end if;
+    if not isfinite(from_time) or not isfinite(to_time) then
+        raise exception '%: must be a finite time', case when isfinite(from_time) then 'to_time' else 'from_time' end
+            using errcode = '22023';
     end if;
     if extract(epoch from to_time - from_time) / extract(epoch from bucket) > 100000 then
         raise exception 'bucket: % buckets between from_time and to_time; the limit is 100000',

@@ -5,13 +5,14 @@ use pgrx::prelude::*;
 use serde_json::{json, Value};
 
 use crate::bind::{required, AnalyticsError, ErrorKind, OrRaise, Raise};
+use crate::jsonb::JsonbText;
 use analytics_core::cohorts::{retention, rule};
 
 /// `analytics._compile_cohort_rule(rule jsonb) returns jsonb`: `{"sql", "params", "cohorts": [[path, key]...],
 /// "experiments": [[path, experiment, variant]...]}`, or 22023 naming the offending part of the rule.
 #[pg_extern(name = "_compile_cohort_rule", immutable, parallel_safe)]
-pub fn compile_cohort_rule(rule: Option<pgrx::JsonB>) -> pgrx::JsonB {
-    let rule = required(rule, "rule").0;
+pub fn compile_cohort_rule(rule: Option<JsonbText>) -> pgrx::JsonB {
+    let rule = required(rule, "rule").parse("rule");
     let c = rule::compile(&rule).or_raise();
     pgrx::JsonB(json!({
         "sql": c.sql,
@@ -39,10 +40,10 @@ pub fn retention_query(
     to_time: Option<TimestampWithTimeZone>,
     period: Option<&str>,
     periods: Option<i32>,
-    start_event: Option<pgrx::JsonB>,
-    return_event: Option<pgrx::JsonB>,
+    start_event: Option<JsonbText>,
+    return_event: Option<JsonbText>,
     mode: Option<&str>,
-    brackets: Option<pgrx::JsonB>,
+    brackets: Option<JsonbText>,
     calendar: Option<bool>,
     time_zone: Option<&str>,
     as_of: Option<TimestampWithTimeZone>,
@@ -53,11 +54,11 @@ pub fn retention_query(
     if to <= from {
         AnalyticsError::invalid("to_time: must be after from_time").raise();
     }
-    let event = |v: Option<pgrx::JsonB>, name: &str| -> rule::EventFilter {
-        let v = v.map(|j| j.0).unwrap_or_else(|| json!({}));
+    let event = |v: Option<JsonbText>, name: &str| -> rule::EventFilter {
+        let v = v.map(|j| j.parse(name)).unwrap_or_else(|| json!({}));
         rule::EventFilter::parse(&v, name).or_raise()
     };
-    let brackets = brackets.map(|b| b.0);
+    let brackets = brackets.map(|b| b.parse("brackets"));
     let cohorts: Vec<String> = cohorts
         .unwrap_or_default()
         .into_iter()

@@ -19,6 +19,15 @@ use pgrx::prelude::*;
 /// A jsonb argument as JSON text.
 pub struct JsonbText(pub String);
 
+impl JsonbText {
+    /// The argument as a serde value, or 22023 naming it when it holds what serde_json cannot (a number beyond
+    /// double precision, nesting deeper than 128 levels), where pgrx's `JsonB` panics.
+    pub fn parse(&self, name: &str) -> serde_json::Value {
+        use crate::bind::OrRaise;
+        analytics_core::errors::parse_json_arg(&self.0, name).or_raise()
+    }
+}
+
 impl FromDatum for JsonbText {
     unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
         if is_null {

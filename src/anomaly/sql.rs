@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 
 use super::detectors::{self, Method, Params};
 use crate::bind::OrRaise;
+use crate::jsonb::JsonbText;
 
 /// `analytics.detect_anomalies(values float8[], method text = 'surprise', params jsonb = '{}')`
 ///
@@ -19,7 +20,7 @@ use crate::bind::OrRaise;
 pub fn detect_anomalies_scored(
     values: Vec<Option<f64>>,
     method: default!(&str, "'surprise'"),
-    params: default!(pgrx::JsonB, "'{}'"),
+    params: default!(JsonbText, "'{}'"),
 ) -> TableIterator<
     'static,
     (
@@ -43,9 +44,9 @@ pub fn detect_anomalies_scored(
     )
 }
 
-fn run(values: &[Option<f64>], method: &str, params: &pgrx::JsonB) -> Vec<detectors::Point> {
+fn run(values: &[Option<f64>], method: &str, params: &JsonbText) -> Vec<detectors::Point> {
     let method = Method::parse(method).or_raise();
-    let p = Params::from_json(method, &params.0).or_raise();
+    let p = Params::from_json(method, &params.parse("params")).or_raise();
     detectors::detect(values, method, &p).or_raise()
 }
 
@@ -55,7 +56,7 @@ fn run(values: &[Option<f64>], method: &str, params: &pgrx::JsonB) -> Vec<detect
 pub fn detect_anomalies(
     values: Vec<Option<f64>>,
     method: default!(&str, "'mad'"),
-    params: default!(pgrx::JsonB, "'{}'"),
+    params: default!(JsonbText, "'{}'"),
 ) -> TableIterator<
     'static,
     (
@@ -81,9 +82,9 @@ pub fn detect_anomalies(
 /// `analytics.anomaly_params(method text, params jsonb = '{}') returns jsonb`: the parameters a detector runs
 /// with (its defaults overridden by `params`), validated; recorded with every finding.
 #[pg_extern(immutable, strict, parallel_safe)]
-pub fn anomaly_params(method: &str, params: default!(pgrx::JsonB, "'{}'")) -> pgrx::JsonB {
+pub fn anomaly_params(method: &str, params: default!(JsonbText, "'{}'")) -> pgrx::JsonB {
     let method = Method::parse(method).or_raise();
-    let p = Params::from_json(method, &params.0).or_raise();
+    let p = Params::from_json(method, &params.parse("params")).or_raise();
     pgrx::JsonB(p.to_json(method))
 }
 

@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 use super::{analysis, growthbook, power, stats};
 use crate::bind::{required, AnalyticsError, OrRaise, Raise};
+use crate::jsonb::JsonbText;
 
 /// Bucket ranges as a two-dimensional `double precision[]` (n rows of [start, end]); n = 0 gives an empty array.
 pub struct Ranges(Vec<(f64, f64)>);
@@ -62,6 +63,7 @@ pub fn gb_hash(seed: &str, value: &str, version: i32) -> Option<f64> {
 /// `analytics.equal_weights(n int) returns double precision[]`: n equal weights summing to 1 (empty for n <= 0).
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn equal_weights(n: i32) -> Vec<f64> {
+    check_count(n);
     growthbook::equal_weights(n)
 }
 
@@ -78,10 +80,11 @@ fn check_count(n: i32) {
 /// The result is a two-dimensional array, `ranges[i][1]` the start and `ranges[i][2]` the end of variation i-1.
 #[pg_extern(immutable, parallel_safe)]
 pub fn bucket_ranges(
-    n: i32,
+    n: Option<i32>,
     coverage: default!(Option<f64>, 1.0),
     weights: default!(Option<Vec<Option<f64>>>, "NULL"),
 ) -> Ranges {
+    let n = required(n, "n");
     check_count(n);
     // a NULL inside the weights makes them invalid, like a wrong length: equal weights
     let weights: Option<Vec<f64>> = weights.and_then(|w| w.into_iter().collect());
@@ -121,17 +124,20 @@ pub fn in_namespace(unit: &str, namespace: &str, range_start: f64, range_end: f6
 #[pg_extern(immutable, parallel_safe, name = "_gb_decide")]
 #[allow(clippy::too_many_arguments)]
 pub fn gb_decide(
-    experiment_key: &str,
+    experiment_key: Option<&str>,
     seed: Option<&str>,
-    hash_version: i32,
-    variations: i32,
+    hash_version: Option<i32>,
+    variations: Option<i32>,
     weights: Option<Vec<Option<f64>>>,
-    coverage: f64,
+    coverage: Option<f64>,
     namespace_name: Option<&str>,
     namespace_start: Option<f64>,
     namespace_end: Option<f64>,
-    unit_id: &str,
+    unit_id: Option<&str>,
 ) -> TableIterator<'static, (name!(variation, i32), name!(hash_value, f64))> {
+    let (experiment_key, unit_id) = (required(experiment_key, "experiment_key"), required(unit_id, "unit_id"));
+    let (hash_version, variations) = (required(hash_version, "hash_version"), required(variations, "variations"));
+    let coverage = required(coverage, "coverage");
     check_count(variations);
     // like bucket_ranges: weights with a NULL are invalid weights, and GrowthBook then uses equal weights
     let weights: Option<Vec<f64>> = weights.and_then(|w| w.into_iter().collect());
@@ -272,8 +278,8 @@ fn moments(v: serde_json::Value, name: &str) -> analysis::Moments {
 #[pg_extern(name = "compare_groups", immutable, parallel_safe)]
 #[allow(clippy::too_many_arguments)]
 pub fn compare_two_groups(
-    control: Option<pgrx::JsonB>,
-    treatment: Option<pgrx::JsonB>,
+    control: Option<JsonbText>,
+    treatment: Option<JsonbText>,
     metric_type: default!(Option<&str>, "'mean'"),
     relative: default!(Option<bool>, true),
     alpha: default!(Option<f64>, 0.05),
@@ -295,7 +301,7 @@ pub fn compare_two_groups(
         alternative: analysis::Alternative::parse(required(alternative, "alternative")).or_raise(),
     };
     let (control, treatment) = (required(control, "control"), required(treatment, "treatment"));
-    json(&analysis::compare(&moments(control.0, "control"), &moments(treatment.0, "treatment"), &options).or_raise())
+    json(&analysis::compare(&moments(control.parse("control"), "control"), &moments(treatment.parse("treatment"), "treatment"), &options).or_raise())
 }
 
 /// The 0.1.0 SQL's `analytics.compare_groups` (symbol `compare_groups_wrapper`, STRICT, flat prior): kept, without
@@ -303,8 +309,8 @@ pub fn compare_two_groups(
 #[pg_extern(sql = false, immutable, strict, parallel_safe)]
 #[allow(clippy::too_many_arguments)]
 pub fn compare_groups(
-    control: pgrx::JsonB,
-    treatment: pgrx::JsonB,
+    control: JsonbText,
+    treatment: JsonbText,
     metric_type: &str,
     relative: bool,
     alpha: f64,

@@ -33,12 +33,14 @@ pub const MAX_TREE_SPANS: i32 = 1_000_000;
 #[pg_extern(name = "_get_trace_tree", stable, parallel_safe)]
 pub fn get_trace_tree(
     trace_id: Option<&str>,
-    max_depth: default!(i32, 100),
-    max_spans: default!(i32, 10000),
-    include_io: default!(bool, true),
+    max_depth: default!(Option<i32>, 100),
+    max_spans: default!(Option<i32>, 10000),
+    include_io: default!(Option<bool>, true),
     user_id: default!(Option<Uuid>, "NULL"),
 ) -> Option<RawJsonb> {
     let trace_id = required(trace_id, "trace_id");
+    let (max_depth, max_spans) = (required(max_depth, "max_depth"), required(max_spans, "max_spans"));
+    let include_io = required(include_io, "include_io");
     if !(0..=MAX_TREE_DEPTH).contains(&max_depth) {
         AnalyticsError::invalid(format!("max_depth: must be between 0 and {MAX_TREE_DEPTH}, got {max_depth}")).raise();
     }
@@ -309,10 +311,11 @@ pub fn trace_waterfall(
 #[pg_extern(stable, parallel_safe)]
 pub fn trace_waterfall_svg(
     trace_id: Option<&str>,
-    max_spans: default!(i32, 2000),
+    max_spans: default!(Option<i32>, 2000),
     user_id: default!(Option<Uuid>, "NULL"),
 ) -> Option<String> {
     let trace_id = required(trace_id, "trace_id");
+    let max_spans = required(max_spans, "max_spans");
     if !(1..=10_000).contains(&max_spans) {
         AnalyticsError::invalid(format!("max_spans: must be between 1 and 10000, got {max_spans}")).raise();
     }
@@ -367,10 +370,11 @@ const VIEW_COLUMNS: &[(&str, &str, Kind)] = &[
 #[pg_extern(name = "_trace_view", stable, parallel_safe)]
 pub fn trace_view(
     trace_id: Option<&str>,
-    max_spans: default!(i32, 20000),
+    max_spans: default!(Option<i32>, 20000),
     user_id: default!(Option<Uuid>, "NULL"),
 ) -> Option<String> {
     let trace_id = required(trace_id, "trace_id");
+    let max_spans = required(max_spans, "max_spans");
     if !(1..=MAX_VIEW_SPANS).contains(&max_spans) {
         AnalyticsError::invalid(format!("max_spans: must be between 1 and {MAX_VIEW_SPANS}, got {max_spans}")).raise();
     }

@@ -75,3 +75,37 @@ impl fmt::Display for AnalyticsError {
 }
 
 impl std::error::Error for AnalyticsError {}
+
+/// A jsonb argument, as the text Postgres writes for it, parsed for the core. jsonb holds values serde_json does not:
+/// numbers beyond double precision's range (`1e400`) and nesting deeper than serde_json's 128 levels. Either is an
+/// error (22023) naming the argument, not a panic.
+pub fn parse_json_arg(text: &str, name: &str) -> Result<serde_json::Value, AnalyticsError> {
+    serde_json::from_str(text).map_err(|e| {
+        let reason = e.to_string();
+        let what = if reason.starts_with("number out of range") {
+            "holds a number beyond the range of double precision"
+        } else if reason.starts_with("recursion limit exceeded") {
+            "is nested more than 128 levels deep"
+        } else {
+            return AnalyticsError::invalid(format!("{name}: is not JSON: {e}"));
+        };
+        AnalyticsError::invalid(format!("{name}: {what} (at character {})", e.column()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_arguments_serde_cannot_hold_are_errors_naming_the_argument() {
+        assert_eq!(parse_json_arg(r#"{"a": [1, 2.5, "x"]}"#, "params").unwrap(), serde_json::json!({"a": [1, 2.5, "x"]}));
+        let e = parse_json_arg(r#"{"threshold": 1e400}"#, "params").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParameter);
+        assert_eq!(e.message, "params: holds a number beyond the range of double precision (at character 19)");
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let e = parse_json_arg(&deep, "rule").unwrap_err();
+        assert_eq!(e.message, "rule: is nested more than 128 levels deep (at character 128)");
+        assert_eq!(parse_json_arg("{", "rule").unwrap_err().message, "rule: is not JSON: EOF while parsing an object at line 1 column 1");
+    }
+}

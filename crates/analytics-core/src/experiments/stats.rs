@@ -90,6 +90,10 @@ impl StudentT {
 
     /// P(T > t) for t >= 0.
     fn sf(&self, t: f64) -> f64 {
+        // statrs panics on a t of NaN (0/0: no effect and no error); there is no tail to give
+        if t.is_nan() {
+            return f64::NAN;
+        }
         if self.df >= Self::TAIL_EXPANSION_FROM {
             let g1 = (t.powi(3) + t) / 4.0;
             let g2 = (3.0 * t.powi(7) - 7.0 * t.powi(5) - 5.0 * t.powi(3) - 3.0 * t) / 96.0;
@@ -178,6 +182,14 @@ pub(crate) fn welch_df(n1: f64, var1: f64, n2: f64, var2: f64) -> f64 {
 /// formula gives, such as GrowthBook's relative CUPED).
 pub(crate) fn t_test_of_estimate(effect: f64, se: f64, df: f64, relative: bool, alpha: f64) -> Result<TestResult, AnalyticsError> {
     check_alpha(alpha)?;
+    // finite inputs can still overflow (a relative lift over a control mean of 5e-324, means near 1e308)
+    if !(effect.is_finite() && se.is_finite() && df.is_finite()) {
+        return Err(AnalyticsError::invalid(format!(
+            "the {} or its standard error overflows double precision (effect {effect}, standard error {se}, degrees of \
+             freedom {df}); rescale the values",
+            if relative { "relative lift" } else { "difference" }
+        )));
+    }
     let t = StudentT::new(df)?;
     let q = t.quantile(1.0 - alpha / 2.0);
     Ok(TestResult::from_estimate(effect, se, Some(df), relative, alpha, &|x| (t.sf(x), q)))
@@ -391,6 +403,20 @@ pub fn adjusted_interval(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn overflowing_estimates_are_errors_not_panics() {
+        use super::*;
+        // finite arguments whose relative lift overflows: statrs' t distribution panicked on the NaN t
+        for (m1, m2) in [(5e-324, 0.5), (0.5, 1e308)] {
+            let e = welch_t_test(5.0, m1, 0.5, 5.0, m2, 0.5, true, 0.05).unwrap_err();
+            assert_eq!(e.kind, crate::errors::ErrorKind::InvalidParameter);
+            assert!(e.message.starts_with("the relative lift or its standard error overflows double precision"), "{}", e.message);
+        }
+        let t = StudentT::new(4.0).unwrap();
+        assert!(t.sf(f64::NAN).is_nan());
+        assert_eq!(t.sf(f64::INFINITY), 0.0);
+    }
 
     /// GrowthBook's adjusted interval: the effect ± z(1 - alpha/2) · |effect / z(1 - p_adj/2)|, only when wider.
     #[test]

@@ -320,6 +320,11 @@ fn non_finite_word(s: &str) -> bool {
     matches!(s.trim().to_ascii_lowercase().as_str(), "nan" | "infinity" | "+infinity" | "-infinity" | "inf" | "-inf")
 }
 
+/// A jsonb number beyond double precision (`1e400`) arrives as its digits in a string: serde cannot hold it.
+fn overflowing_number(s: &str) -> bool {
+    !non_finite_word(s) && s.parse::<f64>().is_ok_and(f64::is_infinite)
+}
+
 fn opt_count(v: Option<Value>, field: Field<'_>) -> Result<Option<i64>, AnalyticsError> {
     match v {
         None | Some(Value::Null) => Ok(None),
@@ -330,6 +335,9 @@ fn opt_count(v: Option<Value>, field: Field<'_>) -> Result<Option<i64>, Analytic
         },
         Some(Value::String(s)) if non_finite_word(&s) => {
             Err(err(ErrorKind::InvalidParameter, field, format!("must be a finite whole number, got {s}")))
+        }
+        Some(Value::String(s)) if overflowing_number(&s) => {
+            Err(err(ErrorKind::InvalidParameter, field, format!("must be a finite whole number, got a number of {} digits", s.len())))
         }
         Some(other) => Err(err(ErrorKind::InvalidParameter, field, format!("must be a number, got {}", describe(&other)))),
     }
@@ -351,6 +359,11 @@ fn opt_cost(v: Option<Value>, field: Field<'_>) -> Result<Option<f64>, Analytics
         Some(Value::String(s)) if non_finite_word(&s) => {
             Err(err(ErrorKind::InvalidParameter, field, format!("must be a finite number, got {s}")))
         }
+        Some(Value::String(s)) if overflowing_number(&s) => Err(err(
+            ErrorKind::InvalidParameter,
+            field,
+            format!("must be a finite number, got a number of {} digits, beyond double precision", s.len()),
+        )),
         Some(other) => Err(err(ErrorKind::InvalidParameter, field, format!("must be a number, got {}", describe(&other)))),
     }
 }
@@ -702,6 +715,10 @@ mod tests {
         fails(&with(r#""cost_usd":"NaN""#), ErrorKind::InvalidParameter, "cost_usd: must be a finite number, got NaN");
         fails(&with(r#""cost_usd":"Infinity""#), ErrorKind::InvalidParameter, "cost_usd: must be a finite number, got Infinity");
         fails(&with(r#""total_tokens":"-Infinity""#), ErrorKind::InvalidParameter, "total_tokens: must be a finite whole number");
+        // jsonb's 1e400, which serde cannot hold, reaches the core as its 401 digits (src/traces/jsonb_spans.rs)
+        let digits = format!("1{}", "0".repeat(400));
+        fails(&with(&format!(r#""input_tokens":"{digits}""#)), ErrorKind::InvalidParameter, "input_tokens: must be a finite whole number, got a number of 401 digits");
+        fails(&with(&format!(r#""cost_usd":"-{digits}""#)), ErrorKind::InvalidParameter, "cost_usd: must be a finite number, got a number of 402 digits, beyond double precision");
         fails(&with(r#""operation_type":"teleport""#), ErrorKind::InvalidParameter, "operation_type: unknown value \"teleport\"");
         fails(&with(r#""status":"maybe""#), ErrorKind::InvalidParameter, "status: unknown value");
         fails(&with(r#""level":"loud""#), ErrorKind::InvalidParameter, "level: unknown value");

@@ -284,7 +284,7 @@ fn map_span(span: &Value, resource: &Map<String, Value>, scope: &Value, at: &str
 /// Parses an OTLP/JSON `ExportTraceServiceRequest` into a validated batch (see `ingest::build_batch`).
 /// Errors name the span by its path, e.g. `resourceSpans[0].scopeSpans[1].spans[4].endTimeUnixNano`.
 pub fn parse_otlp(json: &str, caller: Option<&str>) -> Result<Batch, AnalyticsError> {
-    let payload: Value = serde_json::from_str(json).map_err(|e| invalid("payload", format!("is not JSON: {e}")))?;
+    let payload = crate::errors::parse_json_arg(json, "payload")?;
     let resource_spans = payload
         .get("resourceSpans")
         .and_then(Value::as_array)
