@@ -140,6 +140,11 @@ begin
         raise exception 'no user: call with a JWT whose claims have a sub (request.jwt.claims)' using errcode = '42501';
     end if;
     perform analytics.check_rate_limit('create_experiment', answer => false);
+    if create_experiment.key is null or create_experiment.name is null or hash_version is null then
+        raise exception '%: is required', case when create_experiment.key is null then 'key'
+                                              when create_experiment.name is null then 'name' else 'hash_version' end
+            using errcode = '22004';
+    end if;
     if hash_version not in (1, 2) then
         raise exception 'hash_version: must be 1 or 2, got %', hash_version using errcode = '22023';
     end if;

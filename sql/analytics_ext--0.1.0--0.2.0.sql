@@ -510,6 +510,11 @@ begin
         raise exception 'no user: call with a JWT whose claims have a sub (request.jwt.claims)' using errcode = '42501';
     end if;
     perform analytics.check_rate_limit('create_experiment', answer => false);
+    if create_experiment.key is null or create_experiment.name is null or hash_version is null then
+        raise exception '%: is required', case when create_experiment.key is null then 'key'
+                                              when create_experiment.name is null then 'name' else 'hash_version' end
+            using errcode = '22004';
+    end if;
     if hash_version not in (1, 2) then
         raise exception 'hash_version: must be 1 or 2, got %', hash_version using errcode = '22023';
     end if;
@@ -4310,6 +4315,10 @@ begin
     if bad is not null then
         raise exception 'timestamps[%]: must not be NULL', bad using errcode = '22004';
     end if;
+    select min(i) into bad from generate_subscripts(timestamps, 1) i where not isfinite(timestamps[i]);
+    if bad is not null then
+        raise exception 'timestamps[%]: must be a finite time, got %', bad, timestamps[bad] using errcode = '22023';
+    end if;
     select min(t) into first_ts from unnest(timestamps) t;
     if (select count(distinct t) from unnest(timestamps) t) <> n then
         raise exception 'timestamps: must be distinct' using errcode = '22023';
@@ -4324,6 +4333,12 @@ begin
         if bad is not null then
             raise exception 'timestamps[%]: % is not on the grid of % buckets starting at %', bad, timestamps[bad],
                 bucket, first_ts using errcode = '22023';
+        end if;
+        -- the grid is materialised: a microsecond bucket over a day of points would be 86 billion rows
+        if extract(epoch from (select max(t) from unnest(timestamps) t) - first_ts) / extract(epoch from bucket) >= 1000000 then
+            raise exception 'bucket: % buckets between the first and the last timestamp; the limit is 1000000',
+                floor(extract(epoch from (select max(t) from unnest(timestamps) t) - first_ts) / extract(epoch from bucket)) + 1
+                using errcode = '22023';
         end if;
     end if;
     -- without a bucket the points follow each other in time order; with one, missing buckets become gaps
@@ -4407,6 +4422,9 @@ begin
     if lookback is null or lookback <= bucket then
         raise exception 'lookback: must be longer than one bucket (%), got %', bucket, coalesce(lookback::text, 'NULL')
             using errcode = '22023';
+    end if;
+    if lookback > interval '100 years' then
+        raise exception 'lookback: at most 100 years, got %', lookback using errcode = '22023';
     end if;
     if end_time is null then
         raise exception 'end_time: is required' using errcode = '22004';

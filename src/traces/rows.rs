@@ -196,5 +196,5 @@ pub(super) const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 
 /// RFC 3339 text of a Postgres timestamptz (microseconds since 2000-01-01 UTC).
 pub(super) fn ts_text(pg_us: i64) -> String {
-    analytics_core::textfmt::rfc3339_micros(pg_us + PG_EPOCH_OFFSET_US)
+    analytics_core::textfmt::rfc3339_micros(pg_us.saturating_add(PG_EPOCH_OFFSET_US))
 }

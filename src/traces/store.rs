@@ -295,11 +295,12 @@ pub(crate) fn builtin_prices_on() -> bool {
     !matches!(setting.as_deref().map(str::trim).map(str::to_ascii_lowercase).as_deref(), Some("off" | "false" | "0" | "no"))
 }
 
-/// A timestamptz as microseconds since the Unix epoch; NULL and -infinity as i64::MIN, infinity as i64::MAX.
+/// A timestamptz as microseconds since the Unix epoch; NULL and -infinity as i64::MIN, infinity as i64::MAX (and the
+/// last 10,957 days Postgres can hold, which are beyond i64 from the Unix epoch, as i64::MAX too).
 pub(crate) fn micros(t: Option<TimestampWithTimeZone>) -> i64 {
     match t {
         Some(t) if t.is_infinity() => i64::MAX, // never
-        Some(t) if t.is_finite() => pg_sys::TimestampTz::from(t) + PG_EPOCH_OFFSET_US,
+        Some(t) if t.is_finite() => pg_sys::TimestampTz::from(t).saturating_add(PG_EPOCH_OFFSET_US),
         _ => i64::MIN, // -infinity: always
     }
 }

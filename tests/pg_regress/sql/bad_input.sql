@@ -1,12 +1,15 @@
 -- Bad input never gets an internal error: every public function of analytics_ext, called as PostgREST calls it (role
--- authenticated, a user's claims), with sane arguments and then each argument in turn replaced by NULL and by edge
+-- authenticated, a user's claims), with sane arguments (by argument name where one needs a meaningful value: a method,
+-- a period, a series long enough for a detector, ...) and then each argument in turn replaced by NULL and by edge
 -- values of its type (empty and 100,000-character text, JSON that serde cannot hold, extreme integers and floats,
 -- infinite timestamps, odd arrays and intervals). Every error must carry one of the SQLSTATEs analytics_ext raises
 -- (docs/security.md): a Rust panic (XX000), a PostgreSQL error our checks should have caught first (22008 for an
 -- infinite time, 22003, ...) or a timeout is listed below and fails the test. Found, before the fix: jsonb numbers
 -- beyond double precision and deep nesting panicked in pgrx's JsonB (XX000), NULL for a non-null Rust argument
 -- (XX000), equal_weights(2147483647) (XX000, a 16 GB allocation), a relative Welch test over a control mean of 5e-324
--- (XX000, statrs on a NaN t), trace_metrics and dashboard_view over an infinite range (22008).
+-- (XX000, statrs on a NaN t), trace_metrics and dashboard_view over an infinite range (22008), budget_status in the
+-- year 294276 (22008), detect_series_anomalies with a 1-microsecond bucket over 60 hours (a 216-billion-point grid:
+-- the timeout).
 begin;
 set local statement_timeout = '120s';
 set local role authenticated;
@@ -29,6 +32,49 @@ begin
             ('interval', $$'1 hour'::interval$$), ('date', $$'2026-01-01'::date$$),
             ('double precision[]', 'array[1.0, 2.0]::float8[]'), ('integer[]', 'array[1]'),
             ('timestamp with time zone[]', $$array['2026-01-01 10:00+00'::timestamptz]$$)),
+        named(n, t, v) as (values
+            ('action', 'text', $$'ingest'$$), ('alternative', 'text', $$'two-sided'$$), ('method', 'text', $$'mad'$$),
+            ('metric_type', 'text', $$'mean'$$), ('mode', 'text', $$'n_day'$$), ('period', 'text', $$'week'$$),
+            ('time_zone', 'text', $$'UTC'$$), ('operation_type', 'text', $$'chat'$$), ('status', 'text', $$'ok'$$),
+            ('correction', 'text', $$'holm'$$), ('level', 'text', $$'DEFAULT'$$), ('provider', 'text', $$'openai'$$),
+            ('model', 'text', $$'gpt-4o-mini'$$), ('trace_id', 'text', $$'trace-1'$$), ('span_id', 'text', $$'span-1'$$),
+            ('key', 'text', $$'power-users'$$), ('unit_id', 'text', $$'visitor-0-1'$$), ('winner', 'text', $$'control'$$),
+            ('after', 'text', 'NULL'), ('parent_span_id', 'text', 'NULL'), ('primary_metric', 'text', $$'revenue'$$),
+            ('end_user_id', 'text', $$'visitor-1'$$), ('metric', 'text', $$'latency_p95'$$),
+            ('spans', 'jsonb', $$'[{"trace_id":"t","span_id":"s","name":"n","start_time":"2026-01-01T00:00:00Z"}]'$$),
+            ('payload', 'jsonb', $$'{"resourceSpans":[]}'$$),
+            ('variants', 'jsonb', $$'[{"key":"control","weight":0.5},{"key":"treatment","weight":0.5}]'$$),
+            ('rule', 'jsonb', $$'{"performed": {}, "at_least": 1}'$$), ('members', 'jsonb', $$'["visitor-1"]'$$),
+            ('properties', 'jsonb', $$'{"plan": "pro"}'$$), ('control', 'jsonb', $$'{"n": 10, "sum": 5, "sum_squares": 4}'$$),
+            ('treatment', 'jsonb', $$'{"n": 10, "sum": 6, "sum_squares": 5}'$$), ('brackets', 'jsonb', $$'[[1, 1], [2, 3]]'$$),
+            ('goal_metrics', 'jsonb', $$'["revenue"]'$$), ('guardrail_metrics', 'jsonb', $$'[]'$$),
+            ('alpha', 'double precision', '0.05'), ('power', 'double precision', '0.8'), ('baseline', 'double precision', '0.1'),
+            ('std_dev', 'double precision', '1.0'), ('effect', 'double precision', '0.05'), ('mde', 'double precision', '0.05'),
+            ('coverage', 'double precision', '1.0'), ('level', 'double precision', '0.9'), ('sequential_tuning', 'double precision', '5000'),
+            ('prior_mean', 'double precision', 'NULL'), ('prior_variance', 'double precision', 'NULL'),
+            ('prior_std_dev', 'double precision', 'NULL'), ('cap_value', 'double precision', 'NULL'),
+            ('namespace_start', 'double precision', '0'), ('namespace_end', 'double precision', '1'),
+            ('mean1', 'double precision', '1.0'), ('mean2', 'double precision', '1.1'), ('var1', 'double precision', '1.0'),
+            ('var2', 'double precision', '1.2'), ('min_duration_ms', 'double precision', 'NULL'),
+            ('periods', 'integer', '4'), ('limit', 'integer', '10'), ('offset', 'integer', '0'), ('n', 'integer', '2'),
+            ('version', 'integer', '2'), ('hash_version', 'integer', '2'), ('variants', 'integer', '2'), ('phase', 'integer', 'NULL'),
+            ('premake', 'integer', '1'), ('history', 'integer', '7'), ('max_depth', 'integer', '10'), ('max_spans', 'integer', '100'),
+            ('default_keep_days', 'integer', '30'),
+            ('n1', 'bigint', '100'), ('n2', 'bigint', '100'), ('x1', 'bigint', '10'), ('x2', 'bigint', '12'), ('units', 'bigint', '1000'),
+            ('units_per_variant', 'bigint', '1000'),
+            ('values', 'double precision[]', 'array(select (i % 7)::float8 from generate_series(1, 60) i)'),
+            ('observations', 'double precision[]', 'array(select (i % 7)::float8 from generate_series(1, 60) i)'),
+            ('timestamps', 'timestamp with time zone[]', $$array(select timestamptz '2026-01-01' + i * interval '1 hour' from generate_series(1, 60) i)$$),
+            ('p_values', 'double precision[]', 'array[0.01, 0.04]::float8[]'), ('weights', 'double precision[]', 'array[0.5, 0.5]::float8[]'),
+            ('observed', 'integer[]', 'array[100, 103]'), ('ranges', 'double precision[]', $$'{{0,0.5},{0.5,1}}'::float8[]$$),
+            ('horizons', 'integer[]', 'array[7]'), ('group_by', 'text[]', $$array['model']$$), ('cohorts', 'text[]', 'NULL'),
+            ('bucket', 'interval', $$'1 hour'::interval$$), ('lookback', 'interval', $$'7 days'::interval$$),
+            ('retain', 'interval', $$'90 days'::interval$$), ('cuped_lookback', 'interval', $$'14 days'::interval$$),
+            ('to_time', 'timestamp with time zone', $$'2026-01-02 00:00+00'::timestamptz$$),
+            ('as_of', 'timestamp with time zone', $$'2026-01-02 00:00+00'::timestamptz$$),
+            ('at', 'timestamp with time zone', $$'2026-01-02 00:00+00'::timestamptz$$),
+            ('end_time', 'timestamp with time zone', $$'2026-01-01 10:00:01+00'::timestamptz$$),
+            ('completion_start_time', 'timestamp with time zone', 'NULL'), ('as_of', 'date', $$'2026-01-02'::date$$)),
         edge(t, v) as (values
             ('text', $$''$$), ('text', $$repeat('x', 100000)$$), ('text', $$'%s\'$$), ('text', $$'{"a":'$$),
             ('text', $$'ü😀'$$), ('text', $$'-1'$$),
@@ -50,22 +96,27 @@ begin
             ('interval', $$'0'::interval$$), ('interval', $$'-1 hour'::interval$$), ('interval', $$'1000000 years'::interval$$),
             ('interval', $$'1 month'::interval$$), ('interval', $$'1 microsecond'::interval$$),
             ('double precision[]', $$'{}'::float8[]$$), ('double precision[]', $$array['NaN', 'Infinity']::float8[]$$),
-            ('double precision[]', $$array[null]::float8[]$$), ('boolean', 'false')),
+            ('double precision[]', $$array[null]::float8[]$$), ('boolean', 'false'),
+            ('timestamp with time zone[]', $$'{}'::timestamptz[]$$), ('timestamp with time zone[]', $$array[null]::timestamptz[]$$),
+            ('timestamp with time zone[]', $$array['infinity', '2026-01-01 10:00+00']::timestamptz[]$$),
+            ('timestamp with time zone[]', $$array['2026-01-01 10:00+00', '2026-01-01 10:00+00']::timestamptz[]$$),
+            ('integer[]', $$'{}'::integer[]$$), ('integer[]', 'array[-1, 2147483647]'), ('integer[]', $$array[null]::integer[]$$)),
         f as (
             select p.proname, p.pronargs,
-                   coalesce((select array_agg(format_type(t, null) order by o) from unnest(p.proargtypes) with ordinality a(t, o)), '{}') as types
+                   coalesce((select array_agg(format_type(t, null) order by o) from unnest(p.proargtypes) with ordinality a(t, o)), '{}') as types,
+                   coalesce(p.proargnames[1:p.pronargs], '{}') as names
             from pg_proc p join pg_namespace n on n.oid = p.pronamespace
             where n.nspname = 'analytics' and p.prokind = 'f' and p.proname !~ '^_' and p.prorettype <> 'trigger'::regtype
               and has_function_privilege(p.oid, 'execute')),
         calls as (
-            select f.proname, f.types, null::integer as pos, null::text as val from f
+            select f.proname, f.types, f.names, null::integer as pos, null::text as val from f
             union all
-            select f.proname, f.types, i, 'NULL' from f, generate_series(1, f.pronargs) i
+            select f.proname, f.types, f.names, i, 'NULL' from f, generate_series(1, f.pronargs) i
             union all
-            select f.proname, f.types, i, e.v from f cross join generate_series(1, f.pronargs) i join edge e on e.t = f.types[i])
+            select f.proname, f.types, f.names, i, e.v from f cross join generate_series(1, f.pronargs) i join edge e on e.t = f.types[i])
         select c.proname, c.pos, c.val,
                format('select count(*) from analytics.%I(%s)', c.proname,
-                      coalesce((select string_agg(case when i = c.pos then c.val else coalesce((select v from sane where sane.t = tt.t), 'NULL') end
+                      coalesce((select string_agg(case when i = c.pos then c.val else coalesce((select v from named where named.n = c.names[i] and named.t = tt.t), (select v from sane where sane.t = tt.t), 'NULL') end
                                                   || '::' || tt.t, ', ' order by i)
                                 from unnest(c.types) with ordinality tt(t, i)), '')) as stmt
         from calls c order by c.proname, c.pos nulls first, c.val
@@ -76,7 +127,7 @@ begin
             execute r.stmt;
         exception when others then
             get stacked diagnostics state = returned_sqlstate, message = message_text;
-            if state not in ('22023', '22004', '22P02', '22007', '54000', '23514', '42501', 'P0002', '55000') then
+            if state not in ('22023', '22004', '22P02', '22007', '54000', '23505', '23514', '42501', 'P0002', '55000') then
                 unexpected := unexpected || format('%s(argument %s = %s): %s %s', r.proname, coalesce(r.pos::text, '-'),
                                                    left(coalesce(r.val, 'sane'), 40), state, left(message, 120));
             end if;
@@ -92,6 +143,9 @@ $sweep$;
 rollback;
 
 -- the errors the sweep found, as a caller now sees them
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is null;
 select regress.attempt($$select analytics.preview_cohort('{"performed": {}, "at_least": 1e400}')$$);
 select regress.attempt($$select analytics.preview_cohort((repeat('{"not": ', 200) || '{}' || repeat('}', 200))::jsonb)$$);
 select regress.attempt($$select * from analytics.detect_anomalies(array[1.0, 2.0, 3.0], 'zscore', '{"threshold": 1e400}')$$);
@@ -104,3 +158,9 @@ select regress.attempt($$select analytics.welch_t_test(5, 5e-324, 0.5, 5, 0.5, 0
 select regress.attempt($$select * from analytics.trace_metrics('1 hour', '-infinity', '2026-01-01')$$);
 select regress.attempt($$select analytics.dashboard_view('2026-01-01', 'infinity')$$);
 select regress.attempt($$select analytics.ingest_spans('[{"trace_id": "t", "span_id": "s", "name": "n", "start_time": "2026-01-01T00:00:00Z", "input_tokens": 1e400}]')$$);
+select regress.attempt($$select count(*) from analytics.detect_series_anomalies(array(select timestamptz '2026-01-01' + i * interval '1 hour' from generate_series(1, 60) i), array(select (i % 7)::float8 from generate_series(1, 60) i), 'mad', '{}', '1 microsecond')$$);
+select regress.attempt($$select count(*) from analytics.detect_series_anomalies(array['2026-01-01', 'infinity']::timestamptz[], array[1.0, 2.0])$$);
+select regress.attempt($$select count(*) from analytics.model_price('gpt-4o-mini', at => '294276-12-31 23:00+00')$$);
+select regress.attempt($$select analytics.create_experiment(null, 'Prompt test', '[{"key": "a"}, {"key": "b"}]')$$);
+select regress.attempt($$select count(*) from analytics.run_anomaly_detection('latency_p95', lookback => '1000000 years')$$);
+rollback;

@@ -97,7 +97,7 @@ pub fn render(trace_id: &str, spans: &[SpanInfo], display: &[SpanDisplay], tree:
     json.push_str("{\"trace_id\":");
     json.push_str(&json_string(trace_id));
     let _ = write!(json, ",\"span_count\":{},\"shown\":{shown},\"start_unix_ms\":", spans.len());
-    num(&mut json, (trace_start + unix_offset_us) as f64 / 1000.0);
+    num(&mut json, trace_start.saturating_add(unix_offset_us) as f64 / 1000.0);
     json.push_str(",\"duration_ms\":");
     num(&mut json, (trace_end - trace_start) as f64 / 1000.0);
     json.push_str(",\"spans\":[");
