@@ -54,7 +54,7 @@ SET search_path = ''
 AS $$
 declare
     n int;
-    total double precision;
+    total numeric;
     controls int;
     v record;
 begin
@@ -70,10 +70,13 @@ begin
         if jsonb_typeof(v.value) <> 'object' or coalesce(v.value->>'key', '') = '' then
             raise exception 'variants[%].key: is required', v.i using errcode = '22023';
         end if;
+        -- compared as numeric: 1e400 and 1e-400 are jsonb numbers that double precision cannot hold
         if v.value ? 'weight' and (jsonb_typeof(v.value->'weight') <> 'number'
-                                   or (v.value->>'weight')::double precision < 0
-                                   or (v.value->>'weight')::double precision > 1) then
-            raise exception 'variants[%].weight: must be a number between 0 and 1, got %', v.i, v.value->'weight'
+                                   or (v.value->'weight')::numeric < 0
+                                   or (v.value->'weight')::numeric > 1) then
+            raise exception 'variants[%].weight: must be a number between 0 and 1, got %', v.i,
+                case when length(v.value->>'weight') > 40 then left(v.value->>'weight', 20) || '... ('
+                     || length(v.value->>'weight') || ' characters)' else v.value->>'weight' end
                 using errcode = '22023';
         end if;
         if v.value ? 'is_control' and jsonb_typeof(v.value->'is_control') <> 'boolean' then
@@ -90,7 +93,7 @@ begin
     if (select count(*) from jsonb_array_elements(variants) e where e ? 'weight') not in (0, n) then
         raise exception 'variants: give every variant a weight, or none (equal weights)' using errcode = '22023';
     end if;
-    total := (select sum((e->>'weight')::double precision) from jsonb_array_elements(variants) e);
+    total := (select sum((e->'weight')::numeric) from jsonb_array_elements(variants) e);
     if total is not null and abs(total - 1) > 1e-9 then
         raise exception 'variants: weights must sum to 1, got %', total using errcode = '22023';
     end if;
@@ -103,7 +106,7 @@ begin
     where experiment_id = experiment.id;
     insert into analytics.ab_experiment_variants as t (user_id, experiment_id, key, name, position, weight, is_control, payload)
     select experiment.user_id, experiment.id, e.value->>'key', e.value->>'name', (e.ordinality - 1)::int,
-           coalesce((e.value->>'weight')::double precision, 1.0 / n),
+           coalesce(round((e.value->'weight')::numeric, 17)::double precision, 1.0 / n),
            coalesce((e.value->>'is_control')::boolean, controls = 0 and e.ordinality = 1),
            e.value->'payload'
     from jsonb_array_elements(variants) with ordinality e

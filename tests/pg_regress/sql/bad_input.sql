@@ -142,6 +142,71 @@ end
 $sweep$;
 rollback;
 
+-- Inside the jsonb arguments: a field of a cohort rule, a detector's params, an experiment's variants, a group's
+-- moments, a retention event, an end user's properties, assignment attributes set to each edge value (found: a
+-- variant weight of 1e400 or 1e-400, 22003 from a cast to double precision).
+begin;
+set local statement_timeout = '120s';
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is null;
+do $f$
+declare
+    tmpl text; e text; state text; msg text; bad text[] := '{}'; n int := 0; stmt text;
+begin
+    foreach tmpl in array array[
+        $$select * from analytics.preview_cohort('{"performed": {"operation_type": "chat"}, "at_least": %s, "within": "7 days"}')$$,
+        $$select * from analytics.preview_cohort('{"performed": {"name": %s}, "at_least": 1}')$$,
+        $$select * from analytics.preview_cohort('{"performed": {}, "at_least": 1, "within": %s}')$$,
+        $$select * from analytics.preview_cohort('{"property": "plan", "eq": %s}')$$,
+        $$select * from analytics.preview_cohort('{"property": "plan", "gt": %s}')$$,
+        $$select * from analytics.preview_cohort('{"property": %s, "exists": true}')$$,
+        $$select * from analytics.preview_cohort('{"first_seen": {"after": %s}}')$$,
+        $$select * from analytics.preview_cohort('{"cost": {"gt": %s}, "within": "30 days"}')$$,
+        $$select * from analytics.preview_cohort('{"and": %s}')$$,
+        $$select * from analytics.preview_cohort('{"not": %s}')$$,
+        $$select * from analytics.preview_cohort('{"in_cohort": %s}')$$,
+        $$select * from analytics.preview_cohort('{"assigned": {"experiment": %s, "variant": "a"}}')$$,
+        $$select * from analytics.detect_anomalies(array(select (i % 7)::float8 from generate_series(1, 60) i), 'mad', '{"threshold": %s}')$$,
+        $$select * from analytics.detect_anomalies(array(select (i % 7)::float8 from generate_series(1, 60) i), 'seasonal', '{"period": %s}')$$,
+        $$select * from analytics.detect_anomalies(array(select (i % 7)::float8 from generate_series(1, 60) i), 'ewma', '{"alpha": %s}')$$,
+        $$select * from analytics.detect_anomalies(array(select (i % 7)::float8 from generate_series(1, 60) i), 'surprise', '{"window": %s}')$$,
+        $$select * from analytics.detect_anomalies(array(select (i % 7)::float8 from generate_series(1, 60) i), 'likelihood', '{"base": %s}')$$,
+        $$select * from analytics.detect_anomalies(array(select (i % 7)::float8 from generate_series(1, 60) i), 'cusum', '{"cooldown": %s}')$$,
+        $$select analytics.create_experiment('fz', 'fz', '[{"key": "a", "weight": %s}, {"key": "b", "weight": 0.5}]')$$,
+        $$select analytics.create_experiment('fz', 'fz', '[{"key": %s}, {"key": "b"}]')$$,
+        $$select analytics.create_experiment('fz', 'fz', '%s')$$,
+        $$select analytics.compare_groups('{"n": %s, "sum": 5, "sum_squares": 4}', '{"n": 10, "sum": 6, "sum_squares": 5}')$$,
+        $$select analytics.compare_groups('{"n": 10, "sum": %s, "sum_squares": 4}', '{"n": 10, "sum": 6, "sum_squares": 5}', 'ratio')$$,
+        $$select analytics.compare_groups('{"n": 10, "sum": 5, "sum_squares": %s}', '{"n": 10, "sum": 6, "sum_squares": 5}', cuped => true)$$,
+        $$select * from analytics.retention('2026-01-01', '2026-02-01', start_event => '{"operation_type": %s}')$$,
+        $$select * from analytics.retention('2026-01-01', '2026-02-01', mode => 'brackets', brackets => '[[1, %s]]')$$,
+        $$select * from analytics.retention('2026-01-01', '2026-02-01', return_event => '{"event": %s}')$$,
+        $$select analytics.identify_end_user('u1', '{"plan": %s}')$$,
+        $$select analytics.add_cohort_members('static-fz', '[%s]')$$,
+        $$select analytics.experiment_report('prompt-test', goal_metrics => '[{"metric": %s}]')$$,
+        $$select analytics.assign_variant('prompt-test', 'u1', attributes => '{"country": %s}')$$
+    ] loop
+        foreach e in array array['null','true','0','-1','1e400','-1e400','1.5','9223372036854775808','"NaN"','"Infinity"',
+            '""','"x"','[]','{}','[1,[2]]','{"a":1e400}', '"' || repeat('x', 100000) || '"', '"2026-13-45"',
+            '"294276-12-31T23:00:00Z"', '"-1 days"', '"1000000 years"', '"0 seconds"', '12345678901234567890123456789',
+            '[null]', '"ü😀"', '"%s''"', '1e-400', '"99999999999 days"'] loop
+            n := n + 1;
+            stmt := replace(tmpl, '%s', replace(e, '''', ''''''));
+            begin
+                execute stmt;
+            exception when others then
+                get stacked diagnostics state = returned_sqlstate, msg = message_text;
+                if state not in ('22023', '22004', '22P02', '22007', '54000', '23505', '23514', '42501', 'P0002', '55000') then
+                    bad := bad || format('%s  <= %s: %s %s', left(stmt, 90), left(e, 30), state, left(msg, 150));
+                end if;
+            end;
+        end loop;
+    end loop;
+    raise notice 'more than 800 cases: %; unexpected errors: %', n > 800, coalesce(nullif(array_to_string(bad, E'\n'), ''), 'none');
+end
+$f$;
+rollback;
+
 -- the errors the sweep found, as a caller now sees them
 begin;
 set local role authenticated;
@@ -163,4 +228,7 @@ select regress.attempt($$select count(*) from analytics.detect_series_anomalies(
 select regress.attempt($$select count(*) from analytics.model_price('gpt-4o-mini', at => '294276-12-31 23:00+00')$$);
 select regress.attempt($$select analytics.create_experiment(null, 'Prompt test', '[{"key": "a"}, {"key": "b"}]')$$);
 select regress.attempt($$select count(*) from analytics.run_anomaly_detection('latency_p95', lookback => '1000000 years')$$);
+select regress.attempt($$select analytics.create_experiment('w', 'w', '[{"key": "a", "weight": 1e400}, {"key": "b", "weight": 0}]')$$);
+select (analytics.create_experiment('w', 'w', '[{"key": "a", "weight": 1e-400}, {"key": "b", "weight": 1}]')).key;
+select key, weight from analytics.ab_experiment_variants where experiment_id = (select id from analytics.ab_experiments where key = 'w') order by position;
 rollback;
