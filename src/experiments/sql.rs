@@ -60,7 +60,8 @@ pub fn gb_hash(seed: &str, value: &str, version: i32) -> Option<f64> {
     growthbook::hash(seed, value, version)
 }
 
-/// `analytics.equal_weights(n int) returns double precision[]`: n equal weights summing to 1 (empty for n <= 0).
+/// `analytics.equal_weights(n int) returns double precision[]`: n equal weights summing to 1 (empty for n <= 0; at most
+/// 10000, as for bucket_ranges).
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn equal_weights(n: i32) -> Vec<f64> {
     check_count(n);
