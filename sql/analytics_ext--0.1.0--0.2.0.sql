@@ -2767,11 +2767,14 @@ begin
     if premake is null or premake < 0 or premake > 366 then
         raise exception 'premake: must be between 0 and 366 periods, got %', coalesce(premake::text, 'NULL') using errcode = '22023';
     end if;
-    if retain is not null and retain <= interval '0' then
-        raise exception 'retain: must be a positive interval or NULL (keep every partition), got %', retain using errcode = '22023';
+    if retain is not null and (retain <= interval '0' or retain > interval '1000 years') then
+        raise exception 'retain: must be a positive interval of at most 1000 years or NULL (keep every partition), got %', retain
+            using errcode = '22023';
     end if;
-    if as_of is null or not isfinite(as_of) then
-        raise exception 'as_of: must be a finite time, got %', coalesce(as_of::text, 'NULL') using errcode = '22023';
+    -- partitions are named and bounded by dates of years 1 to 9999, premade up to 366 periods ahead
+    if as_of is null or not isfinite(as_of) or as_of < timestamptz '0002-01-01 00:00+00' or as_of >= timestamptz '9000-01-01 00:00+00' then
+        raise exception 'as_of: must be a finite time between the years 2 and 8999, got %', coalesce(as_of::text, 'NULL')
+            using errcode = '22023';
     end if;
     -- the partitions' owner, seeing every owner's rows (it moves them between partitions)
     if not pg_catalog.pg_has_role(current_user, (select c.relowner from pg_catalog.pg_class c where c.oid = 'analytics.llm_traces'::regclass), 'USAGE')

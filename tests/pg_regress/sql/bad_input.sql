@@ -10,12 +10,10 @@
 -- (XX000, statrs on a NaN t), trace_metrics and dashboard_view over an infinite range (22008), budget_status in the
 -- year 294276 (22008), detect_series_anomalies with a 1-microsecond bucket over 60 hours (a 212-billion-point grid:
 -- the timeout), model_price at a year-294276 time (an i64 overflow: XX000 in the debug build CI runs), create_experiment
--- without a key (23502). Everything runs in one transaction, rolled back at the end.
-begin;
-set local statement_timeout = '120s';
-set local role authenticated;
-select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is null;
-do $sweep$
+-- without a key (23502), maintain_span_partitions with a retain of 1,000,000 years or an as_of in the year 294276
+-- (22008). The sweep runs as authenticated over the functions it may execute, then as the DBA over those no API role
+-- may execute. Everything runs in one transaction, rolled back at the end.
+create function pg_temp.sweep(dba_only boolean) returns text language plpgsql as $sweep$
 declare
     r record;
     state text;
@@ -108,7 +106,8 @@ begin
                    coalesce(p.proargnames[1:p.pronargs], '{}') as names
             from pg_proc p join pg_namespace n on n.oid = p.pronamespace
             where n.nspname = 'analytics' and p.prokind = 'f' and p.proname !~ '^_' and p.prorettype <> 'trigger'::regtype
-              and has_function_privilege(p.oid, 'execute')),
+              and case when dba_only then not has_function_privilege('authenticated', p.oid, 'execute')
+                       else has_function_privilege(p.oid, 'execute') end),
         calls as (
             select f.proname, f.types, f.names, null::integer as pos, null::text as val from f
             union all
@@ -136,11 +135,26 @@ begin
     end loop;
     select count(*) into functions from pg_proc p join pg_namespace n on n.oid = p.pronamespace
     where n.nspname = 'analytics' and p.prokind = 'f' and p.proname !~ '^_' and p.prorettype <> 'trigger'::regtype
-      and has_function_privilege(p.oid, 'execute') and not p.proname = any (called);
-    raise notice 'more than 2000 calls: %; public functions not called: %; unexpected errors: %', calls > 2000, functions,
-        coalesce(nullif(array_to_string(unexpected, E'\n'), ''), 'none');
+      and case when dba_only then not has_function_privilege('authenticated', p.oid, 'execute')
+               else has_function_privilege(p.oid, 'execute') end
+      and not p.proname = any (called);
+    return format('calls: %s; functions not called: %s; unexpected errors: %s',
+                  case when calls > 2000 then 'over 2000' when calls > 30 then 'over 30' else calls::text end, functions,
+                  coalesce(nullif(array_to_string(unexpected, E'\n'), ''), 'none'));
 end
 $sweep$;
+
+begin;
+set local statement_timeout = '120s';
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is null;
+-- as PostgREST's authenticated role: the functions it may execute
+select pg_temp.sweep(false);
+-- as the DBA: the functions no API role may execute (partition maintenance, retention, rebuilds)
+reset role;
+select pg_temp.sweep(true);
+set local role authenticated;
+
 
 -- Inside the jsonb arguments: a field of a cohort rule, a detector's params, an experiment's variants, a group's
 -- moments, a retention event, an end user's properties, assignment attributes set to each edge value (found: a
