@@ -49,8 +49,8 @@ declare
     q jsonb;
     missing text;
 begin
-    if retention.as_of is null or not isfinite(retention.as_of) then
-        raise exception 'as_of: must be a finite time' using errcode = '22023';
+    if retention.as_of is null or not isfinite(retention.as_of) or retention.as_of >= timestamptz '294276-01-01 00:00+00' then
+        raise exception 'as_of: must be a finite time before the year 294276' using errcode = '22023';
     end if;
     -- any zone Postgres converts with (reading pg_timezone_names instead costs ~30 ms a call)
     begin

@@ -11,8 +11,10 @@
 -- year 294276 (22008), detect_series_anomalies with a 1-microsecond bucket over 60 hours (a 212-billion-point grid:
 -- the timeout), model_price at a year-294276 time (an i64 overflow: XX000 in the debug build CI runs), create_experiment
 -- without a key (23502), maintain_span_partitions with a retain of 1,000,000 years or an as_of in the year 294276
--- (22008). The sweep runs as authenticated over the functions it may execute, then as the DBA over those no API role
--- may execute. Everything runs in one transaction, rolled back at the end.
+-- (22008), retention with an as_of in the year 294276 (22008). The sweep runs as authenticated over the functions it
+-- may execute (with a running experiment, a static cohort and a trace of the caller's, so that sane calls get past
+-- the lookup of what they name), then as the DBA over those no API role may execute. Everything runs in one
+-- transaction, rolled back at the end.
 create function pg_temp.sweep(dba_only boolean) returns text language plpgsql as $sweep$
 declare
     r record;
@@ -31,6 +33,14 @@ begin
             ('interval', $$'1 hour'::interval$$), ('date', $$'2026-01-01'::date$$),
             ('double precision[]', 'array[1.0, 2.0]::float8[]'), ('integer[]', 'array[1]'),
             ('timestamp with time zone[]', $$array['2026-01-01 10:00+00'::timestamptz]$$)),
+        specific(f, n, v) as (values
+            ('adjust_p_values', 'method', $$'holm'$$), ('sample_size', 'method', $$'growthbook'$$),
+            ('minimum_detectable_effect', 'method', $$'growthbook'$$), ('power_analysis', 'engine', $$'frequentist'$$),
+            ('anomaly_summary', 'status', $$'open'$$), ('usage_projection', 'metric', $$'spans'$$),
+            ('compare_groups', 'cuped', 'false'), ('retention', 'brackets', 'NULL'), ('remove_cohort_members', 'key', $$'static'$$),
+            ('add_cohort_members', 'key', $$'static'$$), ('cohort_members', 'key', $$'static'$$),
+            ('experiment_results', 'dimension', 'NULL'), ('experiment_report', 'dimension', 'NULL'),
+            ('experiment_results', 'metric_source', $$'events'$$), ('experiment_results', 'unit_source', 'NULL')),
         named(n, t, v) as (values
             ('action', 'text', $$'ingest'$$), ('alternative', 'text', $$'two-sided'$$), ('method', 'text', $$'mad'$$),
             ('metric_type', 'text', $$'mean'$$), ('mode', 'text', $$'n_day'$$), ('period', 'text', $$'week'$$),
@@ -116,7 +126,9 @@ begin
             select f.proname, f.types, f.names, i, e.v from f cross join generate_series(1, f.pronargs) i join edge e on e.t = f.types[i])
         select c.proname, c.pos, c.val,
                format('select count(*) from analytics.%I(%s)', c.proname,
-                      coalesce((select string_agg(case when i = c.pos then c.val else coalesce((select v from named where named.n = c.names[i] and named.t = tt.t), (select v from sane where sane.t = tt.t), 'NULL') end
+                      coalesce((select string_agg(case when i = c.pos then c.val else coalesce((select v from specific where specific.f = c.proname and specific.n = c.names[i]),
+                                                                                    (select v from named where named.n = c.names[i] and named.t = tt.t),
+                                                                                    (select v from sane where sane.t = tt.t), 'NULL') end
                                                   || '::' || tt.t, ', ' order by i)
                                 from unnest(c.types) with ordinality tt(t, i)), '')) as stmt
         from calls c order by c.proname, c.pos nulls first, c.val
@@ -148,6 +160,12 @@ begin;
 set local statement_timeout = '120s';
 set local role authenticated;
 select set_config('request.jwt.claims', '{"sub":"aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa","role":"authenticated"}', true) is null;
+-- what the sane arguments name: a running experiment, a static cohort, a trace of the caller's
+select (analytics.create_experiment('prompt-test', 'Prompt test', '[{"key": "control"}, {"key": "treatment"}]')).key;
+select (analytics.start_experiment('prompt-test')).status;
+select (analytics.create_cohort('static', 'Static')).key;
+select analytics.ingest_spans('[{"trace_id": "trace-1", "span_id": "span-1", "name": "n", "start_time": "2026-01-01T10:00:00Z",
+                                 "end_time": "2026-01-01T10:00:01Z", "model": "gpt-4o-mini", "end_user_id": "visitor-1"}]')->>'stored' as stored;
 -- as PostgREST's authenticated role: the functions it may execute
 select pg_temp.sweep(false);
 -- as the DBA: the functions no API role may execute (partition maintenance, retention, rebuilds)
