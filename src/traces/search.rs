@@ -227,7 +227,7 @@ pub fn search_spans(
 /// A start time (microseconds since 2000-01-01, Postgres' epoch) as a timestamptz literal, e.g.
 /// `'2026-06-01T00:00:00.000000Z'::timestamptz`.
 fn time_literal(pg_us: i64) -> String {
-    format!("'{}'::timestamptz", analytics_core::textfmt::rfc3339_micros(pg_us.saturating_add(super::rows::PG_EPOCH_OFFSET_US)))
+    format!("'{}'::timestamptz", super::rows::ts_text(pg_us))
 }
 
 /// The finite bounds of analytics.llm_traces' range partitions, ascending (microseconds since 2000-01-01); none when
