@@ -24,6 +24,9 @@ AS $$
 declare
     r text;
 begin
+    if part is null then
+        raise exception 'part: must name a partition of analytics.llm_traces' using errcode = '22004';
+    end if;
     execute format('alter table %s enable row level security', part);
     execute format('alter table %s force row level security', part);
     execute format('create policy llm_traces_select_own on %s for select using (user_id = (select analytics.current_user_id()))', part);
@@ -52,6 +55,9 @@ AS $$
 declare
     n text := (select c.relname from pg_catalog.pg_class c where c.oid = part);
 begin
+    if part is null then
+        raise exception 'part: must name a partition of analytics.llm_traces' using errcode = '22004';
+    end if;
     execute format('create unique index %I on %s (user_id, trace_id, span_id)', n || '_span_key', part);
     execute format('create index %I on %s (user_id, trace_id, parent_span_id)', n || '_trace_parent_idx', part);
     execute format('create index %I on %s (user_id, trace_id, start_time)', n || '_trace_time_idx', part);
@@ -250,6 +256,15 @@ declare
     copied bigint := 0;
     bounds text := coalesce('start_time >= ' || quote_literal(lo), 'true') || ' and ' || coalesce('start_time < ' || quote_literal(hi), 'true');
 begin
+    -- (maintain_span_partitions' names and bounds always pass; these name what a direct call got wrong)
+    if name is null or name !~ '^[a-z_][a-z0-9_]{0,62}$' then
+        raise exception 'name: a partition name is 1 to 63 lower-case letters, digits and underscores, got %', quote_nullable(name)
+            using errcode = '22023';
+    elsif not isfinite(lo) or not isfinite(hi) then
+        raise exception 'lo, hi: the bounds are finite times (NULL: unbounded), got % and %', lo, hi using errcode = '22023';
+    elsif lo >= hi then
+        raise exception 'hi: must be after lo (%), got %', lo, hi using errcode = '22023';
+    end if;
     select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into cols
     from pg_catalog.pg_attribute a
     where a.attrelid = 'analytics.llm_traces'::regclass and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';

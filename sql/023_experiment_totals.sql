@@ -411,6 +411,9 @@ declare
     lo double precision;
     hi double precision;
 begin
+    if not (q >= 0 and q <= 1) then  -- (NaN too)
+        raise exception 'q: the cap''s percentile must be between 0 and 1, got %', q using errcode = '22023';
+    end if;
     if ignore_zeros then
         return (select percentile_cont(q) within group (order by t.total)
                 from analytics.ab_experiment_unit_totals t
@@ -441,21 +444,32 @@ COMMENT ON FUNCTION analytics._experiment_event_cap(uuid, integer, text, double 
 CREATE FUNCTION analytics._experiment_event_nth(experiment_id uuid, phase integer, metric text, k bigint,
                                                 negatives bigint, zeros bigint)
 RETURNS double precision
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = ''
 AS $$
-    select case
+begin
+    -- (callable through PostgREST as every function an API role may execute: its arguments are checked)
+    if k < 0 then
+        raise exception 'k: must not be negative, got %', k using errcode = '22023';
+    elsif negatives < 0 then
+        raise exception 'negatives: must not be negative, got %', negatives using errcode = '22023';
+    elsif zeros < 0 then
+        raise exception 'zeros: must not be negative, got %', zeros using errcode = '22023';
+    end if;
+    return case
         when k < negatives then
             (select t.total from analytics.ab_experiment_unit_totals t
              where t.experiment_id = _experiment_event_nth.experiment_id and t.metric = _experiment_event_nth.metric
                and t.phase = _experiment_event_nth.phase and t.total < 0
              order by t.total offset k limit 1)
-        when k < negatives + zeros then 0
+        -- (numeric: two counts near the bigint limit do not overflow their sum)
+        when k < negatives::numeric + zeros then 0
         else
             (select t.total from analytics.ab_experiment_unit_totals t
              where t.experiment_id = _experiment_event_nth.experiment_id and t.metric = _experiment_event_nth.metric
                and t.phase = _experiment_event_nth.phase and t.total > 0
              order by t.total offset k - negatives - zeros limit 1)
-    end
+    end;
+end
 $$;
 COMMENT ON FUNCTION analytics._experiment_event_nth(uuid, integer, text, bigint, bigint, bigint) IS 'Internal: the k-th smallest unit total of an event metric, zeros included (analytics._experiment_event_cap).';

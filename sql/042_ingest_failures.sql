@@ -137,6 +137,9 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = ''
 AS $$
 begin
+    if _ingest_succeeded.function is null then
+        raise exception 'function: must name the ingest function' using errcode = '22004';
+    end if;
     if analytics.current_user_id() is not null then
         insert into analytics.ingest_stats as s (bucket_start, function, backend_pid, calls, spans, bytes)
         values (date_trunc('minute', now()), _ingest_succeeded.function, pg_catalog.pg_backend_pid(), 1,

@@ -62,6 +62,9 @@ declare
     started bigint;
     m analytics.trace_metrics_row;
 begin
+    if not isfinite(from_time) or not isfinite(to_time) then
+        raise exception 'from_time, to_time: must be finite times, got % and %', from_time, to_time using errcode = '22023';
+    end if;
     if metric = 'ingest_failures' then
         return (select count(*) from analytics.ingest_failures f
                 where f.user_id = owner and f.failed_at >= from_time and f.failed_at < to_time);

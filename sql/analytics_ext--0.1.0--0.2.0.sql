@@ -2473,6 +2473,9 @@ AS $$
 declare
     r text;
 begin
+    if part is null then
+        raise exception 'part: must name a partition of analytics.llm_traces' using errcode = '22004';
+    end if;
     execute format('alter table %s enable row level security', part);
     execute format('alter table %s force row level security', part);
     execute format('create policy llm_traces_select_own on %s for select using (user_id = (select analytics.current_user_id()))', part);
@@ -2698,6 +2701,15 @@ declare
     copied bigint := 0;
     bounds text := coalesce('start_time >= ' || quote_literal(lo), 'true') || ' and ' || coalesce('start_time < ' || quote_literal(hi), 'true');
 begin
+    -- (maintain_span_partitions' names and bounds always pass; these name what a direct call got wrong)
+    if name is null or name !~ '^[a-z_][a-z0-9_]{0,62}$' then
+        raise exception 'name: a partition name is 1 to 63 lower-case letters, digits and underscores, got %', quote_nullable(name)
+            using errcode = '22023';
+    elsif not isfinite(lo) or not isfinite(hi) then
+        raise exception 'lo, hi: the bounds are finite times (NULL: unbounded), got % and %', lo, hi using errcode = '22023';
+    elsif lo >= hi then
+        raise exception 'hi: must be after lo (%), got %', lo, hi using errcode = '22023';
+    end if;
     select string_agg(quote_ident(a.attname), ', ' order by a.attnum) into cols
     from pg_catalog.pg_attribute a
     where a.attrelid = 'analytics.llm_traces'::regclass and a.attnum > 0 and not a.attisdropped and a.attgenerated = '';
@@ -3603,22 +3615,33 @@ COMMENT ON FUNCTION analytics._experiment_event_cap(uuid, integer, text, double 
 CREATE FUNCTION analytics._experiment_event_nth(experiment_id uuid, phase integer, metric text, k bigint,
                                                 negatives bigint, zeros bigint)
 RETURNS double precision
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = ''
 AS $$
-    select case
+begin
+    -- (callable through PostgREST as every function an API role may execute: its arguments are checked)
+    if k < 0 then
+        raise exception 'k: must not be negative, got %', k using errcode = '22023';
+    elsif negatives < 0 then
+        raise exception 'negatives: must not be negative, got %', negatives using errcode = '22023';
+    elsif zeros < 0 then
+        raise exception 'zeros: must not be negative, got %', zeros using errcode = '22023';
+    end if;
+    return case
         when k < negatives then
             (select t.total from analytics.ab_experiment_unit_totals t
              where t.experiment_id = _experiment_event_nth.experiment_id and t.metric = _experiment_event_nth.metric
                and t.phase = _experiment_event_nth.phase and t.total < 0
              order by t.total offset k limit 1)
-        when k < negatives + zeros then 0
+        -- (numeric: two counts near the bigint limit do not overflow their sum)
+        when k < negatives::numeric + zeros then 0
         else
             (select t.total from analytics.ab_experiment_unit_totals t
              where t.experiment_id = _experiment_event_nth.experiment_id and t.metric = _experiment_event_nth.metric
                and t.phase = _experiment_event_nth.phase and t.total > 0
              order by t.total offset k - negatives - zeros limit 1)
-    end
+    end;
+end
 $$;
 COMMENT ON FUNCTION analytics._experiment_event_nth(uuid, integer, text, bigint, bigint, bigint) IS 'Internal: the k-th smallest unit total of an event metric, zeros included (analytics._experiment_event_cap).';
 
@@ -4857,6 +4880,9 @@ declare
     started bigint;
     m analytics.trace_metrics_row;
 begin
+    if not isfinite(from_time) or not isfinite(to_time) then
+        raise exception 'from_time, to_time: must be finite times, got % and %', from_time, to_time using errcode = '22023';
+    end if;
     if metric = 'ingest_failures' then
         return (select count(*) from analytics.ingest_failures f
                 where f.user_id = owner and f.failed_at >= from_time and f.failed_at < to_time);
@@ -5934,6 +5960,9 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = ''
 AS $$
 begin
+    if _ingest_succeeded.function is null then
+        raise exception 'function: must name the ingest function' using errcode = '22004';
+    end if;
     if analytics.current_user_id() is not null then
         insert into analytics.ingest_stats as s (bucket_start, function, backend_pid, calls, spans, bytes)
         values (date_trunc('minute', now()), _ingest_succeeded.function, pg_catalog.pg_backend_pid(), 1,
@@ -7742,6 +7771,9 @@ declare
     lo double precision;
     hi double precision;
 begin
+    if not (q >= 0 and q <= 1) then  -- (NaN too)
+        raise exception 'q: the cap''s percentile must be between 0 and 1, got %', q using errcode = '22023';
+    end if;
     if ignore_zeros then
         return (select percentile_cont(q) within group (order by t.total)
                 from analytics.ab_experiment_unit_totals t
@@ -8091,6 +8123,9 @@ AS $$
 declare
     n text := (select c.relname from pg_catalog.pg_class c where c.oid = part);
 begin
+    if part is null then
+        raise exception 'part: must name a partition of analytics.llm_traces' using errcode = '22004';
+    end if;
     execute format('create unique index %I on %s (user_id, trace_id, span_id)', n || '_span_key', part);
     execute format('create index %I on %s (user_id, trace_id, parent_span_id)', n || '_trace_parent_idx', part);
     execute format('create index %I on %s (user_id, trace_id, start_time)', n || '_trace_time_idx', part);

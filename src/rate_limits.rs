@@ -69,6 +69,9 @@ pub fn rate_window_retry(
     per: Interval,
     max_calls: i32,
 ) -> i32 {
+    if max_calls < 1 {
+        AnalyticsError::invalid(format!("max_calls: must be at least 1, got {max_calls}")).raise();
+    }
     let secs =
         rate_window::retry_after_seconds(&times(&admitted), t.into_inner(), window_us(&per), i64::from(max_calls));
     secs.min(i64::from(i32::MAX)) as i32

@@ -53,6 +53,10 @@ pub fn admit(admitted: &[i64], t: i64, per_us: i64) -> Vec<i64> {
 /// Whole seconds (rounded up, at least 1) until a call refused at `t` would be admitted: when the admission that
 /// keeps the window full leaves it. 0 when there is room now.
 pub fn retry_after_seconds(admitted: &[i64], t: i64, per_us: i64, max_calls: i64) -> i64 {
+    if max_calls <= 0 {
+        // no call is ever admitted (analytics.rate_limits allows 1 to 100,000; the binding refuses less)
+        return i64::MAX;
+    }
     if has_room(admitted, t, per_us, max_calls) {
         return 0;
     }
@@ -88,6 +92,17 @@ mod tests {
         // a retry time is rounded up to whole seconds, never 0 while refused
         assert_eq!(retry_after_seconds(&w, 9 * S + 1, 10 * S, 3), 1);
         assert_eq!(retry_after_seconds(&w, 5 * S + 500_000, 10 * S, 3), 5);
+    }
+
+    #[test]
+    fn a_limit_below_one_call_never_admits_and_never_panics() {
+        let w = vec![S, 2 * S];
+        for max in [0, -1, i64::MIN] {
+            assert!(!has_room(&w, 6 * S, 10 * S, max));
+            assert!(!has_room(&[], 6 * S, 10 * S, max));
+            assert_eq!(retry_after_seconds(&w, 6 * S, 10 * S, max), i64::MAX);
+            assert_eq!(retry_after_seconds(&[], 6 * S, 10 * S, max), i64::MAX);
+        }
     }
 
     #[test]

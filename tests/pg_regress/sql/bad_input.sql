@@ -13,7 +13,11 @@
 -- without a key (23502), maintain_span_partitions with a retain of 1,000,000 years or an as_of in the year 294276
 -- (22008), retention with an as_of in the year 294276 (22008). The sweep runs as authenticated over the functions it
 -- may execute (with a running experiment, a static cohort and a trace of the caller's, so that sane calls get past
--- the lookup of what they name), then as the DBA over those no API role may execute. Everything runs in one
+-- the lookup of what they name), then as the DBA over those no API role may execute. Internal functions (named _...)
+-- are swept too: PostgREST exposes every function an API role may execute, and the SECURITY INVOKER functions need
+-- their helpers executable (found: _rate_window_retry with max_calls 0, a Rust panic (XX000); _experiment_event_cap
+-- with a percentile of NaN, 22003; _experiment_event_nth with a negative offset, 2201X; _alert_metric over an infinite
+-- range, 22008; _ingest_succeeded(NULL, ...), 23502; _secure_span_partition(NULL), 42601). Everything runs in one
 -- transaction, rolled back at the end.
 create function pg_temp.sweep(dba_only boolean) returns text language plpgsql as $sweep$
 declare
@@ -32,7 +36,7 @@ begin
             ('uuid', $$'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa'::uuid$$), ('boolean', 'true'), ('text[]', $$array['a']$$),
             ('interval', $$'1 hour'::interval$$), ('date', $$'2026-01-01'::date$$),
             ('double precision[]', 'array[1.0, 2.0]::float8[]'), ('integer[]', 'array[1]'),
-            ('timestamp with time zone[]', $$array['2026-01-01 10:00+00'::timestamptz]$$)),
+            ('timestamp with time zone[]', $$array['2026-01-01 10:00+00'::timestamptz]$$), ('anyelement', $$'x'$$)),
         specific(f, n, v) as (values
             ('adjust_p_values', 'method', $$'holm'$$), ('sample_size', 'method', $$'growthbook'$$),
             ('minimum_detectable_effect', 'method', $$'growthbook'$$), ('power_analysis', 'engine', $$'frequentist'$$),
@@ -115,7 +119,8 @@ begin
                    coalesce((select array_agg(format_type(t, null) order by o) from unnest(p.proargtypes) with ordinality a(t, o)), '{}') as types,
                    coalesce(p.proargnames[1:p.pronargs], '{}') as names
             from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-            where n.nspname = 'analytics' and p.prokind = 'f' and p.proname !~ '^_' and p.prorettype <> 'trigger'::regtype
+            where n.nspname = 'analytics' and p.prokind = 'f' and p.prorettype <> 'trigger'::regtype
+              and p.proname <> '_make_span_partition'
               and case when dba_only then not has_function_privilege('authenticated', p.oid, 'execute')
                        else has_function_privilege(p.oid, 'execute') end),
         calls as (
@@ -129,7 +134,7 @@ begin
                       coalesce((select string_agg(case when i = c.pos then c.val else coalesce((select v from specific where specific.f = c.proname and specific.n = c.names[i]),
                                                                                     (select v from named where named.n = c.names[i] and named.t = tt.t),
                                                                                     (select v from sane where sane.t = tt.t), 'NULL') end
-                                                  || '::' || tt.t, ', ' order by i)
+                                                  || case when tt.t = 'anyelement' then '::text' else '::' || tt.t end, ', ' order by i)
                                 from unnest(c.types) with ordinality tt(t, i)), '')) as stmt
         from calls c order by c.proname, c.pos nulls first, c.val
     loop
@@ -146,7 +151,8 @@ begin
         end;
     end loop;
     select count(*) into functions from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-    where n.nspname = 'analytics' and p.prokind = 'f' and p.proname !~ '^_' and p.prorettype <> 'trigger'::regtype
+    where n.nspname = 'analytics' and p.prokind = 'f' and p.prorettype <> 'trigger'::regtype
+      and p.proname <> '_make_span_partition'
       and case when dba_only then not has_function_privilege('authenticated', p.oid, 'execute')
                else has_function_privilege(p.oid, 'execute') end
       and not p.proname = any (called);
@@ -255,4 +261,18 @@ select regress.attempt($$select count(*) from analytics.run_anomaly_detection('l
 select regress.attempt($$select analytics.create_experiment('w', 'w', '[{"key": "a", "weight": 1e400}, {"key": "b", "weight": 0}]')$$);
 select (analytics.create_experiment('w', 'w', '[{"key": "a", "weight": 1e-400}, {"key": "b", "weight": 1}]')).key;
 select key, weight from analytics.ab_experiment_variants where experiment_id = (select id from analytics.ab_experiments where key = 'w') order by position;
+-- internal functions an API role may execute (PostgREST exposes them as /rpc/_...: the callers' helpers)
+select regress.attempt($$select analytics._rate_window_retry(array['2026-01-01 10:00+00']::timestamptz[], '2026-01-01 10:00:01+00', '1 minute', 0)$$);
+select regress.attempt($$select analytics._experiment_event_cap((select id from analytics.ab_experiments where key = 'prompt-test'), 1, 'revenue', 'NaN', false)$$);
+select regress.attempt($$select analytics._experiment_event_nth((select id from analytics.ab_experiments where key = 'prompt-test'), 1, 'revenue', 0, -1, 0)$$);
+select analytics._experiment_event_nth((select id from analytics.ab_experiments where key = 'prompt-test'), 1, 'revenue', 5, 9223372036854775807, 9223372036854775807);
+select regress.attempt($$select analytics._alert_metric('error_rate', null, '2026-01-01', 'infinity')$$);
+select regress.attempt($$select analytics._ingest_succeeded(null, '{"stored": 1}', '[]')$$);
+-- and the partition maker, which only maintain_span_partitions calls (no API role may): a sane call outside it would
+-- overlap the partitions in place, so the sweep leaves it to these
+reset role;
+select regress.attempt($$select analytics._make_span_partition('', '2030-01-01', '2030-02-01', null)$$);
+select regress.attempt($$select analytics._make_span_partition('llm_traces_p20300101', '2030-01-01', 'infinity', null)$$);
+select regress.attempt($$select analytics._make_span_partition('llm_traces_p20300101', '2030-02-01', '2030-01-01', null)$$);
+select regress.attempt($$select analytics._secure_span_partition(null)$$);
 rollback;
