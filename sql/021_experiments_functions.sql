@@ -6,10 +6,10 @@ Hashes UTF-8 bytes (the JavaScript SDK hashes UTF-16 code units; they agree on A
 Example: select analytics.gb_hash('my-test', 'user-42', 2);$$;
 
 COMMENT ON FUNCTION analytics.equal_weights(integer) IS
-$$n equal weights summing to 1 (GrowthBook's getEqualWeights); empty for n <= 0. Example: select analytics.equal_weights(3);$$;
+$$n equal weights summing to 1 (GrowthBook's getEqualWeights); empty for n <= 0, at most 10000 (22023 above). Example: select analytics.equal_weights(3);$$;
 
 COMMENT ON FUNCTION analytics.bucket_ranges(integer, double precision, double precision[]) IS
-$$GrowthBook's getBucketRanges: an n x 2 array of [start, end) per variation. Coverage is clamped to [0, 1]; weights missing, of the wrong length, or not summing to 1 within 0.01 become equal weights; lowering coverage never moves a unit to another variation.
+$$GrowthBook's getBucketRanges: an n x 2 array of [start, end) per variation (n at most 10000: 22023 above). Coverage is clamped to [0, 1]; weights missing, of the wrong length, or not summing to 1 within 0.01 become equal weights; lowering coverage never moves a unit to another variation.
 Example: select analytics.bucket_ranges(3, 0.5, '{0.2,0.3,0.5}');$$;
 
 COMMENT ON FUNCTION analytics.choose_variation(double precision, double precision[]) IS

@@ -9417,6 +9417,13 @@ BEGIN
 END
 $grants$;
 
+-- The variation counts equal_weights and bucket_ranges take (at most 10000), in their documentation
+COMMENT ON FUNCTION analytics.equal_weights(integer) IS
+$$n equal weights summing to 1 (GrowthBook's getEqualWeights); empty for n <= 0, at most 10000 (22023 above). Example: select analytics.equal_weights(3);$$;
+COMMENT ON FUNCTION analytics.bucket_ranges(integer, double precision, double precision[]) IS
+$$GrowthBook's getBucketRanges: an n x 2 array of [start, end) per variation (n at most 10000: 22023 above). Coverage is clamped to [0, 1]; weights missing, of the wrong length, or not summing to 1 within 0.01 become equal weights; lowering coverage never moves a unit to another variation.
+Example: select analytics.bucket_ranges(3, 0.5, '{0.2,0.3,0.5}');$$;
+
 -- The identity functions without a SET clause (sql/001_identity.sql): C code that resolves no names; the clause made
 -- every call save, set and restore search_path
 ALTER FUNCTION analytics.current_user_id() RESET search_path;

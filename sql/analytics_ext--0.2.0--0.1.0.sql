@@ -4208,6 +4208,11 @@ COMMENT ON FUNCTION analytics.compare_groups(jsonb, jsonb, text, boolean, double
 $$A treatment against its control from the moments of their per-unit values: {"n", "sum", "sum_squares"}, plus "den_sum", "den_sum_squares", "cross_sum" (Σd, Σd², Σyd) for metric_type 'ratio', and "pre_sum", "pre_sum_squares", "pre_cross_sum" (Σx, Σx², Σxy of the pre-assignment value x) for cuped => true.
 Returns the test (two-proportion z for binomial, Welch for mean, Welch on delta-method variances for ratio; relative lift by default) with control_value, treatment_value, chance_to_beat_control and expected_loss (Gaussian posterior, flat prior; better means lower when lower_is_better, e.g. for cost or latency), sequential_p_value and sequential_ci_lower/upper (always-valid: Howard et al.'s normal-mixture confidence sequence, GrowthBook's tuning N* = sequential_tuning), and with CUPED cuped_theta and variance_reduction. This is what experiment_results computes per variant.
 Example: select analytics.compare_groups('{"n":1000,"sum":116,"sum_squares":116}', '{"n":1000,"sum":129,"sum_squares":129}', 'binomial');$$;
+COMMENT ON FUNCTION analytics.equal_weights(integer) IS
+$$n equal weights summing to 1 (GrowthBook's getEqualWeights); empty for n <= 0. Example: select analytics.equal_weights(3);$$;
+COMMENT ON FUNCTION analytics.bucket_ranges(integer, double precision, double precision[]) IS
+$$GrowthBook's getBucketRanges: an n x 2 array of [start, end) per variation. Coverage is clamped to [0, 1]; weights missing, of the wrong length, or not summing to 1 within 0.01 become equal weights; lowering coverage never moves a unit to another variation.
+Example: select analytics.bucket_ranges(3, 0.5, '{0.2,0.3,0.5}');$$;
 COMMENT ON FUNCTION analytics.srm_check(integer[], double precision[]) IS
 $$Sample ratio mismatch: chi-square goodness of fit of observed group sizes to planned weights: {"chi_square", "df", "p_value", "expected", "srm"}; srm is true when p < 0.001.
 Example: select analytics.srm_check('{5300,4700}', '{0.5,0.5}');$$;

@@ -11,9 +11,10 @@
 const DAY_US: i64 = 86_400_000_000;
 
 /// The length in microseconds of a window written as an interval (months, days, microseconds), a month counted as
-/// 30 days as Postgres compares intervals (analytics.rate_limits allows at most one day).
+/// 30 days as Postgres compares intervals (analytics.rate_limits allows at most one day; an interval beyond the
+/// range of microseconds, which only a direct call can give, counts as the longest one).
 pub fn window_us(months: i32, days: i32, micros: i64) -> i64 {
-    (i64::from(months) * 30 + i64::from(days)) * DAY_US + micros
+    (i64::from(months) * 30 + i64::from(days)).saturating_mul(DAY_US).saturating_add(micros)
 }
 
 /// The time a call at `t` is recorded at: `t`, or the last admitted time when the clock is behind it.
@@ -92,6 +93,19 @@ mod tests {
         // a retry time is rounded up to whole seconds, never 0 while refused
         assert_eq!(retry_after_seconds(&w, 9 * S + 1, 10 * S, 3), 1);
         assert_eq!(retry_after_seconds(&w, 5 * S + 500_000, 10 * S, 3), 5);
+    }
+
+    #[test]
+    fn a_window_beyond_the_range_of_microseconds_saturates() {
+        assert_eq!(window_us(0, 1, 0), 86_400 * S);
+        assert_eq!(window_us(1, 0, 5), 30 * 86_400 * S + 5);
+        assert_eq!(window_us(12_000_000, 0, 0), i64::MAX); // 1,000,000 years
+        assert_eq!(window_us(i32::MIN, i32::MIN, i64::MIN), i64::MIN);
+        let w = vec![S, 2 * S];
+        assert_eq!(used(&w, 3 * S, i64::MAX), 2);
+        assert!(!has_room(&w, 3 * S, i64::MAX, 2));
+        assert!(retry_after_seconds(&w, 3 * S, i64::MAX, 2) > 9_000_000_000_000); // ~292,000 years
+        assert_eq!(admit(&w, 3 * S, i64::MAX), vec![S, 2 * S, 3 * S]);
     }
 
     #[test]
