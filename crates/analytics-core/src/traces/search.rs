@@ -56,26 +56,28 @@ pub fn cursor_time_error(after: &str) -> AnalyticsError {
     AnalyticsError::invalid(format!("after: \"{after}\" does not start with a timestamp"))
 }
 
-/// How many partitions of a time-partitioned span table a newest-first page reads in its first query. A query over
-/// a partitioned table locks, on every call, the table, each partition in its plan and the index it scans in each;
-/// PostgreSQL 15 takes the first 16 of a transaction's relation locks in its fast path and the rest through the shared
-/// lock table, which made an unbounded page over 16 monthly partitions ~20% slower than over one table (34 locks).
-/// Six partitions: 13 locks.
-pub const WINDOW_PARTITIONS: usize = 6;
+/// How many partitions of a time-partitioned span table a newest-first page reads in its first query, and in its
+/// second when the first did not fill it; a third reads the rest of the range. Each partition in a query's plan costs
+/// every call its initialisation and locks (PostgreSQL 15 keeps a plan's partitions and initialises each, ~1.7 µs,
+/// and takes a transaction's first 16 relation locks in its fast path, the rest through the shared lock table):
+/// a page of an owner with rows in every month is full from its newest partition with rows, and reads two (a page
+/// may straddle a partition bound); an owner with few spans reads 8 partitions in two queries before the rest.
+pub const WINDOW_PARTITIONS: [usize; 2] = [2, 6];
 
 /// The partition-aligned time bounds a search of spans adds to its query (as literals, so the planner keeps only
 /// those partitions in the plan, which is kept and reused), given the finite bounds of the table's range partitions
 /// (ascending, microseconds) and the search's own limits on start_time: `from` (>=), `to` (<) and a keyset cursor's
 /// time (<=). Each bound added is implied by the search's limits, so no span the search selects is left out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PartitionWindow {
     /// start_time >= lower: the partition bound at or below `from`
     pub lower: Option<i64>,
     /// start_time < upper: the first partition bound above the page's newest possible span
     pub upper: Option<i64>,
-    /// when the range spans more than WINDOW_PARTITIONS partitions (and the page has no offset): the page is read
-    /// from [split, upper) first and, only when that does not fill it, from [lower, split)
-    pub split: Option<i64>,
+    /// when the range spans more partitions than the first window (and the page has no offset), descending: the page
+    /// is read from [splits[0], upper) first, then [splits[1], splits[0]), ..., and [lower, last split), each only
+    /// while the page is not full
+    pub splits: Vec<i64>,
 }
 
 /// The window of a newest-first search (see PartitionWindow); `bounds` empty (an unpartitioned table) gives none.
@@ -93,8 +95,50 @@ pub fn partition_window(bounds: &[i64], from: Option<i64>, to: Option<i64>, curs
         .copied()
         .filter(|&b| from.is_none_or(|f| b > f) && to.is_none_or(|t| b < t) && cursor.is_none_or(|c| b <= c))
         .collect();
-    let split = (offset == 0 && inside.len() + 1 > WINDOW_PARTITIONS).then(|| inside[inside.len() - WINDOW_PARTITIONS]);
-    PartitionWindow { lower, upper, split }
+    let mut splits = Vec::new();
+    if offset == 0 {
+        let mut newest = 0;
+        for w in WINDOW_PARTITIONS {
+            newest += w;
+            if inside.len() + 1 > newest {
+                splits.push(inside[inside.len() - newest]);
+            }
+        }
+    }
+    PartitionWindow { lower, upper, splits }
+}
+
+/// How far below its own limits a newest-first search can start: the lower bound of the lowest of the newest
+/// partitions in its range that hold no rows (premade partitions for months to come are empty), so that its first
+/// window holds partitions with rows. `parts` are the table's partitions, ascending, as (lower, upper) bounds (None:
+/// MINVALUE / MAXVALUE, or a bound no literal spells); `is_empty(i)` says whether partition i holds no row at all
+/// (the caller reads its size: a partition without a block has no row any snapshot can see). At most `max_checks`
+/// partitions are looked at, newest first, stopping at the first with rows. None: nothing to trim.
+pub fn empty_top_limit(
+    parts: &[(Option<i64>, Option<i64>)],
+    from: Option<i64>,
+    to: Option<i64>,
+    cursor: Option<i64>,
+    max_checks: usize,
+    mut is_empty: impl FnMut(usize) -> bool,
+) -> Option<i64> {
+    let mut limit = None;
+    let mut checks = 0;
+    for (i, &(lo, hi)) in parts.iter().enumerate().rev() {
+        // a partition wholly above the searched range is not read anyway; one wholly below it ends the walk
+        if lo.is_some_and(|l| to.is_some_and(|t| l >= t) || cursor.is_some_and(|c| l > c)) {
+            continue;
+        }
+        if hi.is_some_and(|h| from.is_some_and(|f| h <= f)) || checks == max_checks {
+            break;
+        }
+        checks += 1;
+        match lo {
+            Some(l) if is_empty(i) => limit = Some(l),
+            _ => break,
+        }
+    }
+    limit
 }
 
 #[cfg(test)]
@@ -152,16 +196,16 @@ mod tests {
         // a month: the bounds around it, no split
         assert_eq!(
             partition_window(&bounds, Some(60), Some(70), None, 0),
-            PartitionWindow { lower: Some(60), upper: Some(70), split: None }
+            PartitionWindow { lower: Some(60), upper: Some(70), splits: vec![] }
         );
         // inside a partition: the partition's own bounds
         assert_eq!(
             partition_window(&bounds, Some(63), Some(67), None, 0),
-            PartitionWindow { lower: Some(60), upper: Some(70), split: None }
+            PartitionWindow { lower: Some(60), upper: Some(70), splits: vec![] }
         );
         // before the first bound and after the last: nothing below / above to add
-        assert_eq!(partition_window(&bounds, Some(3), Some(7), None, 0), PartitionWindow { lower: None, upper: Some(10), split: None });
-        assert_eq!(partition_window(&bounds, Some(163), Some(170), None, 0), PartitionWindow { lower: Some(160), upper: None, split: None });
+        assert_eq!(partition_window(&bounds, Some(3), Some(7), None, 0), PartitionWindow { lower: None, upper: Some(10), splits: vec![] });
+        assert_eq!(partition_window(&bounds, Some(163), Some(170), None, 0), PartitionWindow { lower: Some(160), upper: None, splits: vec![] });
         // a cursor on a bound: its partition holds it (start_time <= cursor), so the upper bound is the next one
         assert_eq!(partition_window(&bounds, None, None, Some(60), 0).upper, Some(70));
         assert_eq!(partition_window(&bounds, None, None, Some(65), 0).upper, Some(70));
@@ -175,22 +219,69 @@ mod tests {
     #[test]
     fn long_ranges_are_read_newest_window_first() {
         let bounds: Vec<i64> = (1..=16).map(|k| k * 10).collect();
-        // unbounded: the newest six partitions are [110, 120) .. [160, inf): split at 110
-        assert_eq!(partition_window(&bounds, None, None, None, 0), PartitionWindow { lower: None, upper: None, split: Some(110) });
-        // a keyset page at 65: [60, 70) and the five before it: split at 10
-        assert_eq!(partition_window(&bounds, None, None, Some(65), 0), PartitionWindow { lower: None, upper: Some(70), split: Some(10) });
-        // six partitions exactly: one query
-        assert_eq!(partition_window(&bounds, Some(10), Some(70), None, 0).split, None);
-        assert_eq!(partition_window(&bounds, Some(10), Some(71), None, 0).split, Some(20));
-        // an offset page is read in one query (the rows skipped would have to be counted across the split)
-        assert_eq!(partition_window(&bounds, None, None, None, 50).split, None);
-        // the split is always strictly inside the searched range
+        // unbounded: the newest two partitions are [150, 160) and [160, inf), the next six [90, 100) .. [140, 150)
+        assert_eq!(
+            partition_window(&bounds, None, None, None, 0),
+            PartitionWindow { lower: None, upper: None, splits: vec![150, 90] }
+        );
+        // a keyset page at 65: [60, 70) and [50, 60) first, then the five below (seven partitions in all: two queries)
+        assert_eq!(
+            partition_window(&bounds, None, None, Some(65), 0),
+            PartitionWindow { lower: None, upper: Some(70), splits: vec![50] }
+        );
+        // at 95: ten partitions, three queries
+        assert_eq!(partition_window(&bounds, None, None, Some(95), 0).splits, vec![80, 20]);
+        // two partitions exactly: one query; three: two; eight: two; nine: three
+        assert_eq!(partition_window(&bounds, Some(10), Some(30), None, 0).splits, Vec::<i64>::new());
+        assert_eq!(partition_window(&bounds, Some(10), Some(31), None, 0).splits, vec![20]);
+        assert_eq!(partition_window(&bounds, Some(10), Some(90), None, 0).splits, vec![70]);
+        assert_eq!(partition_window(&bounds, Some(10), Some(91), None, 0).splits, vec![80, 20]);
+        // an offset page is read in one query (the rows skipped would have to be counted across the splits)
+        assert!(partition_window(&bounds, None, None, None, 50).splits.is_empty());
+        // the splits are strictly inside the searched range, descending
         for from in [None, Some(5), Some(40)] {
             for cursor in [None, Some(95), Some(160), Some(200)] {
-                if let Some(s) = partition_window(&bounds, from, None, cursor, 0).split {
+                let w = partition_window(&bounds, from, None, cursor, 0);
+                assert!(w.splits.windows(2).all(|p| p[0] > p[1]), "{from:?} {cursor:?} {w:?}");
+                for s in w.splits {
                     assert!(from.is_none_or(|f| s > f) && cursor.is_none_or(|c| s <= c), "{from:?} {cursor:?} {s}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn empty_partitions_at_the_top_of_the_range_are_left_out() {
+        // [.., 10), [10, 20), ..., [150, 160), [160, ..): the three newest are empty (months to come)
+        let mut parts: Vec<(Option<i64>, Option<i64>)> = vec![(None, Some(10))];
+        parts.extend((1..16).map(|k| (Some(k * 10), Some(k * 10 + 10))));
+        parts.push((Some(160), None));
+        let empty = |i: usize| i >= parts.len() - 3;
+        // the limit, and the partitions looked at
+        let walk = |from, to, cursor| {
+            let mut looked = Vec::new();
+            let limit = empty_top_limit(&parts, from, to, cursor, 8, |i| {
+                looked.push(i);
+                empty(i)
+            });
+            (limit, looked)
+        };
+        // newest first, up to the first with rows
+        assert_eq!(walk(None, None, None), (Some(140), vec![16, 15, 14, 13]));
+        // a search below the empty ones: nothing to trim, and the partitions above it are not looked at
+        assert_eq!(walk(None, Some(120), None), (None, vec![11]));
+        assert_eq!(walk(None, None, Some(115)), (None, vec![11]));
+        // a cursor inside an empty partition: trimmed to its lower bound
+        assert_eq!(empty_top_limit(&parts, None, None, Some(155), 8, empty), Some(140));
+        // at most max_checks looks
+        assert_eq!(empty_top_limit(&parts, None, None, None, 2, empty), Some(150));
+        assert_eq!(empty_top_limit(&parts, None, None, None, 0, empty), None);
+        // the range ends in empty partitions: it stays above `from`... every partition it reads is trimmed to the
+        // bound of the lowest empty one, which a query then reads nothing below (from 145: [140, 150) has rows)
+        assert_eq!(empty_top_limit(&parts, Some(155), None, None, 8, empty), Some(150));
+        // an unbounded bottom partition is never a limit; an all-empty table stops there
+        assert_eq!(empty_top_limit(&parts, None, None, None, 100, |_| true), Some(10));
+        // nothing empty
+        assert_eq!(empty_top_limit(&parts, None, None, None, 8, |_| false), None);
     }
 }
