@@ -250,7 +250,7 @@ struct PartitionLayout {
     /// each partition's (lower, upper) bound, ascending (None: MINVALUE / MAXVALUE, or beyond what a literal spells);
     /// none listed when the table has a DEFAULT partition (which holds rows of any range no partition has)
     ranges: Vec<(Option<i64>, Option<i64>)>,
-    /// the partition of each range (a plain table: a sub-partitioned or foreign one is never called empty)
+    /// the partition of each range (None for a sub-partitioned one, never called empty)
     oids: Vec<Option<pg_sys::Oid>>,
 }
 
@@ -288,10 +288,9 @@ fn partition_layout() -> PartitionLayout {
                         let index = *info.indexes.add(i);
                         if index >= 0 && index < (*desc).nparts {
                             let index = index as usize;
-                            let plain = *(*desc).is_leaf.add(index)
-                                && pg_sys::get_rel_relkind(*(*desc).oids.add(index)) as u8 == pg_sys::RELKIND_RELATION;
+                            let leaf = *(*desc).is_leaf.add(index);
                             layout.ranges.push((i.checked_sub(1).and_then(value), value(i)));
-                            layout.oids.push(plain.then(|| *(*desc).oids.add(index)));
+                            layout.oids.push(leaf.then(|| *(*desc).oids.add(index)));
                         }
                     }
                 }
@@ -308,15 +307,17 @@ fn partition_layout() -> PartitionLayout {
 fn partition_is_empty(oid: Option<pg_sys::Oid>) -> bool {
     let Some(oid) = oid else { return false };
     // SAFETY: the partition is opened with AccessShareLock (a concurrent DETACH or DROP waits for this transaction)
-    // and closed keeping the lock; RelationGetNumberOfBlocksInFork reads the size of an open plain table
+    // and closed keeping the lock; RelationGetNumberOfBlocksInFork reads the size of an open plain table (a foreign
+    // table has no storage: never called empty)
     unsafe {
         let rel = pg_sys::try_relation_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         if rel.is_null() {
             return false;
         }
-        let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+        let plain = (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_RELATION;
+        let empty = plain && pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) == 0;
         pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        blocks == 0
+        empty
     }
 }
 
