@@ -169,14 +169,17 @@ pub fn search_spans(
         q.param("s.start_time <= ? and (s.start_time, s.id) < (?, ?::uuid)", vec![time.into(), time.into(), id.into()]);
     }
     // on a time-partitioned table: the partition bounds around the searched range, as literals, so that the kept plan
-    // holds (and each call locks) only those partitions, and a long range read newest partitions first; the newest
-    // partitions of the range that hold no rows (months to come) left out
-    let layout = partition_layout();
-    let (from_us, to_us) = (from_time.map(pg_sys::TimestampTz::from), to_time.map(pg_sys::TimestampTz::from));
-    let empty_above = search::empty_top_limit(&layout.ranges, from_us, to_us, cursor_time, EMPTY_CHECKS, |i| {
-        partition_is_empty(layout.oids[i])
-    });
-    let window = search::partition_window(&layout.bounds, from_us, [to_us, empty_above].into_iter().flatten().min(), cursor_time, offset);
+    // holds (and each call locks) only those partitions, and a long range read newest partitions first
+    // SAFETY: reads the start time of the current transaction
+    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    let window = search::partition_window(
+        &partition_bounds(),
+        from_time.map(pg_sys::TimestampTz::from),
+        to_time.map(pg_sys::TimestampTz::from),
+        cursor_time,
+        offset,
+        now,
+    );
     if let Some(b) = window.lower {
         q.param(&format!("s.start_time >= {}", time_literal(b)), vec![]);
     }
@@ -237,60 +240,34 @@ fn time_literal(pg_us: i64) -> String {
     format!("'{}'::timestamptz", super::rows::ts_text(pg_us))
 }
 
-/// How many of the newest partitions of a search's range `search_spans` looks at for emptiness (reading each one's
-/// size: a system call), newest first, stopping at the first with rows: the months premade ahead of time.
-const EMPTY_CHECKS: usize = 6;
-
-/// analytics.llm_traces' range partitions, as `search_spans` plans around them; all empty when the table is not
-/// partitioned (a database at 0.1.0, whose SQL runs this same function) or not by range.
-#[derive(Default)]
-struct PartitionLayout {
-    /// the finite bounds, ascending (microseconds since 2000-01-01)
-    bounds: Vec<i64>,
-    /// each partition's (lower, upper) bound, ascending (None: MINVALUE / MAXVALUE, or beyond what a literal spells);
-    /// none listed when the table has a DEFAULT partition (which holds rows of any range no partition has)
-    ranges: Vec<(Option<i64>, Option<i64>)>,
-    /// the partition of each range (None for a sub-partitioned one, never called empty)
-    oids: Vec<Option<pg_sys::Oid>>,
-}
-
-/// Read from the partition descriptor the relation cache keeps for the planner: no query, and current after every
-/// ATTACH, DETACH, CREATE or DROP of a partition.
-fn partition_layout() -> PartitionLayout {
+/// The finite bounds of analytics.llm_traces' range partitions, ascending (microseconds since 2000-01-01); none when
+/// the table is not partitioned (a database at 0.1.0, whose SQL runs this same function) or not by range. Read from
+/// the partition descriptor the relation cache keeps for the planner: no query, and current after every ATTACH,
+/// DETACH, CREATE or DROP of a partition.
+fn partition_bounds() -> Vec<i64> {
     // years 1 to 9999: bounds a literal can spell (a bound outside is not used; the search's own predicates hold)
     const FIRST: i64 = -63_082_281_600_000_000; // 0001-01-01 in microseconds since 2000-01-01
     const LAST: i64 = 252_455_615_999_999_999; // 9999-12-31 23:59:59.999999
-    let mut layout = PartitionLayout::default();
+    let mut bounds = Vec::new();
     let table = super::rows::span_table();
     // SAFETY: a catalog cache lookup; the relation is opened with the lock the search's query takes anyway (and keeps
-    // until the transaction ends, as a query does); the partition descriptor and its arrays belong to the relation
-    // cache entry, read while the relation is open and not kept
+    // until the transaction ends, as a query does); the partition descriptor and its bound arrays belong to the
+    // relation cache entry, read while the relation is open and not kept
     unsafe {
         if table == pg_sys::InvalidOid || pg_sys::get_rel_relkind(table) as u8 != pg_sys::RELKIND_PARTITIONED_TABLE {
-            return layout;
+            return bounds;
         }
         let rel = pg_sys::relation_open(table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let desc = pg_sys::RelationGetPartitionDesc(rel, true);
         if !desc.is_null() && !(*desc).boundinfo.is_null() {
             let info = &*(*desc).boundinfo;
             if info.strategy as u8 == pg_sys::PARTITION_STRATEGY_RANGE && !info.kind.is_null() {
-                let n = info.ndatums.max(0) as usize;
-                // one partition key column (start_time): the first datum of each bound
-                let value = |i: usize| {
-                    (**info.kind.add(i) == pg_sys::PartitionRangeDatumKind::PARTITION_RANGE_DATUM_VALUE)
-                        .then(|| (**info.datums.add(i)).value() as i64)
-                        .filter(|us| (FIRST..=LAST).contains(us))
-                };
-                layout.bounds = (0..n).filter_map(value).collect();
-                if info.default_index < 0 && !info.indexes.is_null() {
-                    // indexes[i]: the partition whose upper bound is datums[i] (-1: a gap below datums[i])
-                    for i in 0..n {
-                        let index = *info.indexes.add(i);
-                        if index >= 0 && index < (*desc).nparts {
-                            let index = index as usize;
-                            let leaf = *(*desc).is_leaf.add(index);
-                            layout.ranges.push((i.checked_sub(1).and_then(value), value(i)));
-                            layout.oids.push(leaf.then(|| *(*desc).oids.add(index)));
+                for i in 0..info.ndatums.max(0) as usize {
+                    // one partition key column (start_time): the first datum of each bound
+                    if **info.kind.add(i) == pg_sys::PartitionRangeDatumKind::PARTITION_RANGE_DATUM_VALUE {
+                        let us = (**info.datums.add(i)).value() as i64;
+                        if (FIRST..=LAST).contains(&us) {
+                            bounds.push(us);
                         }
                     }
                 }
@@ -298,26 +275,6 @@ fn partition_layout() -> PartitionLayout {
         }
         pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
     }
-    layout
-}
-
-/// Whether a partition holds no row any snapshot can see: its main fork has no block (a row is written into a block
-/// that extends the file before its transaction commits, so a partition without a block has no row committed before
-/// this statement's snapshot). Locked as a query would lock it, until the transaction ends.
-fn partition_is_empty(oid: Option<pg_sys::Oid>) -> bool {
-    let Some(oid) = oid else { return false };
-    // SAFETY: the partition is opened with AccessShareLock (a concurrent DETACH or DROP waits for this transaction)
-    // and closed keeping the lock; RelationGetNumberOfBlocksInFork reads the size of an open plain table (a foreign
-    // table has no storage: never called empty)
-    unsafe {
-        let rel = pg_sys::try_relation_open(oid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        if rel.is_null() {
-            return false;
-        }
-        let plain = (*(*rel).rd_rel).relkind as u8 == pg_sys::RELKIND_RELATION;
-        let empty = plain && pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) == 0;
-        pg_sys::relation_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        empty
-    }
+    bounds
 }
 

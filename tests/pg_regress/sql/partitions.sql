@@ -176,10 +176,9 @@ end $$;
 select * from pages order by page;
 select sum(n) as spans_paged, count(distinct first_span) as pages from pages;
 
--- without a default partition the partitions are ordered by time: Alice's newest page without a time bound reads
--- January and December (where its 7 spans are) and no other partition (an ordered Append; on partitions this small the
--- planner would rather sort their few rows, so sorting is off for this check); the after partition holds no row at all
--- (no block: search_spans reads its size) and is left out of the query. The
+-- without a default partition the partitions are ordered by time: Alice's newest page without a time bound reads the
+-- after partition, January and December (where its 7 spans are) and no other partition (an ordered Append; on
+-- partitions this small the planner would rather sort their few rows, so sorting is off for this check). The
 -- partitions whose indexes were scanned in the transaction (executor scans; planning reads no index this way; the
 -- counts are those pending since the last flush of the statistics, which is forced when the previous statement ends):
 commit;
@@ -278,9 +277,7 @@ select (select array_agg(span_id) from analytics.search_spans(trace_id => 'many'
                                        order by start_time desc, id desc limit 5 offset 40) x) as offset_page_same;
 commit;
 -- what a page locks: the table, the partitions of its window and their indexes (the plan is kept; a first call plans
--- it), not every partition: PostgreSQL 15 takes a transaction's first 16 relation locks in its fast path. Here the
--- after partition (empty: looked at and left out), the partition of 2031-05 (one span) and the gap partition below it
--- (where the page's spans are), read without an index (the planner scans partitions this small)
+-- it), not every partition: PostgreSQL 15 takes a transaction's first 16 relation locks in its fast path
 select count(*) from analytics.search_spans(trace_id => 'many', "limit" => 7, cache => false);
 begin;
 select count(*) as newest_page from analytics.search_spans(trace_id => 'many', "limit" => 7, cache => false);

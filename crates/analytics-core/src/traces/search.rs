@@ -60,9 +60,14 @@ pub fn cursor_time_error(after: &str) -> AnalyticsError {
 /// second when the first did not fill it; a third reads the rest of the range. Each partition in a query's plan costs
 /// every call its initialisation and locks (PostgreSQL 15 keeps a plan's partitions and initialises each, ~1.7 µs,
 /// and takes a transaction's first 16 relation locks in its fast path, the rest through the shared lock table):
-/// a page of an owner with rows in every month is full from its newest partition with rows, and reads two (a page
-/// may straddle a partition bound); an owner with few spans reads 8 partitions in two queries before the rest.
+/// a page of an owner with rows in every month is full from the month it starts in, and reads two (a page may
+/// straddle a partition bound); an owner with few spans reads 8 partitions in two queries before the rest. Up to
+/// [`AHEAD_IN_FIRST_WINDOW`] partitions that start after the moment of the search come with the first window besides.
 pub const WINDOW_PARTITIONS: [usize; 2] = [2, 6];
+
+/// How many partitions that start after the moment of the search a first window reads besides its own: the periods
+/// `maintain_span_partitions` makes ahead (3 by default) and the after partition, empty unless spans are dated ahead.
+pub const AHEAD_IN_FIRST_WINDOW: usize = 4;
 
 /// The partition-aligned time bounds a search of spans adds to its query (as literals, so the planner keeps only
 /// those partitions in the plan, which is kept and reused), given the finite bounds of the table's range partitions
@@ -80,8 +85,9 @@ pub struct PartitionWindow {
     pub splits: Vec<i64>,
 }
 
-/// The window of a newest-first search (see PartitionWindow); `bounds` empty (an unpartitioned table) gives none.
-pub fn partition_window(bounds: &[i64], from: Option<i64>, to: Option<i64>, cursor: Option<i64>, offset: i32) -> PartitionWindow {
+/// The window of a newest-first search at time `now` (see PartitionWindow); `bounds` empty (an unpartitioned table)
+/// gives none.
+pub fn partition_window(bounds: &[i64], from: Option<i64>, to: Option<i64>, cursor: Option<i64>, offset: i32, now: i64) -> PartitionWindow {
     let lower = from.and_then(|f| bounds.iter().rev().find(|&&b| b <= f).copied());
     let above_to = to.and_then(|t| bounds.iter().find(|&&b| b >= t).copied());
     let above_cursor = cursor.and_then(|c| bounds.iter().find(|&&b| b > c).copied());
@@ -95,9 +101,11 @@ pub fn partition_window(bounds: &[i64], from: Option<i64>, to: Option<i64>, curs
         .copied()
         .filter(|&b| from.is_none_or(|f| b > f) && to.is_none_or(|t| b < t) && cursor.is_none_or(|c| b <= c))
         .collect();
+    // each bound inside the range starts a partition; those after `now` (up to AHEAD_IN_FIRST_WINDOW) come free
+    let ahead = inside.iter().filter(|&&b| b > now).count().min(AHEAD_IN_FIRST_WINDOW);
     let mut splits = Vec::new();
     if offset == 0 {
-        let mut newest = 0;
+        let mut newest = ahead;
         for w in WINDOW_PARTITIONS {
             newest += w;
             if inside.len() + 1 > newest {
@@ -108,42 +116,12 @@ pub fn partition_window(bounds: &[i64], from: Option<i64>, to: Option<i64>, curs
     PartitionWindow { lower, upper, splits }
 }
 
-/// How far below its own limits a newest-first search can start: the lower bound of the lowest of the newest
-/// partitions in its range that hold no rows (premade partitions for months to come are empty), so that its first
-/// window holds partitions with rows. `parts` are the table's partitions, ascending, as (lower, upper) bounds (None:
-/// MINVALUE / MAXVALUE, or a bound no literal spells); `is_empty(i)` says whether partition i holds no row at all
-/// (the caller reads its size: a partition without a block has no row any snapshot can see). At most `max_checks`
-/// partitions are looked at, newest first, stopping at the first with rows. None: nothing to trim.
-pub fn empty_top_limit(
-    parts: &[(Option<i64>, Option<i64>)],
-    from: Option<i64>,
-    to: Option<i64>,
-    cursor: Option<i64>,
-    max_checks: usize,
-    mut is_empty: impl FnMut(usize) -> bool,
-) -> Option<i64> {
-    let mut limit = None;
-    let mut checks = 0;
-    for (i, &(lo, hi)) in parts.iter().enumerate().rev() {
-        // a partition wholly above the searched range is not read anyway; one wholly below it ends the walk
-        if lo.is_some_and(|l| to.is_some_and(|t| l >= t) || cursor.is_some_and(|c| l > c)) {
-            continue;
-        }
-        if hi.is_some_and(|h| from.is_some_and(|f| h <= f)) || checks == max_checks {
-            break;
-        }
-        checks += 1;
-        match lo {
-            Some(l) if is_empty(i) => limit = Some(l),
-            _ => break,
-        }
-    }
-    limit
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// a moment after every bound of the tests: every partition has started
+    const NOW: i64 = 1_000;
     use crate::errors::ErrorKind;
 
     #[test]
@@ -192,28 +170,28 @@ mod tests {
         // monthly-like bounds 10, 20, ..., 160 (16 partitions between them, plus the ends)
         let bounds: Vec<i64> = (1..=16).map(|k| k * 10).collect();
         // unpartitioned: nothing added
-        assert_eq!(partition_window(&[], Some(5), Some(50), Some(40), 0), PartitionWindow::default());
+        assert_eq!(partition_window(&[], Some(5), Some(50), Some(40), 0, NOW), PartitionWindow::default());
         // a month: the bounds around it, no split
         assert_eq!(
-            partition_window(&bounds, Some(60), Some(70), None, 0),
+            partition_window(&bounds, Some(60), Some(70), None, 0, NOW),
             PartitionWindow { lower: Some(60), upper: Some(70), splits: vec![] }
         );
         // inside a partition: the partition's own bounds
         assert_eq!(
-            partition_window(&bounds, Some(63), Some(67), None, 0),
+            partition_window(&bounds, Some(63), Some(67), None, 0, NOW),
             PartitionWindow { lower: Some(60), upper: Some(70), splits: vec![] }
         );
         // before the first bound and after the last: nothing below / above to add
-        assert_eq!(partition_window(&bounds, Some(3), Some(7), None, 0), PartitionWindow { lower: None, upper: Some(10), splits: vec![] });
-        assert_eq!(partition_window(&bounds, Some(163), Some(170), None, 0), PartitionWindow { lower: Some(160), upper: None, splits: vec![] });
+        assert_eq!(partition_window(&bounds, Some(3), Some(7), None, 0, NOW), PartitionWindow { lower: None, upper: Some(10), splits: vec![] });
+        assert_eq!(partition_window(&bounds, Some(163), Some(170), None, 0, NOW), PartitionWindow { lower: Some(160), upper: None, splits: vec![] });
         // a cursor on a bound: its partition holds it (start_time <= cursor), so the upper bound is the next one
-        assert_eq!(partition_window(&bounds, None, None, Some(60), 0).upper, Some(70));
-        assert_eq!(partition_window(&bounds, None, None, Some(65), 0).upper, Some(70));
+        assert_eq!(partition_window(&bounds, None, None, Some(60), 0, NOW).upper, Some(70));
+        assert_eq!(partition_window(&bounds, None, None, Some(65), 0, NOW).upper, Some(70));
         // to_time on a bound: start_time < 60 stays below it
-        assert_eq!(partition_window(&bounds, None, Some(60), None, 0).upper, Some(60));
+        assert_eq!(partition_window(&bounds, None, Some(60), None, 0, NOW).upper, Some(60));
         // both: the tighter
-        assert_eq!(partition_window(&bounds, None, Some(100), Some(65), 0).upper, Some(70));
-        assert_eq!(partition_window(&bounds, None, Some(62), Some(95), 0).upper, Some(70));
+        assert_eq!(partition_window(&bounds, None, Some(100), Some(65), 0, NOW).upper, Some(70));
+        assert_eq!(partition_window(&bounds, None, Some(62), Some(95), 0, NOW).upper, Some(70));
     }
 
     #[test]
@@ -221,27 +199,27 @@ mod tests {
         let bounds: Vec<i64> = (1..=16).map(|k| k * 10).collect();
         // unbounded: the newest two partitions are [150, 160) and [160, inf), the next six [90, 100) .. [140, 150)
         assert_eq!(
-            partition_window(&bounds, None, None, None, 0),
+            partition_window(&bounds, None, None, None, 0, NOW),
             PartitionWindow { lower: None, upper: None, splits: vec![150, 90] }
         );
         // a keyset page at 65: [60, 70) and [50, 60) first, then the five below (seven partitions in all: two queries)
         assert_eq!(
-            partition_window(&bounds, None, None, Some(65), 0),
+            partition_window(&bounds, None, None, Some(65), 0, NOW),
             PartitionWindow { lower: None, upper: Some(70), splits: vec![50] }
         );
         // at 95: ten partitions, three queries
-        assert_eq!(partition_window(&bounds, None, None, Some(95), 0).splits, vec![80, 20]);
+        assert_eq!(partition_window(&bounds, None, None, Some(95), 0, NOW).splits, vec![80, 20]);
         // two partitions exactly: one query; three: two; eight: two; nine: three
-        assert_eq!(partition_window(&bounds, Some(10), Some(30), None, 0).splits, Vec::<i64>::new());
-        assert_eq!(partition_window(&bounds, Some(10), Some(31), None, 0).splits, vec![20]);
-        assert_eq!(partition_window(&bounds, Some(10), Some(90), None, 0).splits, vec![70]);
-        assert_eq!(partition_window(&bounds, Some(10), Some(91), None, 0).splits, vec![80, 20]);
+        assert_eq!(partition_window(&bounds, Some(10), Some(30), None, 0, NOW).splits, Vec::<i64>::new());
+        assert_eq!(partition_window(&bounds, Some(10), Some(31), None, 0, NOW).splits, vec![20]);
+        assert_eq!(partition_window(&bounds, Some(10), Some(90), None, 0, NOW).splits, vec![70]);
+        assert_eq!(partition_window(&bounds, Some(10), Some(91), None, 0, NOW).splits, vec![80, 20]);
         // an offset page is read in one query (the rows skipped would have to be counted across the splits)
-        assert!(partition_window(&bounds, None, None, None, 50).splits.is_empty());
+        assert!(partition_window(&bounds, None, None, None, 50, NOW).splits.is_empty());
         // the splits are strictly inside the searched range, descending
         for from in [None, Some(5), Some(40)] {
             for cursor in [None, Some(95), Some(160), Some(200)] {
-                let w = partition_window(&bounds, from, None, cursor, 0);
+                let w = partition_window(&bounds, from, None, cursor, 0, NOW);
                 assert!(w.splits.windows(2).all(|p| p[0] > p[1]), "{from:?} {cursor:?} {w:?}");
                 for s in w.splits {
                     assert!(from.is_none_or(|f| s > f) && cursor.is_none_or(|c| s <= c), "{from:?} {cursor:?} {s}");
@@ -251,37 +229,16 @@ mod tests {
     }
 
     #[test]
-    fn empty_partitions_at_the_top_of_the_range_are_left_out() {
-        // [.., 10), [10, 20), ..., [150, 160), [160, ..): the three newest are empty (months to come)
-        let mut parts: Vec<(Option<i64>, Option<i64>)> = vec![(None, Some(10))];
-        parts.extend((1..16).map(|k| (Some(k * 10), Some(k * 10 + 10))));
-        parts.push((Some(160), None));
-        let empty = |i: usize| i >= parts.len() - 3;
-        // the limit, and the partitions looked at
-        let walk = |from, to, cursor| {
-            let mut looked = Vec::new();
-            let limit = empty_top_limit(&parts, from, to, cursor, 8, |i| {
-                looked.push(i);
-                empty(i)
-            });
-            (limit, looked)
-        };
-        // newest first, up to the first with rows
-        assert_eq!(walk(None, None, None), (Some(140), vec![16, 15, 14, 13]));
-        // a search below the empty ones: nothing to trim, and the partitions above it are not looked at
-        assert_eq!(walk(None, Some(120), None), (None, vec![11]));
-        assert_eq!(walk(None, None, Some(115)), (None, vec![11]));
-        // a cursor inside an empty partition: trimmed to its lower bound
-        assert_eq!(empty_top_limit(&parts, None, None, Some(155), 8, empty), Some(140));
-        // at most max_checks looks
-        assert_eq!(empty_top_limit(&parts, None, None, None, 2, empty), Some(150));
-        assert_eq!(empty_top_limit(&parts, None, None, None, 0, empty), None);
-        // the range ends in empty partitions: it stays above `from`... every partition it reads is trimmed to the
-        // bound of the lowest empty one, which a query then reads nothing below (from 145: [140, 150) has rows)
-        assert_eq!(empty_top_limit(&parts, Some(155), None, None, 8, empty), Some(150));
-        // an unbounded bottom partition is never a limit; an all-empty table stops there
-        assert_eq!(empty_top_limit(&parts, None, None, None, 100, |_| true), Some(10));
-        // nothing empty
-        assert_eq!(empty_top_limit(&parts, None, None, None, 8, |_| false), None);
+    fn partitions_that_start_after_now_come_with_the_first_window() {
+        let bounds: Vec<i64> = (1..=16).map(|k| k * 10).collect();
+        // at 135: [140, 150), [150, 160) and [160, inf) are ahead; the first window is [120, 130), [130, 140) and them
+        assert_eq!(partition_window(&bounds, None, None, None, 0, 135).splits, vec![120, 60]);
+        // on a bound: the partition that starts then has started
+        assert_eq!(partition_window(&bounds, None, None, None, 0, 140).splits, vec![130, 70]);
+        // at most four ahead come free: at 95 (seven ahead), the first window is the newest six, all ahead
+        assert_eq!(partition_window(&bounds, None, None, None, 0, 95).splits, vec![110, 50]);
+        // a keyset page below now: as without
+        assert_eq!(partition_window(&bounds, None, None, Some(65), 0, 135).splits, vec![50]);
+        assert_eq!(partition_window(&bounds, None, None, Some(65), 0, 135), partition_window(&bounds, None, None, Some(65), 0, NOW));
     }
 }
