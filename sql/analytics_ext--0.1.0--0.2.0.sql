@@ -4576,6 +4576,13 @@ declare
     span jsonb;
     spans integer;
 begin
+    -- (what ingest_spans and ingest_otlp pass; a direct call, as PostgREST allows, gets its arguments checked)
+    if _ingest_failed.function is null then
+        raise exception 'function: must name the ingest function' using errcode = '22004';
+    elsif code is null or code !~ '^[0-9A-Z]{5}$' or msg is null then
+        raise exception 'error: must be {"code": a SQLSTATE, "message": text}, got %', left(coalesce(error::text, 'NULL'), 200)
+            using errcode = '22023';
+    end if;
     if nullif(pg_catalog.current_setting('request.method', true), '') is null
        or analytics.current_user_id() is null then
         -- not a PostgREST request (or nobody to record it for): the error as an error

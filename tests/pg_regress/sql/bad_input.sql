@@ -17,7 +17,8 @@
 -- are swept too: PostgREST exposes every function an API role may execute, and the SECURITY INVOKER functions need
 -- their helpers executable (found: _rate_window_retry with max_calls 0, a Rust panic (XX000); _experiment_event_cap
 -- with a percentile of NaN, 22003; _experiment_event_nth with a negative offset, 2201X; _alert_metric over an infinite
--- range, 22008; _ingest_succeeded(NULL, ...), 23502; _secure_span_partition(NULL), 42601). Everything runs in one
+-- range, 22008; _ingest_succeeded(NULL, ...), 23502; _ingest_failed with an error whose code is no SQLSTATE, 42704, or
+-- without a message, 22004 from RAISE; _secure_span_partition(NULL), 42601). Everything runs in one
 -- transaction, rolled back at the end.
 create function pg_temp.sweep(dba_only boolean) returns text language plpgsql as $sweep$
 declare
@@ -268,6 +269,8 @@ select regress.attempt($$select analytics._experiment_event_nth((select id from 
 select analytics._experiment_event_nth((select id from analytics.ab_experiments where key = 'prompt-test'), 1, 'revenue', 5, 9223372036854775807, 9223372036854775807);
 select regress.attempt($$select analytics._alert_metric('error_rate', null, '2026-01-01', 'infinity')$$);
 select regress.attempt($$select analytics._ingest_succeeded(null, '{"stored": 1}', '[]')$$);
+select regress.attempt($$select analytics._ingest_failed('ingest_spans', '{"code": "zz", "message": "m"}', '[]')$$);
+select regress.attempt($$select analytics._ingest_failed('ingest_spans', '{"code": "22023"}', '[]')$$);
 -- and the partition maker, which only maintain_span_partitions calls (no API role may): a sane call outside it would
 -- overlap the partitions in place, so the sweep leaves it to these
 reset role;
