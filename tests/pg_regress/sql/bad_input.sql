@@ -20,6 +20,10 @@
 -- range, 22008; _ingest_succeeded(NULL, ...), 23502; _ingest_failed with an error whose code is no SQLSTATE, 42704, or
 -- without a message, 22004 from RAISE; _secure_span_partition(NULL), 42601). Everything runs in one
 -- transaction, rolled back at the end.
+-- the SQLSTATEs analytics_ext raises for bad input (docs/security.md)
+create function pg_temp.ours(state text) returns boolean language sql immutable as $$
+    select state in ('22023', '22004', '22P02', '22007', '54000', '23505', '23514', '42501', 'P0002', '55000')
+$$;
 create function pg_temp.sweep(dba_only boolean) returns text language plpgsql as $sweep$
 declare
     r record;
@@ -28,7 +32,14 @@ declare
     calls integer := 0;
     unexpected text[] := '{}';
     functions integer;
-    called text[] := '{}';
+    -- the functions swept: every function of the schema this pass may call (not triggers)
+    targets oid[] := array(
+        select p.oid from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = 'analytics' and p.prokind = 'f' and p.prorettype <> 'trigger'::regtype
+          and p.proname <> '_make_span_partition'
+          and case when dba_only then not has_function_privilege('authenticated', p.oid, 'execute')
+                   else has_function_privilege(p.oid, 'execute') end);
+    called oid[] := '{}';
 begin
     for r in
         with sane(t, v) as (values
@@ -116,21 +127,17 @@ begin
             ('timestamp with time zone[]', $$array['2026-01-01 10:00+00', '2026-01-01 10:00+00']::timestamptz[]$$),
             ('integer[]', $$'{}'::integer[]$$), ('integer[]', 'array[-1, 2147483647]'), ('integer[]', $$array[null]::integer[]$$)),
         f as (
-            select p.proname, p.pronargs,
+            select p.oid, p.proname, p.pronargs,
                    coalesce((select array_agg(format_type(t, null) order by o) from unnest(p.proargtypes) with ordinality a(t, o)), '{}') as types,
                    coalesce(p.proargnames[1:p.pronargs], '{}') as names
-            from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-            where n.nspname = 'analytics' and p.prokind = 'f' and p.prorettype <> 'trigger'::regtype
-              and p.proname <> '_make_span_partition'
-              and case when dba_only then not has_function_privilege('authenticated', p.oid, 'execute')
-                       else has_function_privilege(p.oid, 'execute') end),
+            from pg_proc p where p.oid = any (targets)),
         calls as (
-            select f.proname, f.types, f.names, null::integer as pos, null::text as val from f
+            select f.oid, f.proname, f.types, f.names, null::integer as pos, null::text as val from f
             union all
-            select f.proname, f.types, f.names, i, 'NULL' from f, generate_series(1, f.pronargs) i
+            select f.oid, f.proname, f.types, f.names, i, 'NULL' from f, generate_series(1, f.pronargs) i
             union all
-            select f.proname, f.types, f.names, i, e.v from f cross join generate_series(1, f.pronargs) i join edge e on e.t = f.types[i])
-        select c.proname, c.pos, c.val,
+            select f.oid, f.proname, f.types, f.names, i, e.v from f cross join generate_series(1, f.pronargs) i join edge e on e.t = f.types[i])
+        select c.oid, c.proname, c.pos, c.val,
                format('select count(*) from analytics.%I(%s)', c.proname,
                       coalesce((select string_agg(case when i = c.pos then c.val else coalesce((select v from specific where specific.f = c.proname and specific.n = c.names[i]),
                                                                                     (select v from named where named.n = c.names[i] and named.t = tt.t),
@@ -140,23 +147,18 @@ begin
         from calls c order by c.proname, c.pos nulls first, c.val
     loop
         calls := calls + 1;
-        called := called || r.proname::text;
+        called := called || r.oid;
         begin
             execute r.stmt;
         exception when others then
             get stacked diagnostics state = returned_sqlstate, message = message_text;
-            if state not in ('22023', '22004', '22P02', '22007', '54000', '23505', '23514', '42501', 'P0002', '55000') then
+            if not pg_temp.ours(state) then
                 unexpected := unexpected || format('%s(argument %s = %s): %s %s', r.proname, coalesce(r.pos::text, '-'),
                                                    left(coalesce(r.val, 'sane'), 40), state, left(message, 120));
             end if;
         end;
     end loop;
-    select count(*) into functions from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-    where n.nspname = 'analytics' and p.prokind = 'f' and p.prorettype <> 'trigger'::regtype
-      and p.proname <> '_make_span_partition'
-      and case when dba_only then not has_function_privilege('authenticated', p.oid, 'execute')
-               else has_function_privilege(p.oid, 'execute') end
-      and not p.proname = any (called);
+    select count(*) into functions from unnest(targets) t where not t = any (called);
     return format('calls: %s; functions not called: %s; unexpected errors: %s',
                   case when calls > 2000 then 'over 2000' when calls > 30 then 'over 30' else calls::text end, functions,
                   coalesce(nullif(array_to_string(unexpected, E'\n'), ''), 'none'));
@@ -231,7 +233,7 @@ begin
                 execute stmt;
             exception when others then
                 get stacked diagnostics state = returned_sqlstate, msg = message_text;
-                if state not in ('22023', '22004', '22P02', '22007', '54000', '23505', '23514', '42501', 'P0002', '55000') then
+                if not pg_temp.ours(state) then
                     bad := bad || format('%s  <= %s: %s %s', left(stmt, 90), left(e, 30), state, left(msg, 150));
                 end if;
             end;
