@@ -191,14 +191,12 @@ pub fn search_spans(
         let where_clause = if preds.is_empty() { "true".to_string() } else { preds.join(" and ") };
         format!("select s from analytics.llm_traces s where {where_clause} order by s.start_time desc, s.id desc limit {limit} offset {offset}")
     };
-    // one query per window, newest first: [splits[0], upper), [splits[1], splits[0]), ..., [lower, last split)
-    let queries: Vec<String> = (0..=window.splits.len())
-        .map(|k| {
-            let below = k.checked_sub(1).map(|j| format!("s.start_time < {}", time_literal(window.splits[j])));
-            let above = window.splits.get(k).map(|&b| format!("s.start_time >= {}", time_literal(b)));
-            query(below.into_iter().chain(above).collect())
-        })
-        .collect();
+    // the query of window k, newest first: [splits[0], upper), [splits[1], splits[0]), ..., [lower, last split)
+    let window_query = |k: usize| {
+        let below = k.checked_sub(1).map(|j| format!("s.start_time < {}", time_literal(window.splits[j])));
+        let above = window.splits.get(k).map(|&b| format!("s.start_time >= {}", time_literal(b)));
+        query(below.into_iter().chain(above).collect())
+    };
     let SearchQuery { args, types, .. } = q;
 
     let rows = Spi::connect(|client| {
@@ -219,13 +217,14 @@ pub fn search_spans(
                     .map(|row| row.get::<pgrx::composite_type!('static, "llm_traces")>(1).expect("a span row").expect("not null"))
                     .collect::<Vec<_>>()
             };
-            let mut page = run(&queries[0], None);
-            // the newest partitions did not fill the page: the older ones give the rest
-            for older in &queries[1..] {
+            let mut page = run(&window_query(0), None);
+            // the newest partitions did not fill the page: the older ones give the rest (each window's query written
+            // only when it is read)
+            for k in 1..=window.splits.len() {
                 if page.len() >= limit as usize {
                     break;
                 }
-                let more = run(older, Some((limit as usize - page.len()) as i64));
+                let more = run(&window_query(k), Some((limit as usize - page.len()) as i64));
                 page.extend(more);
             }
             page
